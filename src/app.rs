@@ -1,0 +1,234 @@
+//! The application: wires configuration, store, channels, scheduler and dispatcher, and
+//! offers the operations the CLI (and tests) use. `run_pending` is the "do what is due
+//! now" call that lets tests run without sleeping.
+
+use crate::channel::email::EmailChannel;
+use crate::channel::Channel;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::dispatch::{Dispatcher, PassReport};
+use crate::domain::record::{parse_record, RecordError, RecordErrors};
+use crate::scheduler::{FireOutcome, Scheduler, SchedulerError};
+use crate::store::{self, ImageData, ImportOutcome, NewRecord, Store, StoreError};
+use crate::unsubscribe::UnsubscribeSigner;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Largest image accepted in a record.
+pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Record(#[from] RecordErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Everything a running `bulletin` needs.
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub scheduler: Arc<Scheduler>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub signer: Arc<UnsubscribeSigner>,
+}
+
+impl App {
+    /// Opens the store (running migrations) and builds the channels.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let config = Arc::new(config);
+        let store = store::open(&config.store_url).await?;
+        Self::with_store(config, store, clock).await
+    }
+
+    pub async fn with_store(config: Arc<Config>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let key = match &config.unsubscribe.secret {
+            Some(s) => s.expose_secret().as_bytes().to_vec(),
+            None => {
+                let fresh: [u8; 32] = rand::random();
+                let b64 = base64::engine::general_purpose::STANDARD.encode(fresh);
+                let stored = store.setting_or_insert("unsubscribe_key", &b64).await?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(stored)
+                    .map_err(|e| AppError::Setup(format!("stored unsubscribe key is corrupt: {e}")))?
+            }
+        };
+        let id_tag = {
+            let fresh: [u8; 6] = rand::random();
+            store.setting_or_insert("message_id_tag", &hex::encode(fresh)).await?
+        };
+        let signer = Arc::new(UnsubscribeSigner::new(key, &config.unsubscribe.base_url));
+        let email: Arc<dyn Channel> = Arc::new(
+            EmailChannel::new(&config.email, signer.clone(), id_tag).map_err(AppError::Setup)?,
+        );
+        let wake = Arc::new(Notify::new());
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            vec![email],
+            config.delivery.clone(),
+            clock.clone(),
+            wake.clone(),
+        ));
+        let scheduler = Arc::new(Scheduler::new(store.clone(), config.clone(), clock.clone(), wake));
+        Ok(Self {
+            config,
+            store,
+            clock,
+            scheduler,
+            dispatcher,
+            signer,
+        })
+    }
+
+    /// Reads, validates and stores a record file with its images. Nothing is stored on error.
+    pub async fn import_record_file(&self, path: &Path) -> Result<(String, ImportOutcome), AppError> {
+        let file = path.display().to_string();
+        let one = |message: String| {
+            RecordErrors(vec![RecordError {
+                file: file.clone(),
+                line: None,
+                column: None,
+                field: None,
+                message,
+            }])
+        };
+        let meta = std::fs::metadata(path).map_err(|e| one(format!("cannot read: {e}")))?;
+        if meta.len() as usize > crate::domain::record::MAX_FILE_BYTES {
+            return Err(one(format!(
+                "file is {} bytes; the limit is {}",
+                meta.len(),
+                crate::domain::record::MAX_FILE_BYTES
+            ))
+            .into());
+        }
+        let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read: {e}")))?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let (line, col) =
+                crate::domain::text::line_col(std::str::from_utf8(valid).unwrap_or(""), usize::MAX);
+            RecordErrors(vec![RecordError {
+                file: file.clone(),
+                line: Some(line),
+                column: Some(col),
+                field: None,
+                message: "the file is not valid UTF-8".into(),
+            }])
+        })?;
+        let record = parse_record(&source, &file, &self.config.default_language)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut images = Vec::new();
+        let mut errors = Vec::new();
+        for (i, im) in record.images.iter().enumerate() {
+            match load_image(&base.join(&im.file)) {
+                Ok(mut data) => {
+                    data.file = im.file.clone();
+                    images.push(data)
+                }
+                Err(message) => errors.push(RecordError {
+                    file: file.clone(),
+                    line: None,
+                    column: None,
+                    field: Some(format!("images[{}].file", i + 1)),
+                    message,
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(RecordErrors(errors).into());
+        }
+        let hashes: Vec<String> = images.iter().map(|i| i.sha256.clone()).collect();
+        let content_hash = record.content_hash(&hashes);
+        let id = record.id.to_string();
+        let outcome = self
+            .store
+            .import_record(
+                &NewRecord {
+                    record,
+                    images,
+                    content_hash,
+                    source_file: file,
+                },
+                self.clock.now(),
+            )
+            .await?;
+        Ok((id, outcome))
+    }
+
+    /// Fires a schedule now (operators, tests).
+    pub async fn fire_now(&self, schedule: &str) -> Result<FireOutcome, AppError> {
+        let now = self.clock.now();
+        let at = DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        Ok(self.scheduler.fire(schedule, at, "manual").await?)
+    }
+
+    /// Does everything due now: resumes unfinished work, fires schedules due in
+    /// `(since, now]`, and sends every delivery that is due. Never sleeps.
+    pub async fn run_pending(&self, since: Option<DateTime<Utc>>) -> Result<PassReport, AppError> {
+        self.scheduler.resume().await?;
+        if let Some(since) = since {
+            self.scheduler.tick(since, self.clock.now()).await?;
+        }
+        Ok(self.dispatcher.drain().await?)
+    }
+
+    /// The daemon: resumes and catches up, then runs scheduler and dispatcher until `shutdown`.
+    pub async fn serve(&self, shutdown: CancellationToken) -> Result<(), AppError> {
+        self.scheduler.resume().await?;
+        self.scheduler.catch_up().await?;
+        info!(store = %crate::config::redact_url(&self.config.store_url), "bulletin daemon running");
+        let sched = self.scheduler.clone();
+        let s1 = shutdown.clone();
+        let scheduler_task = tokio::spawn(async move { sched.run(s1).await });
+        let disp = self.dispatcher.clone();
+        let s2 = shutdown.clone();
+        let dispatcher_task = tokio::spawn(async move { disp.run(s2).await });
+        let _ = tokio::join!(scheduler_task, dispatcher_task);
+        info!("bulletin daemon stopped");
+        Ok(())
+    }
+}
+
+/// Reads an image, checks its size and type, and returns its bytes and facts.
+fn load_image(path: &Path) -> Result<ImageData, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() as usize > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "{} is {} bytes; the limit is {MAX_IMAGE_BYTES}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let content_type = match imagesize::image_type(&bytes) {
+        Ok(imagesize::ImageType::Png) => "image/png",
+        Ok(imagesize::ImageType::Jpeg) => "image/jpeg",
+        Ok(imagesize::ImageType::Gif) => "image/gif",
+        _ => return Err(format!("{} is not a PNG, JPEG or GIF image", path.display())),
+    };
+    let size = imagesize::blob_size(&bytes).map_err(|e| format!("{}: cannot read image size: {e}", path.display()))?;
+    Ok(ImageData {
+        file: path.display().to_string(),
+        content_type: content_type.to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        width: size.width as u32,
+        height: size.height as u32,
+        bytes,
+    })
+}

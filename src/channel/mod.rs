@@ -1,0 +1,100 @@
+//! Channels: the only code that knows SMTP (and later WeChat). One small trait, modelled
+//! on lettre's transports: deliver one job, or return an error you can ask
+//! `is_transient()` / `is_permanent()`.
+
+pub mod email;
+
+use crate::domain::ChannelKind;
+use crate::store::{Claimed, ImageData};
+use async_trait::async_trait;
+use std::fmt;
+
+/// A bulletin ready to send: its rendered snapshot and its images, loaded once.
+#[derive(Debug, Clone)]
+pub struct PreparedBulletin {
+    pub id: i64,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    /// (Content-ID, image) pairs for inline images.
+    pub images: Vec<(String, ImageData)>,
+}
+
+/// One ledger row to deliver.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub delivery: &'a Claimed,
+    pub bulletin: &'a PreparedBulletin,
+}
+
+/// What the far side said when it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub code: Option<u16>,
+    pub reply: String,
+    pub message_id: Option<String>,
+}
+
+/// How a failed send should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Try again later (4xx, connection lost, timeout).
+    Transient,
+    /// This recipient will never get it this way (5xx on RCPT/DATA, invalid address).
+    Permanent,
+}
+
+/// A failed send, with the server's answer when there was one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub kind: FailureKind,
+    pub code: Option<u16>,
+    pub message: String,
+    /// The message may have reached the server (e.g. the link broke after DATA).
+    pub maybe_delivered: bool,
+    pub message_id: Option<String>,
+}
+
+impl SendError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Transient,
+            code: None,
+            message: message.into(),
+            maybe_delivered: false,
+            message_id: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Permanent,
+            ..Self::transient(message)
+        }
+    }
+    pub fn is_transient(&self) -> bool {
+        self.kind == FailureKind::Transient
+    }
+    pub fn is_permanent(&self) -> bool {
+        self.kind == FailureKind::Permanent
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(c) => write!(f, "{c} {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A way to deliver bulletins.
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    fn kind(&self) -> ChannelKind;
+    /// How many deliveries may be in flight at once.
+    fn concurrency(&self) -> usize;
+    async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError>;
+}

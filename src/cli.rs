@@ -1,0 +1,681 @@
+//! The command line (clap): every operator and editor action. Commands read and write the
+//! store and enqueue work; only `serve` and `demo` send.
+
+use crate::app::{App, AppError};
+use crate::config::Config;
+use crate::domain::subscriber::{CsvSubscribers, NewSubscriber, SubscriberStatus};
+use crate::domain::{ChannelKind, DeliveryStatus, ListName, RecordState};
+use crate::scheduler::FireOutcome;
+use crate::store::{DeliveryFilter, ImportOutcome};
+use crate::telemetry::{self, LogFormat};
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "bulletin", version, about = "Meeting-session bulletins by e-mail, on a schedule, with a delivery ledger")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "BULLETIN_CONFIG", default_value = "config/bulletin.toml")]
+    pub config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: scheduler and dispatcher, until SIGTERM or Ctrl-C.
+    Serve {
+        /// Do what is due now (resume, catch up, send) and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Try it: a fresh embedded store, the example record and list, delivered to an outbox folder.
+    Demo {
+        /// Folder for the demo's store and outbox (emptied first).
+        #[arg(long, default_value = "demo-output")]
+        dir: PathBuf,
+    },
+    /// Validate the configuration and say exactly what is wrong.
+    CheckConfig,
+    /// Import session records (TOML files); each is stored as a draft or refused whole.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Approve a draft record so the next firing sends it.
+    Approve {
+        id: String,
+        /// Who approves (kept on the record).
+        #[arg(long)]
+        by: String,
+    },
+    /// List records and their states.
+    Records {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render a record's bulletin as it will be sent.
+    Preview {
+        id: String,
+        #[arg(long, value_enum, default_value = "html")]
+        format: PreviewFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Mailing lists and subscribers.
+    Lists {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// Schedules: list them, or fire one now.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// The delivery ledger.
+    Deliveries {
+        #[arg(long)]
+        bulletin: Option<i64>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        recipient: Option<String>,
+        /// RFC 3339 time, or a duration back from now such as 24h or 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only rows that may have been delivered twice (in flight when a process died).
+        #[arg(long)]
+        ambiguous: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bulletins with their delivery counts.
+    Bulletins {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PreviewFormat {
+    Html,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ListCommand {
+    /// Create a list.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Import subscribers from CSV (email,name,language with a header).
+    Import { name: String, file: PathBuf },
+    /// Add one subscriber.
+    Add {
+        name: String,
+        email: String,
+        #[arg(long = "name")]
+        display_name: Option<String>,
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Remove one subscriber.
+    Remove { name: String, email: String },
+    /// Mark one subscriber active, unsubscribed or bounced.
+    SetStatus { name: String, email: String, status: String },
+    /// Show a list and its subscribers.
+    Show {
+        name: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// All lists with counts.
+    All {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Schedules and their next firings.
+    List,
+    /// Fire a schedule now: compose and enqueue (the daemon sends).
+    Fire { name: String },
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Serve { .. } | Command::Demo { .. } => "info",
+        _ => "warn",
+    };
+    telemetry::init(cli.log_format, level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+async fn app(cli: &Cli) -> anyhow::Result<App> {
+    let config = load_config(&cli.config)?;
+    App::build(config).await.map_err(app_err)
+}
+
+fn app_err(e: AppError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|_| anyhow!("--since `{s}`: give an RFC 3339 time or a duration such as 24h or 7d"))?;
+    Ok(Utc::now() - chrono::Duration::from_std(d)?)
+}
+
+fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
+    t
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Demo { dir } => crate::demo::run(dir).await,
+        Command::CheckConfig => {
+            let c = load_config(&cli.config)?;
+            println!(
+                "{}: ok ({} schedule(s), store {}, e-mail via {})",
+                cli.config.display(),
+                c.schedules.len(),
+                crate::config::redact_url(&c.store_url),
+                match &c.email.transport {
+                    crate::config::EmailTransport::Smtp(s) => format!("SMTP {}:{}", s.host, s.port),
+                    crate::config::EmailTransport::Outbox(d) => format!("outbox {}", d.display()),
+                }
+            );
+            Ok(())
+        }
+        Command::Serve { once } => {
+            let app = app(&cli).await?;
+            if *once {
+                app.scheduler.catch_up().await.map_err(|e| anyhow!("{e}"))?;
+                let r = app.run_pending(None).await.map_err(app_err)?;
+                println!(
+                    "sent {}, retrying {}, failed {}, suppressed {}",
+                    r.sent, r.retrying, r.failed, r.suppressed
+                );
+                return Ok(());
+            }
+            let shutdown = CancellationToken::new();
+            let s = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutdown requested; finishing sends in flight");
+                s.cancel();
+            });
+            app.serve(shutdown).await.map_err(app_err)
+        }
+        Command::Import { files } => {
+            let app = app(&cli).await?;
+            let mut failed = 0;
+            for f in files {
+                match app.import_record_file(f).await {
+                    Ok((id, outcome)) => println!(
+                        "{}: record `{id}` {}",
+                        f.display(),
+                        match outcome {
+                            ImportOutcome::Created => "imported as a draft",
+                            ImportOutcome::Unchanged => "unchanged",
+                            ImportOutcome::Updated => "updated (still a draft)",
+                            ImportOutcome::ReturnedToDraft =>
+                                "changed after approval: back to draft, approve it again",
+                        }
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} file(s) refused; nothing of them was stored", files.len());
+            }
+            Ok(())
+        }
+        Command::Approve { id, by } => {
+            let app = app(&cli).await?;
+            let by = by.trim();
+            crate::domain::text::check_line(by, 200, true).map_err(|m| anyhow!("--by {m}"))?;
+            match app.store.approve_record(id, by, Utc::now()).await? {
+                crate::store::ApproveOutcome::Approved => println!("record `{id}` approved by {by}"),
+                crate::store::ApproveOutcome::AlreadyApproved => println!("record `{id}` was already approved"),
+            }
+            Ok(())
+        }
+        Command::Records { state, json } => {
+            let app = app(&cli).await?;
+            let state = state
+                .as_deref()
+                .map(|s| s.parse::<RecordState>())
+                .transpose()
+                .map_err(|e| anyhow!("--state: {e}"))?;
+            let records = app.store.records(state).await?;
+            if *json {
+                let v: Vec<_> = records
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.record.id, "title": r.record.title, "held_on": r.record.held_on,
+                            "language": r.record.language, "state": r.state, "approved_by": r.approved_by,
+                            "approved_at": r.approved_at, "published_at": r.published_at,
+                            "content_hash": r.content_hash,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let mut t = table(&["id", "held on", "state", "approved by", "title"]);
+                for r in &records {
+                    t.add_row(vec![
+                        r.record.id.to_string(),
+                        r.record.held_on.to_string(),
+                        r.state.to_string(),
+                        r.approved_by.clone().unwrap_or_default(),
+                        r.record.title.clone(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(())
+        }
+        Command::Preview { id, format, out } => {
+            let app = app(&cli).await?;
+            let r = app
+                .store
+                .record(id)
+                .await?
+                .ok_or_else(|| anyhow!("no record `{id}`"))?;
+            let widths = vec![app
+                .store
+                .record_images(id)
+                .await?
+                .iter()
+                .map(|i| i.width)
+                .collect::<Vec<_>>()];
+            let rendered = crate::render::render_bulletin(
+                std::slice::from_ref(&r.record),
+                &widths,
+                &app.config.publisher,
+                &app.config.default_language,
+            )?;
+            let preview_url = format!("{}/unsubscribe/PREVIEW", app.config.unsubscribe.base_url);
+            let body = match format {
+                PreviewFormat::Html => crate::render::personalise(&rendered.html, &preview_url),
+                PreviewFormat::Text => format!(
+                    "Subject: {}\n\n{}",
+                    rendered.subject,
+                    crate::render::personalise(&rendered.text, &preview_url)
+                ),
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(path, body).with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+                None => print!("{body}"),
+            }
+            Ok(())
+        }
+        Command::Lists { command } => lists(&cli, command).await,
+        Command::Schedule { command } => match command {
+            ScheduleCommand::List => {
+                let app = app(&cli).await?;
+                let now = Utc::now();
+                let mut t = table(&["name", "cron", "time zone", "mode", "lists", "last firing", "next firing"]);
+                for s in &app.config.schedules {
+                    t.add_row(vec![
+                        s.name.clone(),
+                        s.cron_text.clone(),
+                        s.timezone.to_string(),
+                        format!("{:?}", s.mode),
+                        s.lists.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+                        fmt_time(app.store.last_firing(&s.name).await?),
+                        s.next_after(now)
+                            .map(|n| format!("{} ({})", n.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z"), fmt_time(Some(n))))
+                            .unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
+                Ok(())
+            }
+            ScheduleCommand::Fire { name } => {
+                let app = app(&cli).await?;
+                match app.fire_now(name).await.map_err(app_err)? {
+                    FireOutcome::AlreadyFired => println!("schedule `{name}` already fired this second"),
+                    FireOutcome::Fired { bulletins, deliveries } => println!(
+                        "schedule `{name}` fired: {} bulletin(s) {:?}, {deliveries} deliveries queued (the daemon sends them)",
+                        bulletins.len(),
+                        bulletins
+                    ),
+                }
+                Ok(())
+            }
+        },
+        Command::Deliveries {
+            bulletin,
+            channel,
+            status,
+            recipient,
+            since,
+            ambiguous,
+            limit,
+            offset,
+            json,
+        } => {
+            let app = app(&cli).await?;
+            let filter = DeliveryFilter {
+                bulletin: *bulletin,
+                channel: channel
+                    .as_deref()
+                    .map(|c| c.parse::<ChannelKind>())
+                    .transpose()
+                    .map_err(|e| anyhow!("--channel: {e}"))?,
+                status: status
+                    .as_deref()
+                    .map(|s| s.parse::<DeliveryStatus>())
+                    .transpose()
+                    .map_err(|e| anyhow!("--status: {e}"))?,
+                recipient: recipient.clone(),
+                since: since.as_deref().map(parse_since).transpose()?,
+                ambiguous_only: *ambiguous,
+                limit: *limit,
+                offset: *offset,
+            };
+            let rows = app.store.deliveries(&filter).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut t = table(&["id", "bulletin", "channel", "recipient", "status", "tries", "updated", "answer"]);
+                for r in &rows {
+                    let mut status = r.status.clone();
+                    if r.ambiguous {
+                        status.push_str(" (ambiguous)");
+                    }
+                    let answer = match (&r.status[..], &r.last_error, &r.next_attempt_at) {
+                        ("retrying", Some(e), Some(n)) => format!("{e} — next try {}", fmt_time(Some(*n))),
+                        (_, Some(e), _) => e.clone(),
+                        _ => r.message_id.clone().unwrap_or_default(),
+                    };
+                    t.add_row(vec![
+                        r.id.to_string(),
+                        r.bulletin_id.to_string(),
+                        r.channel.clone(),
+                        r.recipient.clone(),
+                        status,
+                        r.attempts.to_string(),
+                        fmt_time(Some(r.updated_at)),
+                        answer,
+                    ]);
+                }
+                println!("{t}");
+                if rows.len() as u32 == filter.limit {
+                    println!("(more rows: use --offset {})", filter.offset + filter.limit);
+                }
+            }
+            Ok(())
+        }
+        Command::Bulletins { json } => {
+            let app = app(&cli).await?;
+            let bulletins = app.store.bulletins(100).await?;
+            let mut out = Vec::new();
+            for b in &bulletins {
+                let counts = app.store.delivery_counts(Some(b.id)).await?;
+                out.push((b, counts));
+            }
+            if *json {
+                let v: Vec<_> = out
+                    .iter()
+                    .map(|(b, c)| serde_json::json!({
+                        "id": b.id, "kind": b.kind, "schedule": b.schedule, "subject": b.subject,
+                        "state": b.state, "lists": b.lists, "records": b.record_ids, "created_at": b.created_at,
+                        "deliveries": c,
+                    }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let mut t = table(&["id", "created", "schedule", "state", "deliveries", "subject"]);
+                for (b, c) in &out {
+                    let counts = c
+                        .iter()
+                        .map(|s| format!("{} {}:{}", s.channel, s.status, s.count))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    t.add_row(vec![
+                        b.id.to_string(),
+                        fmt_time(Some(b.created_at)),
+                        b.schedule.clone().unwrap_or_default(),
+                        b.state.clone(),
+                        counts,
+                        b.subject.clone(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
+    let app = app(cli).await?;
+    let store = &app.store;
+    let get = |name: &str| {
+        let name = name.to_string();
+        async move {
+            let ln = ListName::parse(&name).map_err(|e| anyhow!("{e}"))?;
+            store
+                .list(&ln)
+                .await?
+                .ok_or_else(|| anyhow!("no list `{name}` (create it with `bulletin lists create {name}`)"))
+        }
+    };
+    match command {
+        ListCommand::Create { name, description } => {
+            let ln = ListName::parse(name).map_err(|e| anyhow!("{e}"))?;
+            if store.create_list(&ln, description, Utc::now()).await? {
+                println!("list `{name}` created");
+            } else {
+                println!("list `{name}` already exists");
+            }
+        }
+        ListCommand::Import { name, file } => {
+            let list = get(name).await?;
+            let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+            let rows = CsvSubscribers::new(std::io::BufReader::new(f)).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let (counts, errors) = import_rows(&app, list.id, rows).await?;
+            for e in &errors {
+                eprintln!("{}: {e}: skipped", file.display());
+            }
+            println!(
+                "list `{name}`: {} added, {} updated, {} unchanged, {} invalid row(s) skipped",
+                counts.added,
+                counts.updated,
+                counts.unchanged,
+                errors.len()
+            );
+        }
+        ListCommand::Add {
+            name,
+            email,
+            display_name,
+            language,
+        } => {
+            let list = get(name).await?;
+            let s = NewSubscriber::parse(email, display_name.as_deref(), language.as_deref()).map_err(|e| anyhow!("{e}"))?;
+            let c = store.upsert_subscribers(list.id, &[s], Utc::now()).await?;
+            println!(
+                "{email}: {}",
+                if c.added == 1 { "added" } else if c.updated == 1 { "updated" } else { "already on the list" }
+            );
+        }
+        ListCommand::Remove { name, email } => {
+            let list = get(name).await?;
+            let e = crate::domain::EmailAddress::parse(email).map_err(|e| anyhow!("{e}"))?;
+            if store.remove_subscriber(list.id, e.as_str()).await? {
+                println!("{e} removed from `{name}`");
+            } else {
+                bail!("{e} is not on list `{name}`");
+            }
+        }
+        ListCommand::SetStatus { name, email, status } => {
+            let list = get(name).await?;
+            let e = crate::domain::EmailAddress::parse(email).map_err(|e| anyhow!("{e}"))?;
+            let st = SubscriberStatus::parse(status).map_err(|e| anyhow!("{e}"))?;
+            if !store.set_subscriber_status(list.id, e.as_str(), st, Utc::now()).await? {
+                bail!("{e} is not on list `{name}`");
+            }
+            println!("{e} on `{name}` is now {st}");
+        }
+        ListCommand::Show { name, limit, json } => {
+            let list = get(name).await?;
+            let subs = store.subscribers_page(list.id, 0, *limit).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"list": list, "subscribers": subs}))?);
+            } else {
+                println!(
+                    "list `{}`{}: {} active, {} unsubscribed, {} bounced",
+                    list.name,
+                    if list.description.is_empty() { String::new() } else { format!(" ({})", list.description) },
+                    list.active,
+                    list.unsubscribed,
+                    list.bounced
+                );
+                let mut t = table(&["email", "name", "language", "status"]);
+                for s in &subs {
+                    t.add_row(vec![
+                        s.email.clone(),
+                        s.name.clone().unwrap_or_default(),
+                        s.language.clone().unwrap_or_default(),
+                        s.status.to_string(),
+                    ]);
+                }
+                println!("{t}");
+                let total = list.active + list.unsubscribed + list.bounced;
+                if total > subs.len() as i64 {
+                    println!("(first {} of {total}; use --limit)", subs.len());
+                }
+            }
+        }
+        ListCommand::All { json } => {
+            let all = store.lists().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                let mut t = table(&["name", "active", "unsubscribed", "bounced", "description"]);
+                for l in &all {
+                    t.add_row(vec![
+                        l.name.clone(),
+                        l.active.to_string(),
+                        l.unsubscribed.to_string(),
+                        l.bounced.to_string(),
+                        l.description.clone(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Imports CSV rows in batches; returns the counts and the refused rows.
+pub async fn import_rows<R: std::io::Read>(
+    app: &App,
+    list_id: i64,
+    rows: CsvSubscribers<R>,
+) -> anyhow::Result<(crate::store::UpsertCounts, Vec<crate::domain::subscriber::RowError>)> {
+    let mut counts = crate::store::UpsertCounts::default();
+    let mut errors = Vec::new();
+    let mut batch = Vec::with_capacity(1000);
+    let flush = |batch: &mut Vec<NewSubscriber>| {
+        let b = std::mem::take(batch);
+        let store = app.store.clone();
+        async move { store.upsert_subscribers(list_id, &b, Utc::now()).await }
+    };
+    for row in rows {
+        match row {
+            Ok(s) => batch.push(s),
+            Err(e) => errors.push(e),
+        }
+        if batch.len() >= 1000 {
+            let c = flush(&mut batch).await?;
+            counts.added += c.added;
+            counts.updated += c.updated;
+            counts.unchanged += c.unchanged;
+        }
+    }
+    let c = flush(&mut batch).await?;
+    counts.added += c.added;
+    counts.updated += c.updated;
+    counts.unchanged += c.unchanged;
+    Ok((counts, errors))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

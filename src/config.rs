@@ -1,0 +1,699 @@
+//! Typed configuration from one TOML file: unknown keys refused, every error naming the
+//! file, line and key; secrets read from the environment or a file and never printed.
+
+use crate::domain::delivery::ChannelKind;
+use crate::domain::schedule::{Schedule, ScheduleMode};
+use crate::domain::text::line_col;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration problem: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    defaults: RawDefaults,
+    publisher: Spanned<Publisher>,
+    email: Spanned<RawEmail>,
+    unsubscribe: Option<Spanned<RawUnsubscribe>>,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    scheduler: RawScheduler,
+    #[serde(default)]
+    schedules: Vec<Spanned<RawSchedule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default = "default_store_url")]
+    url: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://data/bulletin.db".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default = "default_language")]
+    language: String,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        Self {
+            language: default_language(),
+        }
+    }
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+/// The publisher's contact block, printed at the end of every bulletin.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Publisher {
+    /// One or more names (e.g. the centre and its parent body), in display order.
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub address: Vec<String>,
+    pub phone: Option<String>,
+    pub fax: Option<String>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    pub website: Option<String>,
+    pub wechat_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    from: String,
+    reply_to: Option<String>,
+    #[serde(default = "default_transport")]
+    transport: String,
+    #[serde(default = "default_outbox")]
+    outbox_dir: PathBuf,
+    smtp: Option<Spanned<RawSmtp>>,
+}
+
+fn default_transport() -> String {
+    "smtp".into()
+}
+
+fn default_outbox() -> PathBuf {
+    "outbox".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "default_tls")]
+    tls: String,
+    username: Option<String>,
+    #[serde(default = "default_smtp_password_env")]
+    password_env: String,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_pool")]
+    pool_size: u32,
+    rate_per_second: Option<f64>,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: u64,
+    hello_name: Option<String>,
+}
+
+fn default_tls() -> String {
+    "starttls".into()
+}
+fn default_smtp_password_env() -> String {
+    "BULLETIN_SMTP_PASSWORD".into()
+}
+fn default_pool() -> u32 {
+    4
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnsubscribe {
+    #[serde(default = "default_public_url")]
+    base_url: String,
+    #[serde(default = "default_unsub_env")]
+    secret_env: String,
+    secret_file: Option<PathBuf>,
+}
+
+impl Default for RawUnsubscribe {
+    fn default() -> Self {
+        Self {
+            base_url: default_public_url(),
+            secret_env: default_unsub_env(),
+            secret_file: None,
+        }
+    }
+}
+
+fn default_public_url() -> String {
+    "http://127.0.0.1:8081".into()
+}
+fn default_unsub_env() -> String {
+    "BULLETIN_UNSUBSCRIBE_SECRET".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDelivery {
+    batch_size: u32,
+    max_attempts: u32,
+    retry_base_seconds: u64,
+    retry_max_seconds: u64,
+    deadline_hours: u64,
+    lease_seconds: u64,
+    on_expired_lease: ExpiredLease,
+    poll_interval_ms: u64,
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            max_attempts: 8,
+            retry_base_seconds: 60,
+            retry_max_seconds: 3600,
+            deadline_hours: 48,
+            lease_seconds: 300,
+            on_expired_lease: ExpiredLease::Resend,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawScheduler {
+    catch_up_window_minutes: u64,
+}
+
+impl Default for RawScheduler {
+    fn default() -> Self {
+        Self {
+            catch_up_window_minutes: 60,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    name: String,
+    cron: String,
+    #[serde(default = "default_tz")]
+    timezone: String,
+    lists: Vec<String>,
+    #[serde(default = "default_mode")]
+    mode: ScheduleMode,
+    #[serde(default = "default_channels")]
+    channels: Vec<ChannelKind>,
+}
+
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn default_mode() -> ScheduleMode {
+    ScheduleMode::PerRecord
+}
+fn default_channels() -> Vec<ChannelKind> {
+    vec![ChannelKind::Email]
+}
+
+/// What an expired `sending` lease means after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiredLease {
+    /// Send again (the recipient may get it twice; the row is marked ambiguous).
+    Resend,
+    /// Park the row as `held` for an operator to decide.
+    Hold,
+}
+
+/// TLS on the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Tls,
+}
+
+/// SMTP relay settings.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub pool_size: u32,
+    pub rate_per_second: Option<f64>,
+    pub timeout: Duration,
+    pub hello_name: Option<String>,
+}
+
+/// Where e-mail goes.
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    Smtp(SmtpConfig),
+    /// One `.eml` file per message in this folder: dry runs and the demo.
+    Outbox(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub from: lettre::message::Mailbox,
+    pub reply_to: Option<lettre::message::Mailbox>,
+    pub transport: EmailTransport,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnsubscribeConfig {
+    pub base_url: String,
+    /// None: a key generated once and kept in the store is used.
+    pub secret: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub deadline: Duration,
+    pub lease: Duration,
+    pub on_expired_lease: ExpiredLease,
+    pub poll_interval: Duration,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub store_url: String,
+    pub default_language: String,
+    pub publisher: Publisher,
+    pub email: EmailConfig,
+    pub unsubscribe: UnsubscribeConfig,
+    pub delivery: DeliveryConfig,
+    pub catch_up_window: Duration,
+    pub schedules: Vec<Schedule>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            let (line, col) = line_col(
+                &String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]),
+                usize::MAX,
+            );
+            ConfigError {
+                file: path.display().to_string(),
+                line: Some(line),
+                column: Some(col),
+                key: None,
+                message: "the file is not valid UTF-8".into(),
+            }
+        })?;
+        Self::parse(&source, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates configuration text; `env` looks up environment variables (injected for tests).
+    pub fn parse(
+        source: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |span: Option<std::ops::Range<usize>>, key: &str, message: String| {
+            let pos = span.map(|s| line_col(source, s.start));
+            ConfigError {
+                file: file.clone(),
+                line: pos.map(|p| p.0),
+                column: pos.map(|p| p.1),
+                key: (!key.is_empty()).then(|| key.to_string()),
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(source)
+            .map_err(|e| err(e.span(), "", e.message().trim().to_string()))?;
+
+        let default_language = language_tags::LanguageTag::parse(&raw.defaults.language)
+            .map_err(|e| err(None, "defaults.language", format!("not a BCP 47 tag: {e}")))?
+            .to_string();
+        if !(raw.store.url.starts_with("sqlite:")) {
+            return Err(err(
+                None,
+                "store.url",
+                format!(
+                    "`{}` is not supported: use sqlite://PATH (PostgreSQL support is planned)",
+                    redact_url(&raw.store.url)
+                ),
+            ));
+        }
+
+        let publisher_span = raw.publisher.span();
+        let publisher = raw.publisher.into_inner();
+        if publisher.names.is_empty() || publisher.names.iter().any(|n| n.trim().is_empty()) {
+            return Err(err(
+                Some(publisher_span),
+                "publisher.names",
+                "give at least one non-empty name".into(),
+            ));
+        }
+
+        let email_span = raw.email.span();
+        let raw_email = raw.email.into_inner();
+        let from: lettre::message::Mailbox = raw_email.from.parse().map_err(|e| {
+            err(
+                Some(email_span.clone()),
+                "email.from",
+                format!("`{}` is not a mailbox ({e})", raw_email.from.escape_default()),
+            )
+        })?;
+        let reply_to = match &raw_email.reply_to {
+            Some(r) => Some(r.parse().map_err(|e| {
+                err(
+                    Some(email_span.clone()),
+                    "email.reply_to",
+                    format!("`{}` is not a mailbox ({e})", r.escape_default()),
+                )
+            })?),
+            None => None,
+        };
+        let transport = match raw_email.transport.as_str() {
+            "outbox" => EmailTransport::Outbox(raw_email.outbox_dir.clone()),
+            "smtp" => {
+                let Some(smtp) = raw_email.smtp else {
+                    return Err(err(
+                        Some(email_span),
+                        "email.smtp",
+                        "transport is \"smtp\" but there is no [email.smtp] table".into(),
+                    ));
+                };
+                let span = smtp.span();
+                let s = smtp.into_inner();
+                let tls = match s.tls.as_str() {
+                    "none" => TlsMode::None,
+                    "starttls" => TlsMode::StartTls,
+                    "tls" => TlsMode::Tls,
+                    o => {
+                        return Err(err(
+                            Some(span),
+                            "email.smtp.tls",
+                            format!("`{}` is not a TLS mode (none, starttls, tls)", o.escape_default()),
+                        ))
+                    }
+                };
+                let password = read_secret(env, &s.password_env, s.password_file.as_deref())
+                    .map_err(|m| err(Some(span.clone()), "email.smtp.password_file", m))?;
+                if s.username.is_some() && password.is_none() {
+                    return Err(err(
+                        Some(span),
+                        "email.smtp.username",
+                        format!(
+                            "a username is set but no password: set the environment variable {} or email.smtp.password_file",
+                            s.password_env
+                        ),
+                    ));
+                }
+                if s.pool_size == 0 || s.pool_size > 64 {
+                    return Err(err(Some(span), "email.smtp.pool_size", "must be 1 to 64".into()));
+                }
+                if let Some(r) = s.rate_per_second {
+                    if r.is_nan() || r <= 0.0 {
+                        return Err(err(
+                            Some(span),
+                            "email.smtp.rate_per_second",
+                            "must be a positive number".into(),
+                        ));
+                    }
+                }
+                if s.timeout_seconds == 0 {
+                    return Err(err(Some(span), "email.smtp.timeout_seconds", "must be at least 1".into()));
+                }
+                EmailTransport::Smtp(SmtpConfig {
+                    port: s.port.unwrap_or(match tls {
+                        TlsMode::None => 25,
+                        TlsMode::StartTls => 587,
+                        TlsMode::Tls => 465,
+                    }),
+                    host: s.host,
+                    tls,
+                    username: s.username,
+                    password,
+                    pool_size: s.pool_size,
+                    rate_per_second: s.rate_per_second,
+                    timeout: Duration::from_secs(s.timeout_seconds),
+                    hello_name: s.hello_name,
+                })
+            }
+            o => {
+                return Err(err(
+                    Some(email_span),
+                    "email.transport",
+                    format!("`{}` is not a transport (smtp, outbox)", o.escape_default()),
+                ))
+            }
+        };
+
+        let (unsub_span, u) = match raw.unsubscribe {
+            Some(u) => (Some(u.span()), u.into_inner()),
+            None => (None, RawUnsubscribe::default()),
+        };
+        if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
+            return Err(err(
+                unsub_span,
+                "unsubscribe.base_url",
+                format!("`{}` must start with http:// or https://", u.base_url.escape_default()),
+            ));
+        }
+        let secret = read_secret(env, &u.secret_env, u.secret_file.as_deref())
+            .map_err(|m| err(unsub_span.clone(), "unsubscribe.secret_file", m))?;
+        if let Some(s) = &secret {
+            use secrecy::ExposeSecret;
+            if s.expose_secret().len() < 16 {
+                return Err(err(
+                    unsub_span,
+                    "unsubscribe.secret",
+                    "the unsubscribe secret must be at least 16 characters".into(),
+                ));
+            }
+        }
+
+        let d = raw.delivery;
+        for (key, v) in [
+            ("delivery.batch_size", d.batch_size as u64),
+            ("delivery.max_attempts", d.max_attempts as u64),
+            ("delivery.lease_seconds", d.lease_seconds),
+            ("delivery.retry_base_seconds", d.retry_base_seconds),
+            ("delivery.poll_interval_ms", d.poll_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(err(None, key, "must be at least 1".into()));
+            }
+        }
+
+        let mut schedules: Vec<Schedule> = Vec::new();
+        for (i, s) in raw.schedules.into_iter().enumerate() {
+            let span = s.span();
+            let s = s.into_inner();
+            let sched = Schedule::parse(&s.name, &s.cron, &s.timezone, &s.lists, s.mode, &s.channels)
+                .map_err(|(field, m)| err(Some(span.clone()), &format!("schedules[{}].{field}", i + 1), m))?;
+            if schedules.iter().any(|o| o.name == sched.name) {
+                return Err(err(
+                    Some(span),
+                    &format!("schedules[{}].name", i + 1),
+                    format!("schedule `{}` is defined twice", sched.name),
+                ));
+            }
+            schedules.push(sched);
+        }
+
+        Ok(Config {
+            file: path.to_path_buf(),
+            store_url: raw.store.url,
+            default_language,
+            publisher,
+            email: EmailConfig {
+                from,
+                reply_to,
+                transport,
+            },
+            unsubscribe: UnsubscribeConfig {
+                base_url: u.base_url.trim_end_matches('/').to_string(),
+                secret,
+            },
+            delivery: DeliveryConfig {
+                batch_size: d.batch_size,
+                max_attempts: d.max_attempts,
+                retry_base: Duration::from_secs(d.retry_base_seconds),
+                retry_max: Duration::from_secs(d.retry_max_seconds.max(d.retry_base_seconds)),
+                deadline: Duration::from_secs(d.deadline_hours * 3600),
+                lease: Duration::from_secs(d.lease_seconds),
+                on_expired_lease: d.on_expired_lease,
+                poll_interval: Duration::from_millis(d.poll_interval_ms),
+            },
+            catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
+            schedules,
+        })
+    }
+
+    /// The schedule called `name`.
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+}
+
+/// Reads a secret from the environment variable `env_name`, else from `file`.
+fn read_secret(
+    env: &dyn Fn(&str) -> Option<String>,
+    env_name: &str,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, String> {
+    if let Some(v) = env(env_name).filter(|v| !v.is_empty()) {
+        return Ok(Some(SecretString::from(v)));
+    }
+    match file {
+        Some(f) => {
+            let v = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read secret file {}: {e}", f.display()))?;
+            let v = v.trim_end_matches(['\r', '\n']).to_string();
+            if v.is_empty() {
+                return Err(format!("secret file {} is empty", f.display()));
+            }
+            Ok(Some(SecretString::from(v)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The SQLite file named by a `sqlite://` URL.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = r#"
+[publisher]
+names = ["Centre"]
+
+[email]
+from = "Centre <news@example.org>"
+transport = "smtp"
+[email.smtp]
+host = "127.0.0.1"
+port = 2525
+tls = "none"
+username = "u"
+
+[[schedules]]
+name = "weekly"
+cron = "0 0 9 * * Mon"
+timezone = "Asia/Shanghai"
+lists = ["partners"]
+"#;
+
+    fn env_with_password(n: &str) -> Option<String> {
+        (n == "BULLETIN_SMTP_PASSWORD").then(|| "hunter2-very-secret".to_string())
+    }
+
+    #[test]
+    fn good_config_loads_and_hides_the_password() {
+        let c = Config::parse(GOOD, Path::new("b.toml"), &env_with_password).unwrap();
+        assert_eq!(c.schedules.len(), 1);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "secret leaked into Debug");
+    }
+
+    #[test]
+    fn missing_password_is_explained() {
+        let e = Config::parse(GOOD, Path::new("b.toml"), &|_| None).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("email.smtp.username"));
+        assert!(e.message.contains("BULLETIN_SMTP_PASSWORD"));
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let src = GOOD.replace("port = 2525", "prot = 2525");
+        let e = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap_err();
+        assert_eq!(e.line, Some(11), "{e}");
+        assert!(e.to_string().contains("unknown field `prot`"), "{e}");
+    }
+
+    #[test]
+    fn bad_schedule_names_the_key() {
+        let src = GOOD.replace("Asia/Shanghai", "Asia/Atlantis");
+        let e = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("schedules[1].timezone"), "{e}");
+    }
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

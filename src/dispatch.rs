@@ -1,0 +1,244 @@
+//! The dispatcher: claim due ledger rows (committed as `sending` under a lease before any
+//! network call), deliver them through their channel, record each outcome, and schedule
+//! retries with exponential backoff and jitter. It never holds a transaction across a send.
+
+use crate::channel::{Channel, Job, PreparedBulletin, SendError};
+use crate::clock::Clock;
+use crate::config::DeliveryConfig;
+use crate::domain::ChannelKind;
+use crate::render::image_cid;
+use crate::store::{Claimed, Outcome, OutcomeKind, Store, StoreError};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+/// Counts from one pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassReport {
+    pub claimed: usize,
+    pub sent: usize,
+    pub retrying: usize,
+    pub failed: usize,
+    pub suppressed: usize,
+}
+
+impl PassReport {
+    fn add(&mut self, o: &PassReport) {
+        self.claimed += o.claimed;
+        self.sent += o.sent;
+        self.retrying += o.retrying;
+        self.failed += o.failed;
+        self.suppressed += o.suppressed;
+    }
+}
+
+/// Claims and sends deliveries.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    config: DeliveryConfig,
+    clock: Arc<dyn Clock>,
+    prepared: Mutex<HashMap<i64, Arc<PreparedBulletin>>>,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        channels: Vec<Arc<dyn Channel>>,
+        config: DeliveryConfig,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            channels: channels.into_iter().map(|c| (c.kind(), c)).collect(),
+            config,
+            clock,
+            prepared: Mutex::new(HashMap::new()),
+            wake,
+        }
+    }
+
+    /// Loads a bulletin's snapshot and images once, then serves it from memory.
+    async fn prepared(&self, id: i64) -> Result<Arc<PreparedBulletin>, StoreError> {
+        let mut cache = self.prepared.lock().await;
+        if let Some(p) = cache.get(&id) {
+            return Ok(p.clone());
+        }
+        let b = self
+            .store
+            .bulletin(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("bulletin {id}")))?;
+        let mut images = Vec::new();
+        for rid in &b.record_ids {
+            for (i, im) in self.store.record_images(rid).await?.into_iter().enumerate() {
+                images.push((image_cid(rid, i), im));
+            }
+        }
+        let p = Arc::new(PreparedBulletin {
+            id,
+            subject: b.subject,
+            html: b.html,
+            text: b.text,
+            images,
+        });
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(id, p.clone());
+        Ok(p)
+    }
+
+    fn retry_or_fail(&self, c: &Claimed, err: &SendError, now: DateTime<Utc>) -> OutcomeKind {
+        if err.is_permanent() {
+            return OutcomeKind::Failed;
+        }
+        let attempts = c.attempts + 1;
+        if attempts >= self.config.max_attempts {
+            return OutcomeKind::Failed;
+        }
+        let base = self.config.retry_base.as_secs_f64();
+        let max = self.config.retry_max.as_secs_f64();
+        let full = (base * 2f64.powi(attempts as i32 - 1)).min(max);
+        // Jitter: anywhere in [full/2, full], so a burst of failures does not retry in step.
+        let delay = full / 2.0 + rand::rng().random_range(0.0..=full / 2.0);
+        let at = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
+        let deadline = c.created_at + chrono::Duration::from_std(self.config.deadline).unwrap_or(chrono::Duration::MAX);
+        if at > deadline {
+            OutcomeKind::Failed
+        } else {
+            OutcomeKind::Retry { at }
+        }
+    }
+
+    async fn deliver_one(&self, c: Claimed) -> Outcome {
+        let started = self.clock.now();
+        let outcome = |result, code: Option<i64>, reply: String, message_id| Outcome {
+            delivery_id: c.id,
+            started_at: started,
+            finished_at: self.clock.now(),
+            result,
+            code,
+            reply,
+            message_id,
+        };
+        if let Some(why) = &c.suppressed_because {
+            return outcome(OutcomeKind::Suppressed, None, format!("not sent: {why}"), None);
+        }
+        let Some(channel) = self.channels.get(&c.channel) else {
+            let e = SendError::transient(format!("channel `{}` is not configured on this instance", c.channel));
+            return outcome(self.retry_or_fail(&c, &e, started), None, e.message, None);
+        };
+        let bulletin = match self.prepared(c.bulletin_id).await {
+            Ok(b) => b,
+            Err(e) => {
+                let e = SendError::transient(format!("cannot load bulletin: {e}"));
+                return outcome(self.retry_or_fail(&c, &e, started), None, e.message, None);
+            }
+        };
+        let span = tracing::info_span!("delivery", id = c.id, bulletin = c.bulletin_id, channel = %c.channel);
+        let result = channel
+            .deliver(Job {
+                delivery: &c,
+                bulletin: &bulletin,
+            })
+            .instrument(span)
+            .await;
+        match result {
+            Ok(r) => outcome(OutcomeKind::Sent, r.code.map(i64::from), r.reply, r.message_id),
+            Err(e) => {
+                let now = self.clock.now();
+                let kind = self.retry_or_fail(&c, &e, now);
+                let reply = if e.maybe_delivered {
+                    format!("{e} (the message may have been delivered)")
+                } else {
+                    e.to_string()
+                };
+                warn!(delivery = c.id, recipient = %c.recipient, error = %reply, outcome = ?kind, "delivery attempt failed");
+                outcome(kind, e.code.map(i64::from), reply, e.message_id.clone())
+            }
+        }
+    }
+
+    /// Claims one batch of due rows and delivers it. Returns what happened.
+    pub async fn run_once(&self) -> Result<PassReport, StoreError> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .claim_due(now, self.config.batch_size, self.config.lease, self.config.on_expired_lease)
+            .await?;
+        let mut report = PassReport {
+            claimed: claimed.len(),
+            ..Default::default()
+        };
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        let concurrency = self
+            .channels
+            .values()
+            .map(|c| c.concurrency())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut outcomes = futures::stream::iter(claimed.into_iter().map(|c| self.deliver_one(c)))
+            .buffer_unordered(concurrency);
+        while let Some(o) = outcomes.next().await {
+            match o.result {
+                OutcomeKind::Sent => report.sent += 1,
+                OutcomeKind::Retry { .. } => report.retrying += 1,
+                OutcomeKind::Failed => report.failed += 1,
+                OutcomeKind::Suppressed => report.suppressed += 1,
+            }
+            self.store.record_outcomes(std::slice::from_ref(&o)).await?;
+        }
+        self.store.finish_bulletins().await?;
+        Ok(report)
+    }
+
+    /// Runs passes until nothing is due now.
+    pub async fn drain(&self) -> Result<PassReport, StoreError> {
+        let mut total = PassReport::default();
+        loop {
+            let r = self.run_once().await?;
+            total.add(&r);
+            if r.claimed == 0 {
+                self.store.finish_bulletins().await?;
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The dispatcher loop: drain, then sleep until woken, the next row is due, or the poll interval.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        info!("dispatcher started");
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match self.drain().await {
+                Ok(r) if r.claimed > 0 => info!(sent = r.sent, retrying = r.retrying, failed = r.failed, suppressed = r.suppressed, "dispatch pass"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "dispatch pass failed; will try again"),
+            }
+            let mut wait = self.config.poll_interval;
+            if let Ok(Some(due)) = self.store.next_due().await {
+                let until = (due - self.clock.now()).to_std().unwrap_or_default();
+                wait = wait.min(until.max(std::time::Duration::from_millis(10)));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        info!("dispatcher stopped");
+    }
+}

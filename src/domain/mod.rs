@@ -1,0 +1,14 @@
+//! Parsed domain types: values that can only be built by parsing, and do no IO.
+
+pub mod delivery;
+pub mod email;
+pub mod record;
+pub mod schedule;
+pub mod subscriber;
+pub mod text;
+
+pub use delivery::{ChannelKind, DeliveryStatus, RecordState};
+pub use email::EmailAddress;
+pub use record::{RecordId, SessionRecord};
+pub use schedule::{Schedule, ScheduleMode};
+pub use subscriber::{ListName, SubscriberStatus};

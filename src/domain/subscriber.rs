@@ -1,0 +1,229 @@
+//! Mailing lists and subscribers: list names, subscriber states, and the CSV import format.
+
+use super::email::EmailAddress;
+use super::text;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Read;
+
+/// A list's name: a slug.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ListName(String);
+
+impl ListName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        text::check_slug(s, 64).map_err(|m| format!("list name {m}"))?;
+        Ok(Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ListName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ListName {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        Self::parse(&v)
+    }
+}
+
+impl From<ListName> for String {
+    fn from(v: ListName) -> String {
+        v.0
+    }
+}
+
+/// A subscriber's standing on one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberStatus {
+    Active,
+    Unsubscribed,
+    Bounced,
+}
+
+impl SubscriberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Bounced => "bounced",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "active" => Ok(Self::Active),
+            "unsubscribed" => Ok(Self::Unsubscribed),
+            "bounced" => Ok(Self::Bounced),
+            o => Err(format!("unknown subscriber status `{}`", o.escape_default())),
+        }
+    }
+}
+
+impl fmt::Display for SubscriberStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A subscriber as given by an editor (CSV row or CLI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubscriber {
+    pub email: EmailAddress,
+    pub name: Option<String>,
+    pub language: Option<String>,
+}
+
+impl NewSubscriber {
+    /// Validates the three fields of one subscriber.
+    pub fn parse(email: &str, name: Option<&str>, language: Option<&str>) -> Result<Self, String> {
+        let email = EmailAddress::parse(email)?;
+        let name = match name.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(n) => {
+                text::check_line(n, 200, false).map_err(|m| format!("name {m}"))?;
+                Some(n.to_string())
+            }
+            None => None,
+        };
+        let language = match language.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(l) => Some(
+                language_tags::LanguageTag::parse(l)
+                    .map_err(|e| format!("language `{}` is not a BCP 47 tag: {e}", l.escape_default()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(Self {
+            email,
+            name,
+            language,
+        })
+    }
+}
+
+/// A CSV row that was refused, by its line number in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Streams subscribers out of CSV with an `email,name,language` header
+/// (`name` and `language` columns optional, in any order).
+pub struct CsvSubscribers<R: Read> {
+    reader: csv::Reader<R>,
+    email: usize,
+    name: Option<usize>,
+    language: Option<usize>,
+    record: csv::StringRecord,
+}
+
+impl<R: Read> CsvSubscribers<R> {
+    /// Reads the header; refuses a file without an `email` column or with unknown columns.
+    pub fn new(input: R) -> Result<Self, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        let headers = reader
+            .headers()
+            .map_err(|e| format!("line 1: cannot read the header: {e}"))?
+            .clone();
+        let mut email = None;
+        let mut name = None;
+        let mut language = None;
+        for (i, h) in headers.iter().enumerate() {
+            match h.trim_start_matches('\u{feff}').to_ascii_lowercase().as_str() {
+                "email" => email = Some(i),
+                "name" => name = Some(i),
+                "language" => language = Some(i),
+                other => {
+                    return Err(format!(
+                        "line 1: unknown column `{}` (expected email, name, language)",
+                        other.escape_default()
+                    ))
+                }
+            }
+        }
+        let email = email.ok_or("line 1: the header has no `email` column")?;
+        Ok(Self {
+            reader,
+            email,
+            name,
+            language,
+            record: csv::StringRecord::new(),
+        })
+    }
+}
+
+impl<R: Read> Iterator for CsvSubscribers<R> {
+    type Item = Result<NewSubscriber, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => None,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                let message = match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => "row is not valid UTF-8".to_string(),
+                    _ => e.to_string(),
+                };
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return None;
+                }
+                Some(Err(RowError { line, message }))
+            }
+            Ok(true) => {
+                let line = self.record.position().map_or(0, |p| p.line());
+                let get = |i: Option<usize>| i.and_then(|i| self.record.get(i));
+                Some(
+                    NewSubscriber::parse(
+                        get(Some(self.email)).unwrap_or(""),
+                        get(self.name),
+                        get(self.language),
+                    )
+                    .map_err(|message| RowError { line, message }),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_reports_bad_rows_by_line() {
+        let csv = "email,name,language\nok@example.org,Ok,en\nbroken,Bad,en\n\"x@example.org\",\"李\",zh-CN\ny@example.org,Y,not a tag\n";
+        let rows: Vec<_> = CsvSubscribers::new(csv.as_bytes()).unwrap().collect();
+        assert_eq!(rows.len(), 4);
+        assert!(rows[0].is_ok());
+        assert_eq!(rows[1].as_ref().unwrap_err().line, 3);
+        assert_eq!(rows[2].as_ref().unwrap().name.as_deref(), Some("李"));
+        assert_eq!(rows[3].as_ref().unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn csv_header_is_checked() {
+        assert!(CsvSubscribers::new("name\nx\n".as_bytes()).is_err());
+        assert!(CsvSubscribers::new("email,phone\n".as_bytes())
+            .err()
+            .unwrap()
+            .contains("phone"));
+        assert!(CsvSubscribers::new("email\n".as_bytes()).is_ok());
+    }
+}

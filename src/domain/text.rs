@@ -1,0 +1,122 @@
+//! Text checks shared by every parser: one-line fields, lengths, reserved characters.
+
+/// The renderer marks the per-recipient unsubscribe URL with this private-use
+/// character; no input text may contain it.
+pub const RESERVED: char = '\u{E000}';
+
+/// Checks a single-line field; returns the problem in words.
+pub fn check_line(value: &str, max_chars: usize, required: bool) -> Result<(), String> {
+    if required && value.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(match c {
+            '\r' | '\n' => "must be one line (contains a line break)".into(),
+            _ => format!("contains control character U+{:04X}", c as u32),
+        });
+    }
+    check_common(value, max_chars)
+}
+
+/// Checks a multi-line (Markdown) field.
+pub fn check_block(value: &str, max_chars: usize, required: bool) -> Result<(), String> {
+    if required && value.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(format!("contains control character U+{:04X}", c as u32));
+    }
+    check_common(value, max_chars)
+}
+
+fn check_common(value: &str, max_chars: usize) -> Result<(), String> {
+    if value.contains(RESERVED) {
+        return Err("contains the reserved character U+E000".into());
+    }
+    let n = value.chars().count();
+    if n > max_chars {
+        return Err(format!("is {n} characters long; the limit is {max_chars}"));
+    }
+    Ok(())
+}
+
+/// Normalises line endings to `\n`.
+pub fn normalize_newlines(value: &str) -> String {
+    value.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// 1-based line and column (in characters) of a byte offset in `source`.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..floor_char_boundary(source, offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Checks that `value` is a slug: 1..=max chars of a-z, 0-9 and '-', starting with a letter or digit.
+pub fn check_slug(value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > max {
+        return Err(format!("is {} characters long; the limit is {max}", value.len()));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!(
+            "`{}` may only contain a-z, 0-9 and '-'",
+            value.escape_default()
+        ));
+    }
+    if value.starts_with('-') {
+        return Err("must start with a letter or digit".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_checks() {
+        assert!(check_line("ok", 10, true).is_ok());
+        assert!(check_line("", 10, true).unwrap_err().contains("empty"));
+        assert!(check_line("a\r\nBcc: x", 100, true)
+            .unwrap_err()
+            .contains("one line"));
+        assert!(check_line("ab", 1, true).unwrap_err().contains("limit is 1"));
+        assert!(check_line("a\u{E000}", 10, true).is_err());
+        assert!(check_block("a\nb", 10, true).is_ok());
+        assert!(check_block("a\u{7}b", 10, true).is_err());
+    }
+
+    #[test]
+    fn positions() {
+        let s = "ab\ncdé\nf";
+        assert_eq!(line_col(s, 0), (1, 1));
+        assert_eq!(line_col(s, 3), (2, 1));
+        assert_eq!(line_col(s, 8), (3, 1));
+    }
+
+    #[test]
+    fn slugs() {
+        assert!(check_slug("lmc-2020-s2", 80).is_ok());
+        assert!(check_slug("Bad", 80).is_err());
+        assert!(check_slug("-x", 80).is_err());
+        assert!(check_slug("", 80).is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! Rendering: records → a bulletin (subject, e-mail HTML with inlined CSS, plain text),
+//! once per bulletin, with Askama templates. Pure: no IO, no clock, no randomness.
+//! The per-recipient part (the unsubscribe URL) is left as [`UNSUBSCRIBE_MARK`] and
+//! filled in by [`personalise`] at send time.
+
+use crate::config::Publisher;
+use crate::domain::record::{SessionFormat, SessionRecord};
+use crate::markdown;
+use askama::Template;
+
+/// Stands where the recipient's unsubscribe URL goes. Input text cannot contain U+E000.
+pub const UNSUBSCRIBE_MARK: &str = "\u{E000}unsubscribe\u{E000}";
+const TEXT_WIDTH: usize = 72;
+
+/// A bulletin rendered once, shared by every recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedBulletin {
+    pub language: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template error: {0}")]
+    Template(#[from] askama::Error),
+    #[error("CSS inlining failed: {0}")]
+    Css(String),
+    #[error("a bulletin needs at least one record")]
+    Empty,
+}
+
+/// Fixed wording, by language.
+#[derive(Debug, Clone, Copy)]
+pub struct Labels {
+    pub organizers: &'static str,
+    pub sponsors: &'static str,
+    pub supporters: &'static str,
+    pub co_organizers: &'static str,
+    pub attendees: &'static str,
+    pub topics: &'static str,
+    pub highlights: &'static str,
+    pub contact: &'static str,
+    pub address: &'static str,
+    pub tel: &'static str,
+    pub fax: &'static str,
+    pub email: &'static str,
+    pub web: &'static str,
+    pub wechat: &'static str,
+    pub image: &'static str,
+    pub why: &'static str,
+    pub unsubscribe: &'static str,
+    pub digest: &'static str,
+    online: &'static str,
+    in_person: &'static str,
+    hybrid: &'static str,
+}
+
+const EN: Labels = Labels {
+    organizers: "Organisers",
+    sponsors: "Sponsored by",
+    supporters: "Supported by",
+    co_organizers: "Co-organised by",
+    attendees: "Attendees",
+    topics: "Topics",
+    highlights: "Highlights of the expert views",
+    contact: "Contact Us",
+    address: "Address",
+    tel: "Tel",
+    fax: "Fax",
+    email: "Email",
+    web: "Web",
+    wechat: "WeChat ID",
+    image: "Image",
+    why: "You receive this bulletin because you are on one of our mailing lists.",
+    unsubscribe: "Unsubscribe",
+    digest: "session reports",
+    online: "Online",
+    in_person: "In person",
+    hybrid: "Hybrid (in person and online)",
+};
+
+const ZH: Labels = Labels {
+    organizers: "主办单位",
+    sponsors: "主办",
+    supporters: "支持",
+    co_organizers: "承办",
+    attendees: "参会人员",
+    topics: "议题",
+    highlights: "专家观点摘要",
+    contact: "联系我们",
+    address: "地址",
+    tel: "电话",
+    fax: "传真",
+    email: "电子邮件",
+    web: "网站",
+    wechat: "微信号",
+    image: "图片",
+    why: "您收到本简报，是因为您订阅了我们的邮件列表。",
+    unsubscribe: "退订",
+    digest: "场会议简报",
+    online: "线上",
+    in_person: "线下",
+    hybrid: "线上线下结合",
+};
+
+impl Labels {
+    /// The wording for a BCP 47 tag (Chinese for `zh*`, English otherwise).
+    pub fn for_language(tag: &str) -> &'static Labels {
+        if tag.to_ascii_lowercase().starts_with("zh") {
+            &ZH
+        } else {
+            &EN
+        }
+    }
+
+    fn format(&self, f: SessionFormat) -> &'static str {
+        match f {
+            SessionFormat::Online => self.online,
+            SessionFormat::InPerson => self.in_person,
+            SessionFormat::Hybrid => self.hybrid,
+        }
+    }
+}
+
+/// A record image as the templates see it.
+#[derive(Debug, Clone)]
+pub struct ImageRef {
+    pub cid: String,
+    pub alt: String,
+    pub caption: Option<String>,
+    pub width: u32,
+}
+
+/// The Content-ID of a record's image in e-mail.
+pub fn image_cid(record_id: &str, position: usize) -> String {
+    format!("img{position}.{record_id}@bulletin")
+}
+
+struct HighlightView<'a> {
+    speaker: &'a str,
+    role: &'a str,
+    view_html: String,
+    view_text: String,
+}
+
+struct Item<'a> {
+    record: &'a SessionRecord,
+    underline: String,
+    date: String,
+    format: &'static str,
+    summary_html: String,
+    summary_text: String,
+    attendees_html: String,
+    attendees_text: String,
+    closing_html: Option<String>,
+    closing_text: Option<String>,
+    highlights: Vec<HighlightView<'a>>,
+    images: Vec<ImageRef>,
+}
+
+#[derive(Template)]
+#[template(path = "email.html")]
+struct EmailHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    items: &'a [Item<'a>],
+    publisher: &'a Publisher,
+    labels: &'a Labels,
+    unsubscribe_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email.txt")]
+struct EmailText<'a> {
+    items: &'a [Item<'a>],
+    publisher: &'a Publisher,
+    labels: &'a Labels,
+    unsubscribe_url: &'a str,
+}
+
+fn format_date(d: chrono::NaiveDate, lang: &str) -> String {
+    if lang.to_ascii_lowercase().starts_with("zh") {
+        d.format("%Y年%-m月%-d日").to_string()
+    } else {
+        d.format("%B %-d, %Y").to_string()
+    }
+}
+
+fn item<'a>(r: &'a SessionRecord, labels: &Labels, image_widths: &[u32]) -> Item<'a> {
+    let width = unicode_width(&r.title).min(TEXT_WIDTH);
+    Item {
+        record: r,
+        underline: "=".repeat(width.max(3)),
+        date: format_date(r.held_on, &r.language),
+        format: labels.format(r.format),
+        summary_html: markdown::to_html(&r.summary),
+        summary_text: markdown::to_text(&r.summary, TEXT_WIDTH),
+        attendees_html: markdown::to_html(&r.attendees),
+        attendees_text: markdown::to_text(&r.attendees, TEXT_WIDTH),
+        closing_html: r.closing.as_deref().map(markdown::to_html),
+        closing_text: r.closing.as_deref().map(|c| markdown::to_text(c, TEXT_WIDTH)),
+        highlights: r
+            .highlights
+            .iter()
+            .map(|h| HighlightView {
+                speaker: &h.speaker,
+                role: &h.role,
+                view_html: markdown::to_html(&h.view),
+                view_text: markdown::to_text(&h.view, TEXT_WIDTH),
+            })
+            .collect(),
+        images: r
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| ImageRef {
+                cid: image_cid(r.id.as_str(), i),
+                alt: im.alt.clone(),
+                caption: im.caption.clone(),
+                width: image_widths.get(i).copied().unwrap_or(600).min(584),
+            })
+            .collect(),
+    }
+}
+
+fn unicode_width(s: &str) -> usize {
+    textwrap::core::display_width(s)
+}
+
+/// Renders one bulletin from one record (its own title as subject) or several (a digest).
+/// `image_widths[i]` holds the pixel widths of record `i`'s images.
+pub fn render_bulletin(
+    records: &[SessionRecord],
+    image_widths: &[Vec<u32>],
+    publisher: &Publisher,
+    default_language: &str,
+) -> Result<RenderedBulletin, RenderError> {
+    let first = records.first().ok_or(RenderError::Empty)?;
+    let language = if records.len() == 1 {
+        first.language.clone()
+    } else {
+        let l = &first.language;
+        if records.iter().all(|r| &r.language == l) {
+            l.clone()
+        } else {
+            default_language.to_string()
+        }
+    };
+    let labels = Labels::for_language(&language);
+    let subject = if records.len() == 1 {
+        first.title.clone()
+    } else {
+        format!(
+            "{}: {} {}",
+            publisher.names[0],
+            records.len(),
+            labels.digest
+        )
+    };
+    let items: Vec<Item> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| item(r, labels, image_widths.get(i).map_or(&[], |v| v.as_slice())))
+        .collect();
+    let html = EmailHtml {
+        lang: &language,
+        subject: &subject,
+        items: &items,
+        publisher,
+        labels,
+        unsubscribe_url: UNSUBSCRIBE_MARK,
+    }
+    .render()?;
+    let html = css_inline::inline(&html).map_err(|e| RenderError::Css(e.to_string()))?;
+    let text = EmailText {
+        items: &items,
+        publisher,
+        labels,
+        unsubscribe_url: UNSUBSCRIBE_MARK,
+    }
+    .render()?;
+    Ok(RenderedBulletin {
+        language,
+        subject,
+        html,
+        text: tidy_text(&text),
+    })
+}
+
+/// Collapses runs of blank lines the template's conditionals leave behind.
+fn tidy_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut blank = 0;
+    for line in s.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim_start_matches('\n').to_string()
+}
+
+/// Fills in one recipient's unsubscribe URL.
+pub fn personalise(rendered: &str, unsubscribe_url: &str) -> String {
+    rendered.replace(UNSUBSCRIBE_MARK, unsubscribe_url)
+}

@@ -1,0 +1,321 @@
+//! The store: the only module with SQL. One trait shaped by intent (import a record,
+//! record a firing once, fan out, claim due deliveries, record outcomes) with the
+//! SQLite implementation behind it; PostgreSQL follows the same trait.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::config::ExpiredLease;
+use crate::domain::subscriber::{NewSubscriber, SubscriberStatus};
+use crate::domain::{ChannelKind, DeliveryStatus, ListName, RecordState, SessionRecord};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A store failure. Messages never carry credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An image's bytes and facts, as imported with its record.
+#[derive(Debug, Clone)]
+pub struct ImageData {
+    pub file: String,
+    pub content_type: String,
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A record ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub record: SessionRecord,
+    pub images: Vec<ImageData>,
+    pub content_hash: String,
+    pub source_file: String,
+}
+
+/// What importing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    Created,
+    Unchanged,
+    Updated,
+    /// The record was approved; its content changed, so it is a draft again.
+    ReturnedToDraft,
+}
+
+/// What approving did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApproveOutcome {
+    Approved,
+    AlreadyApproved,
+}
+
+/// A stored record.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRecord {
+    pub record: SessionRecord,
+    pub state: RecordState,
+    pub content_hash: String,
+    pub source_file: String,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub imported_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// A list with its counts by subscriber status.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListSummary {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub active: i64,
+    pub unsubscribed: i64,
+    pub bounced: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberRow {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub language: Option<String>,
+    pub status: SubscriberStatus,
+}
+
+/// What a subscriber import changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UpsertCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// A bulletin to create: rendered once, with the records it carries.
+#[derive(Debug, Clone)]
+pub struct NewBulletin {
+    pub kind: BulletinKind,
+    pub schedule: Option<String>,
+    pub fire_time: Option<DateTime<Utc>>,
+    pub language: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub lists: Vec<ListName>,
+    pub channels: Vec<ChannelKind>,
+    pub priority: i64,
+    pub record_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulletinKind {
+    Record,
+    Digest,
+    Notice,
+}
+
+impl BulletinKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Record => "record",
+            Self::Digest => "digest",
+            Self::Notice => "notice",
+        }
+    }
+}
+
+/// A stored bulletin (its rendered snapshot).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredBulletin {
+    pub id: i64,
+    pub kind: String,
+    pub schedule: Option<String>,
+    pub language: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub lists: Vec<String>,
+    pub record_ids: Vec<String>,
+    pub channels: Vec<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A ledger row claimed for sending (now `sending` under a lease).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub bulletin_id: i64,
+    pub channel: ChannelKind,
+    pub recipient: String,
+    pub recipient_name: Option<String>,
+    pub list_id: Option<i64>,
+    pub subscriber_id: Option<i64>,
+    /// Attempts before this one.
+    pub attempts: u32,
+    /// The previous lease expired while the row was `sending`.
+    pub ambiguous: bool,
+    pub created_at: DateTime<Utc>,
+    /// Set when the subscriber left the list after fan-out: the row is not sent.
+    pub suppressed_because: Option<String>,
+}
+
+/// What happened to one claimed row.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub result: OutcomeKind,
+    pub code: Option<i64>,
+    pub reply: String,
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Sent,
+    Retry { at: DateTime<Utc> },
+    Failed,
+    Suppressed,
+}
+
+impl OutcomeKind {
+    pub fn status(self) -> DeliveryStatus {
+        match self {
+            Self::Sent => DeliveryStatus::Sent,
+            Self::Retry { .. } => DeliveryStatus::Retrying,
+            Self::Failed => DeliveryStatus::Failed,
+            Self::Suppressed => DeliveryStatus::Suppressed,
+        }
+    }
+}
+
+/// Filters for reading the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub bulletin: Option<i64>,
+    pub channel: Option<ChannelKind>,
+    pub status: Option<DeliveryStatus>,
+    pub recipient: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub ambiguous_only: bool,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// One ledger row as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub bulletin_id: i64,
+    pub channel: String,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i64,
+    pub ambiguous: bool,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub message_id: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A count of ledger rows by channel and status.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatusCount {
+    pub channel: String,
+    pub status: String,
+    pub count: i64,
+}
+
+/// The store, by intent.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Records
+    async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome>;
+    async fn approve_record(&self, id: &str, by: &str, now: DateTime<Utc>) -> Result<ApproveOutcome>;
+    async fn record(&self, id: &str) -> Result<Option<StoredRecord>>;
+    async fn records(&self, state: Option<RecordState>) -> Result<Vec<StoredRecord>>;
+    async fn record_images(&self, id: &str) -> Result<Vec<ImageData>>;
+
+    // Lists
+    async fn create_list(&self, name: &ListName, description: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn list(&self, name: &ListName) -> Result<Option<ListSummary>>;
+    async fn lists(&self) -> Result<Vec<ListSummary>>;
+    /// Adds or updates subscribers; never re-activates an unsubscribed or bounced one.
+    async fn upsert_subscribers(&self, list_id: i64, batch: &[NewSubscriber], now: DateTime<Utc>) -> Result<UpsertCounts>;
+    async fn remove_subscriber(&self, list_id: i64, email: &str) -> Result<bool>;
+    async fn set_subscriber_status(&self, list_id: i64, email: &str, status: SubscriberStatus, now: DateTime<Utc>) -> Result<bool>;
+    /// Keyset paging by id.
+    async fn subscribers_page(&self, list_id: i64, after_id: i64, limit: u32) -> Result<Vec<SubscriberRow>>;
+
+    // Scheduling
+    /// Records a firing; false if this (schedule, fire time) was already recorded.
+    async fn record_firing(&self, schedule: &str, fire_time: DateTime<Utc>, trigger: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn last_firing(&self, schedule: &str) -> Result<Option<DateTime<Utc>>>;
+    async fn unfinished_firings(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
+    async fn finish_firing(&self, schedule: &str, fire_time: DateTime<Utc>, bulletins: u32, now: DateTime<Utc>) -> Result<()>;
+    /// Approved records this schedule has not sent yet, oldest approval first.
+    async fn records_to_publish(&self, schedule: &str) -> Result<Vec<StoredRecord>>;
+    /// Creates the bulletin and marks its records published for its schedule, atomically.
+    /// None when every record was already published by that schedule.
+    async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>>;
+    async fn bulletin(&self, id: i64) -> Result<Option<StoredBulletin>>;
+    async fn bulletins(&self, limit: u32) -> Result<Vec<StoredBulletin>>;
+    /// Bulletins whose fan-out has not finished (after a crash too).
+    async fn bulletins_fanning_out(&self) -> Result<Vec<i64>>;
+    /// One ledger row per active recipient of the bulletin's lists, in pages; idempotent.
+    async fn fan_out(&self, bulletin_id: i64, page: u32, now: DateTime<Utc>) -> Result<u64>;
+
+    // Dispatch
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration, on_expired: ExpiredLease) -> Result<Vec<Claimed>>;
+    async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
+    /// Marks bulletins with nothing left to do as done; returns how many.
+    async fn finish_bulletins(&self) -> Result<u64>;
+    /// When the next row becomes due, if any is waiting.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
+
+    // Reading the ledger
+    async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
+    async fn delivery_counts(&self, bulletin: Option<i64>) -> Result<Vec<StatusCount>>;
+
+    // Settings
+    /// Returns the setting, storing `value` first if it was unset.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
+}
+
+/// Opens the store named by a URL and applies migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    match crate::config::sqlite_path(url) {
+        Some(path) => Ok(Arc::new(SqliteStore::open(&path).await?)),
+        None => Err(StoreError::Refused(format!(
+            "unsupported store URL `{}`",
+            crate::config::redact_url(url)
+        ))),
+    }
+}

@@ -1,0 +1,850 @@
+//! SQLite implementation of [`Store`]: one file in WAL mode, migrations embedded.
+
+use super::*;
+use crate::clock::{from_millis, to_millis};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    to_millis(t)
+}
+
+fn opt_time(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.map(from_millis)
+}
+
+fn parse_enum<T: FromStr<Err = String>>(s: &str) -> Result<T> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Refused(format!("cannot create the store folder {}: {e}", dir.display()))
+            })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| {
+                StoreError::Refused(format!("cannot open the store at {}: {e}", path.display()))
+            })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord> {
+        let body: String = row.get("body_json");
+        let record: SessionRecord =
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("record body: {e}")))?;
+        Ok(StoredRecord {
+            record,
+            state: parse_enum(row.get::<&str, _>("state"))?,
+            content_hash: row.get("content_hash"),
+            source_file: row.get("source_file"),
+            approved_by: row.get("approved_by"),
+            approved_at: opt_time(row.get("approved_at")),
+            imported_at: from_millis(row.get("imported_at")),
+            updated_at: from_millis(row.get("updated_at")),
+            published_at: opt_time(row.get("published_at")),
+        })
+    }
+
+    fn list_from_row(row: &sqlx::sqlite::SqliteRow) -> ListSummary {
+        ListSummary {
+            id: row.get("id"),
+            name: row.get("name"),
+            description: row.get("description"),
+            active: row.get("active"),
+            unsubscribed: row.get("unsubscribed"),
+            bounced: row.get("bounced"),
+        }
+    }
+
+    fn bulletin_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredBulletin> {
+        let split = |s: String| -> Vec<String> {
+            s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+        };
+        Ok(StoredBulletin {
+            id: row.get("id"),
+            kind: row.get("kind"),
+            schedule: row.get("schedule"),
+            language: row.get("language"),
+            subject: row.get("subject"),
+            html: row.get("html"),
+            text: row.get("text"),
+            lists: split(row.get("lists")),
+            record_ids: split(row.get("records")),
+            channels: split(row.get("channels")),
+            state: row.get("state"),
+            created_at: from_millis(row.get("created_at")),
+        })
+    }
+}
+
+const LIST_SUMMARY: &str = "SELECT l.id, l.name, l.description,
+    (SELECT count(*) FROM subscribers s WHERE s.list_id = l.id AND s.status = 'active') AS active,
+    (SELECT count(*) FROM subscribers s WHERE s.list_id = l.id AND s.status = 'unsubscribed') AS unsubscribed,
+    (SELECT count(*) FROM subscribers s WHERE s.list_id = l.id AND s.status = 'bounced') AS bounced
+    FROM lists l";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let id = rec.record.id.as_str();
+        let existing = sqlx::query("SELECT state, content_hash FROM records WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let body = serde_json::to_string(&rec.record).expect("record serialises");
+        let outcome = match existing {
+            Some(row) => {
+                let state: RecordState = parse_enum(row.get::<&str, _>("state"))?;
+                let hash: String = row.get("content_hash");
+                if hash == rec.content_hash {
+                    return Ok(ImportOutcome::Unchanged);
+                }
+                if state == RecordState::Published {
+                    return Err(StoreError::Refused(format!(
+                        "record `{id}` is published and cannot change; import it under a new id"
+                    )));
+                }
+                sqlx::query(
+                    "UPDATE records SET language = ?, title = ?, held_on = ?, body_json = ?, content_hash = ?,
+                     state = 'draft', source_file = ?, approved_by = NULL, approved_at = NULL, approved_hash = NULL,
+                     updated_at = ? WHERE id = ?",
+                )
+                .bind(&rec.record.language)
+                .bind(&rec.record.title)
+                .bind(rec.record.held_on.to_string())
+                .bind(&body)
+                .bind(&rec.content_hash)
+                .bind(&rec.source_file)
+                .bind(ms(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM record_images WHERE record_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if state == RecordState::Approved {
+                    ImportOutcome::ReturnedToDraft
+                } else {
+                    ImportOutcome::Updated
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO records (id, language, title, held_on, body_json, content_hash, state, source_file,
+                     imported_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'draft', ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(&rec.record.language)
+                .bind(&rec.record.title)
+                .bind(rec.record.held_on.to_string())
+                .bind(&body)
+                .bind(&rec.content_hash)
+                .bind(&rec.source_file)
+                .bind(ms(now))
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                ImportOutcome::Created
+            }
+        };
+        for (i, im) in rec.images.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO record_images (record_id, position, file, content_type, sha256, width, height, bytes)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(i as i64)
+            .bind(&im.file)
+            .bind(&im.content_type)
+            .bind(&im.sha256)
+            .bind(im.width as i64)
+            .bind(im.height as i64)
+            .bind(&im.bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn approve_record(&self, id: &str, by: &str, now: DateTime<Utc>) -> Result<ApproveOutcome> {
+        let row = sqlx::query("SELECT state FROM records WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no record `{id}`")))?;
+        match parse_enum::<RecordState>(row.get::<&str, _>("state"))? {
+            RecordState::Approved | RecordState::Published => Ok(ApproveOutcome::AlreadyApproved),
+            RecordState::Draft => {
+                let done = sqlx::query(
+                    "UPDATE records SET state = 'approved', approved_by = ?, approved_at = ?, approved_hash = content_hash,
+                     updated_at = ? WHERE id = ? AND state = 'draft'",
+                )
+                .bind(by)
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    Ok(ApproveOutcome::Approved)
+                } else {
+                    Ok(ApproveOutcome::AlreadyApproved)
+                }
+            }
+        }
+    }
+
+    async fn record(&self, id: &str) -> Result<Option<StoredRecord>> {
+        sqlx::query("SELECT * FROM records WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::record_from_row(&r))
+            .transpose()
+    }
+
+    async fn records(&self, state: Option<RecordState>) -> Result<Vec<StoredRecord>> {
+        let rows = match state {
+            Some(s) => {
+                sqlx::query("SELECT * FROM records WHERE state = ? ORDER BY held_on DESC, id")
+                    .bind(s.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM records ORDER BY held_on DESC, id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(Self::record_from_row).collect()
+    }
+
+    async fn record_images(&self, id: &str) -> Result<Vec<ImageData>> {
+        let rows = sqlx::query("SELECT * FROM record_images WHERE record_id = ? ORDER BY position")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ImageData {
+                file: r.get("file"),
+                content_type: r.get("content_type"),
+                sha256: r.get("sha256"),
+                width: r.get::<i64, _>("width") as u32,
+                height: r.get::<i64, _>("height") as u32,
+                bytes: r.get("bytes"),
+            })
+            .collect())
+    }
+
+    async fn create_list(&self, name: &ListName, description: &str, now: DateTime<Utc>) -> Result<bool> {
+        let r = sqlx::query("INSERT OR IGNORE INTO lists (name, description, created_at) VALUES (?, ?, ?)")
+            .bind(name.as_str())
+            .bind(description)
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn list(&self, name: &ListName) -> Result<Option<ListSummary>> {
+        Ok(sqlx::query(&format!("{LIST_SUMMARY} WHERE l.name = ?"))
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::list_from_row(&r)))
+    }
+
+    async fn lists(&self) -> Result<Vec<ListSummary>> {
+        Ok(sqlx::query(&format!("{LIST_SUMMARY} ORDER BY l.name"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::list_from_row)
+            .collect())
+    }
+
+    async fn upsert_subscribers(&self, list_id: i64, batch: &[NewSubscriber], now: DateTime<Utc>) -> Result<UpsertCounts> {
+        let mut counts = UpsertCounts::default();
+        let mut tx = self.pool.begin().await?;
+        for s in batch {
+            let existing = sqlx::query("SELECT name, language FROM subscribers WHERE list_id = ? AND email = ?")
+                .bind(list_id)
+                .bind(s.email.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match existing {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO subscribers (list_id, email, name, language, status, created_at, updated_at)
+                         VALUES (?, ?, ?, ?, 'active', ?, ?)",
+                    )
+                    .bind(list_id)
+                    .bind(s.email.as_str())
+                    .bind(&s.name)
+                    .bind(&s.language)
+                    .bind(ms(now))
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.added += 1;
+                }
+                Some(row) => {
+                    let old_name: Option<String> = row.get("name");
+                    let old_lang: Option<String> = row.get("language");
+                    let name = s.name.clone().or(old_name.clone());
+                    let lang = s.language.clone().or(old_lang.clone());
+                    if name == old_name && lang == old_lang {
+                        counts.unchanged += 1;
+                    } else {
+                        sqlx::query(
+                            "UPDATE subscribers SET name = ?, language = ?, updated_at = ? WHERE list_id = ? AND email = ?",
+                        )
+                        .bind(&name)
+                        .bind(&lang)
+                        .bind(ms(now))
+                        .bind(list_id)
+                        .bind(s.email.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        counts.updated += 1;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn remove_subscriber(&self, list_id: i64, email: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM subscribers WHERE list_id = ? AND email = ?")
+            .bind(list_id)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_subscriber_status(&self, list_id: i64, email: &str, status: SubscriberStatus, now: DateTime<Utc>) -> Result<bool> {
+        let r = sqlx::query("UPDATE subscribers SET status = ?, updated_at = ? WHERE list_id = ? AND email = ?")
+            .bind(status.as_str())
+            .bind(ms(now))
+            .bind(list_id)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn subscribers_page(&self, list_id: i64, after_id: i64, limit: u32) -> Result<Vec<SubscriberRow>> {
+        let rows = sqlx::query(
+            "SELECT id, email, name, language, status FROM subscribers WHERE list_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(list_id)
+        .bind(after_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SubscriberRow {
+                    id: r.get("id"),
+                    email: r.get("email"),
+                    name: r.get("name"),
+                    language: r.get("language"),
+                    status: SubscriberStatus::parse(r.get("status")).map_err(StoreError::Corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_firing(&self, schedule: &str, fire_time: DateTime<Utc>, trigger: &str, now: DateTime<Utc>) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT OR IGNORE INTO firings (schedule, fire_time, recorded_at, trigger) VALUES (?, ?, ?, ?)",
+        )
+        .bind(schedule)
+        .bind(ms(fire_time))
+        .bind(ms(now))
+        .bind(trigger)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn last_firing(&self, schedule: &str) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(fire_time) FROM firings WHERE schedule = ?")
+            .bind(schedule)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(opt_time(v))
+    }
+
+    async fn unfinished_firings(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows = sqlx::query("SELECT schedule, fire_time FROM firings WHERE done_at IS NULL ORDER BY fire_time")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("schedule"), from_millis(r.get("fire_time"))))
+            .collect())
+    }
+
+    async fn finish_firing(&self, schedule: &str, fire_time: DateTime<Utc>, bulletins: u32, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE firings SET done_at = ?, bulletins = bulletins + ? WHERE schedule = ? AND fire_time = ?")
+            .bind(ms(now))
+            .bind(bulletins as i64)
+            .bind(schedule)
+            .bind(ms(fire_time))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn records_to_publish(&self, schedule: &str) -> Result<Vec<StoredRecord>> {
+        // Approved records this schedule has not carried yet. A record already published by
+        // another schedule is picked up only if it was approved after this schedule first fired,
+        // so adding a schedule does not resend the archive.
+        let rows = sqlx::query(
+            "SELECT * FROM records r
+             WHERE r.approved_hash = r.content_hash
+               AND (r.state = 'approved'
+                    OR (r.state = 'published'
+                        AND r.approved_at >= (SELECT min(recorded_at) FROM firings f WHERE f.schedule = ?)))
+               AND NOT EXISTS (SELECT 1 FROM publications p WHERE p.schedule = ? AND p.record_id = r.id)
+             ORDER BY r.approved_at, r.id",
+        )
+        .bind(schedule)
+        .bind(schedule)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::record_from_row).collect()
+    }
+
+    async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(schedule) = &b.schedule {
+            for rid in &b.record_ids {
+                let taken = sqlx::query("SELECT 1 FROM publications WHERE schedule = ? AND record_id = ?")
+                    .bind(schedule)
+                    .bind(rid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_some() {
+                    return Ok(None);
+                }
+            }
+        }
+        let join = |v: Vec<&str>| v.join(",");
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records, channels,
+             priority, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fanning_out', ?) RETURNING id",
+        )
+        .bind(b.kind.as_str())
+        .bind(&b.schedule)
+        .bind(b.fire_time.map(ms))
+        .bind(&b.language)
+        .bind(&b.subject)
+        .bind(&b.html)
+        .bind(&b.text)
+        .bind(join(b.lists.iter().map(|l| l.as_str()).collect()))
+        .bind(join(b.record_ids.iter().map(String::as_str).collect()))
+        .bind(join(b.channels.iter().map(|c| c.as_str()).collect()))
+        .bind(b.priority)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        for (pos, rid) in b.record_ids.iter().enumerate() {
+            if let Some(schedule) = &b.schedule {
+                sqlx::query("INSERT INTO publications (schedule, record_id, bulletin_id, position) VALUES (?, ?, ?, ?)")
+                    .bind(schedule)
+                    .bind(rid)
+                    .bind(id)
+                    .bind(pos as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "UPDATE records SET state = 'published', published_at = coalesce(published_at, ?) WHERE id = ?",
+            )
+            .bind(ms(now))
+            .bind(rid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    async fn bulletin(&self, id: i64) -> Result<Option<StoredBulletin>> {
+        sqlx::query("SELECT * FROM bulletins WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::bulletin_from_row(&r))
+            .transpose()
+    }
+
+    async fn bulletins(&self, limit: u32) -> Result<Vec<StoredBulletin>> {
+        sqlx::query("SELECT * FROM bulletins ORDER BY id DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::bulletin_from_row)
+            .collect()
+    }
+
+    async fn bulletins_fanning_out(&self) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM bulletins WHERE state = 'fanning_out' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn fan_out(&self, bulletin_id: i64, page: u32, now: DateTime<Utc>) -> Result<u64> {
+        let b = self
+            .bulletin(bulletin_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no bulletin {bulletin_id}")))?;
+        let priority: i64 = sqlx::query_scalar("SELECT priority FROM bulletins WHERE id = ?")
+            .bind(bulletin_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut total = 0u64;
+        for channel in &b.channels {
+            if channel != ChannelKind::Email.as_str() {
+                continue; // other channels fan out through their own modules
+            }
+            for list in &b.lists {
+                let list_id: Option<i64> = sqlx::query_scalar("SELECT id FROM lists WHERE name = ?")
+                    .bind(list)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(list_id) = list_id else {
+                    return Err(StoreError::Refused(format!(
+                        "bulletin {bulletin_id} names list `{list}`, which does not exist"
+                    )));
+                };
+                let mut after = 0i64;
+                loop {
+                    let mut tx = self.pool.begin().await?;
+                    let last: Option<i64> = sqlx::query_scalar(
+                        "SELECT max(id) FROM (SELECT id FROM subscribers WHERE list_id = ? AND status = 'active'
+                         AND id > ? ORDER BY id LIMIT ?)",
+                    )
+                    .bind(list_id)
+                    .bind(after)
+                    .bind(page as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let Some(last) = last else { break };
+                    let r = sqlx::query(
+                        "INSERT OR IGNORE INTO deliveries (bulletin_id, channel, recipient, recipient_name, list_id,
+                         subscriber_id, priority, status, next_attempt_at, created_at, updated_at)
+                         SELECT ?, ?, s.email, s.name, s.list_id, s.id, ?, 'queued', ?, ?, ?
+                         FROM subscribers s WHERE s.list_id = ? AND s.status = 'active' AND s.id > ? AND s.id <= ?
+                         ORDER BY s.id",
+                    )
+                    .bind(bulletin_id)
+                    .bind(channel)
+                    .bind(priority)
+                    .bind(ms(now))
+                    .bind(ms(now))
+                    .bind(ms(now))
+                    .bind(list_id)
+                    .bind(after)
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    total += r.rows_affected();
+                    after = last;
+                }
+            }
+        }
+        sqlx::query("UPDATE bulletins SET state = 'sending', fanned_out_at = ? WHERE id = ? AND state = 'fanning_out'")
+            .bind(ms(now))
+            .bind(bulletin_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(total)
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration, on_expired: ExpiredLease) -> Result<Vec<Claimed>> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await?;
+        if on_expired == ExpiredLease::Hold {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = ?,
+                 last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
+                 WHERE status = 'sending' AND lease_until < ?",
+            )
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rows = sqlx::query(
+            "UPDATE deliveries SET
+                ambiguous = CASE WHEN status = 'sending' THEN 1 ELSE ambiguous END,
+                status = 'sending', lease_until = ?, updated_at = ?
+             WHERE id IN (
+                SELECT d.id FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
+                WHERE b.state = 'sending' AND (
+                    (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?)
+                    OR (d.status = 'sending' AND d.lease_until < ?))
+                ORDER BY d.priority DESC, d.next_attempt_at, d.id
+                LIMIT ?)
+             RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id, attempts,
+                       ambiguous, created_at",
+        )
+        .bind(now_ms + lease.as_millis() as i64)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.get("id"),
+                    bulletin_id: r.get("bulletin_id"),
+                    channel: parse_enum(r.get::<&str, _>("channel"))?,
+                    recipient: r.get("recipient"),
+                    recipient_name: r.get("recipient_name"),
+                    list_id: r.get("list_id"),
+                    subscriber_id: r.get("subscriber_id"),
+                    attempts: r.get::<i64, _>("attempts") as u32,
+                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
+                    created_at: from_millis(r.get("created_at")),
+                    suppressed_because: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Subscribers who left, or were removed, after fan-out are not sent to.
+        let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
+        if !ids.is_empty() {
+            let sql = format!(
+                "SELECT id, status FROM subscribers WHERE id IN ({})",
+                vec!["?"; ids.len()].join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &ids {
+                q = q.bind(id);
+            }
+            let status: std::collections::HashMap<i64, String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| (r.get("id"), r.get("status")))
+                .collect();
+            for c in &mut claimed {
+                let Some(id) = c.subscriber_id else { continue };
+                c.suppressed_because = match status.get(&id).map(String::as_str) {
+                    Some("active") => None,
+                    Some(s) => Some(format!("subscriber is {s}")),
+                    None => Some("subscriber was removed from the list".into()),
+                };
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for o in outcomes {
+            let status = o.result.status();
+            let (next, sent_at) = match o.result {
+                OutcomeKind::Retry { at } => (ms(at), None),
+                OutcomeKind::Sent => (ms(o.finished_at), Some(ms(o.finished_at))),
+                _ => (ms(o.finished_at), None),
+            };
+            let attempted = !matches!(o.result, OutcomeKind::Suppressed);
+            sqlx::query(
+                "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_at = ?, lease_until = NULL,
+                 last_code = ?, last_error = ?, message_id = coalesce(?, message_id), updated_at = ?,
+                 sent_at = coalesce(?, sent_at) WHERE id = ?",
+            )
+            .bind(status.as_str())
+            .bind(attempted as i64)
+            .bind(next)
+            .bind(o.code)
+            .bind((!matches!(o.result, OutcomeKind::Sent)).then_some(&o.reply))
+            .bind(&o.message_id)
+            .bind(ms(o.finished_at))
+            .bind(sent_at)
+            .bind(o.delivery_id)
+            .execute(&mut *tx)
+            .await?;
+            if attempted {
+                sqlx::query(
+                    "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(o.delivery_id)
+                .bind(ms(o.started_at))
+                .bind(ms(o.finished_at))
+                .bind(status.as_str())
+                .bind(o.code)
+                .bind(&o.reply)
+                .bind(&o.message_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_bulletins(&self) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE bulletins SET state = 'done' WHERE state = 'sending' AND NOT EXISTS (
+                SELECT 1 FROM deliveries d WHERE d.bulletin_id = bulletins.id
+                AND d.status IN ('queued', 'sending', 'retrying', 'held'))",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT min(CASE WHEN d.status = 'sending' THEN d.lease_until ELSE d.next_attempt_at END)
+             FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
+             WHERE b.state = 'sending' AND d.status IN ('queued', 'retrying', 'sending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(opt_time(v))
+    }
+
+    async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+        let mut sql = String::from("SELECT * FROM deliveries WHERE 1 = 1");
+        if f.bulletin.is_some() {
+            sql.push_str(" AND bulletin_id = ?");
+        }
+        if f.channel.is_some() {
+            sql.push_str(" AND channel = ?");
+        }
+        if f.status.is_some() {
+            sql.push_str(" AND status = ?");
+        }
+        if f.recipient.is_some() {
+            sql.push_str(" AND recipient = ?");
+        }
+        if f.since.is_some() {
+            sql.push_str(" AND updated_at >= ?");
+        }
+        if f.ambiguous_only {
+            sql.push_str(" AND ambiguous = 1");
+        }
+        sql.push_str(" ORDER BY id LIMIT ? OFFSET ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(b) = f.bulletin {
+            q = q.bind(b);
+        }
+        if let Some(c) = f.channel {
+            q = q.bind(c.as_str());
+        }
+        if let Some(s) = f.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(r) = &f.recipient {
+            q = q.bind(r.to_lowercase());
+        }
+        if let Some(t) = f.since {
+            q = q.bind(ms(t));
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        let rows = q.bind(limit as i64).bind(f.offset as i64).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let status: String = r.get("status");
+                let waiting = matches!(status.as_str(), "queued" | "retrying");
+                DeliveryRow {
+                    id: r.get("id"),
+                    bulletin_id: r.get("bulletin_id"),
+                    channel: r.get("channel"),
+                    recipient: r.get("recipient"),
+                    status,
+                    attempts: r.get("attempts"),
+                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
+                    next_attempt_at: waiting.then(|| from_millis(r.get("next_attempt_at"))),
+                    last_code: r.get("last_code"),
+                    last_error: r.get("last_error"),
+                    message_id: r.get("message_id"),
+                    updated_at: from_millis(r.get("updated_at")),
+                    sent_at: opt_time(r.get("sent_at")),
+                }
+            })
+            .collect())
+    }
+
+    async fn delivery_counts(&self, bulletin: Option<i64>) -> Result<Vec<StatusCount>> {
+        let rows = match bulletin {
+            Some(b) => {
+                sqlx::query("SELECT channel, status, count(*) AS n FROM deliveries WHERE bulletin_id = ? GROUP BY channel, status ORDER BY channel, status")
+                    .bind(b)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT channel, status, count(*) AS n FROM deliveries GROUP BY channel, status ORDER BY channel, status")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|r| StatusCount {
+                channel: r.get("channel"),
+                status: r.get("status"),
+                count: r.get("n"),
+            })
+            .collect())
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
