@@ -58,7 +58,11 @@ impl App {
         Self::with_store(config, store, clock).await
     }
 
-    pub async fn with_store(config: Arc<Config>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+    pub async fn with_store(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
         let key = match &config.unsubscribe.secret {
             Some(s) => s.expose_secret().as_bytes().to_vec(),
             None => {
@@ -67,12 +71,16 @@ impl App {
                 let stored = store.setting_or_insert("unsubscribe_key", &b64).await?;
                 base64::engine::general_purpose::STANDARD
                     .decode(stored)
-                    .map_err(|e| AppError::Setup(format!("stored unsubscribe key is corrupt: {e}")))?
+                    .map_err(|e| {
+                        AppError::Setup(format!("stored unsubscribe key is corrupt: {e}"))
+                    })?
             }
         };
         let id_tag = {
             let fresh: [u8; 6] = rand::random();
-            store.setting_or_insert("message_id_tag", &hex::encode(fresh)).await?
+            store
+                .setting_or_insert("message_id_tag", &hex::encode(fresh))
+                .await?
         };
         let signer = Arc::new(UnsubscribeSigner::new(key, &config.unsubscribe.base_url));
         let email: Arc<dyn Channel> = Arc::new(
@@ -86,7 +94,12 @@ impl App {
             clock.clone(),
             wake.clone(),
         ));
-        let scheduler = Arc::new(Scheduler::new(store.clone(), config.clone(), clock.clone(), wake));
+        let scheduler = Arc::new(Scheduler::new(
+            store.clone(),
+            config.clone(),
+            clock.clone(),
+            wake,
+        ));
         Ok(Self {
             config,
             store,
@@ -98,7 +111,10 @@ impl App {
     }
 
     /// Reads, validates and stores a record file with its images. Nothing is stored on error.
-    pub async fn import_record_file(&self, path: &Path) -> Result<(String, ImportOutcome), AppError> {
+    pub async fn import_record_file(
+        &self,
+        path: &Path,
+    ) -> Result<(String, ImportOutcome), AppError> {
         let file = path.display().to_string();
         let one = |message: String| {
             RecordErrors(vec![RecordError {
@@ -190,8 +206,14 @@ impl App {
 
     /// The daemon: resumes and catches up, then runs scheduler and dispatcher until `shutdown`.
     pub async fn serve(&self, shutdown: CancellationToken) -> Result<(), AppError> {
-        self.scheduler.resume().await?;
-        self.scheduler.catch_up().await?;
+        // Unfinished work that cannot be finished yet (e.g. a list that does not exist) is
+        // reported and left pending; it must not stop the daemon from sending the rest.
+        if let Err(e) = self.scheduler.resume().await {
+            tracing::error!(error = %e, "could not finish work left by a previous run");
+        }
+        if let Err(e) = self.scheduler.catch_up().await {
+            tracing::error!(error = %e, "catching up missed firings failed");
+        }
         info!(store = %crate::config::redact_url(&self.config.store_url), "bulletin daemon running");
         let sched = self.scheduler.clone();
         let s1 = shutdown.clone();
@@ -207,7 +229,8 @@ impl App {
 
 /// Reads an image, checks its size and type, and returns its bytes and facts.
 fn load_image(path: &Path) -> Result<ImageData, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() as usize > MAX_IMAGE_BYTES {
         return Err(format!(
             "{} is {} bytes; the limit is {MAX_IMAGE_BYTES}",
@@ -220,9 +243,15 @@ fn load_image(path: &Path) -> Result<ImageData, String> {
         Ok(imagesize::ImageType::Png) => "image/png",
         Ok(imagesize::ImageType::Jpeg) => "image/jpeg",
         Ok(imagesize::ImageType::Gif) => "image/gif",
-        _ => return Err(format!("{} is not a PNG, JPEG or GIF image", path.display())),
+        _ => {
+            return Err(format!(
+                "{} is not a PNG, JPEG or GIF image",
+                path.display()
+            ))
+        }
     };
-    let size = imagesize::blob_size(&bytes).map_err(|e| format!("{}: cannot read image size: {e}", path.display()))?;
+    let size = imagesize::blob_size(&bytes)
+        .map_err(|e| format!("{}: cannot read image size: {e}", path.display()))?;
     Ok(ImageData {
         file: path.display().to_string(),
         content_type: content_type.to_string(),

@@ -17,10 +17,20 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "bulletin", version, about = "Meeting-session bulletins by e-mail, on a schedule, with a delivery ledger")]
+#[command(
+    name = "bulletin",
+    version,
+    about = "Meeting-session bulletins by e-mail, on a schedule, with a delivery ledger"
+)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, env = "BULLETIN_CONFIG", default_value = "config/bulletin.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "BULLETIN_CONFIG",
+        default_value = "config/bulletin.toml"
+    )]
     pub config: PathBuf,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "plain")]
@@ -141,7 +151,11 @@ pub enum ListCommand {
     /// Remove one subscriber.
     Remove { name: String, email: String },
     /// Mark one subscriber active, unsubscribed or bounced.
-    SetStatus { name: String, email: String, status: String },
+    SetStatus {
+        name: String,
+        email: String,
+        status: String,
+    },
     /// Show a list and its subscribers.
     Show {
         name: String,
@@ -173,7 +187,10 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     telemetry::init(cli.log_format, level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -206,18 +223,21 @@ fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    let d = humantime::parse_duration(s)
-        .map_err(|_| anyhow!("--since `{s}`: give an RFC 3339 time or a duration such as 24h or 7d"))?;
+    let d = humantime::parse_duration(s).map_err(|_| {
+        anyhow!("--since `{s}`: give an RFC 3339 time or a duration such as 24h or 7d")
+    })?;
     Ok(Utc::now() - chrono::Duration::from_std(d)?)
 }
 
 fn fmt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(headers.to_vec());
     t
 }
 
@@ -241,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { once } => {
             let app = app(&cli).await?;
             if *once {
+                app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
                 app.scheduler.catch_up().await.map_err(|e| anyhow!("{e}"))?;
                 let r = app.run_pending(None).await.map_err(app_err)?;
                 println!(
@@ -281,7 +302,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             if failed > 0 {
-                bail!("{failed} of {} file(s) refused; nothing of them was stored", files.len());
+                bail!(
+                    "{failed} of {} file(s) refused; nothing of them was stored",
+                    files.len()
+                );
             }
             Ok(())
         }
@@ -290,8 +314,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let by = by.trim();
             crate::domain::text::check_line(by, 200, true).map_err(|m| anyhow!("--by {m}"))?;
             match app.store.approve_record(id, by, Utc::now()).await? {
-                crate::store::ApproveOutcome::Approved => println!("record `{id}` approved by {by}"),
-                crate::store::ApproveOutcome::AlreadyApproved => println!("record `{id}` was already approved"),
+                crate::store::ApproveOutcome::Approved => {
+                    println!("record `{id}` approved by {by}")
+                }
+                crate::store::ApproveOutcome::AlreadyApproved => {
+                    println!("record `{id}` was already approved")
+                }
             }
             Ok(())
         }
@@ -362,7 +390,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             match out {
                 Some(path) => {
-                    std::fs::write(path, body).with_context(|| format!("cannot write {}", path.display()))?;
+                    std::fs::write(path, body)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     println!("wrote {}", path.display());
                 }
                 None => print!("{body}"),
@@ -374,17 +403,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ScheduleCommand::List => {
                 let app = app(&cli).await?;
                 let now = Utc::now();
-                let mut t = table(&["name", "cron", "time zone", "mode", "lists", "last firing", "next firing"]);
+                let mut t = table(&[
+                    "name",
+                    "cron",
+                    "time zone",
+                    "mode",
+                    "lists",
+                    "last firing",
+                    "next firing",
+                ]);
                 for s in &app.config.schedules {
                     t.add_row(vec![
                         s.name.clone(),
                         s.cron_text.clone(),
                         s.timezone.to_string(),
                         format!("{:?}", s.mode),
-                        s.lists.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+                        s.lists
+                            .iter()
+                            .map(|l| l.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
                         fmt_time(app.store.last_firing(&s.name).await?),
                         s.next_after(now)
-                            .map(|n| format!("{} ({})", n.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z"), fmt_time(Some(n))))
+                            .map(|n| {
+                                format!(
+                                    "{} ({})",
+                                    n.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z"),
+                                    fmt_time(Some(n))
+                                )
+                            })
                             .unwrap_or_default(),
                     ]);
                 }
@@ -438,14 +485,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                let mut t = table(&["id", "bulletin", "channel", "recipient", "status", "tries", "updated", "answer"]);
+                let mut t = table(&[
+                    "id",
+                    "bulletin",
+                    "channel",
+                    "recipient",
+                    "status",
+                    "tries",
+                    "updated",
+                    "answer",
+                ]);
                 for r in &rows {
                     let mut status = r.status.clone();
                     if r.ambiguous {
                         status.push_str(" (ambiguous)");
                     }
                     let answer = match (&r.status[..], &r.last_error, &r.next_attempt_at) {
-                        ("retrying", Some(e), Some(n)) => format!("{e} — next try {}", fmt_time(Some(*n))),
+                        ("retrying", Some(e), Some(n)) => {
+                            format!("{e} — next try {}", fmt_time(Some(*n)))
+                        }
                         (_, Some(e), _) => e.clone(),
                         _ => r.message_id.clone().unwrap_or_default(),
                     };
@@ -486,7 +544,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let mut t = table(&["id", "created", "schedule", "state", "deliveries", "subject"]);
+                let mut t = table(&[
+                    "id",
+                    "created",
+                    "schedule",
+                    "state",
+                    "deliveries",
+                    "subject",
+                ]);
                 for (b, c) in &out {
                     let counts = c
                         .iter()
@@ -516,10 +581,9 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
         let name = name.to_string();
         async move {
             let ln = ListName::parse(&name).map_err(|e| anyhow!("{e}"))?;
-            store
-                .list(&ln)
-                .await?
-                .ok_or_else(|| anyhow!("no list `{name}` (create it with `bulletin lists create {name}`)"))
+            store.list(&ln).await?.ok_or_else(|| {
+                anyhow!("no list `{name}` (create it with `bulletin lists create {name}`)")
+            })
         }
     };
     match command {
@@ -533,8 +597,10 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
         }
         ListCommand::Import { name, file } => {
             let list = get(name).await?;
-            let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-            let rows = CsvSubscribers::new(std::io::BufReader::new(f)).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let rows = CsvSubscribers::new(std::io::BufReader::new(f))
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let (counts, errors) = import_rows(&app, list.id, rows).await?;
             for e in &errors {
                 eprintln!("{}: {e}: skipped", file.display());
@@ -554,11 +620,18 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
             language,
         } => {
             let list = get(name).await?;
-            let s = NewSubscriber::parse(email, display_name.as_deref(), language.as_deref()).map_err(|e| anyhow!("{e}"))?;
+            let s = NewSubscriber::parse(email, display_name.as_deref(), language.as_deref())
+                .map_err(|e| anyhow!("{e}"))?;
             let c = store.upsert_subscribers(list.id, &[s], Utc::now()).await?;
             println!(
                 "{email}: {}",
-                if c.added == 1 { "added" } else if c.updated == 1 { "updated" } else { "already on the list" }
+                if c.added == 1 {
+                    "added"
+                } else if c.updated == 1 {
+                    "updated"
+                } else {
+                    "already on the list"
+                }
             );
         }
         ListCommand::Remove { name, email } => {
@@ -570,11 +643,18 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                 bail!("{e} is not on list `{name}`");
             }
         }
-        ListCommand::SetStatus { name, email, status } => {
+        ListCommand::SetStatus {
+            name,
+            email,
+            status,
+        } => {
             let list = get(name).await?;
             let e = crate::domain::EmailAddress::parse(email).map_err(|e| anyhow!("{e}"))?;
             let st = SubscriberStatus::parse(status).map_err(|e| anyhow!("{e}"))?;
-            if !store.set_subscriber_status(list.id, e.as_str(), st, Utc::now()).await? {
+            if !store
+                .set_subscriber_status(list.id, e.as_str(), st, Utc::now())
+                .await?
+            {
                 bail!("{e} is not on list `{name}`");
             }
             println!("{e} on `{name}` is now {st}");
@@ -583,12 +663,21 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
             let list = get(name).await?;
             let subs = store.subscribers_page(list.id, 0, *limit).await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"list": list, "subscribers": subs}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"list": list, "subscribers": subs})
+                    )?
+                );
             } else {
                 println!(
                     "list `{}`{}: {} active, {} unsubscribed, {} bounced",
                     list.name,
-                    if list.description.is_empty() { String::new() } else { format!(" ({})", list.description) },
+                    if list.description.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", list.description)
+                    },
                     list.active,
                     list.unsubscribed,
                     list.bounced
@@ -636,7 +725,10 @@ pub async fn import_rows<R: std::io::Read>(
     app: &App,
     list_id: i64,
     rows: CsvSubscribers<R>,
-) -> anyhow::Result<(crate::store::UpsertCounts, Vec<crate::domain::subscriber::RowError>)> {
+) -> anyhow::Result<(
+    crate::store::UpsertCounts,
+    Vec<crate::domain::subscriber::RowError>,
+)> {
     let mut counts = crate::store::UpsertCounts::default();
     let mut errors = Vec::new();
     let mut batch = Vec::with_capacity(1000);

@@ -412,7 +412,10 @@ impl Config {
             err(
                 Some(email_span.clone()),
                 "email.from",
-                format!("`{}` is not a mailbox ({e})", raw_email.from.escape_default()),
+                format!(
+                    "`{}` is not a mailbox ({e})",
+                    raw_email.from.escape_default()
+                ),
             )
         })?;
         let reply_to = match &raw_email.reply_to {
@@ -445,7 +448,10 @@ impl Config {
                         return Err(err(
                             Some(span),
                             "email.smtp.tls",
-                            format!("`{}` is not a TLS mode (none, starttls, tls)", o.escape_default()),
+                            format!(
+                                "`{}` is not a TLS mode (none, starttls, tls)",
+                                o.escape_default()
+                            ),
                         ))
                     }
                 };
@@ -462,7 +468,11 @@ impl Config {
                     ));
                 }
                 if s.pool_size == 0 || s.pool_size > 64 {
-                    return Err(err(Some(span), "email.smtp.pool_size", "must be 1 to 64".into()));
+                    return Err(err(
+                        Some(span),
+                        "email.smtp.pool_size",
+                        "must be 1 to 64".into(),
+                    ));
                 }
                 if let Some(r) = s.rate_per_second {
                     if r.is_nan() || r <= 0.0 {
@@ -474,7 +484,11 @@ impl Config {
                     }
                 }
                 if s.timeout_seconds == 0 {
-                    return Err(err(Some(span), "email.smtp.timeout_seconds", "must be at least 1".into()));
+                    return Err(err(
+                        Some(span),
+                        "email.smtp.timeout_seconds",
+                        "must be at least 1".into(),
+                    ));
                 }
                 EmailTransport::Smtp(SmtpConfig {
                     port: s.port.unwrap_or(match tls {
@@ -509,7 +523,10 @@ impl Config {
             return Err(err(
                 unsub_span,
                 "unsubscribe.base_url",
-                format!("`{}` must start with http:// or https://", u.base_url.escape_default()),
+                format!(
+                    "`{}` must start with http:// or https://",
+                    u.base_url.escape_default()
+                ),
             ));
         }
         let secret = read_secret(env, &u.secret_env, u.secret_file.as_deref())
@@ -519,7 +536,7 @@ impl Config {
             if s.expose_secret().len() < 16 {
                 return Err(err(
                     unsub_span,
-                    "unsubscribe.secret",
+                    "unsubscribe.secret_env",
                     "the unsubscribe secret must be at least 16 characters".into(),
                 ));
             }
@@ -542,8 +559,15 @@ impl Config {
         for (i, s) in raw.schedules.into_iter().enumerate() {
             let span = s.span();
             let s = s.into_inner();
-            let sched = Schedule::parse(&s.name, &s.cron, &s.timezone, &s.lists, s.mode, &s.channels)
-                .map_err(|(field, m)| err(Some(span.clone()), &format!("schedules[{}].{field}", i + 1), m))?;
+            let sched =
+                Schedule::parse(&s.name, &s.cron, &s.timezone, &s.lists, s.mode, &s.channels)
+                    .map_err(|(field, m)| {
+                        err(
+                            Some(span.clone()),
+                            &format!("schedules[{}].{field}", i + 1),
+                            m,
+                        )
+                    })?;
             if schedules.iter().any(|o| o.name == sched.name) {
                 return Err(err(
                     Some(span),
@@ -680,7 +704,7 @@ lists = ["partners"]
     fn unknown_key_names_line() {
         let src = GOOD.replace("port = 2525", "prot = 2525");
         let e = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap_err();
-        assert_eq!(e.line, Some(11), "{e}");
+        assert_eq!(e.line, Some(10), "{e}");
         assert!(e.to_string().contains("unknown field `prot`"), "{e}");
     }
 

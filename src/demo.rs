@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context};
 use chrono::Utc;
 use std::path::Path;
 
+const MARKER: &str = ".bulletin-demo";
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 const RECORD_FILE: &str = "lmc-2020-parallel-session-2.toml";
 const RECORD: &str = include_str!("../config/examples/records/lmc-2020-parallel-session-2.toml");
@@ -18,27 +19,48 @@ const SUBSCRIBERS: &str = include_str!("../config/examples/subscribers.csv");
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let d = dir.display().to_string();
     if dir.exists() {
-        let looks_like_demo = dir.join("bulletin.db").exists() || dir.join("outbox").exists();
-        let empty = std::fs::read_dir(dir).map(|mut r| r.next().is_none()).unwrap_or(false);
-        if !looks_like_demo && !empty {
-            anyhow::bail!("{d} exists and is not a previous demo's folder; choose another with --dir");
+        let ours = dir.join(MARKER).exists();
+        let empty = std::fs::read_dir(dir)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(false);
+        if !ours && !empty {
+            anyhow::bail!(
+                "{d} exists and was not made by `bulletin demo`; choose another folder with --dir"
+            );
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot empty {d}"))?;
     }
     std::fs::create_dir_all(dir.join("records")).with_context(|| format!("cannot create {d}"))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `bulletin demo`; the next demo run empties this folder\n",
+    )?;
     let source = DEMO_CONFIG.replace("demo-output/", &format!("{}/", d.trim_end_matches('/')));
-    let config = Config::parse(&source, Path::new("config/demo.toml"), &|_| None).map_err(|e| anyhow!("{e}"))?;
+    let config_path = dir.join("demo.toml");
+    std::fs::write(&config_path, &source)?;
+    let config = Config::parse(&source, Path::new("config/demo.toml"), &|_| None)
+        .map_err(|e| anyhow!("{e}"))?;
     let app = App::build(config).await.map_err(|e| anyhow!("{e}"))?;
 
     println!("1. Embedded store created at {d}/bulletin.db");
     let record_path = dir.join("records").join(RECORD_FILE);
     std::fs::write(&record_path, RECORD)?;
-    let (id, _) = app.import_record_file(&record_path).await.map_err(|e| anyhow!("{e}"))?;
+    let (id, _) = app
+        .import_record_file(&record_path)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     println!("2. Imported the example session record `{id}` (a draft)");
 
     let list = ListName::parse("partners").map_err(|e| anyhow!(e))?;
-    app.store.create_list(&list, "Partners, embassies and press", Utc::now()).await?;
-    let list_id = app.store.list(&list).await?.ok_or_else(|| anyhow!("list vanished"))?.id;
+    app.store
+        .create_list(&list, "Partners, embassies and press", Utc::now())
+        .await?;
+    let list_id = app
+        .store
+        .list(&list)
+        .await?
+        .ok_or_else(|| anyhow!("list vanished"))?
+        .id;
     let rows = CsvSubscribers::new(SUBSCRIBERS.as_bytes()).map_err(|e| anyhow!(e))?;
     let (counts, errors) = crate::cli::import_rows(&app, list_id, rows).await?;
     println!(
@@ -47,12 +69,17 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         errors.len()
     );
 
-    app.store.approve_record(&id, "demo-approver", Utc::now()).await?;
+    app.store
+        .approve_record(&id, "demo-approver", Utc::now())
+        .await?;
     println!("4. Approved `{id}` as demo-approver");
 
     let schedule = app.config.schedules[0].name.clone();
     match app.fire_now(&schedule).await.map_err(|e| anyhow!("{e}"))? {
-        FireOutcome::Fired { bulletins, deliveries } => println!(
+        FireOutcome::Fired {
+            bulletins,
+            deliveries,
+        } => println!(
             "5. Fired schedule `{schedule}`: {} bulletin(s), {deliveries} deliveries queued",
             bulletins.len()
         ),
@@ -71,7 +98,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .collect();
     files.sort();
-    println!("\nThe e-mails are in {}/ (one .eml per recipient; open one in a mail client):", outbox.display());
+    println!(
+        "\nThe e-mails are in {}/ (one .eml per recipient; open one in a mail client):",
+        outbox.display()
+    );
     for f in &files {
         println!("  {}", f.display());
     }
@@ -80,7 +110,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         println!("  {} {}: {}", c.channel, c.status, c.count);
     }
     println!(
-        "\nTry: cargo run --release -- --config {d}/../config/demo.toml deliveries   (or see README for the next steps)"
+        "\nLook around with this demo's configuration, e.g.:\n  bulletin --config {} deliveries\n  bulletin --config {} bulletins\n  bulletin --config {} preview {id} --format text",
+        config_path.display(),
+        config_path.display(),
+        config_path.display()
     );
     Ok(())
 }

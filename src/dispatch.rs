@@ -110,7 +110,8 @@ impl Dispatcher {
         // Jitter: anywhere in [full/2, full], so a burst of failures does not retry in step.
         let delay = full / 2.0 + rand::rng().random_range(0.0..=full / 2.0);
         let at = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
-        let deadline = c.created_at + chrono::Duration::from_std(self.config.deadline).unwrap_or(chrono::Duration::MAX);
+        let deadline = c.created_at
+            + chrono::Duration::from_std(self.config.deadline).unwrap_or(chrono::Duration::MAX);
         if at > deadline {
             OutcomeKind::Failed
         } else {
@@ -130,10 +131,18 @@ impl Dispatcher {
             message_id,
         };
         if let Some(why) = &c.suppressed_because {
-            return outcome(OutcomeKind::Suppressed, None, format!("not sent: {why}"), None);
+            return outcome(
+                OutcomeKind::Suppressed,
+                None,
+                format!("not sent: {why}"),
+                None,
+            );
         }
         let Some(channel) = self.channels.get(&c.channel) else {
-            let e = SendError::transient(format!("channel `{}` is not configured on this instance", c.channel));
+            let e = SendError::transient(format!(
+                "channel `{}` is not configured on this instance",
+                c.channel
+            ));
             return outcome(self.retry_or_fail(&c, &e, started), None, e.message, None);
         };
         let bulletin = match self.prepared(c.bulletin_id).await {
@@ -152,7 +161,12 @@ impl Dispatcher {
             .instrument(span)
             .await;
         match result {
-            Ok(r) => outcome(OutcomeKind::Sent, r.code.map(i64::from), r.reply, r.message_id),
+            Ok(r) => outcome(
+                OutcomeKind::Sent,
+                r.code.map(i64::from),
+                r.reply,
+                r.message_id,
+            ),
             Err(e) => {
                 let now = self.clock.now();
                 let kind = self.retry_or_fail(&c, &e, now);
@@ -172,7 +186,12 @@ impl Dispatcher {
         let now = self.clock.now();
         let claimed = self
             .store
-            .claim_due(now, self.config.batch_size, self.config.lease, self.config.on_expired_lease)
+            .claim_due(
+                now,
+                self.config.batch_size,
+                self.config.lease,
+                self.config.on_expired_lease,
+            )
             .await?;
         let mut report = PassReport {
             claimed: claimed.len(),
@@ -205,8 +224,17 @@ impl Dispatcher {
 
     /// Runs passes until nothing is due now.
     pub async fn drain(&self) -> Result<PassReport, StoreError> {
+        self.drain_until(&CancellationToken::new()).await
+    }
+
+    /// Runs passes until nothing is due now or `stop` is cancelled (checked between batches,
+    /// so a batch in flight always finishes and records its outcomes).
+    pub async fn drain_until(&self, stop: &CancellationToken) -> Result<PassReport, StoreError> {
         let mut total = PassReport::default();
         loop {
+            if stop.is_cancelled() {
+                return Ok(total);
+            }
             let r = self.run_once().await?;
             total.add(&r);
             if r.claimed == 0 {
@@ -223,8 +251,14 @@ impl Dispatcher {
             if shutdown.is_cancelled() {
                 break;
             }
-            match self.drain().await {
-                Ok(r) if r.claimed > 0 => info!(sent = r.sent, retrying = r.retrying, failed = r.failed, suppressed = r.suppressed, "dispatch pass"),
+            match self.drain_until(&shutdown).await {
+                Ok(r) if r.claimed > 0 => info!(
+                    sent = r.sent,
+                    retrying = r.retrying,
+                    failed = r.failed,
+                    suppressed = r.suppressed,
+                    "dispatch pass"
+                ),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "dispatch pass failed; will try again"),
             }

@@ -24,15 +24,18 @@ pub fn to_text(md: &str, width: usize) -> String {
     let mut para = String::new();
     let mut link_stack: Vec<String> = Vec::new();
     let mut list_depth = 0usize;
-    let flush = |out: &mut String, para: &mut String, indent: &str| {
+    // A list's first item is set off from the paragraph before it by a blank line.
+    let mut blank_before_item = false;
+    let flush = |out: &mut String, para: &mut String, indent: &str, blank: bool| {
         let p = para.trim();
         if !p.is_empty() {
             let opts = textwrap::Options::new(width)
                 .initial_indent(indent)
                 .subsequent_indent(if indent.is_empty() { "" } else { "  " })
-                .break_words(false);
+                .break_words(false)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation);
             if !out.is_empty() {
-                out.push_str(if indent.is_empty() { "\n\n" } else { "\n" });
+                out.push_str(if blank { "\n\n" } else { "\n" });
             }
             out.push_str(&textwrap::fill(p, opts));
         }
@@ -52,14 +55,20 @@ pub fn to_text(md: &str, width: usize) -> String {
                 }
             }
             Event::Start(Tag::List(_)) => {
-                flush(&mut out, &mut para, "");
+                flush(&mut out, &mut para, "", true);
                 list_depth += 1;
+                blank_before_item = true;
             }
             Event::End(TagEnd::List(_)) => list_depth = list_depth.saturating_sub(1),
-            Event::End(TagEnd::Item) => flush(&mut out, &mut para, "- "),
-            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::Heading(_)) | Event::End(TagEnd::CodeBlock) => {
+            Event::End(TagEnd::Item) => {
+                flush(&mut out, &mut para, "- ", blank_before_item);
+                blank_before_item = false;
+            }
+            Event::End(TagEnd::Paragraph)
+            | Event::End(TagEnd::Heading(_))
+            | Event::End(TagEnd::CodeBlock) => {
                 if list_depth == 0 {
-                    flush(&mut out, &mut para, "")
+                    flush(&mut out, &mut para, "", true)
                 } else {
                     para.push(' ')
                 }
@@ -68,11 +77,11 @@ pub fn to_text(md: &str, width: usize) -> String {
                 let stripped = ammonia::Builder::empty().clean(&h).to_string();
                 para.push_str(&stripped);
             }
-            Event::Rule => flush(&mut out, &mut para, ""),
+            Event::Rule => flush(&mut out, &mut para, "", true),
             _ => {}
         }
     }
-    flush(&mut out, &mut para, "");
+    flush(&mut out, &mut para, "", true);
     out
 }
 
@@ -91,7 +100,13 @@ mod tests {
 
     #[test]
     fn text_keeps_words_and_links() {
-        let t = to_text("One *two*.\n\n- a\n- b [site](https://e.org)\n\n泰国 ประเทศไทย", 72);
-        assert_eq!(t, "One two.\n\n- a\n- b site <https://e.org>\n\n泰国 ประเทศไทย");
+        let t = to_text(
+            "One *two*.\n\n- a\n- b [site](https://e.org)\n\n泰国 ประเทศไทย",
+            72,
+        );
+        assert_eq!(
+            t,
+            "One two.\n\n- a\n- b site <https://e.org>\n\n泰国 ประเทศไทย"
+        );
     }
 }

@@ -200,7 +200,10 @@ fn item<'a>(r: &'a SessionRecord, labels: &Labels, image_widths: &[u32]) -> Item
         attendees_html: markdown::to_html(&r.attendees),
         attendees_text: markdown::to_text(&r.attendees, TEXT_WIDTH),
         closing_html: r.closing.as_deref().map(markdown::to_html),
-        closing_text: r.closing.as_deref().map(|c| markdown::to_text(c, TEXT_WIDTH)),
+        closing_text: r
+            .closing
+            .as_deref()
+            .map(|c| markdown::to_text(c, TEXT_WIDTH)),
         highlights: r
             .highlights
             .iter()

@@ -22,7 +22,10 @@ pub enum FireOutcome {
     /// This (schedule, fire time) had already been recorded: nothing done.
     AlreadyFired,
     /// Bulletins created, with their ids and ledger rows queued.
-    Fired { bulletins: Vec<i64>, deliveries: u64 },
+    Fired {
+        bulletins: Vec<i64>,
+        deliveries: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,8 @@ pub enum SchedulerError {
     Store(#[from] StoreError),
     #[error("rendering failed: {0}")]
     Render(#[from] crate::render::RenderError),
+    #[error("schedule `{schedule}` sends to list `{list}`, which does not exist: create it (`bulletin lists create {list}`); the firing stays pending and runs once the list exists")]
+    MissingList { schedule: String, list: String },
 }
 
 pub struct Scheduler {
@@ -43,7 +48,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, clock: Arc<dyn Clock>, wake_dispatcher: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        wake_dispatcher: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             config,
@@ -59,10 +69,19 @@ impl Scheduler {
     }
 
     /// Fires `name` for `fire_time`, once.
-    pub async fn fire(&self, name: &str, fire_time: DateTime<Utc>, trigger: &str) -> Result<FireOutcome, SchedulerError> {
+    pub async fn fire(
+        &self,
+        name: &str,
+        fire_time: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<FireOutcome, SchedulerError> {
         self.schedule(name)?;
         let now = self.clock.now();
-        if !self.store.record_firing(name, fire_time, trigger, now).await? {
+        if !self
+            .store
+            .record_firing(name, fire_time, trigger, now)
+            .await?
+        {
             info!(schedule = name, %fire_time, "firing already recorded; not running it again");
             return Ok(FireOutcome::AlreadyFired);
         }
@@ -71,8 +90,20 @@ impl Scheduler {
     }
 
     /// Composes and fans out the bulletins of a recorded firing (also used to resume one).
-    async fn process_firing(&self, name: &str, fire_time: DateTime<Utc>) -> Result<FireOutcome, SchedulerError> {
+    async fn process_firing(
+        &self,
+        name: &str,
+        fire_time: DateTime<Utc>,
+    ) -> Result<FireOutcome, SchedulerError> {
         let schedule = self.schedule(name)?.clone();
+        for list in &schedule.lists {
+            if self.store.list(list).await?.is_none() {
+                return Err(SchedulerError::MissingList {
+                    schedule: name.to_string(),
+                    list: list.to_string(),
+                });
+            }
+        }
         let records = self.store.records_to_publish(name).await?;
         let groups: Vec<Vec<StoredRecord>> = match schedule.mode {
             ScheduleMode::PerRecord => records.into_iter().map(|r| vec![r]).collect(),
@@ -88,7 +119,12 @@ impl Scheduler {
                 widths.push(images.iter().map(|i| i.width).collect::<Vec<_>>());
             }
             let recs: Vec<_> = group.iter().map(|r| r.record.clone()).collect();
-            let rendered = render_bulletin(&recs, &widths, &self.config.publisher, &self.config.default_language)?;
+            let rendered = render_bulletin(
+                &recs,
+                &widths,
+                &self.config.publisher,
+                &self.config.default_language,
+            )?;
             let nb = NewBulletin {
                 kind: if recs.len() == 1 && schedule.mode == ScheduleMode::PerRecord {
                     BulletinKind::Record
@@ -109,7 +145,10 @@ impl Scheduler {
             let Some(id) = self.store.create_bulletin(&nb, self.clock.now()).await? else {
                 continue;
             };
-            let n = self.store.fan_out(id, FAN_OUT_PAGE, self.clock.now()).await?;
+            let n = self
+                .store
+                .fan_out(id, FAN_OUT_PAGE, self.clock.now())
+                .await?;
             info!(schedule = name, bulletin = id, recipients = n, subject = %nb.subject, "bulletin composed and fanned out");
             bulletins.push(id);
             deliveries += n;
@@ -121,7 +160,10 @@ impl Scheduler {
             .finish_firing(name, fire_time, bulletins.len() as u32, self.clock.now())
             .await?;
         self.wake_dispatcher.notify_one();
-        Ok(FireOutcome::Fired { bulletins, deliveries })
+        Ok(FireOutcome::Fired {
+            bulletins,
+            deliveries,
+        })
     }
 
     /// Finishes work a previous process left half done: firings recorded but not composed,
@@ -137,7 +179,9 @@ impl Scheduler {
         }
         for id in self.store.bulletins_fanning_out().await? {
             warn!(bulletin = id, "resuming an unfinished fan-out");
-            self.store.fan_out(id, FAN_OUT_PAGE, self.clock.now()).await?;
+            self.store
+                .fan_out(id, FAN_OUT_PAGE, self.clock.now())
+                .await?;
         }
         Ok(())
     }
@@ -145,14 +189,17 @@ impl Scheduler {
     /// At start: fires, once, the latest firing missed within the catch-up window; logs the rest.
     pub async fn catch_up(&self) -> Result<Vec<FireOutcome>, SchedulerError> {
         let now = self.clock.now();
-        let window = chrono::Duration::from_std(self.config.catch_up_window).unwrap_or(chrono::Duration::zero());
+        let window = chrono::Duration::from_std(self.config.catch_up_window)
+            .unwrap_or(chrono::Duration::zero());
         let mut out = Vec::new();
         for s in &self.config.schedules {
             let Some(last) = self.store.last_firing(&s.name).await? else {
                 continue; // never fired: nothing was missed
             };
             let missed = s.fire_times_between(last, now, 10_000);
-            let Some(&latest) = missed.last() else { continue };
+            let Some(&latest) = missed.last() else {
+                continue;
+            };
             if now - latest <= window {
                 if missed.len() > 1 {
                     warn!(schedule = %s.name, skipped = missed.len() - 1, "several firings were missed while down; catching up the latest only");
@@ -167,7 +214,11 @@ impl Scheduler {
     }
 
     /// Fires every schedule whose fire time falls in `(after, until]` (the latest one only).
-    pub async fn tick(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<FireOutcome>, SchedulerError> {
+    pub async fn tick(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<FireOutcome>, SchedulerError> {
         let mut out = Vec::new();
         for s in &self.config.schedules {
             if let Some(&t) = s.fire_times_between(after, until, 10_000).last() {

@@ -42,7 +42,8 @@ impl UnsubscribeSigner {
     }
 
     fn mac(&self, list_id: i64, subscriber_id: i64) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(self.key.expose_secret()).expect("HMAC takes any key length");
+        let mut mac = HmacSha256::new_from_slice(self.key.expose_secret())
+            .expect("HMAC takes any key length");
         mac.update(format!("bulletin-unsubscribe-v1:{list_id}:{subscriber_id}").as_bytes());
         mac
     }
@@ -50,12 +51,19 @@ impl UnsubscribeSigner {
     /// The token for one subscriber of one list.
     pub fn token(&self, list_id: i64, subscriber_id: i64) -> String {
         let tag = self.mac(list_id, subscriber_id).finalize().into_bytes();
-        format!("{list_id}.{subscriber_id}.{}", URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES]))
+        format!(
+            "{list_id}.{subscriber_id}.{}",
+            URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES])
+        )
     }
 
     /// The public one-click URL carrying the token.
     pub fn url(&self, list_id: i64, subscriber_id: i64) -> String {
-        format!("{}/unsubscribe/{}", self.base_url, self.token(list_id, subscriber_id))
+        format!(
+            "{}/unsubscribe/{}",
+            self.base_url,
+            self.token(list_id, subscriber_id)
+        )
     }
 
     /// Checks a token in constant time; None for anything forged, altered or malformed.
@@ -85,7 +93,13 @@ mod tests {
     fn round_trip_and_forgery() {
         let s = UnsubscribeSigner::new(b"0123456789abcdef0123".to_vec(), "https://x.org/");
         let t = s.token(3, 42);
-        assert_eq!(s.verify(&t), Some(UnsubscribeTarget { list_id: 3, subscriber_id: 42 }));
+        assert_eq!(
+            s.verify(&t),
+            Some(UnsubscribeTarget {
+                list_id: 3,
+                subscriber_id: 42
+            })
+        );
         assert!(s.url(3, 42).starts_with("https://x.org/unsubscribe/3.42."));
         // Altered ids or tag are refused.
         assert_eq!(s.verify(&t.replacen("3.42", "3.43", 1)), None);

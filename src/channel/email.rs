@@ -70,7 +70,8 @@ impl std::fmt::Debug for EmailChannel {
 }
 
 fn smtp_transport(s: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let tls = || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS setup for {}: {e}", s.host));
+    let tls =
+        || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS setup for {}: {e}", s.host));
     let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
         .port(s.port)
         .timeout(Some(s.timeout))
@@ -81,32 +82,48 @@ fn smtp_transport(s: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, 
             TlsMode::Tls => Tls::Wrapper(tls()?),
         });
     if let Some(name) = &s.hello_name {
-        b = b.hello_name(lettre::transport::smtp::extension::ClientId::Domain(name.clone()));
+        b = b.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+            name.clone(),
+        ));
     }
     if let (Some(user), Some(pass)) = (&s.username, &s.password) {
-        b = b.credentials(Credentials::new(user.clone(), pass.expose_secret().to_string()));
+        b = b.credentials(Credentials::new(
+            user.clone(),
+            pass.expose_secret().to_string(),
+        ));
     }
     Ok(b.build())
 }
 
 impl EmailChannel {
-    pub fn new(cfg: &EmailConfig, signer: Arc<UnsubscribeSigner>, id_tag: String) -> Result<Self, String> {
+    pub fn new(
+        cfg: &EmailConfig,
+        signer: Arc<UnsubscribeSigner>,
+        id_tag: String,
+    ) -> Result<Self, String> {
         let (mailer, concurrency, limiter) = match &cfg.transport {
             EmailTransport::Smtp(s) => {
                 let limiter = s.rate_per_second.map(|r| {
                     let quota = if r >= 1.0 {
-                        Quota::per_second(NonZeroU32::new(r.round() as u32).unwrap_or(NonZeroU32::MIN))
+                        Quota::per_second(
+                            NonZeroU32::new(r.round() as u32).unwrap_or(NonZeroU32::MIN),
+                        )
                     } else {
                         Quota::with_period(std::time::Duration::from_secs_f64(1.0 / r))
                             .expect("a positive period")
                     };
                     RateLimiter::direct(quota.allow_burst(NonZeroU32::MIN))
                 });
-                (Mailer::Smtp(smtp_transport(s)?), s.pool_size as usize, limiter)
+                (
+                    Mailer::Smtp(smtp_transport(s)?),
+                    s.pool_size as usize,
+                    limiter,
+                )
             }
             EmailTransport::Outbox(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create the outbox folder {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    format!("cannot create the outbox folder {}: {e}", dir.display())
+                })?;
                 (Mailer::Outbox(AsyncFileTransport::new(dir)), 4, None)
             }
         };
@@ -138,10 +155,12 @@ impl EmailChannel {
     pub fn build(&self, job: &Job<'_>) -> Result<Message, SendError> {
         let d = job.delivery;
         let b: &PreparedBulletin = job.bulletin;
-        let to_addr: lettre::Address = d
-            .recipient
-            .parse()
-            .map_err(|e| SendError::permanent(format!("recipient `{}` is not a valid address: {e}", d.recipient)))?;
+        let to_addr: lettre::Address = d.recipient.parse().map_err(|e| {
+            SendError::permanent(format!(
+                "recipient `{}` is not a valid address: {e}",
+                d.recipient
+            ))
+        })?;
         let to = Mailbox::new(d.recipient_name.clone(), to_addr);
         let unsubscribe_url = match (d.list_id, d.subscriber_id) {
             (Some(l), Some(s)) => Some(self.signer.url(l, s)),
@@ -175,15 +194,20 @@ impl EmailChannel {
             .header(ContentType::TEXT_PLAIN)
             .body(text);
         let alternative = if b.images.is_empty() {
-            MultiPart::alternative().singlepart(text_part).singlepart(html_part)
+            MultiPart::alternative()
+                .singlepart(text_part)
+                .singlepart(html_part)
         } else {
             let mut related = MultiPart::related().singlepart(html_part);
             for (cid, im) in &b.images {
                 let ct = ContentType::parse(&im.content_type)
                     .map_err(|e| SendError::permanent(format!("image {}: {e}", im.file)))?;
-                related = related.singlepart(Attachment::new_inline(cid.clone()).body(im.bytes.clone(), ct));
+                related = related
+                    .singlepart(Attachment::new_inline(cid.clone()).body(im.bytes.clone(), ct));
             }
-            MultiPart::alternative().singlepart(text_part).multipart(related)
+            MultiPart::alternative()
+                .singlepart(text_part)
+                .multipart(related)
         };
         builder
             .multipart(alternative)

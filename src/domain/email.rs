@@ -15,15 +15,24 @@ impl EmailAddress {
             return Err("e-mail address is empty".into());
         }
         if s.len() > 254 {
-            return Err(format!("e-mail address is {} bytes long; the limit is 254", s.len()));
+            return Err(format!(
+                "e-mail address is {} bytes long; the limit is 254",
+                s.len()
+            ));
         }
         if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!("`{}` contains spaces or control characters", s.escape_default()));
+            return Err(format!(
+                "`{}` contains spaces or control characters",
+                s.escape_default()
+            ));
         }
         let lower = s.to_lowercase();
-        let addr: lettre::Address = lower
-            .parse()
-            .map_err(|e| format!("`{}` is not a valid e-mail address ({e})", s.escape_default()))?;
+        let addr: lettre::Address = lower.parse().map_err(|e| {
+            format!(
+                "`{}` is not a valid e-mail address ({e})",
+                s.escape_default()
+            )
+        })?;
         if !addr.domain().contains('.') && addr.domain() != "localhost" {
             return Err(format!("`{s}` has no dot in its domain"));
         }
@@ -64,12 +73,23 @@ mod tests {
 
     #[test]
     fn parses_and_normalises() {
-        assert_eq!(EmailAddress::parse(" A.B@Example.ORG ").unwrap().as_str(), "a.b@example.org");
+        assert_eq!(
+            EmailAddress::parse(" A.B@Example.ORG ").unwrap().as_str(),
+            "a.b@example.org"
+        );
     }
 
     #[test]
     fn rejects_bad_addresses() {
-        for bad in ["", "no-at", "a@", "@b.org", "a b@c.org", "a@b.org\r\nBcc: x@y.org", "a@nodot"] {
+        for bad in [
+            "",
+            "no-at",
+            "a@",
+            "@b.org",
+            "a b@c.org",
+            "a@b.org\r\nBcc: x@y.org",
+            "a@nodot",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

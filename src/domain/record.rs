@@ -270,7 +270,14 @@ impl Checker<'_> {
     fn lines(&mut self, vs: &[Spanned<String>], field: &str) -> Vec<String> {
         vs.iter()
             .enumerate()
-            .map(|(i, v)| self.text(v, &format!("{field}[{}]", i + 1), Kind::Line(LINE_MAX), true))
+            .map(|(i, v)| {
+                self.text(
+                    v,
+                    &format!("{field}[{}]", i + 1),
+                    Kind::Line(LINE_MAX),
+                    true,
+                )
+            })
             .collect()
     }
 }
@@ -293,7 +300,10 @@ pub fn parse_record(
     };
     if source.len() > MAX_FILE_BYTES {
         return Err(whole(
-            format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", source.len()),
+            format!(
+                "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                source.len()
+            ),
             None,
             None,
         ));
@@ -325,7 +335,11 @@ pub fn parse_record(
         Some(l) => match language_tags::LanguageTag::parse(l.get_ref().trim()) {
             Ok(tag) => tag.to_string(),
             Err(e) => {
-                c.error_at(l.span(), "language", format!("not a BCP 47 language tag: {e}"));
+                c.error_at(
+                    l.span(),
+                    "language",
+                    format!("not a BCP 47 language tag: {e}"),
+                );
                 String::new()
             }
         },
@@ -373,7 +387,12 @@ pub fn parse_record(
         .map(|(i, h)| {
             let at = format!("highlights[{}]", i + 1);
             Highlight {
-                speaker: c.text(&h.speaker, &format!("{at}.speaker"), Kind::Line(LINE_MAX), true),
+                speaker: c.text(
+                    &h.speaker,
+                    &format!("{at}.speaker"),
+                    Kind::Line(LINE_MAX),
+                    true,
+                ),
                 role: c.text(&h.role, &format!("{at}.role"), Kind::Line(LINE_MAX), true),
                 view: c.text(&h.view, &format!("{at}.view"), Kind::Block, true),
             }
@@ -429,7 +448,9 @@ pub fn parse_record(
 
 fn date_of(dt: &toml::value::Datetime) -> Result<NaiveDate, String> {
     let (Some(d), None, None) = (dt.date, dt.time, dt.offset) else {
-        return Err(format!("`{dt}` must be a date without a time (e.g. 2020-07-30)"));
+        return Err(format!(
+            "`{dt}` must be a date without a time (e.g. 2020-07-30)"
+        ));
     };
     let date = NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
         .ok_or_else(|| format!("`{dt}` is not a date"))?;
@@ -469,7 +490,10 @@ attendees = "All"
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].field.as_deref(), Some("format"));
         assert_eq!(e.0[0].line, Some(7));
-        assert!(e.to_string().starts_with("m.toml:7:10: format: `hybird`"), "{e}");
+        assert!(
+            e.to_string().starts_with("m.toml:7:10: format: `hybird`"),
+            "{e}"
+        );
     }
 
     #[test]

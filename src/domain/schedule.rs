@@ -53,7 +53,10 @@ impl Schedule {
         let tz: Tz = timezone.parse().map_err(|_| {
             (
                 "timezone",
-                format!("`{}` is not an IANA time zone (e.g. Asia/Shanghai)", timezone.escape_default()),
+                format!(
+                    "`{}` is not an IANA time zone (e.g. Asia/Shanghai)",
+                    timezone.escape_default()
+                ),
             )
         })?;
         if cron.upcoming(tz).next().is_none() {
@@ -68,7 +71,10 @@ impl Schedule {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| ("lists", m))?;
         if channels.is_empty() {
-            return Err(("channels", "a schedule must name at least one channel".into()));
+            return Err((
+                "channels",
+                "a schedule must name at least one channel".into(),
+            ));
         }
         Ok(Self {
             name: name.to_string(),
@@ -111,7 +117,14 @@ mod tests {
     use chrono::TimeZone;
 
     fn sched(cron: &str, tz: &str) -> Result<Schedule, (&'static str, String)> {
-        Schedule::parse("s", cron, tz, &["partners".into()], ScheduleMode::PerRecord, &[ChannelKind::Email])
+        Schedule::parse(
+            "s",
+            cron,
+            tz,
+            &["partners".into()],
+            ScheduleMode::PerRecord,
+            &[ChannelKind::Email],
+        )
     }
 
     #[test]
@@ -119,7 +132,10 @@ mod tests {
         // 09:00 in Shanghai is 01:00 UTC.
         let s = sched("0 0 9 * * *", "Asia/Shanghai").unwrap();
         let t = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 3, 1, 1, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 1, 1, 0, 0).unwrap()
+        );
         let fires = s.fire_times_between(t, t + chrono::Duration::days(3), 10);
         assert_eq!(fires.len(), 3);
     }
@@ -127,7 +143,10 @@ mod tests {
     #[test]
     fn bad_parts_are_named() {
         assert_eq!(sched("0 0 9 * *", "UTC").unwrap_err().0, "cron");
-        assert_eq!(sched("0 0 9 * * *", "Mars/Olympus").unwrap_err().0, "timezone");
+        assert_eq!(
+            sched("0 0 9 * * *", "Mars/Olympus").unwrap_err().0,
+            "timezone"
+        );
         assert_eq!(sched("0 0 0 30 2 * 2020", "UTC").unwrap_err().0, "cron");
     }
 }

@@ -62,7 +62,10 @@ impl SubscriberStatus {
             "active" => Ok(Self::Active),
             "unsubscribed" => Ok(Self::Unsubscribed),
             "bounced" => Ok(Self::Bounced),
-            o => Err(format!("unknown subscriber status `{}`", o.escape_default())),
+            o => Err(format!(
+                "unknown subscriber status `{}`",
+                o.escape_default()
+            )),
         }
     }
 }
@@ -95,7 +98,9 @@ impl NewSubscriber {
         let language = match language.map(str::trim).filter(|s| !s.is_empty()) {
             Some(l) => Some(
                 language_tags::LanguageTag::parse(l)
-                    .map_err(|e| format!("language `{}` is not a BCP 47 tag: {e}", l.escape_default()))?
+                    .map_err(|e| {
+                        format!("language `{}` is not a BCP 47 tag: {e}", l.escape_default())
+                    })?
                     .to_string(),
             ),
             None => None,
@@ -146,7 +151,11 @@ impl<R: Read> CsvSubscribers<R> {
         let mut name = None;
         let mut language = None;
         for (i, h) in headers.iter().enumerate() {
-            match h.trim_start_matches('\u{feff}').to_ascii_lowercase().as_str() {
+            match h
+                .trim_start_matches('\u{feff}')
+                .to_ascii_lowercase()
+                .as_str()
+            {
                 "email" => email = Some(i),
                 "name" => name = Some(i),
                 "language" => language = Some(i),

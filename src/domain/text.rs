@@ -70,7 +70,10 @@ pub fn check_slug(value: &str, max: usize) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if value.len() > max {
-        return Err(format!("is {} characters long; the limit is {max}", value.len()));
+        return Err(format!(
+            "is {} characters long; the limit is {max}",
+            value.len()
+        ));
     }
     if !value
         .chars()
@@ -98,7 +101,9 @@ mod tests {
         assert!(check_line("a\r\nBcc: x", 100, true)
             .unwrap_err()
             .contains("one line"));
-        assert!(check_line("ab", 1, true).unwrap_err().contains("limit is 1"));
+        assert!(check_line("ab", 1, true)
+            .unwrap_err()
+            .contains("limit is 1"));
         assert!(check_line("a\u{E000}", 10, true).is_err());
         assert!(check_block("a\nb", 10, true).is_ok());
         assert!(check_block("a\u{7}b", 10, true).is_err());

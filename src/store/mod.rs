@@ -258,28 +258,66 @@ pub struct StatusCount {
 pub trait Store: Send + Sync + 'static {
     // Records
     async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome>;
-    async fn approve_record(&self, id: &str, by: &str, now: DateTime<Utc>) -> Result<ApproveOutcome>;
+    async fn approve_record(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ApproveOutcome>;
     async fn record(&self, id: &str) -> Result<Option<StoredRecord>>;
     async fn records(&self, state: Option<RecordState>) -> Result<Vec<StoredRecord>>;
     async fn record_images(&self, id: &str) -> Result<Vec<ImageData>>;
 
     // Lists
-    async fn create_list(&self, name: &ListName, description: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn create_list(
+        &self,
+        name: &ListName,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     async fn list(&self, name: &ListName) -> Result<Option<ListSummary>>;
     async fn lists(&self) -> Result<Vec<ListSummary>>;
     /// Adds or updates subscribers; never re-activates an unsubscribed or bounced one.
-    async fn upsert_subscribers(&self, list_id: i64, batch: &[NewSubscriber], now: DateTime<Utc>) -> Result<UpsertCounts>;
+    async fn upsert_subscribers(
+        &self,
+        list_id: i64,
+        batch: &[NewSubscriber],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertCounts>;
     async fn remove_subscriber(&self, list_id: i64, email: &str) -> Result<bool>;
-    async fn set_subscriber_status(&self, list_id: i64, email: &str, status: SubscriberStatus, now: DateTime<Utc>) -> Result<bool>;
+    async fn set_subscriber_status(
+        &self,
+        list_id: i64,
+        email: &str,
+        status: SubscriberStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Keyset paging by id.
-    async fn subscribers_page(&self, list_id: i64, after_id: i64, limit: u32) -> Result<Vec<SubscriberRow>>;
+    async fn subscribers_page(
+        &self,
+        list_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriberRow>>;
 
     // Scheduling
     /// Records a firing; false if this (schedule, fire time) was already recorded.
-    async fn record_firing(&self, schedule: &str, fire_time: DateTime<Utc>, trigger: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn record_firing(
+        &self,
+        schedule: &str,
+        fire_time: DateTime<Utc>,
+        trigger: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     async fn last_firing(&self, schedule: &str) -> Result<Option<DateTime<Utc>>>;
     async fn unfinished_firings(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
-    async fn finish_firing(&self, schedule: &str, fire_time: DateTime<Utc>, bulletins: u32, now: DateTime<Utc>) -> Result<()>;
+    async fn finish_firing(
+        &self,
+        schedule: &str,
+        fire_time: DateTime<Utc>,
+        bulletins: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Approved records this schedule has not sent yet, oldest approval first.
     async fn records_to_publish(&self, schedule: &str) -> Result<Vec<StoredRecord>>;
     /// Creates the bulletin and marks its records published for its schedule, atomically.
@@ -293,7 +331,13 @@ pub trait Store: Send + Sync + 'static {
     async fn fan_out(&self, bulletin_id: i64, page: u32, now: DateTime<Utc>) -> Result<u64>;
 
     // Dispatch
-    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration, on_expired: ExpiredLease) -> Result<Vec<Claimed>>;
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        on_expired: ExpiredLease,
+    ) -> Result<Vec<Claimed>>;
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;

@@ -32,7 +32,10 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Refused(format!("cannot create the store folder {}: {e}", dir.display()))
+                StoreError::Refused(format!(
+                    "cannot create the store folder {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let opts = SqliteConnectOptions::new()
@@ -55,8 +58,8 @@ impl SqliteStore {
 
     fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord> {
         let body: String = row.get("body_json");
-        let record: SessionRecord =
-            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("record body: {e}")))?;
+        let record: SessionRecord = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("record body: {e}")))?;
         Ok(StoredRecord {
             record,
             state: parse_enum(row.get::<&str, _>("state"))?,
@@ -83,7 +86,10 @@ impl SqliteStore {
 
     fn bulletin_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredBulletin> {
         let split = |s: String| -> Vec<String> {
-            s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
         };
         Ok(StoredBulletin {
             id: row.get("id"),
@@ -194,7 +200,12 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn approve_record(&self, id: &str, by: &str, now: DateTime<Utc>) -> Result<ApproveOutcome> {
+    async fn approve_record(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ApproveOutcome> {
         let row = sqlx::query("SELECT state FROM records WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -266,13 +277,20 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn create_list(&self, name: &ListName, description: &str, now: DateTime<Utc>) -> Result<bool> {
-        let r = sqlx::query("INSERT OR IGNORE INTO lists (name, description, created_at) VALUES (?, ?, ?)")
-            .bind(name.as_str())
-            .bind(description)
-            .bind(ms(now))
-            .execute(&self.pool)
-            .await?;
+    async fn create_list(
+        &self,
+        name: &ListName,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT OR IGNORE INTO lists (name, description, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(name.as_str())
+        .bind(description)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -293,15 +311,22 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn upsert_subscribers(&self, list_id: i64, batch: &[NewSubscriber], now: DateTime<Utc>) -> Result<UpsertCounts> {
+    async fn upsert_subscribers(
+        &self,
+        list_id: i64,
+        batch: &[NewSubscriber],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
         let mut tx = self.pool.begin().await?;
         for s in batch {
-            let existing = sqlx::query("SELECT name, language FROM subscribers WHERE list_id = ? AND email = ?")
-                .bind(list_id)
-                .bind(s.email.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let existing = sqlx::query(
+                "SELECT name, language FROM subscribers WHERE list_id = ? AND email = ?",
+            )
+            .bind(list_id)
+            .bind(s.email.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             match existing {
                 None => {
                     sqlx::query(
@@ -354,18 +379,31 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn set_subscriber_status(&self, list_id: i64, email: &str, status: SubscriberStatus, now: DateTime<Utc>) -> Result<bool> {
-        let r = sqlx::query("UPDATE subscribers SET status = ?, updated_at = ? WHERE list_id = ? AND email = ?")
-            .bind(status.as_str())
-            .bind(ms(now))
-            .bind(list_id)
-            .bind(email)
-            .execute(&self.pool)
-            .await?;
+    async fn set_subscriber_status(
+        &self,
+        list_id: i64,
+        email: &str,
+        status: SubscriberStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE subscribers SET status = ?, updated_at = ? WHERE list_id = ? AND email = ?",
+        )
+        .bind(status.as_str())
+        .bind(ms(now))
+        .bind(list_id)
+        .bind(email)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    async fn subscribers_page(&self, list_id: i64, after_id: i64, limit: u32) -> Result<Vec<SubscriberRow>> {
+    async fn subscribers_page(
+        &self,
+        list_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriberRow>> {
         let rows = sqlx::query(
             "SELECT id, email, name, language, status FROM subscribers WHERE list_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
@@ -381,13 +419,20 @@ impl Store for SqliteStore {
                     email: r.get("email"),
                     name: r.get("name"),
                     language: r.get("language"),
-                    status: SubscriberStatus::parse(r.get("status")).map_err(StoreError::Corrupt)?,
+                    status: SubscriberStatus::parse(r.get("status"))
+                        .map_err(StoreError::Corrupt)?,
                 })
             })
             .collect()
     }
 
-    async fn record_firing(&self, schedule: &str, fire_time: DateTime<Utc>, trigger: &str, now: DateTime<Utc>) -> Result<bool> {
+    async fn record_firing(
+        &self,
+        schedule: &str,
+        fire_time: DateTime<Utc>,
+        trigger: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "INSERT OR IGNORE INTO firings (schedule, fire_time, recorded_at, trigger) VALUES (?, ?, ?, ?)",
         )
@@ -401,24 +446,33 @@ impl Store for SqliteStore {
     }
 
     async fn last_firing(&self, schedule: &str) -> Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT max(fire_time) FROM firings WHERE schedule = ?")
-            .bind(schedule)
-            .fetch_one(&self.pool)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(fire_time) FROM firings WHERE schedule = ?")
+                .bind(schedule)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(opt_time(v))
     }
 
     async fn unfinished_firings(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let rows = sqlx::query("SELECT schedule, fire_time FROM firings WHERE done_at IS NULL ORDER BY fire_time")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT schedule, fire_time FROM firings WHERE done_at IS NULL ORDER BY fire_time",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| (r.get("schedule"), from_millis(r.get("fire_time"))))
             .collect())
     }
 
-    async fn finish_firing(&self, schedule: &str, fire_time: DateTime<Utc>, bulletins: u32, now: DateTime<Utc>) -> Result<()> {
+    async fn finish_firing(
+        &self,
+        schedule: &str,
+        fire_time: DateTime<Utc>,
+        bulletins: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query("UPDATE firings SET done_at = ?, bulletins = bulletins + ? WHERE schedule = ? AND fire_time = ?")
             .bind(ms(now))
             .bind(bulletins as i64)
@@ -453,11 +507,12 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         if let Some(schedule) = &b.schedule {
             for rid in &b.record_ids {
-                let taken = sqlx::query("SELECT 1 FROM publications WHERE schedule = ? AND record_id = ?")
-                    .bind(schedule)
-                    .bind(rid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let taken =
+                    sqlx::query("SELECT 1 FROM publications WHERE schedule = ? AND record_id = ?")
+                        .bind(schedule)
+                        .bind(rid)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if taken.is_some() {
                     return Ok(None);
                 }
@@ -524,9 +579,11 @@ impl Store for SqliteStore {
     }
 
     async fn bulletins_fanning_out(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM bulletins WHERE state = 'fanning_out' ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM bulletins WHERE state = 'fanning_out' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn fan_out(&self, bulletin_id: i64, page: u32, now: DateTime<Utc>) -> Result<u64> {
@@ -544,10 +601,11 @@ impl Store for SqliteStore {
                 continue; // other channels fan out through their own modules
             }
             for list in &b.lists {
-                let list_id: Option<i64> = sqlx::query_scalar("SELECT id FROM lists WHERE name = ?")
-                    .bind(list)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let list_id: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM lists WHERE name = ?")
+                        .bind(list)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 let Some(list_id) = list_id else {
                     return Err(StoreError::Refused(format!(
                         "bulletin {bulletin_id} names list `{list}`, which does not exist"
@@ -598,7 +656,13 @@ impl Store for SqliteStore {
         Ok(total)
     }
 
-    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration, on_expired: ExpiredLease) -> Result<Vec<Claimed>> {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        on_expired: ExpiredLease,
+    ) -> Result<Vec<Claimed>> {
         let now_ms = ms(now);
         let mut tx = self.pool.begin().await?;
         if on_expired == ExpiredLease::Hold {
@@ -787,7 +851,11 @@ impl Store for SqliteStore {
             q = q.bind(ms(t));
         }
         let limit = if f.limit == 0 { 100 } else { f.limit };
-        let rows = q.bind(limit as i64).bind(f.offset as i64).fetch_all(&self.pool).await?;
+        let rows = q
+            .bind(limit as i64)
+            .bind(f.offset as i64)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -842,9 +910,11 @@ impl Store for SqliteStore {
             .bind(value)
             .execute(&self.pool)
             .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

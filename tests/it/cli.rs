@@ -1,0 +1,125 @@
+//! The binary as a user runs it: the demo, and configuration errors.
+
+use std::process::Command;
+
+fn bulletin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bulletin"))
+}
+
+#[test]
+fn demo_delivers_to_the_outbox_on_a_fresh_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = bulletin()
+        .arg("demo")
+        .arg("--dir")
+        .arg(&out_dir)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("6 sent"), "{stdout}");
+    let emls = std::fs::read_dir(out_dir.join("outbox")).unwrap().count();
+    assert_eq!(emls, 6);
+    // Running it again starts afresh.
+    let out = bulletin()
+        .arg("demo")
+        .arg("--dir")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_dir(out_dir.join("outbox")).unwrap().count(),
+        6
+    );
+}
+
+#[test]
+fn check_config_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    let good =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
+    std::fs::write(&cfg, good.replace("Asia/Shanghai", "Asia/Nowhere")).unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:")
+            && err.contains("schedules[1].timezone")
+            && err.contains("Asia/Nowhere"),
+        "{err}"
+    );
+
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, &good).unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(&ok)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn secrets_never_reach_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("outbox_dir = \"demo-output/outbox\"\n", "")
+        .replace("transport = \"outbox\"", "transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"")
+        .replace("demo-output/", &format!("{}/", dir.path().display()));
+    std::fs::write(&cfg, text).unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--log-format", "json", "serve", "--once"])
+        .env("BULLETIN_SMTP_PASSWORD", "pa55-word-never-shown")
+        .env("BULLETIN_UNSUBSCRIBE_SECRET", "unsub-secret-never-shown")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        !all.contains("pa55-word-never-shown") && !all.contains("unsub-secret-never-shown"),
+        "a secret leaked"
+    );
+}
+
+#[test]
+fn demo_never_empties_a_folder_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("outbox")).unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let out = bulletin()
+        .arg("demo")
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was not made by `bulletin demo`"));
+    assert!(dir.path().join("precious.txt").exists());
+}

@@ -1,0 +1,368 @@
+//! End to end: approved records → firing → ledger → a real SMTP server, and the MIME it got.
+
+use crate::harness::*;
+use bulletin::domain::subscriber::SubscriberStatus;
+use bulletin::scheduler::FireOutcome;
+use bulletin::store::DeliveryFilter;
+use mail_parser::MimeHeaders;
+
+const PEOPLE: &[(&str, Option<&str>)] = &[
+    ("li.mingyu@example.org", Some("李明宇")),
+    ("siriporn@example.net", Some("ศิริพร แก้วมณี")),
+    ("press@example.com", None),
+];
+
+#[tokio::test]
+async fn seed_bulletin_reaches_a_real_smtp_server_with_every_section() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", PEOPLE).await;
+    t.import_seed_approved().await;
+
+    let fired = t.app.fire_now("weekday-morning").await.unwrap();
+    let FireOutcome::Fired {
+        bulletins,
+        deliveries,
+    } = fired
+    else {
+        panic!("did not fire: {fired:?}")
+    };
+    assert_eq!((bulletins.len(), deliveries), (1, 3));
+    let report = t.app.run_pending(None).await.unwrap();
+    assert_eq!(report.sent, 3, "{report:?}");
+
+    // The ledger: every row sent, with the server's reply and a Message-ID.
+    let rows = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r.status, "sent");
+        assert_eq!(r.attempts, 1);
+        assert_eq!(r.last_code, Some(250));
+        assert!(r.message_id.as_deref().unwrap().ends_with("@example.org>"));
+    }
+
+    let received = sink.wait_for(3);
+    assert_eq!(received.len(), 3);
+    let mut rcpts: Vec<_> = received.iter().flat_map(|m| m.recipients.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        [
+            "li.mingyu@example.org",
+            "press@example.com",
+            "siriporn@example.net"
+        ]
+    );
+
+    let seed = std::fs::read_to_string(repo_path(SEED_RECORD)).unwrap();
+    let record = bulletin::domain::record::parse_record(&seed, "seed", "en").unwrap();
+    for m in &received {
+        assert_eq!(m.recipients.len(), 1, "one recipient per message");
+        let msg = m.parsed();
+        assert_eq!(msg.subject(), Some(record.title.as_str()));
+        assert_eq!(
+            msg.from().unwrap().first().unwrap().address(),
+            Some("bulletin@example.org")
+        );
+        let to = msg.to().unwrap().first().unwrap();
+        assert_eq!(to.address(), Some(m.recipients[0].as_str()));
+        if m.recipients[0] == "li.mingyu@example.org" {
+            assert_eq!(to.name(), Some("李明宇"));
+        }
+        assert!(msg.message_id().is_some());
+
+        // One-click unsubscribe, signed per recipient.
+        let lu = msg.header_raw("List-Unsubscribe").unwrap().trim();
+        let url = lu.trim_start_matches('<').trim_end_matches('>');
+        assert!(
+            url.starts_with("https://news.example.org/unsubscribe/"),
+            "{url}"
+        );
+        let token = url.rsplit('/').next().unwrap();
+        assert!(
+            t.app.signer.verify(token).is_some(),
+            "token does not verify"
+        );
+        assert_eq!(
+            msg.header_raw("List-Unsubscribe-Post").unwrap().trim(),
+            "List-Unsubscribe=One-Click"
+        );
+
+        // multipart/alternative: text then HTML.
+        let ct = msg.content_type().unwrap();
+        assert_eq!(
+            (ct.ctype(), ct.subtype()),
+            ("multipart", Some("alternative"))
+        );
+        let text = msg.body_text(0).unwrap();
+        let html = msg.body_html(0).unwrap();
+        assert!(
+            html.contains(url),
+            "HTML carries this recipient's unsubscribe link"
+        );
+        assert!(
+            text.contains(url),
+            "text carries this recipient's unsubscribe link"
+        );
+        assert!(!html.contains("<style"), "CSS is inlined");
+        assert!(html.contains("style=\""), "CSS is inlined");
+
+        let must_have = [
+            "July 30, 2020",
+            record.event.as_str(),
+            "Ministry of Ecology and Environment (MEE)",
+            "Lancang-Mekong Cooperation China Secretariat",
+            "Yunnan Department of Ecology and Environment",
+            "No. 5 Houyingfang Hutong,",
+            "Xicheng District, Beijing 100035, P.R. China",
+            "+86-010-82268277/8221",
+            "+86-010-82200579",
+            "tang.huaqing@fecomee.org.cn",
+            "li.xia@fecomee.org.cn",
+            "http://www.mepfeco.org.cn",
+            "lancang-mekongec",
+        ];
+        assert!(text.contains("CONTACT US") && html.contains("Contact Us"));
+        let unwrapped_text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let unwrapped_html = html.split_whitespace().collect::<Vec<_>>().join(" ");
+        let html_plain = unwrapped_html
+            .replace("&amp;", "&")
+            .replace("&#39;", "'")
+            .replace("&quot;", "\"");
+        for s in must_have
+            .iter()
+            .copied()
+            .chain(record.topics.iter().map(String::as_str))
+            .chain(
+                record
+                    .highlights
+                    .iter()
+                    .flat_map(|h| [h.speaker.as_str(), h.role.as_str()]),
+            )
+        {
+            let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(unwrapped_text.contains(&s), "text part lacks {s:?}");
+            assert!(html_plain.contains(&s), "HTML part lacks {s:?}");
+        }
+        // Every expert's view, and the attendees, in full.
+        for h in &record.highlights {
+            let first_words: String = h
+                .view
+                .split_whitespace()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                unwrapped_text.contains(&first_words),
+                "text lacks view {first_words:?}"
+            );
+            assert!(
+                html_plain.contains(&first_words),
+                "HTML lacks view {first_words:?}"
+            );
+        }
+        let attendees = record
+            .attendees
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(unwrapped_text.contains(&attendees));
+    }
+
+    // Running again sends nothing more: one row per recipient, already sent.
+    let again = t.app.run_pending(None).await.unwrap();
+    assert_eq!(again.claimed, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 3, "the server got a message twice");
+}
+
+#[tokio::test]
+async fn chinese_and_thai_subjects_are_rfc2047_encoded() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", &[("a@example.org", Some("Nguyễn Thị Hồng"))])
+        .await;
+    let title = "澜湄合作圆桌对话 การประชุมโต๊ะกลมแม่โขง-ล้านช้าง";
+    let path = t.write_record("zh.toml", &small_record("zh-th", title));
+    let id = t.import(&path).await;
+    t.app
+        .store
+        .approve_record(&id, "approver", t.clock_now())
+        .await
+        .unwrap();
+    t.app.fire_now("weekday-morning").await.unwrap();
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 1);
+
+    let m = &sink.wait_for(1)[0];
+    let raw = String::from_utf8_lossy(&m.raw);
+    let subject_line = raw.lines().find(|l| l.starts_with("Subject:")).unwrap();
+    assert!(
+        subject_line.contains("=?utf-8?"),
+        "subject not encoded: {subject_line}"
+    );
+    assert!(
+        raw.is_ascii()
+            || !raw
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .any(|l| !l.is_ascii()),
+        "raw 8-bit header"
+    );
+    let msg = m.parsed();
+    assert_eq!(msg.subject(), Some(title));
+    assert_eq!(
+        msg.to().unwrap().first().unwrap().name(),
+        Some("Nguyễn Thị Hồng")
+    );
+    assert!(msg.body_text(0).unwrap().contains(title));
+    assert!(msg.body_html(0).unwrap().contains(title));
+}
+
+#[tokio::test]
+async fn a_subscriber_who_leaves_after_fan_out_is_suppressed_not_sent() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        ..Default::default()
+    })
+    .await;
+    let list = t.list_with("partners", PEOPLE).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app
+        .store
+        .set_subscriber_status(
+            list,
+            "press@example.com",
+            SubscriberStatus::Unsubscribed,
+            t.clock_now(),
+        )
+        .await
+        .unwrap();
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (2, 1));
+    let rows = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    let press = rows
+        .iter()
+        .find(|r| r.recipient == "press@example.com")
+        .unwrap();
+    assert_eq!(press.status, "suppressed");
+    assert!(press
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("unsubscribed"));
+    let got: Vec<_> = sink
+        .wait_for(2)
+        .iter()
+        .flat_map(|m| m.recipients.clone())
+        .collect();
+    assert!(!got.contains(&"press@example.com".to_string()));
+    assert_eq!(got.len(), 2);
+}
+
+#[tokio::test]
+async fn smtp_server_down_means_retry_later_then_delivered_once() {
+    let port = free_port();
+    let t = spawn_app(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", PEOPLE).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    // Nobody listens: every row is retrying, with a next attempt time and the error kept.
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed), (0, 3, 0), "{r:?}");
+    let rows = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    for row in &rows {
+        assert_eq!(row.status, "retrying");
+        let next = row.next_attempt_at.unwrap();
+        let wait = next - t.clock_now();
+        assert!(
+            wait >= chrono::Duration::seconds(30) && wait <= chrono::Duration::seconds(60),
+            "{wait}"
+        );
+        assert!(row.last_error.is_some());
+    }
+    // Not due yet: nothing is attempted.
+    assert_eq!(t.app.run_pending(None).await.unwrap().claimed, 0);
+
+    // The server comes back; time passes; everything goes out once.
+    let sink = SmtpSink::start_on(port, &[]);
+    t.clock.advance(chrono::Duration::seconds(61));
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!(r.sent, 3, "{r:?}");
+    assert_eq!(sink.wait_for(3).len(), 3);
+    let rows = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.status == "sent" && r.attempts == 2));
+}
+
+#[tokio::test]
+async fn hard_rejects_fail_at_once_with_the_server_answer() {
+    // smtp-sink -f RCPT: reject every RCPT TO with the hard reply given by -B.
+    let port = free_port();
+    let sink = SmtpSink::start_on(
+        port,
+        &[
+            "-f",
+            "RCPT",
+            "-B",
+            "550 5.1.1 Recipient address rejected: no such user",
+        ],
+    );
+    let _ = &sink;
+    let t = spawn_app(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", &[("gone@example.org", None)]).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let r = t.app.run_pending(None).await.unwrap();
+    let row = &t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap()[0];
+    assert_eq!((r.sent, r.failed), (0, 1), "{r:?} {row:?}");
+    assert_eq!(row.status, "failed");
+    assert_eq!(row.last_code, Some(550), "{row:?}");
+    assert!(
+        row.last_error.as_deref().unwrap().contains("no such user"),
+        "{row:?}"
+    );
+    assert_eq!(row.attempts, 1);
+}

@@ -1,0 +1,301 @@
+//! Test harness: `spawn_app()` builds the real application on a fresh store in a temp
+//! folder, with a `ManualClock`, pointed at a real SMTP server (`SmtpSink`, Postfix's
+//! smtp-sink on a free loopback port, dumping every message it accepts to files).
+
+use bulletin::app::App;
+use bulletin::clock::ManualClock;
+use bulletin::config::Config;
+use bulletin::domain::subscriber::NewSubscriber;
+use bulletin::domain::ListName;
+use chrono::{TimeZone, Utc};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const SEED_RECORD: &str = "config/examples/records/lmc-2020-parallel-session-2.toml";
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn smtp_sink_binary() -> PathBuf {
+    for p in ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!(
+        "Postfix's smtp-sink is not installed, so the SMTP tests cannot run. \
+         Run `tests/run` (it installs the `postfix` package) or `apt-get install postfix`."
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A message as smtp-sink received it.
+pub struct Received {
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+impl Received {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(&self.raw)
+            .expect("a parsable message")
+    }
+}
+
+/// Postfix's smtp-sink: a real SMTP server that accepts and dumps every message.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    dump: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        Self::start_on(free_port(), &[])
+    }
+
+    /// Starts on `port`, with extra smtp-sink flags (e.g. `-R`, `-Q`).
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        let bin = smtp_sink_binary();
+        let dump = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dump.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let mut cmd = Command::new(bin);
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.arg("-d")
+            .arg(format!("{}/m.", dump.path().display()))
+            .args(extra)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dump }
+    }
+
+    /// Messages received so far (complete dumps only).
+    pub fn messages(&self) -> Vec<Received> {
+        let mut out = Vec::new();
+        let mut paths: Vec<_> = std::fs::read_dir(self.dump.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let raw = std::fs::read(&p).unwrap();
+            let text = String::from_utf8_lossy(&raw);
+            let recipients = text
+                .lines()
+                .take_while(|l| l.starts_with("X-"))
+                .filter_map(|l| l.strip_prefix("X-Rcpt-Args: <"))
+                .map(|l| l.trim_end_matches('>').to_string())
+                .collect();
+            out.push(Received { recipients, raw });
+        }
+        out
+    }
+
+    /// Waits (bounded) until `n` messages have been dumped.
+    pub fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The application under test.
+pub struct TestApp {
+    pub app: App,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub smtp_port: u16,
+    pub mode: &'static str,
+    pub extra: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            smtp_port: 25,
+            mode: "per_record",
+            extra: "",
+        }
+    }
+}
+
+pub fn config_text(store: &Path, o: &Options) -> String {
+    format!(
+        r#"
+[store]
+url = "sqlite://{store}"
+
+[publisher]
+names = ["Lancang-Mekong Environmental Cooperation Center", "Foreign Environmental Cooperation Center"]
+address = ["No. 5 Houyingfang Hutong,", "Xicheng District, Beijing 100035, P.R. China"]
+phone = "+86-010-82268277/8221"
+fax = "+86-010-82200579"
+emails = ["tang.huaqing@fecomee.org.cn", "li.xia@fecomee.org.cn"]
+website = "http://www.mepfeco.org.cn"
+wechat_id = "lancang-mekongec"
+
+[email]
+from = "LMEC Bulletin <bulletin@example.org>"
+transport = "smtp"
+[email.smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+pool_size = 2
+timeout_seconds = 5
+
+[unsubscribe]
+base_url = "https://news.example.org"
+
+[delivery]
+retry_base_seconds = 60
+max_attempts = 5
+{extra}
+
+[[schedules]]
+name = "weekday-morning"
+cron = "0 0 9 * * Mon-Fri"
+timezone = "Asia/Shanghai"
+lists = ["partners"]
+mode = "{mode}"
+"#,
+        store = store.display(),
+        port = o.smtp_port,
+        mode = o.mode,
+        extra = o.extra,
+    )
+}
+
+/// Starts the real application on a fresh store. The clock starts on a Monday 00:00 UTC.
+pub async fn spawn_app(o: Options) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("bulletin.db"), &o);
+    let config =
+        Config::parse(&text, Path::new("test.toml"), &|_| None).expect("test config is valid");
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap());
+    let app = App::build_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    TestApp { app, clock, dir }
+}
+
+impl TestApp {
+    pub async fn import(&self, path: &Path) -> String {
+        self.app
+            .import_record_file(path)
+            .await
+            .expect("record imports")
+            .0
+    }
+
+    pub async fn import_seed_approved(&self) -> String {
+        let id = self.import(&repo_path(SEED_RECORD)).await;
+        self.app
+            .store
+            .approve_record(&id, "approver", self.clock_now())
+            .await
+            .unwrap();
+        id
+    }
+
+    pub fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use bulletin::clock::Clock;
+        self.clock.now()
+    }
+
+    /// Creates `list` with the given (email, name) subscribers; returns its id.
+    pub async fn list_with(&self, list: &str, people: &[(&str, Option<&str>)]) -> i64 {
+        let name = ListName::parse(list).unwrap();
+        self.app
+            .store
+            .create_list(&name, "", self.clock_now())
+            .await
+            .unwrap();
+        let id = self.app.store.list(&name).await.unwrap().unwrap().id;
+        let subs: Vec<_> = people
+            .iter()
+            .map(|(e, n)| NewSubscriber::parse(e, *n, None).unwrap())
+            .collect();
+        self.app
+            .store
+            .upsert_subscribers(id, &subs, self.clock_now())
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Writes a record file into the test folder and returns its path.
+    pub fn write_record(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+}
+
+/// A small valid record, for tests that need one that is not the seed.
+pub fn small_record(id: &str, title: &str) -> String {
+    format!(
+        r#"id = "{id}"
+title = "{title}"
+event = "Lancang-Mekong Roundtable"
+session = "Session {id}"
+held_on = 2026-02-27
+format = "in-person"
+venue = "Kunming"
+summary = "Summary of {id}."
+attendees = "Delegates."
+topics = ["Water"]
+"#
+    )
+}

@@ -1,0 +1,98 @@
+//! Mailing lists: CSV import reports bad rows by line, merges duplicates, and never
+//! re-activates someone who left.
+
+use crate::harness::*;
+use bulletin::domain::subscriber::{CsvSubscribers, SubscriberStatus};
+use bulletin::domain::ListName;
+
+#[tokio::test]
+async fn csv_import_skips_bad_rows_merges_duplicates_and_respects_unsubscribes() {
+    let t = spawn_app(Options::default()).await;
+    let list = t
+        .list_with("partners", &[("left@example.org", Some("Left"))])
+        .await;
+    t.app
+        .store
+        .set_subscriber_status(
+            list,
+            "left@example.org",
+            SubscriberStatus::Unsubscribed,
+            t.clock_now(),
+        )
+        .await
+        .unwrap();
+    let csv = "email,name,language\n\
+               a@example.org,Alice,en\n\
+               not-an-address,Bad,en\n\
+               B@Example.org,Bob,\n\
+               a@example.org,Alice Updated,fr\n\
+               left@example.org,Left Again,en\n\
+               c@example.org,\"Evil\r\nBcc: x@y.org\",en\n\
+               d@example.org,Dee,xx-not-a-tag-!\n";
+    let rows = CsvSubscribers::new(csv.as_bytes()).unwrap();
+    let (counts, errors) = bulletin::cli::import_rows(&t.app, list, rows)
+        .await
+        .unwrap();
+    let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![3, 7, 9], "{errors:?}");
+    assert!(errors[1].message.contains("one line"), "{}", errors[1]);
+    assert_eq!((counts.added, counts.updated), (2, 2), "{counts:?}");
+
+    let summary = t
+        .app
+        .store
+        .list(&ListName::parse("partners").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.active, summary.unsubscribed), (2, 1));
+    let subs = t.app.store.subscribers_page(list, 0, 100).await.unwrap();
+    let a = subs.iter().find(|s| s.email == "a@example.org").unwrap();
+    assert_eq!(
+        (a.name.as_deref(), a.language.as_deref()),
+        (Some("Alice Updated"), Some("fr"))
+    );
+    assert!(
+        subs.iter().any(|s| s.email == "b@example.org"),
+        "addresses are normalised"
+    );
+    let left = subs.iter().find(|s| s.email == "left@example.org").unwrap();
+    assert_eq!(
+        left.status,
+        SubscriberStatus::Unsubscribed,
+        "an import never re-subscribes"
+    );
+
+    assert!(t
+        .app
+        .store
+        .remove_subscriber(list, "b@example.org")
+        .await
+        .unwrap());
+    assert!(!t
+        .app
+        .store
+        .remove_subscriber(list, "b@example.org")
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn subscribers_are_paged() {
+    let t = spawn_app(Options::default()).await;
+    let people: Vec<String> = (0..25).map(|i| format!("p{i}@example.org")).collect();
+    let refs: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    let list = t.list_with("partners", &refs).await;
+    let mut seen = 0;
+    let mut after = 0;
+    loop {
+        let page = t.app.store.subscribers_page(list, after, 10).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        seen += page.len();
+        after = page.last().unwrap().id;
+    }
+    assert_eq!(seen, 25);
+}
