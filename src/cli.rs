@@ -116,6 +116,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put failed (or held) deliveries back in the queue; the daemon sends them.
+    Retry {
+        /// Only this bulletin's rows.
+        #[arg(long)]
+        bulletin: Option<i64>,
+        /// Only this row.
+        #[arg(long)]
+        delivery: Option<i64>,
+        /// Release rows held after an expired lease (they may have been delivered already).
+        #[arg(long)]
+        held: bool,
+        /// With --held: retry failed rows too.
+        #[arg(long)]
+        failed: bool,
+    },
     /// Bulletins with their delivery counts.
     Bulletins {
         #[arg(long)]
@@ -523,6 +538,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("(more rows: use --offset {})", filter.offset + filter.limit);
                 }
             }
+            Ok(())
+        }
+        Command::Retry {
+            bulletin,
+            delivery,
+            held,
+            failed,
+        } => {
+            let app = app(&cli).await?;
+            let mut statuses = Vec::new();
+            if *failed || !*held {
+                statuses.push(DeliveryStatus::Failed);
+            }
+            if *held {
+                statuses.push(DeliveryStatus::Held);
+            }
+            let n = app
+                .store
+                .requeue(*bulletin, *delivery, &statuses, Utc::now())
+                .await?;
+            let which: Vec<_> = statuses.iter().map(|s| s.as_str()).collect();
+            println!(
+                "{n} {} deliveries queued again; the daemon sends them",
+                which.join("/")
+            );
             Ok(())
         }
         Command::Bulletins { json } => {

@@ -341,6 +341,15 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;
+    /// Puts failed or held rows (of one bulletin, or one row) back in the queue, due now,
+    /// with a fresh attempt budget (the attempts table keeps the history). Returns how many.
+    async fn requeue(
+        &self,
+        bulletin: Option<i64>,
+        delivery: Option<i64>,
+        statuses: &[DeliveryStatus],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
     /// When the next row becomes due, if any is waiting.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
 

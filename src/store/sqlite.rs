@@ -802,6 +802,44 @@ impl Store for SqliteStore {
         Ok(r.rows_affected())
     }
 
+    async fn requeue(
+        &self,
+        bulletin: Option<i64>,
+        delivery: Option<i64>,
+        statuses: &[DeliveryStatus],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        if statuses.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = ?, lease_until = NULL, updated_at = ?
+             WHERE status IN ({}) AND (? IS NULL OR bulletin_id = ?) AND (? IS NULL OR id = ?)",
+            vec!["?"; statuses.len()].join(",")
+        );
+        let mut q = sqlx::query(&sql).bind(ms(now)).bind(ms(now));
+        for s in statuses {
+            q = q.bind(s.as_str());
+        }
+        let n = q
+            .bind(bulletin)
+            .bind(bulletin)
+            .bind(delivery)
+            .bind(delivery)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE bulletins SET state = 'sending' WHERE state = 'done'
+             AND id IN (SELECT DISTINCT bulletin_id FROM deliveries WHERE status = 'queued')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let v: Option<i64> = sqlx::query_scalar(
             "SELECT min(CASE WHEN d.status = 'sending' THEN d.lease_until ELSE d.next_attempt_at END)

@@ -366,3 +366,46 @@ async fn hard_rejects_fail_at_once_with_the_server_answer() {
     );
     assert_eq!(row.attempts, 1);
 }
+
+#[tokio::test]
+async fn an_operator_can_retry_failed_deliveries() {
+    let port = free_port();
+    let hard = SmtpSink::start_on(port, &["-f", "RCPT"]);
+    let t = spawn_app(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", PEOPLE).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    assert_eq!(t.app.run_pending(None).await.unwrap().failed, 3);
+    let b = t.app.store.bulletins(10).await.unwrap();
+    assert_eq!(b[0].state, "done");
+
+    // The relay is fixed; the operator retries the bulletin's failed rows.
+    drop(hard);
+    let sink = SmtpSink::start_on(port, &[]);
+    let n = t
+        .app
+        .store
+        .requeue(
+            Some(b[0].id),
+            None,
+            &[bulletin::domain::DeliveryStatus::Failed],
+            t.clock_now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(
+        t.app.store.bulletin(b[0].id).await.unwrap().unwrap().state,
+        "sending"
+    );
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 3);
+    assert_eq!(sink.wait_for(3).len(), 3);
+    assert_eq!(
+        t.app.store.bulletin(b[0].id).await.unwrap().unwrap().state,
+        "done"
+    );
+}
