@@ -3,6 +3,7 @@
 //! now" call that lets tests run without sleeping.
 
 use crate::channel::email::EmailChannel;
+use crate::channel::wechat::WechatChannel;
 use crate::channel::Channel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -44,6 +45,7 @@ pub struct App {
     pub scheduler: Arc<Scheduler>,
     pub dispatcher: Arc<Dispatcher>,
     pub signer: Arc<UnsubscribeSigner>,
+    pub wechat: Option<Arc<WechatChannel>>,
 }
 
 impl App {
@@ -84,12 +86,25 @@ impl App {
         };
         let signer = Arc::new(UnsubscribeSigner::new(key, &config.unsubscribe.base_url));
         let email: Arc<dyn Channel> = Arc::new(
-            EmailChannel::new(&config.email, signer.clone(), id_tag).map_err(AppError::Setup)?,
+            EmailChannel::new(&config.email, signer.clone(), id_tag.clone())
+                .map_err(AppError::Setup)?,
         );
+        let mut channels = vec![email];
+        let mut wechat = None;
+        if let Some(w) = &config.wechat {
+            let cover = load_image(&w.cover_image)
+                .map_err(|e| AppError::Setup(format!("wechat.cover_image: {e}")))?;
+            let ch = Arc::new(
+                WechatChannel::new(w, store.clone(), clock.clone(), cover, id_tag)
+                    .map_err(AppError::Setup)?,
+            );
+            wechat = Some(ch.clone());
+            channels.push(ch);
+        }
         let wake = Arc::new(Notify::new());
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
-            vec![email],
+            channels,
             config.delivery.clone(),
             clock.clone(),
             wake.clone(),
@@ -107,6 +122,7 @@ impl App {
             scheduler,
             dispatcher,
             signer,
+            wechat,
         })
     }
 

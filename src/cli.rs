@@ -79,6 +79,9 @@ pub enum Command {
         id: String,
         #[arg(long, value_enum, default_value = "html")]
         format: PreviewFormat,
+        /// `wechat`: the article HTML as it will be uploaded (images still as cid: references).
+        #[arg(long, default_value = "email")]
+        channel: String,
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         out: Option<PathBuf>,
@@ -374,7 +377,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Preview { id, format, out } => {
+        Command::Preview {
+            id,
+            format,
+            channel,
+            out,
+        } => {
             let app = app(&cli).await?;
             let r = app
                 .store
@@ -395,13 +403,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &app.config.default_language,
             )?;
             let preview_url = format!("{}/unsubscribe/PREVIEW", app.config.unsubscribe.base_url);
-            let body = match format {
-                PreviewFormat::Html => crate::render::personalise(&rendered.html, &preview_url),
-                PreviewFormat::Text => format!(
-                    "Subject: {}\n\n{}",
-                    rendered.subject,
-                    crate::render::personalise(&rendered.text, &preview_url)
-                ),
+            let channel = channel
+                .parse::<ChannelKind>()
+                .map_err(|e| anyhow!("--channel: {e}"))?;
+            let body = match (channel, format) {
+                (ChannelKind::Wechat, _) => {
+                    let author = app.config.wechat.as_ref().map_or("", |w| w.author.as_str());
+                    let a = crate::render::render_wechat_article(
+                        std::slice::from_ref(&r.record),
+                        &app.config.publisher,
+                        &app.config.default_language,
+                        author,
+                    )?;
+                    format!(
+                        "<!-- title: {} | author: {} | digest: {} -->\n{}\n",
+                        a.title, a.author, a.digest, a.html
+                    )
+                }
+                (ChannelKind::Email, format) => match format {
+                    PreviewFormat::Html => crate::render::personalise(&rendered.html, &preview_url),
+                    PreviewFormat::Text => format!(
+                        "Subject: {}\n\n{}",
+                        rendered.subject,
+                        crate::render::personalise(&rendered.text, &preview_url)
+                    ),
+                },
             };
             match out {
                 Some(path) => {

@@ -55,6 +55,83 @@ struct RawConfig {
     scheduler: RawScheduler,
     #[serde(default)]
     schedules: Vec<Spanned<RawSchedule>>,
+    wechat: Option<Spanned<RawWechat>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWechat {
+    #[serde(default = "yes")]
+    enabled: bool,
+    appid: String,
+    #[serde(default = "default_wechat_secret_env")]
+    secret_env: String,
+    secret_file: Option<PathBuf>,
+    #[serde(default = "default_wechat_base")]
+    api_base: String,
+    #[serde(default = "default_wechat_mode")]
+    mode: String,
+    #[serde(default)]
+    author: String,
+    cover_image: PathBuf,
+    mass_send_tag: Option<i64>,
+    #[serde(default = "default_poll_interval")]
+    poll_interval_seconds: u64,
+    #[serde(default = "default_poll_timeout")]
+    poll_timeout_minutes: u64,
+    #[serde(default = "default_wechat_timeout")]
+    timeout_seconds: u64,
+    outbox_dir: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_wechat_secret_env() -> String {
+    "BULLETIN_WECHAT_SECRET".into()
+}
+fn default_wechat_base() -> String {
+    "https://api.weixin.qq.com".into()
+}
+fn default_wechat_mode() -> String {
+    "draft".into()
+}
+fn default_poll_interval() -> u64 {
+    30
+}
+fn default_poll_timeout() -> u64 {
+    60
+}
+fn default_wechat_timeout() -> u64 {
+    15
+}
+
+/// What the WeChat channel does with each bulletin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WechatMode {
+    /// Create the draft only; an editor publishes it in the WeChat back office.
+    Draft,
+    /// Draft, then `freepublish/submit`, then poll until published or failed.
+    Publish,
+    /// Draft, then a mass send to all followers (or a tag), deduplicated by `clientmsgid`.
+    MassSend,
+}
+
+/// The WeChat official account channel.
+#[derive(Debug, Clone)]
+pub struct WechatConfig {
+    pub appid: String,
+    pub secret: Option<SecretString>,
+    pub api_base: String,
+    pub mode: WechatMode,
+    pub author: String,
+    pub cover_image: PathBuf,
+    pub mass_send_tag: Option<i64>,
+    pub poll_interval: Duration,
+    pub poll_timeout: Duration,
+    pub timeout: Duration,
+    /// Write the article and the calls it would make here instead of calling WeChat.
+    pub outbox_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -334,6 +411,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub catch_up_window: Duration,
     pub schedules: Vec<Schedule>,
+    /// Set when `[wechat]` is present and enabled.
+    pub wechat: Option<WechatConfig>,
 }
 
 impl Config {
@@ -555,6 +634,81 @@ impl Config {
             }
         }
 
+        let wechat = match raw.wechat {
+            Some(w) => {
+                let span = w.span();
+                let w = w.into_inner();
+                let e = |key: &str, m: String| err(Some(span.clone()), &format!("wechat.{key}"), m);
+                if !w.enabled {
+                    None
+                } else {
+                    if w.appid.is_empty() || !w.appid.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        return Err(e("appid", format!("`{}` is not an AppID (letters and digits, e.g. wx1234567890abcdef)", w.appid.escape_default())));
+                    }
+                    let mode = match w.mode.as_str() {
+                        "draft" => WechatMode::Draft,
+                        "publish" => WechatMode::Publish,
+                        "mass_send" => WechatMode::MassSend,
+                        o => {
+                            return Err(e(
+                                "mode",
+                                format!(
+                                    "`{}` is not a mode (draft, publish, mass_send)",
+                                    o.escape_default()
+                                ),
+                            ))
+                        }
+                    };
+                    let secret = read_secret(env, &w.secret_env, w.secret_file.as_deref())
+                        .map_err(|m| e("secret_file", m))?;
+                    if secret.is_none() && w.outbox_dir.is_none() {
+                        return Err(e(
+                            "secret_env",
+                            format!("no AppSecret: set the environment variable {} or wechat.secret_file", w.secret_env),
+                        ));
+                    }
+                    if !(w.api_base.starts_with("https://") || w.api_base.starts_with("http://")) {
+                        return Err(e(
+                            "api_base",
+                            format!(
+                                "`{}` must start with https:// or http://",
+                                w.api_base.escape_default()
+                            ),
+                        ));
+                    }
+                    if w.author.chars().any(char::is_control) {
+                        return Err(e("author", "must be one line".into()));
+                    }
+                    if !w.cover_image.is_file() {
+                        return Err(e(
+                            "cover_image",
+                            format!("{} is not a readable file (every WeChat article needs a cover image)", w.cover_image.display()),
+                        ));
+                    }
+                    if w.poll_interval_seconds == 0 || w.timeout_seconds == 0 {
+                        return Err(e(
+                            "poll_interval_seconds",
+                            "poll_interval_seconds and timeout_seconds must be at least 1".into(),
+                        ));
+                    }
+                    Some(WechatConfig {
+                        appid: w.appid,
+                        secret,
+                        api_base: w.api_base.trim_end_matches('/').to_string(),
+                        mode,
+                        author: w.author,
+                        cover_image: w.cover_image,
+                        mass_send_tag: w.mass_send_tag,
+                        poll_interval: Duration::from_secs(w.poll_interval_seconds),
+                        poll_timeout: Duration::from_secs(w.poll_timeout_minutes * 60),
+                        timeout: Duration::from_secs(w.timeout_seconds),
+                        outbox_dir: w.outbox_dir,
+                    })
+                }
+            }
+            None => None,
+        };
+
         let mut schedules: Vec<Schedule> = Vec::new();
         for (i, s) in raw.schedules.into_iter().enumerate() {
             let span = s.span();
@@ -604,6 +758,7 @@ impl Config {
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
             schedules,
+            wechat,
         })
     }
 

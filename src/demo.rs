@@ -14,6 +14,7 @@ const MARKER: &str = ".bulletin-demo";
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 const RECORD_FILE: &str = "lmc-2020-parallel-session-2.toml";
 const RECORD: &str = include_str!("../config/examples/records/lmc-2020-parallel-session-2.toml");
+const COVER: &[u8] = include_bytes!("../config/examples/cover.png");
 const SUBSCRIBERS: &str = include_str!("../config/examples/subscribers.csv");
 
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
@@ -35,7 +36,13 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         dir.join(MARKER),
         "made by `bulletin demo`; the next demo run empties this folder\n",
     )?;
-    let source = DEMO_CONFIG.replace("demo-output/", &format!("{}/", d.trim_end_matches('/')));
+    std::fs::write(dir.join("cover.png"), COVER)?;
+    let source = DEMO_CONFIG
+        .replace("demo-output/", &format!("{}/", d.trim_end_matches('/')))
+        .replace(
+            "config/examples/cover.png",
+            &format!("{}/cover.png", d.trim_end_matches('/')),
+        );
     let config_path = dir.join("demo.toml");
     std::fs::write(&config_path, &source)?;
     let config = Config::parse(&source, Path::new("config/demo.toml"), &|_| None)
@@ -104,6 +111,13 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     );
     for f in &files {
         println!("  {}", f.display());
+    }
+    let wechat = dir.join("wechat");
+    if wechat.exists() {
+        println!(
+            "\nThe WeChat article and the API calls it would make are in {}/ (article.html, calls.json)",
+            wechat.display()
+        );
     }
     println!("\nDelivery ledger:");
     for c in app.store.delivery_counts(None).await? {

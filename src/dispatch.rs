@@ -88,6 +88,7 @@ impl Dispatcher {
             html: b.html,
             text: b.text,
             images,
+            wechat: b.wechat,
         });
         if cache.len() > 64 {
             cache.clear();
@@ -100,6 +101,13 @@ impl Dispatcher {
         if err.is_permanent() {
             return OutcomeKind::Failed;
         }
+        if err.kind == crate::channel::FailureKind::Pending {
+            let after = err.retry_after.unwrap_or(self.config.retry_base);
+            return OutcomeKind::Wait {
+                at: now
+                    + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::seconds(60)),
+            };
+        }
         let attempts = c.attempts + 1;
         if attempts >= self.config.max_attempts {
             return OutcomeKind::Failed;
@@ -109,6 +117,7 @@ impl Dispatcher {
         let full = (base * 2f64.powi(attempts as i32 - 1)).min(max);
         // Jitter: anywhere in [full/2, full], so a burst of failures does not retry in step.
         let delay = full / 2.0 + rand::rng().random_range(0.0..=full / 2.0);
+        let delay = delay.max(err.retry_after.map_or(0.0, |d| d.as_secs_f64()));
         let at = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
         let deadline = c.created_at
             + chrono::Duration::from_std(self.config.deadline).unwrap_or(chrono::Duration::MAX);
@@ -161,12 +170,7 @@ impl Dispatcher {
             .instrument(span)
             .await;
         match result {
-            Ok(r) => outcome(
-                OutcomeKind::Sent,
-                r.code.map(i64::from),
-                r.reply,
-                r.message_id,
-            ),
+            Ok(r) => outcome(OutcomeKind::Sent, r.code, r.reply, r.message_id),
             Err(e) => {
                 let now = self.clock.now();
                 let kind = self.retry_or_fail(&c, &e, now);
@@ -176,7 +180,7 @@ impl Dispatcher {
                     e.to_string()
                 };
                 warn!(delivery = c.id, recipient = %c.recipient, error = %reply, outcome = ?kind, "delivery attempt failed");
-                outcome(kind, e.code.map(i64::from), reply, e.message_id.clone())
+                outcome(kind, e.code, reply, e.message_id.clone())
             }
         }
     }
@@ -212,7 +216,7 @@ impl Dispatcher {
         while let Some(o) = outcomes.next().await {
             match o.result {
                 OutcomeKind::Sent => report.sent += 1,
-                OutcomeKind::Retry { .. } => report.retrying += 1,
+                OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => report.retrying += 1,
                 OutcomeKind::Failed => report.failed += 1,
                 OutcomeKind::Suppressed => report.suppressed += 1,
             }

@@ -85,6 +85,49 @@ pub fn to_text(md: &str, width: usize) -> String {
     out
 }
 
+/// CommonMark to sanitised HTML for a WeChat article: links outside WeChat cannot be
+/// followed there, so each becomes its text with a numbered note `[n]`; the URLs are
+/// pushed to `notes` (numbering continues across calls). Links to mp.weixin.qq.com stay links.
+pub fn to_wechat_html(md: &str, notes: &mut Vec<String>) -> String {
+    let mut events = Vec::new();
+    let mut open_external = Vec::new();
+    for ev in Parser::new_ext(md, options()) {
+        match ev {
+            Event::Start(Tag::Link { ref dest_url, .. }) => {
+                let internal = dest_url.starts_with("https://mp.weixin.qq.com/")
+                    || dest_url.starts_with("http://mp.weixin.qq.com/");
+                open_external.push((!internal).then(|| dest_url.to_string()));
+                if internal {
+                    events.push(ev);
+                }
+            }
+            Event::End(TagEnd::Link) => match open_external.pop().flatten() {
+                Some(url) => {
+                    let n = match notes.iter().position(|u| *u == url) {
+                        Some(i) => i + 1,
+                        None => {
+                            notes.push(url);
+                            notes.len()
+                        }
+                    };
+                    events.push(Event::InlineHtml(format!("<sup>[{n}]</sup>").into()));
+                }
+                None => events.push(ev),
+            },
+            // Raw images cannot be shown in WeChat unless uploaded: keep only their alt text.
+            Event::Start(Tag::Image { .. }) | Event::End(TagEnd::Image) => {}
+            other => events.push(other),
+        }
+    }
+    let mut html = String::with_capacity(md.len() * 3 / 2);
+    pulldown_cmark::html::push_html(&mut html, events.into_iter());
+    ammonia::Builder::default()
+        .rm_tags(["img"])
+        .add_tags(["sup"])
+        .clean(&html)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +139,27 @@ mod tests {
         assert!(!h.contains("<script"));
         assert!(!h.contains("onerror"));
         assert!(h.contains("href=\"https://e.org\""));
+    }
+
+    #[test]
+    fn wechat_html_turns_outside_links_into_notes() {
+        let mut notes = Vec::new();
+        let h = to_wechat_html(
+            "See [the centre](http://www.mepfeco.org.cn) and [our post](https://mp.weixin.qq.com/s/x). <script>x</script>",
+            &mut notes,
+        );
+        assert_eq!(notes, vec!["http://www.mepfeco.org.cn".to_string()]);
+        assert!(h.contains("the centre<sup>[1]</sup>"), "{h}");
+        assert!(!h.contains("mepfeco.org.cn"), "{h}");
+        assert!(!h.contains("<script"));
+        let again = to_wechat_html(
+            "[again](http://www.mepfeco.org.cn) [new](https://e.org)",
+            &mut notes,
+        );
+        assert!(
+            again.contains("again<sup>[1]</sup>") && again.contains("new<sup>[2]</sup>"),
+            "{again}"
+        );
     }
 
     #[test]

@@ -188,18 +188,23 @@ fn format_date(d: chrono::NaiveDate, lang: &str) -> String {
     }
 }
 
-fn item<'a>(r: &'a SessionRecord, labels: &Labels, image_widths: &[u32]) -> Item<'a> {
+fn item<'a>(
+    r: &'a SessionRecord,
+    labels: &Labels,
+    image_widths: &[u32],
+    to_html: &mut dyn FnMut(&str) -> String,
+) -> Item<'a> {
     let width = unicode_width(&r.title).min(TEXT_WIDTH);
     Item {
         record: r,
         underline: "=".repeat(width.max(3)),
         date: format_date(r.held_on, &r.language),
         format: labels.format(r.format),
-        summary_html: markdown::to_html(&r.summary),
+        summary_html: to_html(&r.summary),
         summary_text: markdown::to_text(&r.summary, TEXT_WIDTH),
-        attendees_html: markdown::to_html(&r.attendees),
+        attendees_html: to_html(&r.attendees),
         attendees_text: markdown::to_text(&r.attendees, TEXT_WIDTH),
-        closing_html: r.closing.as_deref().map(markdown::to_html),
+        closing_html: r.closing.as_deref().map(&mut *to_html),
         closing_text: r
             .closing
             .as_deref()
@@ -210,7 +215,7 @@ fn item<'a>(r: &'a SessionRecord, labels: &Labels, image_widths: &[u32]) -> Item
             .map(|h| HighlightView {
                 speaker: &h.speaker,
                 role: &h.role,
-                view_html: markdown::to_html(&h.view),
+                view_html: to_html(&h.view),
                 view_text: markdown::to_text(&h.view, TEXT_WIDTH),
             })
             .collect(),
@@ -265,7 +270,14 @@ pub fn render_bulletin(
     let items: Vec<Item> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| item(r, labels, image_widths.get(i).map_or(&[], |v| v.as_slice())))
+        .map(|(i, r)| {
+            item(
+                r,
+                labels,
+                image_widths.get(i).map_or(&[], |v| v.as_slice()),
+                &mut markdown::to_html,
+            )
+        })
         .collect();
     let html = EmailHtml {
         lang: &language,
@@ -292,6 +304,103 @@ pub fn render_bulletin(
     })
 }
 
+/// WeChat's documented limits, applied conservatively as the reference advises (§4.1).
+pub const WECHAT_TITLE_MAX: usize = 32;
+pub const WECHAT_AUTHOR_MAX: usize = 8;
+pub const WECHAT_DIGEST_MAX: usize = 120;
+/// `content` must stay under 20,000 characters (§6).
+pub const WECHAT_CONTENT_MAX: usize = 20_000;
+
+/// A WeChat article rendered once: inline styles only, no scripts, outside links as notes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WechatArticle {
+    pub title: String,
+    pub author: String,
+    pub digest: String,
+    /// The `content` fragment; images are `cid:` references until uploaded.
+    pub html: String,
+}
+
+#[derive(Template)]
+#[template(path = "wechat_article.html")]
+struct WechatHtml<'a> {
+    lang: &'a str,
+    items: &'a [Item<'a>],
+    notes: &'a [String],
+    publisher: &'a Publisher,
+    labels: &'a Labels,
+}
+
+/// Cuts `s` to at most `max` characters (on a character boundary), ending with `…` if cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out = out.trim_end().to_string();
+    out.push('…');
+    out
+}
+
+/// Renders the WeChat article for one record or a digest. Title, author and digest are cut
+/// to WeChat's limits; the full title stays in the body.
+pub fn render_wechat_article(
+    records: &[SessionRecord],
+    publisher: &Publisher,
+    default_language: &str,
+    author: &str,
+) -> Result<WechatArticle, RenderError> {
+    let first = records.first().ok_or(RenderError::Empty)?;
+    let language = if records.iter().all(|r| r.language == first.language) {
+        first.language.clone()
+    } else {
+        default_language.to_string()
+    };
+    let labels = Labels::for_language(&language);
+    let mut notes = Vec::new();
+    let items: Vec<Item> = records
+        .iter()
+        .map(|r| {
+            item(r, labels, &[], &mut |md| {
+                markdown::to_wechat_html(md, &mut notes)
+            })
+        })
+        .collect();
+    let page = WechatHtml {
+        lang: &language,
+        items: &items,
+        notes: &notes,
+        publisher,
+        labels,
+    }
+    .render()?;
+    let inlined = css_inline::inline(&page).map_err(|e| RenderError::Css(e.to_string()))?;
+    let body = inlined
+        .split_once("<body>")
+        .and_then(|(_, rest)| rest.rsplit_once("</body>"))
+        .map_or(inlined.as_str(), |(b, _)| b)
+        .trim()
+        .to_string();
+    let title = if records.len() == 1 {
+        first.title.clone()
+    } else {
+        format!(
+            "{}: {} {}",
+            publisher.names[0],
+            records.len(),
+            labels.digest
+        )
+    };
+    let summary = markdown::to_text(&first.summary, usize::MAX);
+    let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    Ok(WechatArticle {
+        title: truncate_chars(&title, WECHAT_TITLE_MAX),
+        author: truncate_chars(author, WECHAT_AUTHOR_MAX),
+        digest: truncate_chars(&summary, WECHAT_DIGEST_MAX),
+        html: body,
+    })
+}
+
 /// Collapses runs of blank lines the template's conditionals leave behind.
 fn tidy_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -315,4 +424,22 @@ fn tidy_text(s: &str) -> String {
 /// Fills in one recipient's unsubscribe URL.
 pub fn personalise(rendered: &str, unsubscribe_url: &str) -> String {
     rendered.replace(UNSUBSCRIBE_MARK, unsubscribe_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate_chars("short", 32), "short");
+        let thai = "การประชุมโต๊ะกลมแม่โขง-ล้านช้างว่าด้วยความร่วมมือ";
+        let t = truncate_chars(thai, 10);
+        assert_eq!(t.chars().count(), 10);
+        assert!(t.ends_with('…') && thai.starts_with(t.trim_end_matches('…')));
+        assert_eq!(
+            truncate_chars("澜湄合作绿色经济发展带圆桌对话", 5),
+            "澜湄合作…"
+        );
+    }
 }

@@ -5,7 +5,8 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::schedule::{Schedule, ScheduleMode};
-use crate::render::render_bulletin;
+use crate::domain::ChannelKind;
+use crate::render::{render_bulletin, render_wechat_article};
 use crate::store::{BulletinKind, NewBulletin, Store, StoreError, StoredRecord};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -60,6 +61,20 @@ impl Scheduler {
             clock,
             wake_dispatcher,
         }
+    }
+
+    /// Channels that deliver to one account rather than to each subscriber.
+    fn accounts(&self) -> Vec<(ChannelKind, String)> {
+        self.config
+            .wechat
+            .iter()
+            .map(|w| {
+                (
+                    ChannelKind::Wechat,
+                    crate::channel::wechat::account_recipient(&w.appid),
+                )
+            })
+            .collect()
     }
 
     fn schedule(&self, name: &str) -> Result<&Schedule, SchedulerError> {
@@ -125,6 +140,18 @@ impl Scheduler {
                 &self.config.publisher,
                 &self.config.default_language,
             )?;
+            let wechat = match (
+                &self.config.wechat,
+                schedule.channels.contains(&ChannelKind::Wechat),
+            ) {
+                (Some(w), true) => Some(render_wechat_article(
+                    &recs,
+                    &self.config.publisher,
+                    &self.config.default_language,
+                    &w.author,
+                )?),
+                _ => None,
+            };
             let nb = NewBulletin {
                 kind: if recs.len() == 1 && schedule.mode == ScheduleMode::PerRecord {
                     BulletinKind::Record
@@ -141,13 +168,14 @@ impl Scheduler {
                 channels: schedule.channels.clone(),
                 priority: 0,
                 record_ids: recs.iter().map(|r| r.id.to_string()).collect(),
+                wechat,
             };
             let Some(id) = self.store.create_bulletin(&nb, self.clock.now()).await? else {
                 continue;
             };
             let n = self
                 .store
-                .fan_out(id, FAN_OUT_PAGE, self.clock.now())
+                .fan_out(id, FAN_OUT_PAGE, &self.accounts(), self.clock.now())
                 .await?;
             info!(schedule = name, bulletin = id, recipients = n, subject = %nb.subject, "bulletin composed and fanned out");
             bulletins.push(id);
@@ -180,7 +208,7 @@ impl Scheduler {
         for id in self.store.bulletins_fanning_out().await? {
             warn!(bulletin = id, "resuming an unfinished fan-out");
             self.store
-                .fan_out(id, FAN_OUT_PAGE, self.clock.now())
+                .fan_out(id, FAN_OUT_PAGE, &self.accounts(), self.clock.now())
                 .await?;
         }
         Ok(())

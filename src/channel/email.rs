@@ -216,10 +216,9 @@ impl EmailChannel {
 }
 
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let code = e.status().map(|c| {
-        let s = c.to_string();
-        s.parse::<u16>().unwrap_or(0)
-    });
+    let code = e
+        .status()
+        .map(|c| c.to_string().parse::<i64>().unwrap_or(0));
     let kind = if e.is_permanent() {
         FailureKind::Permanent
     } else {
@@ -231,6 +230,7 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         message: error_chain(e),
         maybe_delivered: false,
         message_id: None,
+        retry_after: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! `is_transient()` / `is_permanent()`.
 
 pub mod email;
+pub mod wechat;
 
 use crate::domain::ChannelKind;
 use crate::store::{Claimed, ImageData};
@@ -18,6 +19,7 @@ pub struct PreparedBulletin {
     pub text: String,
     /// (Content-ID, image) pairs for inline images.
     pub images: Vec<(String, ImageData)>,
+    pub wechat: Option<crate::render::WechatArticle>,
 }
 
 /// One ledger row to deliver.
@@ -30,7 +32,7 @@ pub struct Job<'a> {
 /// What the far side said when it accepted a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    pub code: Option<u16>,
+    pub code: Option<i64>,
     pub reply: String,
     pub message_id: Option<String>,
 }
@@ -42,17 +44,22 @@ pub enum FailureKind {
     Transient,
     /// This recipient will never get it this way (5xx on RCPT/DATA, invalid address).
     Permanent,
+    /// Not a failure: the far side is still working (e.g. WeChat publishing); ask again later.
+    Pending,
 }
 
 /// A failed send, with the server's answer when there was one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendError {
     pub kind: FailureKind,
-    pub code: Option<u16>,
+    /// SMTP reply code or WeChat errcode.
+    pub code: Option<i64>,
     pub message: String,
     /// The message may have reached the server (e.g. the link broke after DATA).
     pub maybe_delivered: bool,
     pub message_id: Option<String>,
+    /// The earliest sensible next try (e.g. WeChat 45011: one minute).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl SendError {
@@ -63,11 +70,19 @@ impl SendError {
             message: message.into(),
             maybe_delivered: false,
             message_id: None,
+            retry_after: None,
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             kind: FailureKind::Permanent,
+            ..Self::transient(message)
+        }
+    }
+    pub fn pending(message: impl Into<String>, check_again_in: std::time::Duration) -> Self {
+        Self {
+            kind: FailureKind::Pending,
+            retry_after: Some(check_again_in),
             ..Self::transient(message)
         }
     }

@@ -127,6 +127,8 @@ pub struct NewBulletin {
     pub channels: Vec<ChannelKind>,
     pub priority: i64,
     pub record_ids: Vec<String>,
+    /// The WeChat article, when the bulletin goes to WeChat too.
+    pub wechat: Option<crate::render::WechatArticle>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,6 +164,31 @@ pub struct StoredBulletin {
     pub channels: Vec<String>,
     pub state: String,
     pub created_at: DateTime<Utc>,
+    pub wechat: Option<crate::render::WechatArticle>,
+}
+
+/// Where a WeChat delivery stands: each step's result, stored as it arrives so a
+/// restarted daemon resumes instead of repeating a step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WechatJob {
+    pub delivery_id: i64,
+    pub draft_media_id: Option<String>,
+    pub thumb_media_id: Option<String>,
+    pub publish_id: Option<String>,
+    pub publish_status: Option<i64>,
+    pub article_id: Option<String>,
+    pub article_url: Option<String>,
+    pub msg_id: Option<String>,
+    pub msg_data_id: Option<String>,
+    pub first_poll_at: Option<DateTime<Utc>>,
+    pub polls: i64,
+}
+
+/// An upload WeChat already has, found by content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WechatMedia {
+    pub media_id: Option<String>,
+    pub url: Option<String>,
 }
 
 /// A ledger row claimed for sending (now `sending` under a lease).
@@ -198,7 +225,14 @@ pub struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeKind {
     Sent,
-    Retry { at: DateTime<Utc> },
+    Retry {
+        at: DateTime<Utc>,
+    },
+    /// Waiting on the far side (e.g. WeChat still publishing): check again at `at`;
+    /// not a failed attempt.
+    Wait {
+        at: DateTime<Utc>,
+    },
     Failed,
     Suppressed,
 }
@@ -207,7 +241,7 @@ impl OutcomeKind {
     pub fn status(self) -> DeliveryStatus {
         match self {
             Self::Sent => DeliveryStatus::Sent,
-            Self::Retry { .. } => DeliveryStatus::Retrying,
+            Self::Retry { .. } | Self::Wait { .. } => DeliveryStatus::Retrying,
             Self::Failed => DeliveryStatus::Failed,
             Self::Suppressed => DeliveryStatus::Suppressed,
         }
@@ -327,8 +361,15 @@ pub trait Store: Send + Sync + 'static {
     async fn bulletins(&self, limit: u32) -> Result<Vec<StoredBulletin>>;
     /// Bulletins whose fan-out has not finished (after a crash too).
     async fn bulletins_fanning_out(&self) -> Result<Vec<i64>>;
-    /// One ledger row per active recipient of the bulletin's lists, in pages; idempotent.
-    async fn fan_out(&self, bulletin_id: i64, page: u32, now: DateTime<Utc>) -> Result<u64>;
+    /// One ledger row per active recipient of the bulletin's lists, in pages, plus one row per
+    /// `accounts` entry (channels that deliver to an account, e.g. WeChat); idempotent.
+    async fn fan_out(
+        &self,
+        bulletin_id: i64,
+        page: u32,
+        accounts: &[(ChannelKind, String)],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
 
     // Dispatch
     async fn claim_due(
@@ -356,6 +397,24 @@ pub trait Store: Send + Sync + 'static {
     // Reading the ledger
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
     async fn delivery_counts(&self, bulletin: Option<i64>) -> Result<Vec<StatusCount>>;
+
+    // WeChat step state and upload cache
+    async fn wechat_job(&self, delivery_id: i64) -> Result<Option<WechatJob>>;
+    async fn save_wechat_job(&self, job: &WechatJob, now: DateTime<Utc>) -> Result<()>;
+    async fn wechat_media(
+        &self,
+        appid: &str,
+        sha256: &str,
+        kind: &str,
+    ) -> Result<Option<WechatMedia>>;
+    async fn save_wechat_media(
+        &self,
+        appid: &str,
+        sha256: &str,
+        kind: &str,
+        media: &WechatMedia,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
 
     // Settings
     /// Returns the setting, storing `value` first if it was unset.

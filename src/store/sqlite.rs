@@ -104,6 +104,11 @@ impl SqliteStore {
             channels: split(row.get("channels")),
             state: row.get("state"),
             created_at: from_millis(row.get("created_at")),
+            wechat: row
+                .get::<Option<String>, _>("wechat_json")
+                .map(|j| serde_json::from_str(&j))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("bulletin WeChat article: {e}")))?,
         })
     }
 }
@@ -521,7 +526,8 @@ impl Store for SqliteStore {
         let join = |v: Vec<&str>| v.join(",");
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records, channels,
-             priority, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fanning_out', ?) RETURNING id",
+             priority, state, created_at, wechat_json)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fanning_out', ?, ?) RETURNING id",
         )
         .bind(b.kind.as_str())
         .bind(&b.schedule)
@@ -535,6 +541,11 @@ impl Store for SqliteStore {
         .bind(join(b.channels.iter().map(|c| c.as_str()).collect()))
         .bind(b.priority)
         .bind(ms(now))
+        .bind(
+            b.wechat
+                .as_ref()
+                .map(|w| serde_json::to_string(w).expect("article serialises")),
+        )
         .fetch_one(&mut *tx)
         .await?;
         for (pos, rid) in b.record_ids.iter().enumerate() {
@@ -586,7 +597,13 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn fan_out(&self, bulletin_id: i64, page: u32, now: DateTime<Utc>) -> Result<u64> {
+    async fn fan_out(
+        &self,
+        bulletin_id: i64,
+        page: u32,
+        accounts: &[(ChannelKind, String)],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
         let b = self
             .bulletin(bulletin_id)
             .await?
@@ -647,6 +664,25 @@ impl Store for SqliteStore {
                     after = last;
                 }
             }
+        }
+        for (channel, recipient) in accounts {
+            if !b.channels.iter().any(|c| c == channel.as_str()) {
+                continue;
+            }
+            let r = sqlx::query(
+                "INSERT OR IGNORE INTO deliveries (bulletin_id, channel, recipient, priority, status, next_attempt_at,
+                 created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            )
+            .bind(bulletin_id)
+            .bind(channel.as_str())
+            .bind(recipient)
+            .bind(priority)
+            .bind(ms(now))
+            .bind(ms(now))
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?;
+            total += r.rows_affected();
         }
         sqlx::query("UPDATE bulletins SET state = 'sending', fanned_out_at = ? WHERE id = ? AND state = 'fanning_out'")
             .bind(ms(now))
@@ -750,18 +786,19 @@ impl Store for SqliteStore {
         for o in outcomes {
             let status = o.result.status();
             let (next, sent_at) = match o.result {
-                OutcomeKind::Retry { at } => (ms(at), None),
+                OutcomeKind::Retry { at } | OutcomeKind::Wait { at } => (ms(at), None),
                 OutcomeKind::Sent => (ms(o.finished_at), Some(ms(o.finished_at))),
                 _ => (ms(o.finished_at), None),
             };
             let attempted = !matches!(o.result, OutcomeKind::Suppressed);
+            let counts = !matches!(o.result, OutcomeKind::Suppressed | OutcomeKind::Wait { .. });
             sqlx::query(
                 "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_at = ?, lease_until = NULL,
                  last_code = ?, last_error = ?, message_id = coalesce(?, message_id), updated_at = ?,
                  sent_at = coalesce(?, sent_at) WHERE id = ?",
             )
             .bind(status.as_str())
-            .bind(attempted as i64)
+            .bind(counts as i64)
             .bind(next)
             .bind(o.code)
             .bind((!matches!(o.result, OutcomeKind::Sent)).then_some(&o.reply))
@@ -779,7 +816,11 @@ impl Store for SqliteStore {
                 .bind(o.delivery_id)
                 .bind(ms(o.started_at))
                 .bind(ms(o.finished_at))
-                .bind(status.as_str())
+                .bind(if matches!(o.result, OutcomeKind::Wait { .. }) {
+                    "waiting"
+                } else {
+                    status.as_str()
+                })
                 .bind(o.code)
                 .bind(&o.reply)
                 .bind(&o.message_id)
@@ -940,6 +981,96 @@ impl Store for SqliteStore {
                 count: r.get("n"),
             })
             .collect())
+    }
+
+    async fn wechat_job(&self, delivery_id: i64) -> Result<Option<WechatJob>> {
+        let row = sqlx::query("SELECT * FROM wechat_jobs WHERE delivery_id = ?")
+            .bind(delivery_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| WechatJob {
+            delivery_id,
+            draft_media_id: r.get("draft_media_id"),
+            thumb_media_id: r.get("thumb_media_id"),
+            publish_id: r.get("publish_id"),
+            publish_status: r.get("publish_status"),
+            article_id: r.get("article_id"),
+            article_url: r.get("article_url"),
+            msg_id: r.get("msg_id"),
+            msg_data_id: r.get("msg_data_id"),
+            first_poll_at: opt_time(r.get("first_poll_at")),
+            polls: r.get("polls"),
+        }))
+    }
+
+    async fn save_wechat_job(&self, j: &WechatJob, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO wechat_jobs (delivery_id, draft_media_id, thumb_media_id, publish_id, publish_status,
+             article_id, article_url, msg_id, msg_data_id, first_poll_at, polls, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (delivery_id) DO UPDATE SET draft_media_id = excluded.draft_media_id,
+             thumb_media_id = excluded.thumb_media_id, publish_id = excluded.publish_id,
+             publish_status = excluded.publish_status, article_id = excluded.article_id,
+             article_url = excluded.article_url, msg_id = excluded.msg_id, msg_data_id = excluded.msg_data_id,
+             first_poll_at = excluded.first_poll_at, polls = excluded.polls, updated_at = excluded.updated_at",
+        )
+        .bind(j.delivery_id)
+        .bind(&j.draft_media_id)
+        .bind(&j.thumb_media_id)
+        .bind(&j.publish_id)
+        .bind(j.publish_status)
+        .bind(&j.article_id)
+        .bind(&j.article_url)
+        .bind(&j.msg_id)
+        .bind(&j.msg_data_id)
+        .bind(j.first_poll_at.map(ms))
+        .bind(j.polls)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn wechat_media(
+        &self,
+        appid: &str,
+        sha256: &str,
+        kind: &str,
+    ) -> Result<Option<WechatMedia>> {
+        let row = sqlx::query(
+            "SELECT media_id, url FROM wechat_media WHERE appid = ? AND sha256 = ? AND kind = ?",
+        )
+        .bind(appid)
+        .bind(sha256)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| WechatMedia {
+            media_id: r.get("media_id"),
+            url: r.get("url"),
+        }))
+    }
+
+    async fn save_wechat_media(
+        &self,
+        appid: &str,
+        sha256: &str,
+        kind: &str,
+        m: &WechatMedia,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO wechat_media (appid, sha256, kind, media_id, url, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(appid)
+        .bind(sha256)
+        .bind(kind)
+        .bind(&m.media_id)
+        .bind(&m.url)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {

@@ -23,9 +23,30 @@ fn demo_delivers_to_the_outbox_on_a_fresh_folder() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("6 sent"), "{stdout}");
+    assert!(
+        stdout.contains("7 sent"),
+        "6 e-mails and 1 WeChat article: {stdout}"
+    );
     let emls = std::fs::read_dir(out_dir.join("outbox")).unwrap().count();
     assert_eq!(emls, 6);
+    let article = std::fs::read_to_string(out_dir.join("wechat/bulletin-1/article.html")).unwrap();
+    assert!(article.contains("Kittiphan Taparugssanagorn") && article.contains("style=\""));
+    let calls: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("wechat/bulletin-1/calls.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call"].as_str().unwrap())
+        .collect();
+    assert!(
+        names[0].contains("stable_token")
+            && names.iter().any(|n| n.contains("draft/add"))
+            && names.iter().any(|n| n.contains("freepublish/submit")),
+        "{names:?}"
+    );
     // Running it again starts afresh.
     let out = bulletin()
         .arg("demo")

@@ -158,6 +158,9 @@ pub struct Options {
     pub smtp_port: u16,
     pub mode: &'static str,
     pub extra: &'static str,
+    pub channels: &'static str,
+    /// A `[wechat]` section, if any.
+    pub wechat: Option<String>,
 }
 
 impl Default for Options {
@@ -166,6 +169,8 @@ impl Default for Options {
             smtp_port: 25,
             mode: "per_record",
             extra: "",
+            channels: r#"["email"]"#,
+            wechat: None,
         }
     }
 }
@@ -209,25 +214,37 @@ cron = "0 0 9 * * Mon-Fri"
 timezone = "Asia/Shanghai"
 lists = ["partners"]
 mode = "{mode}"
+channels = {channels}
+
+{wechat}
 "#,
         store = store.display(),
         port = o.smtp_port,
         mode = o.mode,
         extra = o.extra,
+        channels = o.channels,
+        wechat = o.wechat.as_deref().unwrap_or(""),
     )
 }
 
 /// Starts the real application on a fresh store. The clock starts on a Monday 00:00 UTC.
 pub async fn spawn_app(o: Options) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let text = config_text(&dir.path().join("bulletin.db"), &o);
-    let config =
-        Config::parse(&text, Path::new("test.toml"), &|_| None).expect("test config is valid");
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap());
-    let app = App::build_with_clock(config, Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let app = build_app(dir.path(), &o, &clock).await;
     TestApp { app, clock, dir }
+}
+
+/// Builds an `App` on the store in `dir` (again: a restart of the daemon on the same store).
+pub async fn build_app(dir: &Path, o: &Options, clock: &ManualClock) -> App {
+    let text = config_text(&dir.join("bulletin.db"), o);
+    let env = |name: &str| {
+        (name == "BULLETIN_WECHAT_SECRET").then(|| crate::fake_wechat::SECRET.to_string())
+    };
+    let config = Config::parse(&text, Path::new("test.toml"), &env).expect("test config is valid");
+    App::build_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .unwrap()
 }
 
 impl TestApp {

@@ -3,7 +3,9 @@
 
 mod cli;
 mod email_flow;
+mod fake_wechat;
 mod harness;
 mod lists;
 mod records;
 mod schedules;
+mod wechat;

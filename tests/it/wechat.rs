@@ -1,0 +1,462 @@
+//! The WeChat channel against the fake WeChat server: the publish path, tokens, errcodes,
+//! resuming after a restart, uploads remembered by hash, and article limits.
+
+use crate::fake_wechat::{FakeWechat, Fault};
+use crate::harness::*;
+use bulletin::domain::ChannelKind;
+use bulletin::store::{DeliveryFilter, DeliveryRow};
+
+/// A 1x1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44, 0x41, 0x54,
+    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, 0x49, 0x45, 0x4E,
+    0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+fn options(fake: &FakeWechat, mode: &str) -> Options {
+    Options {
+        channels: r#"["wechat"]"#,
+        wechat: Some(format!(
+            r#"[wechat]
+appid = "{appid}"
+api_base = "{base}"
+mode = "{mode}"
+author = "澜湄环境合作中心新闻办公室"
+cover_image = "{cover}"
+poll_interval_seconds = 30
+poll_timeout_minutes = 10
+timeout_seconds = 5
+"#,
+            appid = crate::fake_wechat::APPID,
+            base = fake.base(),
+            cover = repo_path("config/examples/cover.png").display(),
+        )),
+        ..Default::default()
+    }
+}
+
+async fn spawn_wechat(mode: &str) -> (TestApp, FakeWechat) {
+    let fake = FakeWechat::start().await;
+    let t = spawn_app(options(&fake, mode)).await;
+    t.list_with("partners", &[("a@example.org", None)]).await;
+    (t, fake)
+}
+
+/// Imports and approves a record with one image (the same bytes every time).
+async fn approved_with_image(t: &TestApp, id: &str, title: &str) {
+    std::fs::write(t.dir.path().join("photo.png"), PNG).unwrap();
+    let body = format!(
+        "{}closing = \"See [the centre](http://www.mepfeco.org.cn).\"\n[[images]]\nfile = \"photo.png\"\nalt = \"Delegates\"\n",
+        small_record(id, title)
+    );
+    let id = t
+        .import(&t.write_record(&format!("{id}.toml"), &body))
+        .await;
+    t.app
+        .store
+        .approve_record(&id, "approver", t.clock_now())
+        .await
+        .unwrap();
+}
+
+async fn wechat_rows(t: &TestApp) -> Vec<DeliveryRow> {
+    t.app
+        .store
+        .deliveries(&DeliveryFilter {
+            channel: Some(ChannelKind::Wechat),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// Runs due work, moving the clock 31 s at a time, until every WeChat row is final.
+async fn run_to_end(t: &TestApp) -> Vec<DeliveryRow> {
+    for _ in 0..30 {
+        t.app.run_pending(None).await.unwrap();
+        let rows = wechat_rows(t).await;
+        if rows
+            .iter()
+            .all(|r| matches!(r.status.as_str(), "sent" | "failed"))
+        {
+            return rows;
+        }
+        t.clock.advance(chrono::Duration::seconds(31));
+    }
+    panic!(
+        "WeChat deliveries never finished: {:?}",
+        wechat_rows(t).await
+    );
+}
+
+#[tokio::test]
+async fn approved_record_becomes_a_published_article() {
+    let (t, fake) = spawn_wechat("publish").await;
+    fake.with(|s| s.publishing_polls = 2);
+    approved_with_image(&t, "w1", "Green Economic Development Belt roundtable").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    // First pass: token, uploads, draft, submit, first poll → still publishing.
+    t.app.run_pending(None).await.unwrap();
+    let row = &wechat_rows(&t).await[0];
+    assert_eq!(
+        row.recipient,
+        format!("account:{}", crate::fake_wechat::APPID)
+    );
+    assert_eq!(
+        (row.status.as_str(), row.attempts),
+        ("retrying", 0),
+        "publishing is a wait, not a failure: {row:?}"
+    );
+    assert!(
+        row.last_error.as_deref().unwrap().contains("publishing"),
+        "{row:?}"
+    );
+
+    let rows = run_to_end(&t).await;
+    let row = &rows[0];
+    assert_eq!(row.status, "sent", "{row:?}");
+    assert!(row.message_id.as_deref().unwrap().starts_with("ARTICLE_"));
+
+    let job = t.app.store.wechat_job(row.id).await.unwrap().unwrap();
+    assert!(job.draft_media_id.is_some() && job.publish_id.is_some());
+    assert_eq!(job.publish_status, Some(0));
+    assert!(job
+        .article_url
+        .as_deref()
+        .unwrap()
+        .starts_with("https://mp.weixin.qq.com/s/"));
+
+    fake.with(|s| {
+        assert_eq!(s.count("/cgi-bin/stable_token"), 1);
+        assert_eq!(s.count("/cgi-bin/media/uploadimg"), 1);
+        assert_eq!(s.count("/cgi-bin/material/add_material"), 1);
+        assert_eq!(s.count("/cgi-bin/draft/add"), 1);
+        assert_eq!(s.count("/cgi-bin/freepublish/submit"), 1);
+        assert_eq!(s.count("/cgi-bin/freepublish/get"), 3);
+        // The draft was removed on publish; what was uploaded is kept in our call log.
+        assert!(s.drafts.is_empty());
+    });
+}
+
+#[tokio::test]
+async fn article_content_follows_wechat_rules() {
+    let (t, fake) = spawn_wechat("draft").await;
+    let title =
+        "澜湄合作绿色经济发展带圆桌对话：生物多样性与可持续基础设施 การประชุมโต๊ะกลมแม่โขง-ล้านช้าง";
+    approved_with_image(&t, "w2", title).await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let rows = run_to_end(&t).await;
+    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert!(rows[0].last_error.is_none());
+    let draft = fake.with(|s| s.drafts.values().next().cloned().unwrap());
+    let sent_title = draft["title"].as_str().unwrap();
+    assert_eq!(sent_title.chars().count(), 32, "{sent_title}");
+    assert!(title.starts_with(sent_title.trim_end_matches('…')));
+    assert!(draft["author"].as_str().unwrap().chars().count() <= 8);
+    assert!(draft["digest"].as_str().unwrap().chars().count() <= 120);
+    let content = draft["content"].as_str().unwrap();
+    assert!(content.contains(title), "the full title stays in the body");
+    assert!(
+        content.contains("การประชุมโต๊ะกลมแม่โขง-ล้านช้าง"),
+        "Thai intact"
+    );
+    assert!(
+        content.contains("src=\"http://mmbiz.qpic.cn/"),
+        "images point at WeChat's uploads"
+    );
+    assert!(
+        !content.contains("cid:") && !content.contains("<style") && !content.contains("<script")
+    );
+    assert!(content.contains("style=\""), "inline styles only");
+    assert!(
+        !content.contains("href=\"http://www.mepfeco.org.cn"),
+        "outside links become notes"
+    );
+    assert!(
+        content.contains("the centre<sup") && content.contains("[1] http://www.mepfeco.org.cn")
+    );
+    assert!(
+        content.contains("lancang-mekongec"),
+        "the contact block is there"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refreshed_once_and_the_call_retried() {
+    let (t, fake) = spawn_wechat("draft").await;
+    approved_with_image(&t, "w3", "Token test").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    assert_eq!(wechat_rows(&t).await[0].status, "sent");
+    // The token is revoked before the second bulletin's first call (another process
+    // fetched a new one, §2.1): 40001, one refresh, the call retried.
+    fake.with(|s| s.revoke_next = true);
+    approved_with_image(&t, "w3b", "Token test two").await;
+    t.clock.advance(chrono::Duration::seconds(5));
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    let rows = wechat_rows(&t).await;
+    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+    assert_eq!(
+        fake.with(|s| s.count("/cgi-bin/stable_token")),
+        2,
+        "one refresh after 40001"
+    );
+    assert_eq!(t.app.wechat.as_ref().unwrap().token_refreshes(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_one_token_fetch() {
+    let (t, fake) = spawn_wechat("draft").await;
+    fake.with(|s| s.token_delay = std::time::Duration::from_millis(300));
+    approved_with_image(&t, "c1", "First").await;
+    approved_with_image(&t, "c2", "Second").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    assert_eq!(wechat_rows(&t).await.len(), 2);
+    t.app.run_pending(None).await.unwrap();
+    assert!(wechat_rows(&t).await.iter().all(|r| r.status == "sent"));
+    assert_eq!(
+        fake.with(|s| s.count("/cgi-bin/stable_token")),
+        1,
+        "both waited for the same refresh"
+    );
+}
+
+#[tokio::test]
+async fn busy_and_quota_errors_are_retried_with_backoff() {
+    let (t, fake) = spawn_wechat("draft").await;
+    approved_with_image(&t, "b1", "Busy").await;
+    fake.with(|s| {
+        s.faults.push(Fault {
+            path: "/cgi-bin/draft/add",
+            errcode: Some(-1),
+            errmsg: "system error",
+            http_status: None,
+            after_effect: false,
+            times: 1,
+        });
+        s.faults.push(Fault {
+            path: "/cgi-bin/draft/add",
+            errcode: Some(45009),
+            errmsg: "reach max api daily quota limit",
+            http_status: None,
+            after_effect: false,
+            times: 1,
+        });
+        s.faults.push(Fault {
+            path: "/cgi-bin/draft/add",
+            errcode: None,
+            errmsg: "",
+            http_status: Some(503),
+            after_effect: false,
+            times: 1,
+        });
+    });
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    let row = &wechat_rows(&t).await[0];
+    assert_eq!(
+        (row.status.as_str(), row.last_code),
+        ("retrying", Some(-1)),
+        "{row:?}"
+    );
+    t.clock.advance(chrono::Duration::seconds(61));
+    t.app.run_pending(None).await.unwrap();
+    let row = &wechat_rows(&t).await[0];
+    assert_eq!(
+        (row.status.as_str(), row.last_code),
+        ("retrying", Some(45009)),
+        "{row:?}"
+    );
+    let wait = row.next_attempt_at.unwrap() - t.clock_now();
+    assert!(
+        wait >= chrono::Duration::minutes(59),
+        "45009 waits about an hour, not {wait}"
+    );
+    t.clock.advance(chrono::Duration::hours(2));
+    t.app.run_pending(None).await.unwrap();
+    assert_eq!(wechat_rows(&t).await[0].last_code, Some(503));
+    let rows = run_to_end(&t).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].attempts),
+        ("sent", 4),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(fake.with(|s| s.count("/cgi-bin/draft/add")), 4);
+}
+
+#[tokio::test]
+async fn ip_not_whitelisted_fails_at_once_saying_which_ip() {
+    let (t, fake) = spawn_wechat("draft").await;
+    approved_with_image(&t, "ip", "Whitelist").await;
+    fake.with(|s| {
+        s.faults.push(Fault {
+            path: "/cgi-bin/stable_token",
+            errcode: Some(40164),
+            errmsg: "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist",
+            http_status: None,
+            after_effect: false,
+            times: 1,
+        })
+    });
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    let row = &wechat_rows(&t).await[0];
+    assert_eq!(
+        (row.status.as_str(), row.last_code, row.attempts),
+        ("failed", Some(40164), 1),
+        "{row:?}"
+    );
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap()
+            .contains("add 203.0.113.7 to the account's API IP whitelist"),
+        "{row:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_publish_fails_the_delivery_with_the_status() {
+    let (t, fake) = spawn_wechat("publish").await;
+    fake.with(|s| {
+        s.publishing_polls = 1;
+        s.final_status = 3;
+    });
+    approved_with_image(&t, "pf", "Will fail").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let rows = run_to_end(&t).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].last_code),
+        ("failed", Some(3)),
+        "{:?}",
+        rows[0]
+    );
+    assert!(rows[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("publishing failed"));
+}
+
+#[tokio::test]
+async fn unverified_account_gets_an_actionable_error() {
+    let (t, fake) = spawn_wechat("publish").await;
+    fake.with(|s| s.verified = false);
+    approved_with_image(&t, "uv", "Unverified").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let rows = run_to_end(&t).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].last_code),
+        ("failed", Some(48001))
+    );
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("wechat.mode = \"draft\""),
+        "{:?}",
+        rows[0]
+    );
+}
+
+#[tokio::test]
+async fn a_restart_between_draft_and_publish_reuses_the_draft() {
+    let (t, fake) = spawn_wechat("publish").await;
+    approved_with_image(&t, "rs", "Restart").await;
+    fake.with(|s| {
+        s.faults.push(Fault {
+            path: "/cgi-bin/freepublish/submit",
+            errcode: None,
+            errmsg: "",
+            http_status: Some(503),
+            after_effect: false,
+            times: 1,
+        })
+    });
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+
+    // A new process on the same store: empty token cache, fresh channel.
+    let again = build_app(t.dir.path(), &options(&fake, "publish"), &t.clock).await;
+    t.clock.advance(chrono::Duration::seconds(61));
+    again.run_pending(None).await.unwrap();
+    let rows = wechat_rows(&t).await;
+    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    fake.with(|s| {
+        assert_eq!(s.count("/cgi-bin/draft/add"), 1, "no second draft");
+        assert_eq!(
+            s.count("/cgi-bin/material/add_material"),
+            1,
+            "the cover was not uploaded again"
+        );
+        assert_eq!(s.count("/cgi-bin/freepublish/submit"), 2);
+    });
+}
+
+#[tokio::test]
+async fn a_lost_mass_send_reply_never_sends_twice() {
+    let (t, fake) = spawn_wechat("mass_send").await;
+    approved_with_image(&t, "ms", "Mass").await;
+    // WeChat takes the send but the reply is lost (HTTP 503 after the effect).
+    fake.with(|s| {
+        s.faults.push(Fault {
+            path: "/cgi-bin/message/mass/sendall",
+            errcode: None,
+            errmsg: "",
+            http_status: Some(503),
+            after_effect: true,
+            times: 1,
+        })
+    });
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    let rows = run_to_end(&t).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].last_code),
+        ("sent", Some(45065)),
+        "{:?}",
+        rows[0]
+    );
+    fake.with(|s| {
+        assert_eq!(s.mass_sends.len(), 1, "one mass send");
+        assert_eq!(s.count("/cgi-bin/message/mass/sendall"), 2);
+        assert_eq!(
+            rows[0].message_id.as_deref(),
+            Some(s.mass_sends.values().next().unwrap().to_string().as_str())
+        );
+    });
+}
+
+#[tokio::test]
+async fn images_are_uploaded_once_across_runs() {
+    let (t, fake) = spawn_wechat("draft").await;
+    approved_with_image(&t, "i1", "One").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    run_to_end(&t).await;
+    approved_with_image(&t, "i2", "Two").await;
+    t.clock.advance(chrono::Duration::seconds(5));
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let rows = run_to_end(&t).await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.status == "sent"));
+    fake.with(|s| {
+        assert_eq!(s.count("/cgi-bin/draft/add"), 2);
+        assert_eq!(
+            s.count("/cgi-bin/media/uploadimg"),
+            1,
+            "same image bytes: uploaded once"
+        );
+        assert_eq!(
+            s.count("/cgi-bin/material/add_material"),
+            1,
+            "same cover: uploaded once"
+        );
+    });
+}
