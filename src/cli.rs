@@ -523,8 +523,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 offset: *offset,
             };
             let rows = app.store.deliveries(&filter).await?;
+            // WeChat rows also show the ids each step got back (draft, publish, article, msg).
+            let mut wechat = std::collections::HashMap::new();
+            for r in rows
+                .iter()
+                .filter(|r| r.channel == ChannelKind::Wechat.as_str())
+            {
+                if let Some(j) = app.store.wechat_job(r.id).await? {
+                    wechat.insert(r.id, j);
+                }
+            }
             if *json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        let mut v = serde_json::to_value(r).expect("row serialises");
+                        if let Some(j) = wechat.get(&r.id) {
+                            v["wechat"] = serde_json::to_value(j).expect("job serialises");
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let mut t = table(&[
                     "id",
@@ -547,6 +567,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                         (_, Some(e), _) => e.clone(),
                         _ => r.message_id.clone().unwrap_or_default(),
+                    };
+                    let answer = match wechat.get(&r.id) {
+                        Some(j) => {
+                            let ids = [
+                                ("draft", &j.draft_media_id),
+                                ("publish_id", &j.publish_id),
+                                ("article_id", &j.article_id),
+                                ("url", &j.article_url),
+                                ("msg_id", &j.msg_id),
+                            ]
+                            .iter()
+                            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                            if answer.is_empty() {
+                                ids
+                            } else {
+                                format!("{answer} [{ids}]")
+                            }
+                        }
+                        None => answer,
                     };
                     t.add_row(vec![
                         r.id.to_string(),

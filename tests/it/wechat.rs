@@ -460,3 +460,75 @@ async fn images_are_uploaded_once_across_runs() {
         );
     });
 }
+
+/// The binary, as an operator runs it with trace logs: the AppSecret and the access token
+/// appear in no output, and `deliveries --channel wechat` shows the ids WeChat returned.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_and_tokens_stay_out_of_logs_and_the_ledger_shows_wechat_ids() {
+    let fake = FakeWechat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&fake, "publish");
+    o.smtp_port = free_port();
+    let cfg = dir.path().join("bulletin.toml");
+    std::fs::write(&cfg, config_text(&dir.path().join("bulletin.db"), &o)).unwrap();
+    let rec = dir.path().join("r.toml");
+    std::fs::write(&rec, small_record("bin", "Binary run")).unwrap();
+    let run = move |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("BULLETIN_WECHAT_SECRET", crate::fake_wechat::SECRET)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {all}");
+        all
+    };
+    let rec_arg = rec.display().to_string();
+    let mut logs = String::new();
+    for args in [
+        vec!["lists", "create", "partners"],
+        vec!["import", rec_arg.as_str()],
+        vec!["approve", "bin", "--by", "tester"],
+        vec!["schedule", "fire", "weekday-morning"],
+        vec!["serve", "--once"],
+    ] {
+        logs.push_str(
+            &tokio::task::spawn_blocking({
+                let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+                let run = run.clone();
+                move || run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let ledger = tokio::task::spawn_blocking(move || run(&["deliveries", "--channel", "wechat"]))
+        .await
+        .unwrap();
+    assert!(
+        ledger.contains("sent")
+            && ledger.contains("article_id ARTICLE_")
+            && ledger.contains("url https://mp.weixin.qq.com/s/"),
+        "{ledger}"
+    );
+    assert!(
+        logs.contains("WeChat access token refreshed"),
+        "trace logs were captured"
+    );
+    assert!(
+        !logs.contains(crate::fake_wechat::SECRET),
+        "the AppSecret leaked"
+    );
+    assert!(
+        !logs.contains("FakeFakeFake"),
+        "an access token leaked into the logs"
+    );
+}
