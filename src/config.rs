@@ -55,6 +55,56 @@ struct RawConfig {
     scheduler: RawScheduler,
     #[serde(default)]
     schedules: Vec<Spanned<RawSchedule>>,
+    admin: Option<Spanned<RawAdmin>>,
+    public: Option<Spanned<RawPublic>>,
+    #[serde(default)]
+    notices: RawNotices,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    bind: String,
+    token_env: String,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            token_env: "BULLETIN_ADMIN_TOKEN".into(),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPublic {
+    bind: String,
+}
+
+impl Default for RawPublic {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8081".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNotices {
+    dedupe_window_minutes: u64,
+}
+
+impl Default for RawNotices {
+    fn default() -> Self {
+        Self {
+            dedupe_window_minutes: 60,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -322,6 +372,29 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
 }
 
+/// The admin HTTP API: where it listens and the bearer token it wants.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub bind: std::net::SocketAddr,
+    /// None: no token configured, so every endpoint but health refuses (503).
+    pub token: Option<SecretString>,
+    /// The environment variable the token is read from (for messages).
+    pub token_env: String,
+}
+
+/// The public HTTP side (one-click unsubscribe).
+#[derive(Debug, Clone)]
+pub struct PublicConfig {
+    pub bind: std::net::SocketAddr,
+}
+
+/// Urgent notices.
+#[derive(Debug, Clone)]
+pub struct NoticeConfig {
+    /// The same content sent again within this window returns the first notice.
+    pub dedupe_window: Duration,
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -334,6 +407,9 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub catch_up_window: Duration,
     pub schedules: Vec<Schedule>,
+    pub admin: AdminConfig,
+    pub public: PublicConfig,
+    pub notices: NoticeConfig,
 }
 
 impl Config {
@@ -578,6 +654,50 @@ impl Config {
             schedules.push(sched);
         }
 
+        let (admin_span, a) = match raw.admin {
+            Some(a) => (Some(a.span()), a.into_inner()),
+            None => (None, RawAdmin::default()),
+        };
+        let admin_bind = a.bind.parse().map_err(|_| {
+            err(
+                admin_span.clone(),
+                "admin.bind",
+                format!(
+                    "`{}` is not an address and port such as 127.0.0.1:8080",
+                    a.bind.escape_default()
+                ),
+            )
+        })?;
+        let token = read_secret(env, &a.token_env, a.token_file.as_deref())
+            .map_err(|m| err(admin_span.clone(), "admin.token_file", m))?;
+        if let Some(t) = &token {
+            use secrecy::ExposeSecret;
+            if t.expose_secret().len() < 16 {
+                return Err(err(
+                    admin_span,
+                    "admin.token_env",
+                    format!(
+                        "the admin token (from {} or admin.token_file) must be at least 16 characters",
+                        a.token_env
+                    ),
+                ));
+            }
+        }
+        let (public_span, p) = match raw.public {
+            Some(p) => (Some(p.span()), p.into_inner()),
+            None => (None, RawPublic::default()),
+        };
+        let public_bind = p.bind.parse().map_err(|_| {
+            err(
+                public_span,
+                "public.bind",
+                format!(
+                    "`{}` is not an address and port such as 0.0.0.0:8081",
+                    p.bind.escape_default()
+                ),
+            )
+        })?;
+
         Ok(Config {
             file: path.to_path_buf(),
             store_url: raw.store.url,
@@ -604,6 +724,15 @@ impl Config {
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
             schedules,
+            admin: AdminConfig {
+                bind: admin_bind,
+                token,
+                token_env: a.token_env,
+            },
+            public: PublicConfig { bind: public_bind },
+            notices: NoticeConfig {
+                dedupe_window: Duration::from_secs(raw.notices.dedupe_window_minutes * 60),
+            },
         })
     }
 
