@@ -1,9 +1,11 @@
 //! The one integration-test binary: real SMTP server (Postfix's smtp-sink), real SQLite
 //! store, the real application wired by `App`, an injected clock so nothing sleeps.
 
+mod admin;
 mod cli;
 mod email_flow;
 mod harness;
 mod lists;
 mod records;
 mod schedules;
+mod unsubscribe;
