@@ -6,6 +6,7 @@ mod cli;
 mod email_flow;
 mod harness;
 mod lists;
+mod notices;
 mod records;
 mod schedules;
 mod unsubscribe;

@@ -1,0 +1,317 @@
+//! Urgent notices: through the admin API and the CLI, once per key or content, ahead of
+//! scheduled work, to a real SMTP server; and `serve` running it all until told to stop.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::process::Command;
+
+const PEOPLE: &[(&str, Option<&str>)] = &[
+    ("li.mingyu@example.org", Some("李明宇")),
+    ("press@example.com", None),
+];
+
+fn notice_body() -> Value {
+    json!({
+        "title": "Venue change for Session 2",
+        "body": "Session 2 moves to **Hall B** at 14:00.",
+        "severity": "urgent",
+        "lists": ["partners"],
+        "key": "venue-change-1",
+        "by": "duty officer",
+    })
+}
+
+#[tokio::test]
+async fn a_notice_goes_once_and_ahead_of_scheduled_work() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        extra: "batch_size = 2",
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", PEOPLE).await;
+    // A scheduled bulletin is queued first.
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let http = t.start_http().await;
+
+    // Bad input is refused by field, and creates nothing.
+    for (body, want) in [
+        (
+            json!({"title": "t", "body": "b", "lists": []}),
+            "invalid_field",
+        ),
+        (
+            json!({"title": "", "body": "b", "lists": ["partners"]}),
+            "invalid_field",
+        ),
+        (
+            json!({"title": "t", "body": "b", "lists": ["partners"], "severity": "loud"}),
+            "invalid_field",
+        ),
+        (
+            json!({"title": "t", "body": "b", "lists": ["nobody"]}),
+            "unknown_list",
+        ),
+        (json!({"title": "t", "lists": ["partners"]}), "invalid_json"),
+    ] {
+        let r = http.post("/api/notices").json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], want, "{body}: {v}");
+        assert!(matches!(status, 400 | 422), "{body}: {status}");
+    }
+    assert_eq!(t.app.store.bulletins(10).await.unwrap().len(), 1);
+
+    let r = http
+        .post("/api/notices")
+        .json(&notice_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["created"], true);
+    assert_eq!(first["deliveries"], 2);
+    let id = first["id"].as_i64().unwrap();
+
+    // The same key again, and the same content without a key: the first notice's id.
+    let r = http
+        .post("/api/notices")
+        .json(&notice_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(
+        (again["id"].as_i64(), &again["created"]),
+        (Some(id), &json!(false))
+    );
+    let mut same = notice_body();
+    same.as_object_mut().unwrap().remove("key");
+    let v: Value = http
+        .post("/api/notices")
+        .json(&same)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((v["id"].as_i64(), &v["created"]), (Some(id), &json!(false)));
+    assert_eq!(t.app.store.bulletins(10).await.unwrap().len(), 2);
+    // The API only queued it.
+    assert!(sink.messages().is_empty());
+
+    // One batch of two: the notice's rows go before the bulletin queued earlier.
+    let r = t.app.dispatcher.run_once().await.unwrap();
+    assert_eq!(r.sent, 2, "{r:?}");
+    let got = sink.wait_for(2);
+    for m in &got {
+        let msg = m.parsed();
+        assert_eq!(msg.subject(), Some("[Urgent] Venue change for Session 2"));
+        assert!(msg
+            .body_html(0)
+            .unwrap()
+            .contains("<strong>Hall B</strong>"));
+        assert!(msg
+            .body_text(0)
+            .unwrap()
+            .starts_with("[URGENT] Venue change for Session 2"));
+        let lu = msg.header_raw("List-Unsubscribe").unwrap();
+        assert!(lu.contains("/unsubscribe/"), "{lu}");
+    }
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 2);
+    let v: Value = http
+        .get(&format!("/api/bulletins/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["kind"], "notice");
+    assert_eq!(v["state"], "done");
+    assert_eq!(v["deliveries"]["by_channel"]["email"]["sent"], 2);
+}
+
+fn bulletin_cli(config: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bulletin"));
+    c.env("BULLETIN_CONFIG", config)
+        .env_remove("BULLETIN_ADMIN_TOKEN")
+        .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123");
+    c
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn cli_notice_send_is_idempotent_and_explains_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bulletin.toml");
+    std::fs::write(
+        &config,
+        config_text(&dir.path().join("b.db"), &Options::default()),
+    )
+    .unwrap();
+    let body = dir.path().join("body.md");
+    std::fs::write(&body, "Registration closes **today**.").unwrap();
+    run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
+    run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
+
+    let send = |key: &str| {
+        let out = run_ok(bulletin_cli(&config).args([
+            "notice",
+            "send",
+            "--title",
+            "Registration closes",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--lists",
+            "partners",
+            "--key",
+            key,
+            "--json",
+        ]));
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let first = send("reg-1");
+    assert_eq!(first["created"], true);
+    assert_eq!(first["deliveries"], 1);
+    let second = send("reg-1");
+    assert_eq!(second["created"], false);
+    assert_eq!(second["id"], first["id"]);
+
+    let out = bulletin_cli(&config)
+        .args([
+            "notice",
+            "send",
+            "--title",
+            "Other",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--lists",
+            "partners",
+            "--severity",
+            "loud",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("severity: unknown severity `loud`"), "{err}");
+    let out = bulletin_cli(&config)
+        .args([
+            "notice",
+            "send",
+            "--title",
+            "Other",
+            "--body-file",
+            "/nonexistent/body.md",
+            "--lists",
+            "partners",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--body-file /nonexistent/body.md"));
+
+    // `status` sums it up: the notice is in progress, one row queued.
+    let out = run_ok(bulletin_cli(&config).args(["status", "--json"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ledger"]["queued"], 1, "{v}");
+    assert_eq!(v["bulletins_in_progress"][0]["kind"], "notice");
+    assert_eq!(v["bulletins_in_progress"][0]["remaining"], 1);
+}
+
+#[tokio::test]
+async fn serve_runs_the_servers_and_sends_what_the_api_queued_until_cancelled() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", PEOPLE).await;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let drive = async {
+        let r = client
+            .post(format!("{admin_url}/api/notices"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&notice_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        // The dispatcher, woken by the API, sends without anyone calling run_pending.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sink.messages().len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(sink.messages().len(), 2);
+        shutdown.cancel();
+    };
+    let serve = t.app.serve_on(admin, public, shutdown.clone());
+    let (served, ()) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(serve, drive)
+    })
+    .await
+    .expect("serve stops when cancelled");
+    served.unwrap();
+    // Stopped: the admin server no longer answers.
+    assert!(client
+        .get(format!("{admin_url}/healthz"))
+        .send()
+        .await
+        .is_err());
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bulletin.toml");
+    let (admin, public) = (free_port(), free_port());
+    let text = config_text(&dir.path().join("b.db"), &Options::default()).replace(
+        "[unsubscribe]",
+        &format!(
+            "[admin]\nbind = \"127.0.0.1:{admin}\"\n[public]\nbind = \"127.0.0.1:{public}\"\n\n[unsubscribe]"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = bulletin_cli(&config)
+        .env("BULLETIN_ADMIN_TOKEN", ADMIN_TOKEN)
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", public)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("bulletin daemon stopped"), "{log}");
+    assert!(!log.contains(ADMIN_TOKEN), "the token is never logged");
+}
