@@ -823,6 +823,33 @@ lists = ["partners"]
     }
 
     #[test]
+    fn admin_token_is_hidden_checked_and_binds_are_named() {
+        let env = |n: &str| match n {
+            "BULLETIN_SMTP_PASSWORD" => Some("hunter2-very-secret".to_string()),
+            "BULLETIN_ADMIN_TOKEN" => Some("admin-token-very-secret".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(GOOD, Path::new("b.toml"), &env).unwrap();
+        assert!(c.admin.token.is_some());
+        assert_eq!(c.admin.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public.bind.to_string(), "127.0.0.1:8081");
+        assert!(!format!("{c:?}").contains("admin-token-very-secret"));
+
+        let short = |n: &str| match n {
+            "BULLETIN_ADMIN_TOKEN" => Some("short".to_string()),
+            other => env(other),
+        };
+        let e = Config::parse(GOOD, Path::new("b.toml"), &short).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("admin.token_env"), "{e}");
+        assert!(!e.to_string().contains("short\""), "{e}");
+
+        let src = format!("{GOOD}\n[public]\nbind = \"0.0.0.0\"\n");
+        let e = Config::parse(&src, Path::new("b.toml"), &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("public.bind"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
     fn missing_password_is_explained() {
         let e = Config::parse(GOOD, Path::new("b.toml"), &|_| None).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("email.smtp.username"));
