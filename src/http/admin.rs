@@ -111,6 +111,14 @@ pub fn admin_router(ctx: HttpContext) -> Router {
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // The dashboard checks the bearer header or its session cookie itself, and
+        // sends a browser that has neither to the login form.
+        .route("/dashboard", get(super::dashboard::dashboard))
+        .route(
+            "/login",
+            get(super::dashboard::login_page).post(super::dashboard::login),
+        )
+        .route("/logout", post(super::dashboard::logout))
         .fallback(|| async {
             ApiError::not_found(
                 "no_such_endpoint",
@@ -121,7 +129,7 @@ pub fn admin_router(ctx: HttpContext) -> Router {
 }
 
 /// Equal-length digests compared in constant time: neither content nor length leaks.
-fn token_matches(given: &str, expected: &str) -> bool {
+pub(super) fn token_matches(given: &str, expected: &str) -> bool {
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
     a.ct_eq(&b).into()

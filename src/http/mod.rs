@@ -3,6 +3,7 @@
 //! dispatcher; they never send.
 
 mod admin;
+mod dashboard;
 mod public;
 
 pub use admin::admin_router;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod dashboard;
 mod email_flow;
 mod harness;
 mod lists;
