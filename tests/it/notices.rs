@@ -281,19 +281,32 @@ async fn serve_runs_the_servers_and_sends_what_the_api_queued_until_cancelled() 
         .is_err());
 }
 
-#[test]
-fn sigterm_stops_the_daemon_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bulletin.toml");
+/// A configuration file for the real binary's `serve`, with both HTTP servers on free
+/// loopback ports; returns it and the public port.
+fn daemon_config(dir: &std::path::Path, smtp_port: u16) -> (std::path::PathBuf, u16) {
+    let config = dir.join("bulletin.toml");
     let (admin, public) = (free_port(), free_port());
-    let text = config_text(&dir.path().join("b.db"), &Options::default()).replace(
+    let text = config_text(
+        &dir.join("b.db"),
+        &Options {
+            smtp_port,
+            ..Default::default()
+        },
+    )
+    .replace(
         "[unsubscribe]",
         &format!(
             "[admin]\nbind = \"127.0.0.1:{admin}\"\n[public]\nbind = \"127.0.0.1:{public}\"\n\n[unsubscribe]"
         ),
-    );
+    )
+    .replace("max_attempts = 5", "max_attempts = 5\npoll_interval_ms = 200");
     std::fs::write(&config, text).unwrap();
-    let child = bulletin_cli(&config)
+    (config, public)
+}
+
+/// Starts `bulletin serve` and waits until its public server listens.
+fn start_daemon(config: &std::path::Path, public: u16) -> std::process::Child {
+    let child = bulletin_cli(config)
         .env("BULLETIN_ADMIN_TOKEN", ADMIN_TOKEN)
         .arg("serve")
         .stderr(std::process::Stdio::piped())
@@ -304,14 +317,82 @@ fn sigterm_stops_the_daemon_cleanly() {
         assert!(std::time::Instant::now() < deadline, "serve did not listen");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    child
+}
+
+/// SIGTERM, then the exit status and the log.
+fn stop_daemon(child: std::process::Child) -> (std::process::ExitStatus, String) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
     let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, public) = daemon_config(dir.path(), 25);
+    let child = start_daemon(&config, public);
+    let (status, log) = stop_daemon(child);
+    assert!(status.success(), "{log}");
     assert!(log.contains("bulletin daemon stopped"), "{log}");
     assert!(!log.contains(ADMIN_TOKEN), "the token is never logged");
+}
+
+#[test]
+fn cli_notice_follows_delivery_by_the_running_daemon_to_the_end() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, public) = daemon_config(dir.path(), sink.port);
+    run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
+    run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
+    run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "b@example.org"]));
+    let body = dir.path().join("body.md");
+    std::fs::write(&body, "The venue moves to **Hall B**.").unwrap();
+    let daemon = start_daemon(&config, public);
+
+    // No --json: the command waits, showing progress, until the daemon has sent it all.
+    let mut cli = bulletin_cli(&config)
+        .args([
+            "notice",
+            "send",
+            "--title",
+            "Venue change",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--lists",
+            "partners",
+            "--severity",
+            "urgent",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cli.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = cli.kill();
+            panic!("notice send did not finish: the daemon did not deliver it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = cli.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("notice 1 queued for 2 recipient(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notice 1: sent 2, failed 0, suppressed 0"),
+        "{stdout}"
+    );
+    let got = sink.wait_for(2);
+    assert_eq!(got.len(), 2);
+    let (status, log) = stop_daemon(daemon);
+    assert!(status.success(), "{log}");
 }
