@@ -396,3 +396,73 @@ fn cli_notice_follows_delivery_by_the_running_daemon_to_the_end() {
     let (status, log) = stop_daemon(daemon);
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn sigterm_mid_send_leaves_every_row_resolvable_and_a_restart_finishes_the_rest() {
+    const N: usize = 2000;
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, public) = daemon_config(dir.path(), sink.port);
+    let csv = dir.path().join("many.csv");
+    let mut text = String::from("email,name\n");
+    for i in 0..N {
+        text.push_str(&format!("p{i:04}@example.org,Person {i}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
+    run_ok(bulletin_cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
+    run_ok(bulletin_cli(&config).args(["import", repo_path(SEED_RECORD).to_str().unwrap()]));
+    run_ok(bulletin_cli(&config).args([
+        "approve",
+        "lmc-2020-parallel-session-2",
+        "--by",
+        "approver",
+    ]));
+    run_ok(bulletin_cli(&config).args(["schedule", "fire", "weekday-morning"]));
+
+    let daemon = start_daemon(&config, public);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sink.messages().len() < 50 {
+        assert!(std::time::Instant::now() < deadline, "nothing was sent");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (status, log) = stop_daemon(daemon);
+    assert!(status.success(), "{log}");
+
+    let ledger = |config: &std::path::Path| -> Value {
+        serde_json::from_str(&run_ok(bulletin_cli(config).args(["status", "--json"]))).unwrap()
+    };
+    let v = ledger(&config);
+    let sent = v["ledger"]["sent"].as_u64().unwrap() as usize;
+    assert!(
+        sent < N,
+        "the daemon finished before SIGTERM; the test proves nothing"
+    );
+    assert_eq!(v["ledger"]["sending"], 0, "nothing left in flight: {v}");
+    assert_eq!(
+        sent + v["ledger"]["queued"].as_u64().unwrap() as usize,
+        N,
+        "every row is sent or still queued: {v}"
+    );
+    // Every row marked sent reached the server, and nothing else did.
+    assert_eq!(sink.wait_for(sent).len(), sent);
+
+    // The next start sends the rest: every recipient exactly once.
+    let daemon = start_daemon(&config, public);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while ledger(&config)["ledger"]["sent"].as_u64().unwrap() < N as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, log) = stop_daemon(daemon);
+    assert!(status.success(), "{log}");
+    let got = sink.wait_for(N);
+    let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.recipients.clone()).collect();
+    rcpts.sort();
+    let before = rcpts.len();
+    rcpts.dedup();
+    assert_eq!((before, rcpts.len()), (N, N), "no one missed, no one twice");
+}
