@@ -93,39 +93,56 @@ impl From<QueryRejection> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The admin router: /healthz and /readyz open, everything else behind the bearer token.
+/// Declares a route table once: a const listing (method, path) for the OpenAPI check and
+/// a function adding exactly those routes, so the list cannot drift from the router.
+macro_rules! route_table {
+    ($list:ident, $add:ident; $($method:ident $path:literal => $handler:expr),+ $(,)?) => {
+        pub const $list: &[(&str, &str)] = &[$((stringify!($method), $path)),+];
+        fn $add(r: Router<HttpContext>) -> Router<HttpContext> {
+            r$(.route($path, $method($handler)))+
+        }
+    };
+}
+
+route_table!(AUTHED_ROUTES, add_authed_routes;
+    get "/metrics" => metrics,
+    get "/api/records" => records,
+    get "/api/records/{id}" => record,
+    post "/api/records/{id}/approve" => approve,
+    get "/api/records/{id}/preview" => preview,
+    get "/api/bulletins" => bulletins,
+    get "/api/bulletins/{id}" => bulletin,
+    post "/api/bulletins/{id}/pause" => pause,
+    post "/api/bulletins/{id}/resume" => resume,
+    get "/api/deliveries" => deliveries,
+    post "/api/deliveries/retry" => retry,
+    post "/api/notices" => notice,
+);
+
+// The dashboard checks the bearer header or its session cookie itself, and sends a
+// browser that has neither to the login form.
+route_table!(OPEN_ROUTES, add_open_routes;
+    get "/healthz" => healthz,
+    get "/readyz" => readyz,
+    get "/dashboard" => super::dashboard::dashboard,
+    get "/login" => super::dashboard::login_page,
+    post "/login" => super::dashboard::login,
+    post "/logout" => super::dashboard::logout,
+);
+
+/// The admin router: [`AUTHED_ROUTES`] behind the bearer token, then [`OPEN_ROUTES`].
 pub fn admin_router(ctx: HttpContext) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/records", get(records))
-        .route("/api/records/{id}", get(record))
-        .route("/api/records/{id}/approve", post(approve))
-        .route("/api/records/{id}/preview", get(preview))
-        .route("/api/bulletins", get(bulletins))
-        .route("/api/bulletins/{id}", get(bulletin))
-        .route("/api/bulletins/{id}/pause", post(pause))
-        .route("/api/bulletins/{id}/resume", post(resume))
-        .route("/api/deliveries", get(deliveries))
-        .route("/api/deliveries/retry", post(retry))
-        .route("/api/notices", post(notice))
-        .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        // The dashboard checks the bearer header or its session cookie itself, and
-        // sends a browser that has neither to the login form.
-        .route("/dashboard", get(super::dashboard::dashboard))
-        .route(
-            "/login",
-            get(super::dashboard::login_page).post(super::dashboard::login),
+    add_open_routes(
+        add_authed_routes(Router::new())
+            .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token)),
+    )
+    .fallback(|| async {
+        ApiError::not_found(
+            "no_such_endpoint",
+            "no such endpoint; see docs/openapi.json",
         )
-        .route("/logout", post(super::dashboard::logout))
-        .fallback(|| async {
-            ApiError::not_found(
-                "no_such_endpoint",
-                "no such endpoint; see README, `Admin API`",
-            )
-        })
-        .with_state(ctx)
+    })
+    .with_state(ctx)
 }
 
 /// Equal-length digests compared in constant time: neither content nor length leaks.

@@ -6,7 +6,7 @@ mod admin;
 mod dashboard;
 mod public;
 
-pub use admin::admin_router;
+pub use admin::{admin_router, AUTHED_ROUTES, OPEN_ROUTES};
 pub use public::public_router;
 
 use crate::clock::Clock;

@@ -8,6 +8,7 @@ mod email_flow;
 mod harness;
 mod lists;
 mod notices;
+mod openapi;
 mod records;
 mod schedules;
 mod unsubscribe;
