@@ -303,14 +303,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             let c = load_config(&cli.config)?;
             println!(
-                "{}: ok ({} schedule(s), store {}, e-mail via {})",
+                "{}: ok ({} schedule(s), store {}, e-mail via {}, admin API on {} ({}), unsubscribe on {})",
                 cli.config.display(),
                 c.schedules.len(),
                 crate::config::redact_url(&c.store_url),
                 match &c.email.transport {
                     crate::config::EmailTransport::Smtp(s) => format!("SMTP {}:{}", s.host, s.port),
                     crate::config::EmailTransport::Outbox(d) => format!("outbox {}", d.display()),
-                }
+                },
+                c.admin.bind,
+                if c.admin.token.is_some() {
+                    "token set".to_string()
+                } else {
+                    format!(
+                        "no token: set {} or admin.token_file, or it answers 503",
+                        c.admin.token_env
+                    )
+                },
+                c.public.bind,
             );
             Ok(())
         }
