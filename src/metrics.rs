@@ -44,8 +44,16 @@ fn lag_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
+/// The last attempt this process made on a channel (for /readyz).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastAttempt {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub outcome: &'static str,
+}
+
 /// The process's metrics.
 pub struct Metrics {
+    last_attempt: std::sync::Mutex<std::collections::BTreeMap<&'static str, LastAttempt>>,
     registry: Registry,
     deliveries: Family<OutcomeLabels, Counter>,
     send_seconds: Family<ChannelLabels, Histogram, fn() -> Histogram>,
@@ -110,6 +118,7 @@ impl Metrics {
             ledger.clone(),
         );
         Self {
+            last_attempt: Default::default(),
             registry,
             deliveries,
             send_seconds,
@@ -136,6 +145,15 @@ impl Metrics {
             })
             .inc();
         if let Some(e) = elapsed {
+            if let Ok(mut last) = self.last_attempt.lock() {
+                last.insert(
+                    channel.as_str(),
+                    LastAttempt {
+                        at: chrono::Utc::now(),
+                        outcome: result.status().as_str(),
+                    },
+                );
+            }
             self.send_seconds
                 .get_or_create(&ChannelLabels {
                     channel: ch.clone(),
@@ -147,6 +165,14 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// Each channel's last attempt by this process (none before the first send).
+    pub fn last_attempts(&self) -> std::collections::BTreeMap<&'static str, LastAttempt> {
+        self.last_attempt
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// A firing was recorded `lag` after its fire time.

@@ -202,7 +202,14 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(ctx): State<HttpContext>) -> Response {
     match ctx.store.ready().await {
-        Ok(()) => Json(json!({ "status": "ready", "store": "ok" })).into_response(),
+        // Channels are reported, not judged: a relay refusing mail is an alert, not a
+        // reason to take the daemon out of service.
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "store": "ok",
+            "channels": ctx.metrics.last_attempts(),
+        }))
+        .into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

@@ -414,11 +414,38 @@ async fn metrics_count_automatic_retries_and_scrape_needs_no_send() {
             .any(|l| l == "bulletin_ledger_rows{channel=\"email\",status=\"queued\"} 1"),
         "{m}"
     );
+    let ready: Value = http
+        .get("/readyz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["channels"], json!({}), "no attempt yet: {ready}");
     assert_eq!(t.app.run_pending(None).await.unwrap().retrying, 1);
+    let ready: Value = http
+        .get("/readyz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["channels"]["email"]["outcome"], "retrying", "{ready}");
     let sink = SmtpSink::start_on(port, &[]);
     t.clock.advance(chrono::Duration::seconds(61));
     assert_eq!(t.app.run_pending(None).await.unwrap().sent, 1);
     assert_eq!(sink.wait_for(1).len(), 1);
+    let ready: Value = http
+        .get("/readyz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["channels"]["email"]["outcome"], "sent", "{ready}");
     let m = http
         .get("/metrics")
         .send()
