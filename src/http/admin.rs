@@ -145,6 +145,16 @@ pub fn admin_router(ctx: HttpContext) -> Router {
     .with_state(ctx)
 }
 
+/// The credentials of an `Authorization: Bearer …` header (the scheme is case-insensitive).
+pub(super) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let (scheme, token) = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// Equal-length digests compared in constant time: neither content nor length leaks.
 pub(super) fn token_matches(given: &str, expected: &str) -> bool {
     let a = Sha256::digest(given.as_bytes());
@@ -164,12 +174,7 @@ async fn require_token(State(ctx): State<HttpContext>, req: Request, next: Next)
         )
         .into_response();
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
+    match bearer(req.headers()) {
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

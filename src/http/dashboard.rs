@@ -35,11 +35,7 @@ pub fn signed_in(ctx: &HttpContext, headers: &HeaderMap) -> bool {
         return false;
     };
     let token = token.expose_secret();
-    if let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
+    if let Some(given) = super::admin::bearer(headers) {
         return super::admin::token_matches(given.trim(), token);
     }
     let want = session_value(token);

@@ -53,6 +53,26 @@ async fn auth_is_required_and_checked_except_for_health() {
             "the token is never echoed"
         );
     }
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    let r = http
+        .client
+        .get(format!("{}/api/records", http.admin))
+        .header("authorization", format!("bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .client
+        .get(format!("{}/api/records", http.admin))
+        .header(
+            "authorization",
+            format!("Bearer {}", ADMIN_TOKEN.to_uppercase()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     // A POST without a token changes nothing.
     let r = http
         .client
