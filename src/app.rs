@@ -293,8 +293,24 @@ impl App {
         let scheduler_task = tokio::spawn(async move { sched.run(s1).await });
         let disp = self.dispatcher.clone();
         let s2 = shutdown.clone();
-        let dispatcher_task = tokio::spawn(async move { disp.run(s2).await });
-        let (a, p, _, _) = tokio::join!(admin_task, public_task, scheduler_task, dispatcher_task);
+        let mut dispatcher_task = tokio::spawn(async move { disp.run(s2).await });
+        let grace = self.config.delivery.shutdown_grace;
+        // The dispatcher finishes the batch in flight, within the grace period; past it the
+        // sends are abandoned and their rows, still `sending`, are resolved at the next start.
+        let dispatcher_done = async {
+            tokio::select! {
+                _ = &mut dispatcher_task => {}
+                _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!(
+                        grace_seconds = grace.as_secs(),
+                        "sends still in flight after the shutdown grace period: abandoned; \
+                         their rows stay `sending` and are resolved at the next start"
+                    );
+                    dispatcher_task.abort();
+                }
+            }
+        };
+        let (a, p, _, ()) = tokio::join!(admin_task, public_task, scheduler_task, dispatcher_done);
         for (what, r) in [("admin", a), ("public", p)] {
             match r {
                 Ok(Ok(())) => {}

@@ -251,6 +251,7 @@ struct RawDelivery {
     lease_seconds: u64,
     on_expired_lease: ExpiredLease,
     poll_interval_ms: u64,
+    shutdown_grace_seconds: u64,
 }
 
 impl Default for RawDelivery {
@@ -264,6 +265,7 @@ impl Default for RawDelivery {
             lease_seconds: 300,
             on_expired_lease: ExpiredLease::Resend,
             poll_interval_ms: 1000,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -370,6 +372,8 @@ pub struct DeliveryConfig {
     pub lease: Duration,
     pub on_expired_lease: ExpiredLease,
     pub poll_interval: Duration,
+    /// On shutdown, how long sends in flight may take before they are abandoned.
+    pub shutdown_grace: Duration,
 }
 
 /// The admin HTTP API: where it listens and the bearer token it wants.
@@ -721,6 +725,7 @@ impl Config {
                 lease: Duration::from_secs(d.lease_seconds),
                 on_expired_lease: d.on_expired_lease,
                 poll_interval: Duration::from_millis(d.poll_interval_ms),
+                shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
             schedules,

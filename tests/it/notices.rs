@@ -284,6 +284,15 @@ async fn serve_runs_the_servers_and_sends_what_the_api_queued_until_cancelled() 
 /// A configuration file for the real binary's `serve`, with both HTTP servers on free
 /// loopback ports; returns it and the public port.
 fn daemon_config(dir: &std::path::Path, smtp_port: u16) -> (std::path::PathBuf, u16) {
+    daemon_config_with(dir, smtp_port, "")
+}
+
+/// The same, with extra `[delivery]` lines.
+fn daemon_config_with(
+    dir: &std::path::Path,
+    smtp_port: u16,
+    delivery: &str,
+) -> (std::path::PathBuf, u16) {
     let config = dir.join("bulletin.toml");
     let (admin, public) = (free_port(), free_port());
     let text = config_text(
@@ -299,7 +308,10 @@ fn daemon_config(dir: &std::path::Path, smtp_port: u16) -> (std::path::PathBuf, 
             "[admin]\nbind = \"127.0.0.1:{admin}\"\n[public]\nbind = \"127.0.0.1:{public}\"\n\n[unsubscribe]"
         ),
     )
-    .replace("max_attempts = 5", "max_attempts = 5\npoll_interval_ms = 200");
+    .replace(
+        "max_attempts = 5",
+        &format!("max_attempts = 5\npoll_interval_ms = 200\n{delivery}"),
+    );
     std::fs::write(&config, text).unwrap();
     (config, public)
 }
@@ -465,4 +477,79 @@ fn sigterm_mid_send_leaves_every_row_resolvable_and_a_restart_finishes_the_rest(
     let before = rcpts.len();
     rcpts.dedup();
     assert_eq!((before, rcpts.len()), (N, N), "no one missed, no one twice");
+}
+
+#[test]
+fn sigterm_abandons_a_send_stuck_past_the_grace_period_and_the_next_start_resolves_it() {
+    // The server takes 4 s to answer DATA; the daemon may wait 1 s after SIGTERM.
+    let port = free_port();
+    let slow = SmtpSink::start_on(port, &["-w", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, public) = daemon_config_with(
+        dir.path(),
+        port,
+        "shutdown_grace_seconds = 1\nlease_seconds = 1",
+    );
+    run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
+    run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
+    run_ok(bulletin_cli(&config).args(["import", repo_path(SEED_RECORD).to_str().unwrap()]));
+    run_ok(bulletin_cli(&config).args([
+        "approve",
+        "lmc-2020-parallel-session-2",
+        "--by",
+        "approver",
+    ]));
+    run_ok(bulletin_cli(&config).args(["schedule", "fire", "weekday-morning"]));
+    let ledger = |config: &std::path::Path| -> Value {
+        serde_json::from_str(&run_ok(bulletin_cli(config).args(["status", "--json"]))).unwrap()
+    };
+
+    let daemon = start_daemon(&config, public);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ledger(&config)["ledger"]["sending"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let asked = std::time::Instant::now();
+    let (status, log) = stop_daemon(daemon);
+    let took = asked.elapsed();
+    assert!(status.success(), "{log}");
+    assert!(
+        took < std::time::Duration::from_millis(3500),
+        "waited {took:?}: longer than the grace period, as long as the server"
+    );
+    assert!(log.contains("abandoned"), "{log}");
+    let v = ledger(&config);
+    assert_eq!(
+        v["ledger"]["sending"], 1,
+        "left in flight for the next start: {v}"
+    );
+
+    // The next start finds the expired lease: the row is resent and flagged ambiguous.
+    drop(slow);
+    let sink = SmtpSink::start_on(port, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let daemon = start_daemon(&config, public);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ledger(&config)["ledger"]["sent"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not resent after restart"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, log) = stop_daemon(daemon);
+    assert!(status.success(), "{log}");
+    assert_eq!(sink.wait_for(1).len(), 1);
+    let rows: Value = serde_json::from_str(&run_ok(bulletin_cli(&config).args([
+        "deliveries",
+        "--ambiguous",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(rows[0]["status"], "sent", "{rows}");
+    assert_eq!(rows[0]["ambiguous"], true, "{rows}");
 }
