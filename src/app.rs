@@ -9,6 +9,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, PassReport};
 use crate::domain::record::{parse_record, RecordError, RecordErrors};
+use crate::http::HttpContext;
+use crate::metrics::Metrics;
+use crate::notice::Notices;
 use crate::scheduler::{FireOutcome, Scheduler, SchedulerError};
 use crate::store::{self, ImageData, ImportOutcome, NewRecord, Store, StoreError};
 use crate::unsubscribe::UnsubscribeSigner;
@@ -46,6 +49,10 @@ pub struct App {
     pub dispatcher: Arc<Dispatcher>,
     pub signer: Arc<UnsubscribeSigner>,
     pub wechat: Option<Arc<WechatChannel>>,
+    pub metrics: Arc<Metrics>,
+    pub notices: Arc<Notices>,
+    /// Wakes the dispatcher when work was queued (firings, notices, retries, resumes).
+    pub wake: Arc<Notify>,
 }
 
 impl App {
@@ -102,18 +109,26 @@ impl App {
             channels.push(ch);
         }
         let wake = Arc::new(Notify::new());
-        let dispatcher = Arc::new(Dispatcher::new(
-            store.clone(),
-            channels,
-            config.delivery.clone(),
-            clock.clone(),
-            wake.clone(),
-        ));
-        let scheduler = Arc::new(Scheduler::new(
+        let metrics = Arc::new(Metrics::new());
+        let dispatcher = Arc::new(
+            Dispatcher::new(
+                store.clone(),
+                channels,
+                config.delivery.clone(),
+                clock.clone(),
+                wake.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
+        let scheduler = Arc::new(
+            Scheduler::new(store.clone(), config.clone(), clock.clone(), wake.clone())
+                .with_metrics(metrics.clone()),
+        );
+        let notices = Arc::new(Notices::new(
             store.clone(),
             config.clone(),
             clock.clone(),
-            wake,
+            wake.clone(),
         ));
         Ok(Self {
             config,
@@ -123,6 +138,9 @@ impl App {
             dispatcher,
             signer,
             wechat,
+            metrics,
+            notices,
+            wake,
         })
     }
 
@@ -220,8 +238,41 @@ impl App {
         Ok(self.dispatcher.drain().await?)
     }
 
-    /// The daemon: resumes and catches up, then runs scheduler and dispatcher until `shutdown`.
+    /// What the HTTP servers need: shared handles to the store, signer, metrics, notices.
+    pub fn http_context(&self) -> HttpContext {
+        HttpContext {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            signer: self.signer.clone(),
+            metrics: self.metrics.clone(),
+            notices: self.notices.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// The daemon: binds the admin and public servers from the configuration, then runs
+    /// them with the scheduler and dispatcher until `shutdown`.
     pub async fn serve(&self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AppError::Setup(format!("cannot listen on {addr} ({what}): {e}")))
+        };
+        let admin = bind(self.config.admin.bind, "admin.bind").await?;
+        let public = bind(self.config.public.bind, "public.bind").await?;
+        self.serve_on(admin, public, shutdown).await
+    }
+
+    /// The daemon on listeners already bound (tests bind port 0): resumes and catches up,
+    /// then runs the admin and public HTTP servers, the scheduler and the dispatcher until
+    /// `shutdown`. The servers stop taking requests; the dispatcher finishes its batch.
+    pub async fn serve_on(
+        &self,
+        admin: tokio::net::TcpListener,
+        public: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), AppError> {
         // Unfinished work that cannot be finished yet (e.g. a list that does not exist) is
         // reported and left pending; it must not stop the daemon from sending the rest.
         if let Err(e) = self.scheduler.resume().await {
@@ -230,14 +281,59 @@ impl App {
         if let Err(e) = self.scheduler.catch_up().await {
             tracing::error!(error = %e, "catching up missed firings failed");
         }
-        info!(store = %crate::config::redact_url(&self.config.store_url), "bulletin daemon running");
+        if self.config.admin.token.is_none() {
+            tracing::warn!(
+                env = %self.config.admin.token_env,
+                "no admin token configured: the admin API answers 503 except /healthz and /readyz"
+            );
+        }
+        let ctx = self.http_context();
+        info!(
+            store = %crate::config::redact_url(&self.config.store_url),
+            admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            public = %public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "bulletin daemon running"
+        );
+        let admin_task = tokio::spawn(crate::http::serve(
+            admin,
+            crate::http::admin_router(ctx.clone()),
+            shutdown.clone(),
+        ));
+        let public_task = tokio::spawn(crate::http::serve(
+            public,
+            crate::http::public_router(ctx),
+            shutdown.clone(),
+        ));
         let sched = self.scheduler.clone();
         let s1 = shutdown.clone();
         let scheduler_task = tokio::spawn(async move { sched.run(s1).await });
         let disp = self.dispatcher.clone();
         let s2 = shutdown.clone();
-        let dispatcher_task = tokio::spawn(async move { disp.run(s2).await });
-        let _ = tokio::join!(scheduler_task, dispatcher_task);
+        let mut dispatcher_task = tokio::spawn(async move { disp.run(s2).await });
+        let grace = self.config.delivery.shutdown_grace;
+        // The dispatcher finishes the batch in flight, within the grace period; past it the
+        // sends are abandoned and their rows, still `sending`, are resolved at the next start.
+        let dispatcher_done = async {
+            tokio::select! {
+                _ = &mut dispatcher_task => {}
+                _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!(
+                        grace_seconds = grace.as_secs(),
+                        "sends still in flight after the shutdown grace period: abandoned; \
+                         their rows stay `sending` and are resolved at the next start"
+                    );
+                    dispatcher_task.abort();
+                }
+            }
+        };
+        let (a, p, _, ()) = tokio::join!(admin_task, public_task, scheduler_task, dispatcher_done);
+        for (what, r) in [("admin", a), ("public", p)] {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(server = what, error = %e, "HTTP server failed"),
+                Err(e) => tracing::error!(server = what, error = %e, "HTTP server task failed"),
+            }
+        }
         info!("bulletin daemon stopped");
         Ok(())
     }

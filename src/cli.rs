@@ -139,6 +139,47 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Urgent notices: queued now, ahead of scheduled bulletins.
+    Notice {
+        #[command(subcommand)]
+        command: NoticeCommand,
+    },
+    /// One-screen summary: schedules, the queue, bulletins in progress, recent failures.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NoticeCommand {
+    /// Queue a notice to lists by e-mail, then follow its delivery (Ctrl-C detaches).
+    Send {
+        /// One line, at most 200 characters.
+        #[arg(long)]
+        title: String,
+        /// Markdown body (at most 10,000 characters); `-` reads standard input.
+        #[arg(long)]
+        body_file: PathBuf,
+        /// Lists to send to, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        lists: Vec<String>,
+        /// info or urgent (urgent: marked in the subject and the message).
+        #[arg(long, default_value = "info")]
+        severity: String,
+        /// Idempotency key: a second send with the same key returns the first notice.
+        #[arg(long)]
+        key: Option<String>,
+        /// Who triggers it (kept with the notice). Default: $USER.
+        #[arg(long)]
+        by: Option<String>,
+        /// Print the result as JSON and exit (no progress display).
+        #[arg(long)]
+        json: bool,
+        /// Exit once queued, without following delivery.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -265,14 +306,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             let c = load_config(&cli.config)?;
             println!(
-                "{}: ok ({} schedule(s), store {}, e-mail via {})",
+                "{}: ok ({} schedule(s), store {}, e-mail via {}, admin API on {} ({}), unsubscribe on {})",
                 cli.config.display(),
                 c.schedules.len(),
                 crate::config::redact_url(&c.store_url),
                 match &c.email.transport {
                     crate::config::EmailTransport::Smtp(s) => format!("SMTP {}:{}", s.host, s.port),
                     crate::config::EmailTransport::Outbox(d) => format!("outbox {}", d.display()),
-                }
+                },
+                c.admin.bind,
+                if c.admin.token.is_some() {
+                    "token set".to_string()
+                } else {
+                    format!(
+                        "no token: set {} or admin.token_file, or it answers 503",
+                        c.admin.token_env
+                    )
+                },
+                c.public.bind,
             );
             Ok(())
         }
@@ -440,6 +491,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lists { command } => lists(&cli, command).await,
+        Command::Notice { command } => notice_send(&cli, command).await,
+        Command::Status { json } => status(&cli, *json).await,
         Command::Schedule { command } => match command {
             ScheduleCommand::List => {
                 let app = app(&cli).await?;
@@ -679,6 +732,220 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn notice_send(cli: &Cli, command: &NoticeCommand) -> anyhow::Result<()> {
+    let NoticeCommand::Send {
+        title,
+        body_file,
+        lists,
+        severity,
+        key,
+        by,
+        json,
+        no_wait,
+    } = command;
+    let body = if body_file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .context("cannot read the body from standard input")?
+    } else {
+        std::fs::read_to_string(body_file)
+            .with_context(|| format!("--body-file {}: cannot read", body_file.display()))?
+    };
+    let by = by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    let req =
+        crate::notice::NoticeRequest::parse(title, &body, severity, lists, &by, key.as_deref())
+            .map_err(|e| anyhow!("{e}"))?;
+    let app = app(cli).await?;
+    let out = app.notices.send(&req).await.map_err(|e| anyhow!("{e}"))?;
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if out.created {
+        println!(
+            "notice {} queued for {} recipient(s), ahead of scheduled bulletins",
+            out.id, out.deliveries
+        );
+    } else {
+        println!(
+            "this notice was already triggered as notice {}: not sending it again",
+            out.id
+        );
+    }
+    if *no_wait {
+        return Ok(());
+    }
+    follow(&app, out.id).await
+}
+
+/// Shows a notice's delivery progress until nothing is left to do, or Ctrl-C.
+async fn follow(app: &App, id: i64) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} done · {msg} · {per_sec}")
+            .expect("valid template"),
+    );
+    eprintln!("the daemon (`bulletin serve`) sends it; Ctrl-C stops watching, not sending");
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        let counts = app.store.delivery_counts(Some(id)).await?;
+        let n = |st: &str| -> u64 {
+            counts
+                .iter()
+                .filter(|c| c.status == st)
+                .map(|c| c.count as u64)
+                .sum()
+        };
+        let total: u64 = counts.iter().map(|c| c.count as u64).sum();
+        let (sent, failed, suppressed) = (n("sent"), n("failed"), n("suppressed"));
+        let remaining = total - sent - failed - suppressed;
+        bar.set_length(total);
+        bar.set_position(total - remaining);
+        bar.set_message(format!(
+            "sent {sent}, failed {failed}, suppressed {suppressed}, remaining {remaining}"
+        ));
+        if remaining == 0 {
+            bar.finish();
+            println!("notice {id}: sent {sent}, failed {failed}, suppressed {suppressed}");
+            if failed > 0 {
+                println!("see `bulletin deliveries --bulletin {id} --status failed`");
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => {
+                bar.abandon();
+                println!("stopped watching; the daemon keeps sending (`bulletin bulletins`)");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
+    let app = app(cli).await?;
+    let now = Utc::now();
+    let mut schedules = Vec::new();
+    for s in &app.config.schedules {
+        schedules.push(serde_json::json!({
+            "name": s.name,
+            "last_firing": app.store.last_firing(&s.name).await?,
+            "next_firing": s.next_after(now),
+            "timezone": s.timezone.to_string(),
+        }));
+    }
+    let counts = app.store.delivery_counts(None).await?;
+    let by_status = |st: &str| -> i64 {
+        counts
+            .iter()
+            .filter(|c| c.status == st)
+            .map(|c| c.count)
+            .sum()
+    };
+    let failed_24h = app
+        .store
+        .count_deliveries(&DeliveryFilter {
+            status: Some(DeliveryStatus::Failed),
+            since: Some(now - chrono::Duration::hours(24)),
+            ..Default::default()
+        })
+        .await?;
+    let mut active = Vec::new();
+    for b in app.store.bulletins(100).await? {
+        if b.state == "done" {
+            continue;
+        }
+        let c = app.store.delivery_counts(Some(b.id)).await?;
+        let total: i64 = c.iter().map(|x| x.count).sum();
+        let remaining: i64 = c
+            .iter()
+            .filter(|x| {
+                x.status
+                    .parse::<DeliveryStatus>()
+                    .is_ok_and(|s| !s.is_terminal())
+            })
+            .map(|x| x.count)
+            .sum();
+        active.push(serde_json::json!({
+            "id": b.id, "kind": b.kind, "state": b.state, "subject": b.subject,
+            "total": total, "remaining": remaining,
+        }));
+    }
+    if json {
+        let queue: serde_json::Map<String, serde_json::Value> = DeliveryStatus::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str().to_string(),
+                    serde_json::json!(by_status(s.as_str())),
+                )
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schedules": schedules, "ledger": queue, "failed_last_24h": failed_24h,
+                "bulletins_in_progress": active,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("store {}", crate::config::redact_url(&app.config.store_url));
+    let mut t = table(&["schedule", "last firing (UTC)", "next firing (UTC)"]);
+    for s in &schedules {
+        let time = |k: &str| {
+            s[k].as_str()
+                .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                .map(|d| fmt_time(Some(d.with_timezone(&Utc))))
+                .unwrap_or_default()
+        };
+        t.add_row(vec![
+            s["name"].as_str().unwrap_or_default().to_string(),
+            time("last_firing"),
+            time("next_firing"),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "queue: {} queued, {} sending (in flight), {} retrying, {} held · all time: {} sent, {} failed, {} suppressed",
+        by_status("queued"),
+        by_status("sending"),
+        by_status("retrying"),
+        by_status("held"),
+        by_status("sent"),
+        by_status("failed"),
+        by_status("suppressed")
+    );
+    println!(
+        "failed in the last 24 h: {failed_24h}{}",
+        if failed_24h > 0 {
+            " (`bulletin deliveries --status failed --since 24h`)"
+        } else {
+            ""
+        }
+    );
+    if active.is_empty() {
+        println!("no bulletin in progress");
+    } else {
+        let mut t = table(&["bulletin", "kind", "state", "remaining", "subject"]);
+        for b in &active {
+            t.add_row(vec![
+                b["id"].to_string(),
+                b["kind"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+                format!("{} of {}", b["remaining"], b["total"]),
+                b["subject"].as_str().unwrap_or_default().to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(())
 }
 
 async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {

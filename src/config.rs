@@ -56,6 +56,56 @@ struct RawConfig {
     #[serde(default)]
     schedules: Vec<Spanned<RawSchedule>>,
     wechat: Option<Spanned<RawWechat>>,
+    admin: Option<Spanned<RawAdmin>>,
+    public: Option<Spanned<RawPublic>>,
+    #[serde(default)]
+    notices: RawNotices,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    bind: String,
+    token_env: String,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            token_env: "BULLETIN_ADMIN_TOKEN".into(),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPublic {
+    bind: String,
+}
+
+impl Default for RawPublic {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8081".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNotices {
+    dedupe_window_minutes: u64,
+}
+
+impl Default for RawNotices {
+    fn default() -> Self {
+        Self {
+            dedupe_window_minutes: 60,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -278,6 +328,7 @@ struct RawDelivery {
     lease_seconds: u64,
     on_expired_lease: ExpiredLease,
     poll_interval_ms: u64,
+    shutdown_grace_seconds: u64,
 }
 
 impl Default for RawDelivery {
@@ -291,6 +342,7 @@ impl Default for RawDelivery {
             lease_seconds: 300,
             on_expired_lease: ExpiredLease::Resend,
             poll_interval_ms: 1000,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -397,6 +449,31 @@ pub struct DeliveryConfig {
     pub lease: Duration,
     pub on_expired_lease: ExpiredLease,
     pub poll_interval: Duration,
+    /// On shutdown, how long sends in flight may take before they are abandoned.
+    pub shutdown_grace: Duration,
+}
+
+/// The admin HTTP API: where it listens and the bearer token it wants.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub bind: std::net::SocketAddr,
+    /// None: no token configured, so every endpoint but health refuses (503).
+    pub token: Option<SecretString>,
+    /// The environment variable the token is read from (for messages).
+    pub token_env: String,
+}
+
+/// The public HTTP side (one-click unsubscribe).
+#[derive(Debug, Clone)]
+pub struct PublicConfig {
+    pub bind: std::net::SocketAddr,
+}
+
+/// Urgent notices.
+#[derive(Debug, Clone)]
+pub struct NoticeConfig {
+    /// The same content sent again within this window returns the first notice.
+    pub dedupe_window: Duration,
 }
 
 /// The whole validated configuration.
@@ -413,6 +490,9 @@ pub struct Config {
     pub schedules: Vec<Schedule>,
     /// Set when `[wechat]` is present and enabled.
     pub wechat: Option<WechatConfig>,
+    pub admin: AdminConfig,
+    pub public: PublicConfig,
+    pub notices: NoticeConfig,
 }
 
 impl Config {
@@ -732,6 +812,50 @@ impl Config {
             schedules.push(sched);
         }
 
+        let (admin_span, a) = match raw.admin {
+            Some(a) => (Some(a.span()), a.into_inner()),
+            None => (None, RawAdmin::default()),
+        };
+        let admin_bind = a.bind.parse().map_err(|_| {
+            err(
+                admin_span.clone(),
+                "admin.bind",
+                format!(
+                    "`{}` is not an address and port such as 127.0.0.1:8080",
+                    a.bind.escape_default()
+                ),
+            )
+        })?;
+        let token = read_secret(env, &a.token_env, a.token_file.as_deref())
+            .map_err(|m| err(admin_span.clone(), "admin.token_file", m))?;
+        if let Some(t) = &token {
+            use secrecy::ExposeSecret;
+            if t.expose_secret().len() < 16 {
+                return Err(err(
+                    admin_span,
+                    "admin.token_env",
+                    format!(
+                        "the admin token (from {} or admin.token_file) must be at least 16 characters",
+                        a.token_env
+                    ),
+                ));
+            }
+        }
+        let (public_span, p) = match raw.public {
+            Some(p) => (Some(p.span()), p.into_inner()),
+            None => (None, RawPublic::default()),
+        };
+        let public_bind = p.bind.parse().map_err(|_| {
+            err(
+                public_span,
+                "public.bind",
+                format!(
+                    "`{}` is not an address and port such as 0.0.0.0:8081",
+                    p.bind.escape_default()
+                ),
+            )
+        })?;
+
         Ok(Config {
             file: path.to_path_buf(),
             store_url: raw.store.url,
@@ -755,10 +879,20 @@ impl Config {
                 lease: Duration::from_secs(d.lease_seconds),
                 on_expired_lease: d.on_expired_lease,
                 poll_interval: Duration::from_millis(d.poll_interval_ms),
+                shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
             schedules,
             wechat,
+            admin: AdminConfig {
+                bind: admin_bind,
+                token,
+                token_env: a.token_env,
+            },
+            public: PublicConfig { bind: public_bind },
+            notices: NoticeConfig {
+                dedupe_window: Duration::from_secs(raw.notices.dedupe_window_minutes * 60),
+            },
         })
     }
 
@@ -846,6 +980,33 @@ lists = ["partners"]
         assert_eq!(c.schedules.len(), 1);
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2"), "secret leaked into Debug");
+    }
+
+    #[test]
+    fn admin_token_is_hidden_checked_and_binds_are_named() {
+        let env = |n: &str| match n {
+            "BULLETIN_SMTP_PASSWORD" => Some("hunter2-very-secret".to_string()),
+            "BULLETIN_ADMIN_TOKEN" => Some("admin-token-very-secret".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(GOOD, Path::new("b.toml"), &env).unwrap();
+        assert!(c.admin.token.is_some());
+        assert_eq!(c.admin.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public.bind.to_string(), "127.0.0.1:8081");
+        assert!(!format!("{c:?}").contains("admin-token-very-secret"));
+
+        let short = |n: &str| match n {
+            "BULLETIN_ADMIN_TOKEN" => Some("short".to_string()),
+            other => env(other),
+        };
+        let e = Config::parse(GOOD, Path::new("b.toml"), &short).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("admin.token_env"), "{e}");
+        assert!(!e.to_string().contains("short\""), "{e}");
+
+        let src = format!("{GOOD}\n[public]\nbind = \"0.0.0.0\"\n");
+        let e = Config::parse(&src, Path::new("b.toml"), &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("public.bind"), "{e}");
+        assert!(e.line.is_some(), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::channel::{Channel, Job, PreparedBulletin, SendError};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::domain::ChannelKind;
+use crate::metrics::Metrics;
 use crate::render::image_cid;
 use crate::store::{Claimed, Outcome, OutcomeKind, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -45,6 +46,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     prepared: Mutex<HashMap<i64, Arc<PreparedBulletin>>>,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -62,7 +64,14 @@ impl Dispatcher {
             clock,
             prepared: Mutex::new(HashMap::new()),
             wake,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Records outcomes and send times into `metrics` (the App's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Loads a bulletin's snapshot and images once, then serves it from memory.
@@ -140,6 +149,8 @@ impl Dispatcher {
             message_id,
         };
         if let Some(why) = &c.suppressed_because {
+            self.metrics
+                .outcome(c.channel, OutcomeKind::Suppressed, c.attempts, None);
             return outcome(
                 OutcomeKind::Suppressed,
                 None,
@@ -162,6 +173,7 @@ impl Dispatcher {
             }
         };
         let span = tracing::info_span!("delivery", id = c.id, bulletin = c.bulletin_id, channel = %c.channel);
+        let timer = std::time::Instant::now();
         let result = channel
             .deliver(Job {
                 delivery: &c,
@@ -169,7 +181,8 @@ impl Dispatcher {
             })
             .instrument(span)
             .await;
-        match result {
+        let elapsed = timer.elapsed();
+        let o = match result {
             Ok(r) => outcome(OutcomeKind::Sent, r.code, r.reply, r.message_id),
             Err(e) => {
                 let now = self.clock.now();
@@ -182,7 +195,10 @@ impl Dispatcher {
                 warn!(delivery = c.id, recipient = %c.recipient, error = %reply, outcome = ?kind, "delivery attempt failed");
                 outcome(kind, e.code, reply, e.message_id.clone())
             }
-        }
+        };
+        self.metrics
+            .outcome(c.channel, o.result, c.attempts, Some(elapsed));
+        o
     }
 
     /// Claims one batch of due rows and delivers it. Returns what happened.

@@ -402,7 +402,7 @@ pub fn render_wechat_article(
 }
 
 /// Collapses runs of blank lines the template's conditionals leave behind.
-fn tidy_text(s: &str) -> String {
+pub(crate) fn tidy_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut blank = 0;
     for line in s.lines() {

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::schedule::{Schedule, ScheduleMode};
 use crate::domain::ChannelKind;
+use crate::metrics::Metrics;
 use crate::render::{render_bulletin, render_wechat_article};
 use crate::store::{BulletinKind, NewBulletin, Store, StoreError, StoredRecord};
 use chrono::{DateTime, Utc};
@@ -46,6 +47,7 @@ pub struct Scheduler {
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
     wake_dispatcher: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Scheduler {
@@ -60,6 +62,7 @@ impl Scheduler {
             config,
             clock,
             wake_dispatcher,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -75,6 +78,12 @@ impl Scheduler {
                 )
             })
             .collect()
+    }
+
+    /// Counts firings into `metrics` (the App's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn schedule(&self, name: &str) -> Result<&Schedule, SchedulerError> {
@@ -101,6 +110,11 @@ impl Scheduler {
             return Ok(FireOutcome::AlreadyFired);
         }
         info!(schedule = name, %fire_time, trigger, "schedule fired");
+        self.metrics.fired(
+            name,
+            trigger,
+            (now - fire_time).to_std().unwrap_or_default(),
+        );
         self.process_firing(name, fire_time).await
     }
 

@@ -287,6 +287,48 @@ pub struct StatusCount {
     pub count: i64,
 }
 
+/// One attempt at a delivery, as kept in the `attempts` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub delivery_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: String,
+    pub code: Option<i64>,
+    pub reply: Option<String>,
+}
+
+/// Whom an unsubscribe token names, as the store knows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionRef {
+    pub list: String,
+    pub email: String,
+    pub status: SubscriberStatus,
+}
+
+/// What pausing or resuming a bulletin did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseOutcome {
+    /// The state changed.
+    Changed,
+    /// It already was in the wanted state.
+    Unchanged,
+    /// The bulletin is in a state that cannot be paused or resumed (e.g. done); its state.
+    NotApplicable,
+}
+
+/// A notice's own facts, beside its bulletin.
+#[derive(Debug, Clone)]
+pub struct NoticeMeta {
+    pub severity: String,
+    pub triggered_by: String,
+    pub idempotency_key: Option<String>,
+    /// Identifies the content; the same key within `dedupe_since` is the same notice.
+    pub content_key: String,
+    pub dedupe_since: DateTime<Utc>,
+}
+
 /// The store, by intent.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -415,6 +457,40 @@ pub trait Store: Send + Sync + 'static {
         media: &WechatMedia,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// One ledger row by id.
+    async fn delivery(&self, id: i64) -> Result<Option<DeliveryRow>>;
+    /// The attempts of these rows, oldest first.
+    async fn attempts(&self, delivery_ids: &[i64]) -> Result<Vec<AttemptRow>>;
+    /// Ledger rows matching the filter (ignoring limit and offset).
+    async fn count_deliveries(&self, f: &DeliveryFilter) -> Result<i64>;
+
+    // Operations
+    /// `paused = true`: a `sending` bulletin becomes `paused` (its rows are no longer
+    /// claimed); `false`: a paused one goes back to `sending`. NotFound if no such bulletin.
+    async fn set_bulletin_paused(&self, id: i64, paused: bool) -> Result<PauseOutcome>;
+    /// Creates a notice bulletin unless one with the same idempotency key exists, or one
+    /// with the same content key was created since `dedupe_since`. Returns (id, created).
+    async fn create_notice(
+        &self,
+        b: &NewBulletin,
+        meta: &NoticeMeta,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, bool)>;
+    /// The subscriber of a list, by ids (as an unsubscribe token names them).
+    async fn subscription(
+        &self,
+        list_id: i64,
+        subscriber_id: i64,
+    ) -> Result<Option<SubscriptionRef>>;
+    /// Marks the subscriber unsubscribed (idempotent). None if there is no such subscriber.
+    async fn unsubscribe(
+        &self,
+        list_id: i64,
+        subscriber_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SubscriptionRef>>;
+    /// The store answers and every migration is applied.
+    async fn ready(&self) -> Result<()>;
 
     // Settings
     /// Returns the setting, storing `value` first if it was unset.

@@ -84,6 +84,26 @@ impl SqliteStore {
         }
     }
 
+    fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
+        let status: String = r.get("status");
+        let waiting = matches!(status.as_str(), "queued" | "retrying");
+        DeliveryRow {
+            id: r.get("id"),
+            bulletin_id: r.get("bulletin_id"),
+            channel: r.get("channel"),
+            recipient: r.get("recipient"),
+            status,
+            attempts: r.get("attempts"),
+            ambiguous: r.get::<i64, _>("ambiguous") != 0,
+            next_attempt_at: waiting.then(|| from_millis(r.get("next_attempt_at"))),
+            last_code: r.get("last_code"),
+            last_error: r.get("last_error"),
+            message_id: r.get("message_id"),
+            updated_at: from_millis(r.get("updated_at")),
+            sent_at: opt_time(r.get("sent_at")),
+        }
+    }
+
     fn bulletin_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredBulletin> {
         let split = |s: String| -> Vec<String> {
             s.split(',')
@@ -935,28 +955,15 @@ impl Store for SqliteStore {
             .bind(f.offset as i64)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let status: String = r.get("status");
-                let waiting = matches!(status.as_str(), "queued" | "retrying");
-                DeliveryRow {
-                    id: r.get("id"),
-                    bulletin_id: r.get("bulletin_id"),
-                    channel: r.get("channel"),
-                    recipient: r.get("recipient"),
-                    status,
-                    attempts: r.get("attempts"),
-                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
-                    next_attempt_at: waiting.then(|| from_millis(r.get("next_attempt_at"))),
-                    last_code: r.get("last_code"),
-                    last_error: r.get("last_error"),
-                    message_id: r.get("message_id"),
-                    updated_at: from_millis(r.get("updated_at")),
-                    sent_at: opt_time(r.get("sent_at")),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(Self::delivery_from_row).collect())
+    }
+
+    async fn delivery(&self, id: i64) -> Result<Option<DeliveryRow>> {
+        Ok(sqlx::query("SELECT * FROM deliveries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::delivery_from_row(&r)))
     }
 
     async fn delivery_counts(&self, bulletin: Option<i64>) -> Result<Vec<StatusCount>> {
@@ -1070,6 +1077,207 @@ impl Store for SqliteStore {
         .bind(ms(now))
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn attempts(&self, delivery_ids: &[i64]) -> Result<Vec<AttemptRow>> {
+        if delivery_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT delivery_id, started_at, finished_at, outcome, code, reply FROM attempts
+             WHERE delivery_id IN ({}) ORDER BY delivery_id, id",
+            vec!["?"; delivery_ids.len()].join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in delivery_ids {
+            q = q.bind(id);
+        }
+        Ok(q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| AttemptRow {
+                delivery_id: r.get("delivery_id"),
+                started_at: from_millis(r.get("started_at")),
+                finished_at: from_millis(r.get("finished_at")),
+                outcome: r.get("outcome"),
+                code: r.get("code"),
+                reply: r.get("reply"),
+            })
+            .collect())
+    }
+
+    async fn count_deliveries(&self, f: &DeliveryFilter) -> Result<i64> {
+        let mut sql = String::from("SELECT count(*) FROM deliveries WHERE 1 = 1");
+        if f.bulletin.is_some() {
+            sql.push_str(" AND bulletin_id = ?");
+        }
+        if f.channel.is_some() {
+            sql.push_str(" AND channel = ?");
+        }
+        if f.status.is_some() {
+            sql.push_str(" AND status = ?");
+        }
+        if f.recipient.is_some() {
+            sql.push_str(" AND recipient = ?");
+        }
+        if f.since.is_some() {
+            sql.push_str(" AND updated_at >= ?");
+        }
+        if f.ambiguous_only {
+            sql.push_str(" AND ambiguous = 1");
+        }
+        let mut q = sqlx::query_scalar(&sql);
+        if let Some(b) = f.bulletin {
+            q = q.bind(b);
+        }
+        if let Some(c) = f.channel {
+            q = q.bind(c.as_str());
+        }
+        if let Some(s) = f.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(r) = &f.recipient {
+            q = q.bind(r.to_lowercase());
+        }
+        if let Some(t) = f.since {
+            q = q.bind(ms(t));
+        }
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
+    async fn set_bulletin_paused(&self, id: i64, paused: bool) -> Result<PauseOutcome> {
+        let (from, to) = if paused {
+            ("sending", "paused")
+        } else {
+            ("paused", "sending")
+        };
+        let changed = sqlx::query("UPDATE bulletins SET state = ? WHERE id = ? AND state = ?")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 1 {
+            return Ok(PauseOutcome::Changed);
+        }
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM bulletins WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match state {
+            None => Err(StoreError::NotFound(format!("no bulletin {id}"))),
+            Some(s) if s == to => Ok(PauseOutcome::Unchanged),
+            Some(_) => Ok(PauseOutcome::NotApplicable),
+        }
+    }
+
+    async fn create_notice(
+        &self,
+        b: &NewBulletin,
+        meta: &NoticeMeta,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, bool)> {
+        let join = |v: Vec<&str>| v.join(",");
+        // One statement: the check and the insert cannot be split by another writer.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records,
+             channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key)
+             SELECT 'notice', NULL, NULL, ?, ?, ?, ?, ?, '', ?, ?, 'fanning_out', ?, ?, ?, ?, ?
+             WHERE NOT EXISTS (SELECT 1 FROM bulletins WHERE kind = 'notice'
+                 AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?)))
+             RETURNING id",
+        )
+        .bind(&b.language)
+        .bind(&b.subject)
+        .bind(&b.html)
+        .bind(&b.text)
+        .bind(join(b.lists.iter().map(|l| l.as_str()).collect()))
+        .bind(join(b.channels.iter().map(|c| c.as_str()).collect()))
+        .bind(b.priority)
+        .bind(ms(now))
+        .bind(&meta.severity)
+        .bind(&meta.triggered_by)
+        .bind(&meta.idempotency_key)
+        .bind(&meta.content_key)
+        .bind(&meta.idempotency_key)
+        .bind(&meta.idempotency_key)
+        .bind(&meta.content_key)
+        .bind(ms(meta.dedupe_since))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok((id, true));
+        }
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT id FROM bulletins WHERE kind = 'notice'
+             AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?))
+             ORDER BY (idempotency_key IS NOT NULL AND idempotency_key = ?) DESC, id LIMIT 1",
+        )
+        .bind(&meta.idempotency_key)
+        .bind(&meta.idempotency_key)
+        .bind(&meta.content_key)
+        .bind(ms(meta.dedupe_since))
+        .bind(&meta.idempotency_key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((existing, false))
+    }
+
+    async fn subscription(
+        &self,
+        list_id: i64,
+        subscriber_id: i64,
+    ) -> Result<Option<SubscriptionRef>> {
+        sqlx::query(
+            "SELECT l.name, s.email, s.status FROM subscribers s JOIN lists l ON l.id = s.list_id
+             WHERE s.id = ? AND s.list_id = ?",
+        )
+        .bind(subscriber_id)
+        .bind(list_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(SubscriptionRef {
+                list: r.get("name"),
+                email: r.get("email"),
+                status: SubscriberStatus::parse(r.get("status")).map_err(StoreError::Corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn unsubscribe(
+        &self,
+        list_id: i64,
+        subscriber_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SubscriptionRef>> {
+        // A bounced address stays bounced; anyone else becomes unsubscribed.
+        sqlx::query(
+            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?
+             WHERE id = ? AND list_id = ? AND status = 'active'",
+        )
+        .bind(ms(now))
+        .bind(subscriber_id)
+        .bind(list_id)
+        .execute(&self.pool)
+        .await?;
+        self.subscription(list_id, subscriber_id).await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        let known = MIGRATOR.iter().count() as i64;
+        if applied < known {
+            return Err(StoreError::Refused(format!(
+                "{applied} of {known} migrations applied"
+            )));
+        }
         Ok(())
     }
 

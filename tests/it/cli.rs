@@ -89,12 +89,19 @@ fn check_config_names_the_file_line_and_key() {
         .arg("--config")
         .arg(&ok)
         .arg("check-config")
+        .env_remove("BULLETIN_ADMIN_TOKEN")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("admin API on 127.0.0.1:8080 (no token: set BULLETIN_ADMIN_TOKEN")
+            && said.contains("unsubscribe on 127.0.0.1:8081"),
+        "{said}"
     );
 }
 
@@ -114,6 +121,7 @@ fn secrets_never_reach_output() {
         .args(["--log-format", "json", "serve", "--once"])
         .env("BULLETIN_SMTP_PASSWORD", "pa55-word-never-shown")
         .env("BULLETIN_UNSUBSCRIBE_SECRET", "unsub-secret-never-shown")
+        .env("BULLETIN_ADMIN_TOKEN", "admin-token-never-shown")
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
@@ -124,7 +132,9 @@ fn secrets_never_reach_output() {
     );
     assert!(out.status.success(), "{all}");
     assert!(
-        !all.contains("pa55-word-never-shown") && !all.contains("unsub-secret-never-shown"),
+        !all.contains("pa55-word-never-shown")
+            && !all.contains("unsub-secret-never-shown")
+            && !all.contains("admin-token-never-shown"),
         "a secret leaked"
     );
 }

@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The admin bearer token every test app is configured with (as if from BULLETIN_ADMIN_TOKEN).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 pub const SEED_RECORD: &str = "config/examples/records/lmc-2020-parallel-session-2.toml";
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -238,8 +241,10 @@ pub async fn spawn_app(o: Options) -> TestApp {
 /// Builds an `App` on the store in `dir` (again: a restart of the daemon on the same store).
 pub async fn build_app(dir: &Path, o: &Options, clock: &ManualClock) -> App {
     let text = config_text(&dir.join("bulletin.db"), o);
-    let env = |name: &str| {
-        (name == "BULLETIN_WECHAT_SECRET").then(|| crate::fake_wechat::SECRET.to_string())
+    let env = |name: &str| match name {
+        "BULLETIN_WECHAT_SECRET" => Some(crate::fake_wechat::SECRET.to_string()),
+        "BULLETIN_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_string()),
+        _ => None,
     };
     let config = Config::parse(&text, Path::new("test.toml"), &env).expect("test config is valid");
     App::build_with_clock(config, Arc::new(clock.clone()))
@@ -247,7 +252,65 @@ pub async fn build_app(dir: &Path, o: &Options, clock: &ManualClock) -> App {
         .unwrap()
 }
 
+/// The admin and public HTTP servers of a test app, on loopback ports chosen by the OS.
+pub struct Http {
+    pub admin: String,
+    pub public: String,
+    pub client: reqwest::Client,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Http {
+    /// An authorised request to the admin API.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 impl TestApp {
+    /// Starts the real admin and public routers on 127.0.0.1:0 (no scheduler or
+    /// dispatcher: tests call `run_pending` to send).
+    pub async fn start_http(&self) -> Http {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let ctx = self.app.http_context();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let urls = (
+            format!("http://{}", admin.local_addr().unwrap()),
+            format!("http://{}", public.local_addr().unwrap()),
+        );
+        tokio::spawn(bulletin::http::serve(
+            admin,
+            bulletin::http::admin_router(ctx.clone()),
+            shutdown.clone(),
+        ));
+        tokio::spawn(bulletin::http::serve(
+            public,
+            bulletin::http::public_router(ctx),
+            shutdown.clone(),
+        ));
+        Http {
+            admin: urls.0,
+            public: urls.1,
+            // Loopback only: never through a proxy from the environment.
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            shutdown,
+        }
+    }
+
     pub async fn import(&self, path: &Path) -> String {
         self.app
             .import_record_file(path)

@@ -1,11 +1,16 @@
 //! The one integration-test binary: real SMTP server (Postfix's smtp-sink), real SQLite
 //! store, the real application wired by `App`, an injected clock so nothing sleeps.
 
+mod admin;
 mod cli;
+mod dashboard;
 mod email_flow;
 mod fake_wechat;
 mod harness;
 mod lists;
+mod notices;
+mod openapi;
 mod records;
 mod schedules;
+mod unsubscribe;
 mod wechat;

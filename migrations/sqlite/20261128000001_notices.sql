@@ -1,0 +1,11 @@
+-- bulletin: urgent notices. A timestamp version (not 0002) so that migrations written
+-- on parallel branches never claim the same number.
+
+ALTER TABLE bulletins ADD COLUMN severity TEXT;
+ALTER TABLE bulletins ADD COLUMN triggered_by TEXT;
+-- An operator's idempotency key: one notice per key, ever.
+ALTER TABLE bulletins ADD COLUMN idempotency_key TEXT;
+-- sha256 of (title, body, severity, lists): the same notice within the window is not resent.
+ALTER TABLE bulletins ADD COLUMN content_key TEXT;
+CREATE UNIQUE INDEX bulletins_idempotency ON bulletins (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX bulletins_content_key ON bulletins (content_key, created_at) WHERE content_key IS NOT NULL;

@@ -1,0 +1,170 @@
+//! The public side: one-click unsubscribe (RFC 8058). GET shows a confirmation page with a
+//! button (link scanners must not unsubscribe anyone); POST, from that button or from a
+//! mail client's `List-Unsubscribe=One-Click`, unsubscribes at once. A token that does not
+//! verify changes nothing.
+
+use super::HttpContext;
+use crate::domain::subscriber::SubscriberStatus;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tracing::info;
+
+#[derive(Template)]
+#[template(path = "public/unsubscribe.html")]
+struct Page<'a> {
+    publisher: &'a str,
+    heading: &'a str,
+    message: &'a str,
+    email: Option<&'a str>,
+    list: Option<&'a str>,
+    confirm: bool,
+}
+
+/// The public router: /unsubscribe/{token} (GET, POST) and /healthz.
+pub fn public_router(ctx: HttpContext) -> Router {
+    Router::new()
+        .route("/unsubscribe/{token}", get(confirm_page).post(unsubscribe))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(ctx)
+}
+
+fn page(ctx: &HttpContext, status: StatusCode, p: Page<'_>) -> Response {
+    let p = Page {
+        publisher: &ctx.config.publisher.names[0],
+        ..p
+    };
+    match p.render() {
+        Ok(html) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "unsubscribe page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn invalid(ctx: &HttpContext) -> Response {
+    page(
+        ctx,
+        StatusCode::BAD_REQUEST,
+        Page {
+            publisher: "",
+            heading: "This unsubscribe link is not valid",
+            message: "The link may have been cut or altered. Nothing was changed. Please use the link from the e-mail itself, or reply to the e-mail to ask us to unsubscribe you.",
+            email: None,
+            list: None,
+            confirm: false,
+        },
+    )
+}
+
+fn gone(ctx: &HttpContext) -> Response {
+    page(
+        ctx,
+        StatusCode::NOT_FOUND,
+        Page {
+            publisher: "",
+            heading: "Subscription not found",
+            message: "This address is no longer on the list, so there is nothing to unsubscribe.",
+            email: None,
+            list: None,
+            confirm: false,
+        },
+    )
+}
+
+async fn confirm_page(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
+    let Some(target) = ctx.signer.verify(&token) else {
+        return invalid(&ctx);
+    };
+    let sub = match ctx
+        .store
+        .subscription(target.list_id, target.subscriber_id)
+        .await
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return gone(&ctx),
+        Err(e) => return store_failed(&ctx, e),
+    };
+    let active = sub.status == SubscriberStatus::Active;
+    page(
+        &ctx,
+        StatusCode::OK,
+        Page {
+            publisher: "",
+            heading: if active {
+                "Unsubscribe?"
+            } else {
+                "You are already unsubscribed"
+            },
+            message: if active {
+                "Press the button to stop receiving these e-mails at this address."
+            } else {
+                "This address receives nothing more from this list."
+            },
+            email: Some(&sub.email),
+            list: Some(&sub.list),
+            confirm: active,
+        },
+    )
+}
+
+async fn unsubscribe(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
+    let Some(target) = ctx.signer.verify(&token) else {
+        return invalid(&ctx);
+    };
+    let sub = match ctx
+        .store
+        .unsubscribe(target.list_id, target.subscriber_id, ctx.clock.now())
+        .await
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return gone(&ctx),
+        Err(e) => return store_failed(&ctx, e),
+    };
+    info!(
+        list = %sub.list,
+        subscriber = target.subscriber_id,
+        status = %sub.status,
+        "unsubscribe link used"
+    );
+    page(
+        &ctx,
+        StatusCode::OK,
+        Page {
+            publisher: "",
+            heading: "You are unsubscribed",
+            message: "This address receives nothing more from this list, including bulletins already queued for it.",
+            email: Some(&sub.email),
+            list: Some(&sub.list),
+            confirm: false,
+        },
+    )
+}
+
+fn store_failed(ctx: &HttpContext, e: crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "unsubscribe: store error");
+    page(
+        ctx,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Page {
+            publisher: "",
+            heading: "Please try again later",
+            message: "We could not record your request just now. Nothing was changed.",
+            email: None,
+            list: None,
+            confirm: false,
+        },
+    )
+}

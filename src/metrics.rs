@@ -1,0 +1,211 @@
+//! Prometheus metrics: counters and histograms the dispatcher and scheduler feed, and the
+//! ledger gauges read from the store at scrape time. One registry per `App`.
+
+use crate::domain::{ChannelKind, DeliveryStatus};
+use crate::store::{OutcomeKind, Store, StoreError};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FiringLabels {
+    schedule: String,
+    trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LedgerLabels {
+    channel: String,
+    status: String,
+}
+
+fn send_histogram() -> Histogram {
+    // 5 ms … ~41 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn lag_histogram() -> Histogram {
+    // 10 ms … ~82 min
+    Histogram::new(exponential_buckets(0.01, 2.0, 20))
+}
+
+/// The last attempt this process made on a channel (for /readyz).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastAttempt {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub outcome: &'static str,
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    last_attempt: std::sync::Mutex<std::collections::BTreeMap<&'static str, LastAttempt>>,
+    registry: Registry,
+    deliveries: Family<OutcomeLabels, Counter>,
+    send_seconds: Family<ChannelLabels, Histogram, fn() -> Histogram>,
+    retries: Family<ChannelLabels, Counter>,
+    firings: Family<FiringLabels, Counter>,
+    firing_lag: Histogram,
+    ledger: Family<LedgerLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bulletin");
+        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Delivery outcomes recorded in the ledger, by channel and outcome (sent, retrying, failed, suppressed)",
+            deliveries.clone(),
+        );
+        let send_seconds =
+            Family::<ChannelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                send_histogram,
+            );
+        registry.register(
+            "send_duration_seconds",
+            "Time one delivery attempt spent in its channel (SMTP transaction), by channel",
+            send_seconds.clone(),
+        );
+        let retries = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "delivery_retries",
+            "Delivery attempts that were not a row's first attempt, by channel",
+            retries.clone(),
+        );
+        let firings = Family::<FiringLabels, Counter>::default();
+        registry.register(
+            "scheduler_firings",
+            "Schedule firings recorded, by schedule and trigger (cron, catch-up, manual)",
+            firings.clone(),
+        );
+        let firing_lag = lag_histogram();
+        registry.register(
+            "scheduler_lag_seconds",
+            "How late a firing was recorded after its cron time",
+            firing_lag.clone(),
+        );
+        let ledger = Family::<LedgerLabels, Gauge>::default();
+        registry.register(
+            "ledger_rows",
+            "Ledger rows by channel and status, read from the store at scrape time (queued + retrying + sending = the queue)",
+            ledger.clone(),
+        );
+        Self {
+            last_attempt: Default::default(),
+            registry,
+            deliveries,
+            send_seconds,
+            retries,
+            firings,
+            firing_lag,
+            ledger,
+        }
+    }
+
+    /// One recorded outcome; `elapsed` is the channel time when an attempt was made.
+    pub fn outcome(
+        &self,
+        channel: ChannelKind,
+        result: OutcomeKind,
+        attempt_before: u32,
+        elapsed: Option<Duration>,
+    ) {
+        let ch = channel.as_str().to_string();
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                channel: ch.clone(),
+                outcome: result.status().as_str().to_string(),
+            })
+            .inc();
+        if let Some(e) = elapsed {
+            if let Ok(mut last) = self.last_attempt.lock() {
+                last.insert(
+                    channel.as_str(),
+                    LastAttempt {
+                        at: chrono::Utc::now(),
+                        outcome: result.status().as_str(),
+                    },
+                );
+            }
+            self.send_seconds
+                .get_or_create(&ChannelLabels {
+                    channel: ch.clone(),
+                })
+                .observe(e.as_secs_f64());
+            if attempt_before > 0 {
+                self.retries
+                    .get_or_create(&ChannelLabels { channel: ch })
+                    .inc();
+            }
+        }
+    }
+
+    /// Each channel's last attempt by this process (none before the first send).
+    pub fn last_attempts(&self) -> std::collections::BTreeMap<&'static str, LastAttempt> {
+        self.last_attempt
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// A firing was recorded `lag` after its fire time.
+    pub fn fired(&self, schedule: &str, trigger: &str, lag: Duration) {
+        self.firings
+            .get_or_create(&FiringLabels {
+                schedule: schedule.to_string(),
+                trigger: trigger.to_string(),
+            })
+            .inc();
+        self.firing_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Reads the ledger gauges from the store and encodes everything in the text format.
+    pub async fn render(&self, store: &dyn Store) -> Result<String, StoreError> {
+        let counts = store.delivery_counts(None).await?;
+        for ch in ChannelKind::ALL {
+            for st in DeliveryStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|c| c.channel == ch.as_str() && c.status == st.as_str())
+                    .map_or(0, |c| c.count);
+                self.ledger
+                    .get_or_create(&LedgerLabels {
+                        channel: ch.as_str().into(),
+                        status: st.as_str().into(),
+                    })
+                    .set(n);
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| StoreError::Corrupt(format!("encoding metrics: {e}")))?;
+        Ok(out)
+    }
+}

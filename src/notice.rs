@@ -1,0 +1,390 @@
+//! Urgent notices: a checked request (title, short Markdown body, severity, lists) becomes
+//! a `notice` bulletin rendered once with its own templates, created at most once per
+//! idempotency key or per content within a window, fanned out with a priority above
+//! scheduled work, and handed to the dispatcher. Rendering here is pure; `Notices` does
+//! the store work.
+
+use crate::clock::Clock;
+use crate::config::{Config, Publisher};
+use crate::domain::text::{check_block, check_line, normalize_newlines};
+use crate::domain::{ChannelKind, ListName};
+use crate::markdown;
+use crate::render::{tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK};
+use crate::scheduler::FAN_OUT_PAGE;
+use crate::store::{BulletinKind, NewBulletin, NoticeMeta, Store, StoreError};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tracing::info;
+
+/// Ledger priority of notice rows: claimed before scheduled bulletins (priority 0).
+pub const NOTICE_PRIORITY: i64 = 100;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_BODY_CHARS: usize = 10_000;
+const TEXT_WIDTH: usize = 72;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Urgent,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Self::Info),
+            "urgent" => Ok(Self::Urgent),
+            o => Err(format!(
+                "unknown severity `{}` (expected info or urgent)",
+                o.escape_default()
+            )),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Urgent => "urgent",
+        }
+    }
+}
+
+/// A bad notice request: which field, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("lists: no list `{0}` (create it with `bulletin lists create {0}`)")]
+    UnknownList(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rendering the notice failed: {0}")]
+    Render(#[from] RenderError),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> NoticeError {
+    NoticeError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A checked notice request.
+#[derive(Debug, Clone)]
+pub struct NoticeRequest {
+    pub title: String,
+    pub body: String,
+    pub severity: Severity,
+    pub lists: Vec<ListName>,
+    pub triggered_by: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl NoticeRequest {
+    /// Checks every field; the error names the field.
+    pub fn parse(
+        title: &str,
+        body: &str,
+        severity: &str,
+        lists: &[String],
+        triggered_by: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Self, NoticeError> {
+        let title = title.trim();
+        check_line(title, MAX_TITLE_CHARS, true).map_err(|m| invalid("title", m))?;
+        let body = normalize_newlines(body.trim());
+        check_block(&body, MAX_BODY_CHARS, true).map_err(|m| invalid("body", m))?;
+        let severity = Severity::parse(severity).map_err(|m| invalid("severity", m))?;
+        if lists.is_empty() {
+            return Err(invalid("lists", "name at least one list"));
+        }
+        let mut parsed: Vec<ListName> = Vec::new();
+        for l in lists {
+            let name = ListName::parse(l.trim()).map_err(|m| invalid("lists", m))?;
+            if !parsed.contains(&name) {
+                parsed.push(name);
+            }
+        }
+        let triggered_by = triggered_by.trim();
+        check_line(triggered_by, 200, true).map_err(|m| invalid("by", m))?;
+        let idempotency_key = match idempotency_key.map(str::trim) {
+            None | Some("") => None,
+            Some(k) => {
+                check_line(k, 200, true).map_err(|m| invalid("key", m))?;
+                Some(k.to_string())
+            }
+        };
+        Ok(Self {
+            title: title.to_string(),
+            body,
+            severity,
+            lists: parsed,
+            triggered_by: triggered_by.to_string(),
+            idempotency_key,
+        })
+    }
+
+    /// Identifies the content: same title, body, severity and lists → same key.
+    pub fn content_key(&self) -> String {
+        let mut lists: Vec<&str> = self.lists.iter().map(|l| l.as_str()).collect();
+        lists.sort();
+        let canonical = serde_json::json!([self.title, self.body, self.severity, lists]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+struct Words {
+    notice: &'static str,
+    urgent: &'static str,
+}
+
+fn words(lang: &str) -> &'static Words {
+    if lang.to_ascii_lowercase().starts_with("zh") {
+        &Words {
+            notice: "通知",
+            urgent: "紧急",
+        }
+    } else {
+        &Words {
+            notice: "Notice",
+            urgent: "Urgent",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticeHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    title: &'a str,
+    urgent: bool,
+    words: &'a Words,
+    body_html: String,
+    publisher: &'a Publisher,
+    labels: &'a Labels,
+    unsubscribe_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "notice.txt")]
+struct NoticeText<'a> {
+    title: &'a str,
+    underline: String,
+    urgent: bool,
+    words: &'a Words,
+    body_text: String,
+    publisher: &'a Publisher,
+    labels: &'a Labels,
+    unsubscribe_url: &'a str,
+}
+
+/// Renders a notice once (HTML with inlined CSS, and text); the unsubscribe URL is left
+/// as the marker, like a bulletin's. Pure.
+pub fn render_notice(
+    req: &NoticeRequest,
+    publisher: &Publisher,
+    language: &str,
+) -> Result<RenderedBulletin, RenderError> {
+    let labels = Labels::for_language(language);
+    let w = words(language);
+    let urgent = req.severity == Severity::Urgent;
+    let subject = if urgent {
+        format!("[{}] {}", w.urgent, req.title)
+    } else {
+        req.title.clone()
+    };
+    let html = NoticeHtml {
+        lang: language,
+        subject: &subject,
+        title: &req.title,
+        urgent,
+        words: w,
+        body_html: markdown::to_html(&req.body),
+        publisher,
+        labels,
+        unsubscribe_url: UNSUBSCRIBE_MARK,
+    }
+    .render()?;
+    let html = css_inline::inline(&html).map_err(|e| RenderError::Css(e.to_string()))?;
+    let width = textwrap::core::display_width(&req.title).clamp(3, TEXT_WIDTH);
+    let text = NoticeText {
+        title: &req.title,
+        underline: "=".repeat(width),
+        urgent,
+        words: w,
+        body_text: markdown::to_text(&req.body, TEXT_WIDTH),
+        publisher,
+        labels,
+        unsubscribe_url: UNSUBSCRIBE_MARK,
+    }
+    .render()?;
+    Ok(RenderedBulletin {
+        language: language.to_string(),
+        subject,
+        html,
+        text: tidy_text(&text),
+    })
+}
+
+/// What sending a notice did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NoticeOutcome {
+    /// The notice's bulletin id (the first one's, if this was a repeat).
+    pub id: i64,
+    /// False: the same notice was already triggered; nothing new was queued.
+    pub created: bool,
+    /// Ledger rows queued by this call.
+    pub deliveries: u64,
+}
+
+/// Creates notices: the store work behind the CLI and the admin API. Never sends.
+pub struct Notices {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    wake_dispatcher: Arc<Notify>,
+}
+
+impl Notices {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        wake_dispatcher: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            clock,
+            wake_dispatcher,
+        }
+    }
+
+    /// Queues the notice (once) ahead of scheduled work and wakes the dispatcher.
+    pub async fn send(&self, req: &NoticeRequest) -> Result<NoticeOutcome, NoticeError> {
+        for l in &req.lists {
+            if self.store.list(l).await?.is_none() {
+                return Err(NoticeError::UnknownList(l.to_string()));
+            }
+        }
+        let language = self.config.default_language.clone();
+        let rendered = render_notice(req, &self.config.publisher, &language)?;
+        let now = self.clock.now();
+        let window =
+            chrono::Duration::from_std(self.config.notices.dedupe_window).unwrap_or_default();
+        let nb = NewBulletin {
+            kind: BulletinKind::Notice,
+            schedule: None,
+            fire_time: None,
+            language: rendered.language,
+            subject: rendered.subject,
+            html: rendered.html,
+            text: rendered.text,
+            lists: req.lists.clone(),
+            channels: vec![ChannelKind::Email],
+            priority: NOTICE_PRIORITY,
+            record_ids: vec![],
+            wechat: None,
+        };
+        let meta = NoticeMeta {
+            severity: req.severity.as_str().to_string(),
+            triggered_by: req.triggered_by.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            content_key: req.content_key(),
+            dedupe_since: now - window,
+        };
+        let (id, created) = self.store.create_notice(&nb, &meta, now).await?;
+        if !created {
+            info!(
+                notice = id,
+                "the same notice was already triggered; not sending it again"
+            );
+            return Ok(NoticeOutcome {
+                id,
+                created,
+                deliveries: 0,
+            });
+        }
+        // A crash between create and fan-out leaves the bulletin `fanning_out`; the
+        // scheduler's resume finishes it.
+        let deliveries = self.store.fan_out(id, FAN_OUT_PAGE, &[], now).await?;
+        info!(notice = id, severity = req.severity.as_str(), by = %req.triggered_by, recipients = deliveries, "notice queued");
+        self.wake_dispatcher.notify_one();
+        Ok(NoticeOutcome {
+            id,
+            created,
+            deliveries,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher() -> Publisher {
+        Publisher {
+            names: vec!["Centre".into()],
+            address: vec![],
+            phone: None,
+            fax: None,
+            emails: vec![],
+            website: None,
+            wechat_id: None,
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let lists = vec!["partners".to_string()];
+        let e = NoticeRequest::parse(" ", "b", "info", &lists, "me", None).unwrap_err();
+        assert!(e.to_string().starts_with("title:"), "{e}");
+        let e = NoticeRequest::parse("t", "b", "loud", &lists, "me", None).unwrap_err();
+        assert!(e.to_string().starts_with("severity:"), "{e}");
+        let e = NoticeRequest::parse("t", "b", "info", &[], "me", None).unwrap_err();
+        assert!(e.to_string().starts_with("lists:"), "{e}");
+        let e = NoticeRequest::parse("t", "\u{E000}", "info", &lists, "me", None).unwrap_err();
+        assert!(e.to_string().starts_with("body:"), "{e}");
+    }
+
+    #[test]
+    fn renders_urgent_with_marker_and_escapes_title() {
+        let lists = vec!["partners".to_string()];
+        let r = NoticeRequest::parse(
+            "Venue <moved>",
+            "The session moves to **Hall B**.",
+            "urgent",
+            &lists,
+            "ops",
+            None,
+        )
+        .unwrap();
+        let out = render_notice(&r, &publisher(), "en").unwrap();
+        assert_eq!(out.subject, "[Urgent] Venue <moved>");
+        assert!(out.html.contains("Venue &lt;moved&gt;"));
+        assert!(out.html.contains("<strong>Hall B</strong>"));
+        assert!(out.html.contains(UNSUBSCRIBE_MARK));
+        assert!(
+            out.text.starts_with("[URGENT] Venue <moved>"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains(UNSUBSCRIBE_MARK));
+        // Content key ignores list order and duplicates.
+        let a =
+            NoticeRequest::parse("t", "b", "info", &["a".into(), "b".into()], "x", None).unwrap();
+        let b = NoticeRequest::parse(
+            "t",
+            "b",
+            "info",
+            &["b".into(), "a".into(), "a".into()],
+            "y",
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.content_key(), b.content_key());
+    }
+}
