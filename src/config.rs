@@ -328,6 +328,7 @@ struct RawDelivery {
     lease_seconds: u64,
     on_expired_lease: ExpiredLease,
     poll_interval_ms: u64,
+    channel_pause_seconds: u64,
     shutdown_grace_seconds: u64,
 }
 
@@ -342,6 +343,7 @@ impl Default for RawDelivery {
             lease_seconds: 300,
             on_expired_lease: ExpiredLease::Resend,
             poll_interval_ms: 1000,
+            channel_pause_seconds: 300,
             shutdown_grace_seconds: 30,
         }
     }
@@ -449,6 +451,8 @@ pub struct DeliveryConfig {
     pub lease: Duration,
     pub on_expired_lease: ExpiredLease,
     pub poll_interval: Duration,
+    /// How long a channel rests after a channel-wide failure (login or sender refused).
+    pub channel_pause: Duration,
     /// On shutdown, how long sends in flight may take before they are abandoned.
     pub shutdown_grace: Duration,
 }
@@ -879,6 +883,7 @@ impl Config {
                 lease: Duration::from_secs(d.lease_seconds),
                 on_expired_lease: d.on_expired_lease,
                 poll_interval: Duration::from_millis(d.poll_interval_ms),
+                channel_pause: Duration::from_secs(d.channel_pause_seconds.max(1)),
                 shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),

@@ -47,6 +47,8 @@ pub struct Dispatcher {
     prepared: Mutex<HashMap<i64, Arc<PreparedBulletin>>>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Channels resting after a channel-wide failure, until when, and why.
+    halted: std::sync::Mutex<HashMap<ChannelKind, (DateTime<Utc>, String)>>,
 }
 
 impl Dispatcher {
@@ -65,7 +67,36 @@ impl Dispatcher {
             prepared: Mutex::new(HashMap::new()),
             wake,
             metrics: Arc::new(Metrics::new()),
+            halted: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The time a halted channel may be used again, if it is resting now.
+    fn halted_until(
+        &self,
+        channel: ChannelKind,
+        now: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, String)> {
+        let halted = self.halted.lock().expect("halt lock");
+        halted
+            .get(&channel)
+            .filter(|(until, _)| *until > now)
+            .cloned()
+    }
+
+    /// Rests `channel` for `delivery.channel_pause` after a channel-wide failure: its rows
+    /// wait (no attempt spent) instead of failing one by one, and the operator is told.
+    fn halt(&self, channel: ChannelKind, why: &str) -> DateTime<Utc> {
+        let until = self.clock.now()
+            + chrono::Duration::from_std(self.config.channel_pause)
+                .unwrap_or(chrono::Duration::minutes(5));
+        let mut halted = self.halted.lock().expect("halt lock");
+        let fresh = halted.get(&channel).is_none_or(|(u, _)| *u < until);
+        if fresh {
+            tracing::error!(channel = %channel, until = %until, reason = why, "channel paused: the problem is the channel's, not the recipients' — fix it; sending resumes by itself");
+            halted.insert(channel, (until, why.to_string()));
+        }
+        until
     }
 
     /// Records outcomes and send times into `metrics` (the App's registry).
@@ -158,6 +189,17 @@ impl Dispatcher {
                 None,
             );
         }
+        if let Some((until, why)) = self.halted_until(c.channel, started) {
+            return outcome(
+                OutcomeKind::Wait { at: until },
+                None,
+                format!(
+                    "not attempted: the {} channel is paused until {until} ({why})",
+                    c.channel
+                ),
+                None,
+            );
+        }
         let Some(channel) = self.channels.get(&c.channel) else {
             let e = SendError::transient(format!(
                 "channel `{}` is not configured on this instance",
@@ -184,6 +226,15 @@ impl Dispatcher {
         let elapsed = timer.elapsed();
         let o = match result {
             Ok(r) => outcome(OutcomeKind::Sent, r.code, r.reply, r.message_id),
+            Err(e) if e.halt_channel => {
+                let until = self.halt(c.channel, &e.message);
+                outcome(
+                    OutcomeKind::Wait { at: until },
+                    e.code,
+                    e.message.clone(),
+                    None,
+                )
+            }
             Err(e) => {
                 let now = self.clock.now();
                 let kind = self.retry_or_fail(&c, &e, now);
@@ -192,7 +243,11 @@ impl Dispatcher {
                 } else {
                     e.to_string()
                 };
-                warn!(delivery = c.id, recipient = %c.recipient, error = %reply, outcome = ?kind, "delivery attempt failed");
+                if e.kind == crate::channel::FailureKind::Pending {
+                    tracing::info!(delivery = c.id, recipient = %c.recipient, status = %reply, "waiting on the far side");
+                } else {
+                    warn!(delivery = c.id, recipient = %c.recipient, error = %reply, outcome = ?kind, "delivery attempt failed");
+                }
                 outcome(kind, e.code, reply, e.message_id.clone())
             }
         };

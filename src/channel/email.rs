@@ -2,8 +2,9 @@
 //! (multipart/alternative, UTF-8, RFC 2047 subject, List-Unsubscribe one-click) and
 //! hands it to lettre's pooled SMTP transport or to an outbox folder of `.eml` files.
 
-use super::{Channel, FailureKind, Job, PreparedBulletin, Receipt, SendError};
-use crate::config::{EmailConfig, EmailTransport, SmtpConfig, TlsMode};
+use super::smtp::SmtpPool;
+use super::{Channel, Job, PreparedBulletin, Receipt, SendError};
+use crate::config::{EmailConfig, EmailTransport};
 use crate::domain::ChannelKind;
 use crate::render::personalise;
 use crate::unsubscribe::UnsubscribeSigner;
@@ -11,11 +12,7 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use secrecy::ExposeSecret;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -43,7 +40,7 @@ raw_header!(ListId, "List-Id");
 raw_header!(AutoSubmitted, "Auto-Submitted");
 
 enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Box<SmtpPool>),
     Outbox(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -69,32 +66,6 @@ impl std::fmt::Debug for EmailChannel {
     }
 }
 
-fn smtp_transport(s: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let tls =
-        || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS setup for {}: {e}", s.host));
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-        .port(s.port)
-        .timeout(Some(s.timeout))
-        .pool_config(PoolConfig::new().max_size(s.pool_size).min_idle(0))
-        .tls(match s.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::StartTls => Tls::Required(tls()?),
-            TlsMode::Tls => Tls::Wrapper(tls()?),
-        });
-    if let Some(name) = &s.hello_name {
-        b = b.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
-            name.clone(),
-        ));
-    }
-    if let (Some(user), Some(pass)) = (&s.username, &s.password) {
-        b = b.credentials(Credentials::new(
-            user.clone(),
-            pass.expose_secret().to_string(),
-        ));
-    }
-    Ok(b.build())
-}
-
 impl EmailChannel {
     pub fn new(
         cfg: &EmailConfig,
@@ -115,7 +86,7 @@ impl EmailChannel {
                     RateLimiter::direct(quota.allow_burst(NonZeroU32::MIN))
                 });
                 (
-                    Mailer::Smtp(smtp_transport(s)?),
+                    Mailer::Smtp(Box::new(SmtpPool::new(s)?)),
                     s.pool_size as usize,
                     limiter,
                 )
@@ -215,25 +186,6 @@ impl EmailChannel {
     }
 }
 
-fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let code = e
-        .status()
-        .map(|c| c.to_string().parse::<i64>().unwrap_or(0));
-    let kind = if e.is_permanent() {
-        FailureKind::Permanent
-    } else {
-        FailureKind::Transient
-    };
-    SendError {
-        kind,
-        code,
-        message: error_chain(e),
-        maybe_delivered: false,
-        message_id: None,
-        retry_after: None,
-    }
-}
-
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -265,17 +217,20 @@ impl Channel for EmailChannel {
             l.until_ready().await;
         }
         match &self.mailer {
-            Mailer::Smtp(t) => match t.send(message).await {
-                Ok(resp) => Ok(Receipt {
-                    code: resp.code().to_string().parse().ok(),
-                    reply: resp.message().collect::<Vec<_>>().join(" "),
-                    message_id: Some(message_id),
-                }),
-                Err(e) => Err(SendError {
-                    message_id: Some(message_id),
-                    ..classify(&e)
-                }),
-            },
+            Mailer::Smtp(pool) => {
+                let envelope = message.envelope().clone();
+                match pool.send(&envelope, &message.formatted()).await {
+                    Ok(resp) => Ok(Receipt {
+                        code: resp.code().to_string().parse().ok(),
+                        reply: resp.message().collect::<Vec<_>>().join(" "),
+                        message_id: Some(message_id),
+                    }),
+                    Err(e) => Err(SendError {
+                        message_id: Some(message_id),
+                        ..e
+                    }),
+                }
+            }
             Mailer::Outbox(t) => match t.send(message).await {
                 Ok(file_id) => Ok(Receipt {
                     code: None,

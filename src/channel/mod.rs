@@ -3,6 +3,7 @@
 //! `is_transient()` / `is_permanent()`.
 
 pub mod email;
+pub mod smtp;
 pub mod wechat;
 
 use crate::domain::ChannelKind;
@@ -60,6 +61,9 @@ pub struct SendError {
     pub message_id: Option<String>,
     /// The earliest sensible next try (e.g. WeChat 45011: one minute).
     pub retry_after: Option<std::time::Duration>,
+    /// The problem is the channel's, not this recipient's (SMTP login refused, sender
+    /// refused): stop using the channel for a while and tell the operator.
+    pub halt_channel: bool,
 }
 
 impl SendError {
@@ -71,6 +75,7 @@ impl SendError {
             maybe_delivered: false,
             message_id: None,
             retry_after: None,
+            halt_channel: false,
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {

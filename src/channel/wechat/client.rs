@@ -82,6 +82,7 @@ impl ApiError {
             maybe_delivered: false,
             message_id: None,
             retry_after,
+            halt_channel: false,
         }
     }
 }
