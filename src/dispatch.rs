@@ -178,6 +178,7 @@ impl Dispatcher {
             code,
             reply,
             message_id,
+            maybe_delivered: false,
         };
         if let Some(why) = &c.suppressed_because {
             self.metrics
@@ -248,7 +249,10 @@ impl Dispatcher {
                 } else {
                     warn!(delivery = c.id, recipient = %c.recipient, error = %reply, outcome = ?kind, "delivery attempt failed");
                 }
-                outcome(kind, e.code, reply, e.message_id.clone())
+                Outcome {
+                    maybe_delivered: e.maybe_delivered,
+                    ..outcome(kind, e.code, reply, e.message_id.clone())
+                }
             }
         };
         self.metrics

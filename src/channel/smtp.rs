@@ -199,7 +199,7 @@ impl SmtpPool {
                 )
                 .await
             {
-                conn.abort().await;
+                self.discard(conn);
                 // A refused login fails every message alike: stop the channel, tell the operator.
                 let mut e = fail(
                     FailureKind::Transient,
@@ -231,8 +231,7 @@ impl SmtpPool {
                     found = Some(i.conn);
                     break;
                 }
-                let mut stale = i.conn;
-                tokio::spawn(async move { stale.abort().await });
+                self.discard(i.conn);
             }
             found
         };
@@ -248,7 +247,7 @@ impl SmtpPool {
             e.as_ref().map_or(true, |e| e.status().is_none())
         };
         if was_reused && matches!(&result, Err((Step::MailFrom, e)) if no_reply(e)) {
-            conn.abort().await;
+            self.discard(conn);
             conn = self.connect().await?;
             result = self.transaction(&mut conn, envelope, message).await;
         }
@@ -271,13 +270,22 @@ impl SmtpPool {
                         }
                     }
                 }
-                conn.abort().await;
+                self.discard(conn);
                 if step == Step::EndOfData && e.code.is_none() {
                     e.maybe_delivered = true;
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Closes a connection in the background: QUIT if the server still answers within the
+    /// timeout, else just the socket. Never makes a send wait on a bad connection.
+    fn discard(&self, mut conn: AsyncSmtpConnection) {
+        let t = self.cfg.timeout;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(t, conn.abort()).await;
+        });
     }
 
     async fn give_back(&self, conn: AsyncSmtpConnection) {

@@ -220,6 +220,9 @@ pub struct Outcome {
     pub code: Option<i64>,
     pub reply: String,
     pub message_id: Option<String>,
+    /// The message may have reached the server although the send failed (a lost final
+    /// reply): the row is flagged ambiguous.
+    pub maybe_delivered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

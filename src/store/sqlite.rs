@@ -815,7 +815,7 @@ impl Store for SqliteStore {
             sqlx::query(
                 "UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_at = ?, lease_until = NULL,
                  last_code = ?, last_error = ?, message_id = coalesce(?, message_id), updated_at = ?,
-                 sent_at = coalesce(?, sent_at) WHERE id = ?",
+                 sent_at = coalesce(?, sent_at), ambiguous = max(ambiguous, ?) WHERE id = ?",
             )
             .bind(status.as_str())
             .bind(counts as i64)
@@ -825,6 +825,7 @@ impl Store for SqliteStore {
             .bind(&o.message_id)
             .bind(ms(o.finished_at))
             .bind(sent_at)
+            .bind(o.maybe_delivered as i64)
             .bind(o.delivery_id)
             .execute(&mut *tx)
             .await?;

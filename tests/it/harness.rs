@@ -164,6 +164,8 @@ pub struct Options {
     pub channels: &'static str,
     /// A `[wechat]` section, if any.
     pub wechat: Option<String>,
+    /// email.smtp.timeout_seconds
+    pub smtp_timeout: u64,
 }
 
 impl Default for Options {
@@ -174,6 +176,7 @@ impl Default for Options {
             extra: "",
             channels: r#"["email"]"#,
             wechat: None,
+            smtp_timeout: 5,
         }
     }
 }
@@ -201,7 +204,7 @@ host = "127.0.0.1"
 port = {port}
 tls = "none"
 pool_size = 2
-timeout_seconds = 5
+timeout_seconds = {smtp_timeout}
 
 [unsubscribe]
 base_url = "https://news.example.org"
@@ -227,6 +230,7 @@ channels = {channels}
         extra = o.extra,
         channels = o.channels,
         wechat = o.wechat.as_deref().unwrap_or(""),
+        smtp_timeout = o.smtp_timeout,
     )
 }
 

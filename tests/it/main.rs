@@ -12,5 +12,6 @@ mod notices;
 mod openapi;
 mod records;
 mod schedules;
+mod smtp_faults;
 mod unsubscribe;
 mod wechat;

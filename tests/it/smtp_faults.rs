@@ -1,0 +1,178 @@
+//! SMTP faults against a real server (Postfix's smtp-sink and its fault flags): soft and
+//! hard rejects, a connection lost after the data, a refused sender, a slow server.
+
+use crate::harness::*;
+use bulletin::store::{DeliveryFilter, DeliveryRow};
+use std::time::{Duration, Instant};
+
+const PEOPLE: &[(&str, Option<&str>)] = &[
+    ("a@example.org", Some("A")),
+    ("b@example.org", Some("B")),
+    ("c@example.org", Some("C")),
+];
+
+async fn rows(t: &TestApp) -> Vec<DeliveryRow> {
+    t.app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap()
+}
+
+async fn fired(o: Options) -> TestApp {
+    let t = spawn_app(o).await;
+    t.list_with("partners", PEOPLE).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t
+}
+
+#[tokio::test]
+async fn soft_rejects_are_retried_and_delivered_once_with_every_attempt_kept() {
+    let port = free_port();
+    let soft = SmtpSink::start_on(port, &["-r", "RCPT"]); // 450 on every RCPT TO
+    let t = fired(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed), (0, 3, 0), "{r:?}");
+    assert!(rows(&t)
+        .await
+        .iter()
+        .all(|r| r.last_code == Some(450) && r.attempts == 1));
+    drop(soft);
+
+    let sink = SmtpSink::start_on(port, &[]);
+    t.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 3);
+    let got = sink.wait_for(3);
+    let mut rcpts: Vec<_> = got.iter().flat_map(|m| m.recipients.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        ["a@example.org", "b@example.org", "c@example.org"],
+        "each exactly once"
+    );
+    let ids: Vec<i64> = rows(&t).await.iter().map(|r| r.id).collect();
+    let attempts = t.app.store.attempts(&ids).await.unwrap();
+    assert_eq!(attempts.len(), 6, "both attempts of every row are kept");
+    assert_eq!(attempts.iter().filter(|a| a.code == Some(450)).count(), 3);
+    assert_eq!(attempts.iter().filter(|a| a.code == Some(250)).count(), 3);
+}
+
+#[tokio::test]
+async fn a_connection_lost_after_the_data_is_retried_and_flagged_ambiguous() {
+    let port = free_port();
+    let cut = SmtpSink::start_on(port, &["-q", "."]); // hang up after the final "." unanswered
+    let t = fired(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!(r.retrying, 3, "{r:?}");
+    for row in rows(&t).await {
+        assert!(row.ambiguous, "the message may have arrived: {row:?}");
+        assert!(
+            row.last_error
+                .as_deref()
+                .unwrap()
+                .contains("may have been delivered"),
+            "{row:?}"
+        );
+    }
+    drop(cut);
+
+    let sink = SmtpSink::start_on(port, &[]);
+    t.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 3);
+    assert_eq!(sink.wait_for(3).len(), 3);
+    let ambiguous = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter {
+            ambiguous_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ambiguous.len(), 3, "listed for `deliveries --ambiguous`");
+    assert!(ambiguous.iter().all(|r| r.status == "sent"));
+}
+
+#[tokio::test]
+async fn a_refused_sender_pauses_the_channel_instead_of_failing_the_list() {
+    let port = free_port();
+    let refusing = SmtpSink::start_on(
+        port,
+        &[
+            "-f",
+            "MAIL",
+            "-B",
+            "553 5.7.1 Sender address rejected: not owned by you",
+        ],
+    );
+    let t = fired(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!(r.failed, 0, "nobody failed for the relay's policy: {r:?}");
+    let before = rows(&t).await;
+    for row in &before {
+        assert_eq!(
+            (row.status.as_str(), row.attempts),
+            ("retrying", 0),
+            "{row:?}"
+        );
+        let wait = row.next_attempt_at.unwrap() - t.clock_now();
+        assert!(
+            wait >= chrono::Duration::seconds(299),
+            "rests for channel_pause_seconds: {wait}"
+        );
+    }
+    assert!(before.iter().any(|r| r
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("refuses our sender")));
+    let tried = before.iter().filter(|r| r.last_code == Some(553)).count();
+    assert!(
+        (1..=2).contains(&tried),
+        "only the sends already in flight (pool of 2) met the refusal; the rest were not tried: {before:?}"
+    );
+    drop(refusing);
+
+    let sink = SmtpSink::start_on(port, &[]);
+    t.clock.advance(chrono::Duration::seconds(301));
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 3);
+    assert_eq!(sink.wait_for(3).len(), 3);
+}
+
+#[tokio::test]
+async fn a_slow_server_hits_the_timeout_instead_of_hanging() {
+    let port = free_port();
+    let _slow = SmtpSink::start_on(port, &["-w", "30"]); // 30 s before answering DATA
+    let t = fired(Options {
+        smtp_port: port,
+        smtp_timeout: 1,
+        ..Default::default()
+    })
+    .await;
+    let started = Instant::now();
+    let r = t.app.run_pending(None).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.retrying, 3, "{r:?}");
+    assert!(rows(&t).await.iter().all(|r| r
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("no answer within 1 s")));
+}
