@@ -330,6 +330,9 @@ struct RawDelivery {
     poll_interval_ms: u64,
     channel_pause_seconds: u64,
     shutdown_grace_seconds: u64,
+    storm_min_attempts: u32,
+    storm_failure_share: f64,
+    bounce_after_hard_failures: u32,
 }
 
 impl Default for RawDelivery {
@@ -344,6 +347,9 @@ impl Default for RawDelivery {
             on_expired_lease: ExpiredLease::Resend,
             poll_interval_ms: 1000,
             channel_pause_seconds: 300,
+            storm_min_attempts: 20,
+            storm_failure_share: 0.5,
+            bounce_after_hard_failures: 3,
             shutdown_grace_seconds: 30,
         }
     }
@@ -453,6 +459,12 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// How long a channel rests after a channel-wide failure (login or sender refused).
     pub channel_pause: Duration,
+    /// An error storm: at least `storm_min_attempts` attempts of one bulletin on one channel
+    /// in a pass, of which at least `storm_failure_share` failed, pauses the bulletin.
+    pub storm_min_attempts: u32,
+    pub storm_failure_share: f64,
+    /// Hard (5xx) failures in this many different bulletins mark an address bounced (0: never).
+    pub bounce_after_hard_failures: u32,
     /// On shutdown, how long sends in flight may take before they are abandoned.
     pub shutdown_grace: Duration,
 }
@@ -793,6 +805,14 @@ impl Config {
             None => None,
         };
 
+        if !(d.storm_failure_share > 0.0 && d.storm_failure_share <= 1.0) {
+            return Err(err(
+                None,
+                "delivery.storm_failure_share",
+                "must be above 0 and at most 1".into(),
+            ));
+        }
+
         let mut schedules: Vec<Schedule> = Vec::new();
         for (i, s) in raw.schedules.into_iter().enumerate() {
             let span = s.span();
@@ -884,6 +904,9 @@ impl Config {
                 on_expired_lease: d.on_expired_lease,
                 poll_interval: Duration::from_millis(d.poll_interval_ms),
                 channel_pause: Duration::from_secs(d.channel_pause_seconds.max(1)),
+                storm_min_attempts: d.storm_min_attempts.max(1),
+                storm_failure_share: d.storm_failure_share,
+                bounce_after_hard_failures: d.bounce_after_hard_failures,
                 shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),

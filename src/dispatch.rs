@@ -49,6 +49,9 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// Channels resting after a channel-wide failure, until when, and why.
     halted: std::sync::Mutex<HashMap<ChannelKind, (DateTime<Utc>, String)>>,
+    /// Bulletins paused by an error storm during the current pass: their remaining rows
+    /// are not attempted.
+    stormed: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Dispatcher {
@@ -68,7 +71,31 @@ impl Dispatcher {
             wake,
             metrics: Arc::new(Metrics::new()),
             halted: std::sync::Mutex::new(HashMap::new()),
+            stormed: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Pauses a bulletin whose failures in this pass reach the storm threshold.
+    async fn check_storm(
+        &self,
+        bulletin: i64,
+        channel: ChannelKind,
+        (attempts, failures): (u32, u32),
+    ) -> Result<(), StoreError> {
+        if attempts < self.config.storm_min_attempts
+            || f64::from(failures) < self.config.storm_failure_share * f64::from(attempts)
+        {
+            return Ok(());
+        }
+        if !self.stormed.lock().expect("storm lock").insert(bulletin) {
+            return Ok(());
+        }
+        self.store.set_bulletin_paused(bulletin, true).await?;
+        tracing::error!(
+            bulletin, channel = %channel, attempts, failures,
+            "error storm: bulletin paused; find the cause in its failures, then resume it"
+        );
+        Ok(())
     }
 
     /// The time a halted channel may be used again, if it is resting now.
@@ -190,6 +217,20 @@ impl Dispatcher {
                 None,
             );
         }
+        if self
+            .stormed
+            .lock()
+            .expect("storm lock")
+            .contains(&c.bulletin_id)
+        {
+            return outcome(
+                OutcomeKind::Wait { at: started },
+                None,
+                "not attempted: the bulletin was paused by an error storm; resume it to continue"
+                    .into(),
+                None,
+            );
+        }
         if let Some((until, why)) = self.halted_until(c.channel, started) {
             return outcome(
                 OutcomeKind::Wait { at: until },
@@ -286,9 +327,21 @@ impl Dispatcher {
             .max()
             .unwrap_or(1)
             .max(1);
-        let mut outcomes = futures::stream::iter(claimed.into_iter().map(|c| self.deliver_one(c)))
-            .buffer_unordered(concurrency);
-        while let Some(o) = outcomes.next().await {
+        self.stormed.lock().expect("storm lock").clear();
+        let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
+        let mut outcomes = futures::stream::iter(claimed.into_iter().map(|c| {
+            let key = (c.bulletin_id, c.channel, c.recipient.clone());
+            async move { (key, self.deliver_one(c).await) }
+        }))
+        .buffer_unordered(concurrency);
+        while let Some(((bulletin, channel, recipient), o)) = outcomes.next().await {
+            let failed = matches!(o.result, OutcomeKind::Failed | OutcomeKind::Retry { .. });
+            if failed || o.result == OutcomeKind::Sent {
+                let t = tally.entry((bulletin, channel)).or_default();
+                t.0 += 1;
+                t.1 += u32::from(failed);
+                self.check_storm(bulletin, channel, *t).await?;
+            }
             match o.result {
                 OutcomeKind::Sent => report.sent += 1,
                 OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => report.retrying += 1,
@@ -296,6 +349,22 @@ impl Dispatcher {
                 OutcomeKind::Suppressed => report.suppressed += 1,
             }
             self.store.record_outcomes(std::slice::from_ref(&o)).await?;
+            if o.result == OutcomeKind::Failed
+                && channel == ChannelKind::Email
+                && o.code.is_some_and(|c| c >= 500)
+            {
+                let n = self
+                    .store
+                    .note_hard_failure(
+                        &recipient,
+                        self.config.bounce_after_hard_failures,
+                        self.clock.now(),
+                    )
+                    .await?;
+                if n > 0 {
+                    warn!(%recipient, lists = n, "address marked bounced after repeated hard failures");
+                }
+            }
         }
         self.store.finish_bulletins().await?;
         Ok(report)

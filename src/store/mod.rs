@@ -471,6 +471,14 @@ pub trait Store: Send + Sync + 'static {
     /// `paused = true`: a `sending` bulletin becomes `paused` (its rows are no longer
     /// claimed); `false`: a paused one goes back to `sending`. NotFound if no such bulletin.
     async fn set_bulletin_paused(&self, id: i64, paused: bool) -> Result<PauseOutcome>;
+    /// After a hard failure to `email`: if its hard (5xx) failures span at least `threshold`
+    /// bulletins, marks it bounced on every list where it is active. Returns the lists changed.
+    async fn note_hard_failure(
+        &self,
+        email: &str,
+        threshold: u32,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
     /// Creates a notice bulletin unless one with the same idempotency key exists, or one
     /// with the same content key was created since `dedupe_since`. Returns (id, created).
     async fn create_notice(

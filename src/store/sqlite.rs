@@ -1282,6 +1282,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn note_hard_failure(
+        &self,
+        email: &str,
+        threshold: u32,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        if threshold == 0 {
+            return Ok(0);
+        }
+        let spans: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT bulletin_id) FROM deliveries
+             WHERE recipient = ? AND channel = 'email' AND status = 'failed' AND last_code >= 500",
+        )
+        .bind(email)
+        .fetch_one(&self.pool)
+        .await?;
+        if spans < i64::from(threshold) {
+            return Ok(0);
+        }
+        let r = sqlx::query("UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE email = ? AND status = 'active'")
+            .bind(ms(now))
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
         sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
             .bind(name)

@@ -176,3 +176,89 @@ async fn a_slow_server_hits_the_timeout_instead_of_hanging() {
         .unwrap()
         .contains("no answer within 1 s")));
 }
+
+#[tokio::test]
+async fn an_error_storm_pauses_the_bulletin_and_resuming_continues_where_it_stopped() {
+    let port = free_port();
+    let hard = SmtpSink::start_on(port, &["-f", "RCPT"]); // every recipient refused (500)
+    let t = spawn_app(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    let people: Vec<String> = (0..30).map(|i| format!("p{i}@example.org")).collect();
+    let refs: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    t.list_with("partners", &refs).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    let r = t.app.run_pending(None).await.unwrap();
+    let b = &t.app.store.bulletins(1).await.unwrap()[0];
+    assert_eq!(b.state, "paused", "{r:?}");
+    assert!(
+        (20..=22).contains(&r.failed),
+        "stopped after storm_min_attempts (+ sends in flight): {r:?}"
+    );
+    let untouched = rows(&t)
+        .await
+        .into_iter()
+        .filter(|r| r.attempts == 0)
+        .count();
+    assert_eq!(untouched, 30 - r.failed, "the rest were not attempted");
+    drop(hard);
+
+    let sink = SmtpSink::start_on(port, &[]);
+    t.app.store.set_bulletin_paused(b.id, false).await.unwrap();
+    let r2 = t.app.run_pending(None).await.unwrap();
+    assert_eq!(r2.sent, 30 - r.failed, "{r2:?}");
+    assert_eq!(sink.wait_for(untouched).len(), untouched);
+}
+
+#[tokio::test]
+async fn repeated_hard_failures_mark_an_address_bounced() {
+    let port = free_port();
+    let _hard = SmtpSink::start_on(port, &["-f", "RCPT", "-B", "550 5.1.1 No such user"]);
+    let t = spawn_app(Options {
+        smtp_port: port,
+        ..Default::default()
+    })
+    .await;
+    let list = t.list_with("partners", &[("gone@example.org", None)]).await;
+    for i in 1..=3 {
+        let id = t
+            .import(&t.write_record(&format!("r{i}.toml"), &small_record(&format!("r{i}"), "T")))
+            .await;
+        t.app
+            .store
+            .approve_record(&id, "approver", t.clock_now())
+            .await
+            .unwrap();
+    }
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!(r.failed, 3, "{r:?}");
+    let subs = t.app.store.subscribers_page(list, 0, 10).await.unwrap();
+    assert_eq!(
+        subs[0].status,
+        bulletin::domain::subscriber::SubscriberStatus::Bounced
+    );
+
+    // The next bulletin skips the bounced address (reversible with lists set-status).
+    let id = t
+        .import(&t.write_record("r4.toml", &small_record("r4", "T")))
+        .await;
+    t.app
+        .store
+        .approve_record(&id, "approver", t.clock_now())
+        .await
+        .unwrap();
+    t.clock.advance(chrono::Duration::seconds(5));
+    let out = t.app.fire_now("weekday-morning").await.unwrap();
+    assert!(
+        matches!(
+            out,
+            bulletin::scheduler::FireOutcome::Fired { deliveries: 0, .. }
+        ),
+        "{out:?}"
+    );
+}
