@@ -164,6 +164,10 @@ pub enum NoticeCommand {
         /// Lists to send to, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         lists: Vec<String>,
+        /// Channels, comma-separated: email (always) and wechat (a text mass send to the
+        /// account's followers, within the mass-send quota).
+        #[arg(long, value_delimiter = ',', default_value = "email")]
+        channels: Vec<String>,
         /// info or urgent (urgent: marked in the subject and the message).
         #[arg(long, default_value = "info")]
         severity: String,
@@ -739,6 +743,7 @@ async fn notice_send(cli: &Cli, command: &NoticeCommand) -> anyhow::Result<()> {
         title,
         body_file,
         lists,
+        channels,
         severity,
         key,
         by,
@@ -758,8 +763,21 @@ async fn notice_send(cli: &Cli, command: &NoticeCommand) -> anyhow::Result<()> {
         .unwrap_or_else(|| "cli".into());
     let req =
         crate::notice::NoticeRequest::parse(title, &body, severity, lists, &by, key.as_deref())
+            .map_err(|e| anyhow!("{e}"))?
+            .with_channels(channels)
             .map_err(|e| anyhow!("{e}"))?;
     let app = app(cli).await?;
+    if req.channels.contains(&ChannelKind::Wechat) && !*json {
+        let q = app
+            .notices
+            .wechat_quota()
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        println!(
+            "WeChat mass-send quota: {} of {} used in the last 24 h",
+            q.used, q.limit
+        );
+    }
     let out = app.notices.send(&req).await.map_err(|e| anyhow!("{e}"))?;
     if *json {
         println!("{}", serde_json::to_string_pretty(&out)?);

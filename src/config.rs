@@ -125,6 +125,8 @@ struct RawWechat {
     author: String,
     cover_image: PathBuf,
     mass_send_tag: Option<i64>,
+    #[serde(default = "one")]
+    mass_send_daily_quota: i64,
     #[serde(default = "default_poll_interval")]
     poll_interval_seconds: u64,
     #[serde(default = "default_poll_timeout")]
@@ -136,6 +138,9 @@ struct RawWechat {
 
 fn yes() -> bool {
     true
+}
+fn one() -> i64 {
+    1
 }
 fn default_wechat_secret_env() -> String {
     "BULLETIN_WECHAT_SECRET".into()
@@ -177,6 +182,8 @@ pub struct WechatConfig {
     pub author: String,
     pub cover_image: PathBuf,
     pub mass_send_tag: Option<i64>,
+    /// Mass sends allowed per 24 h (urgent notices check it before sending).
+    pub mass_send_daily_quota: i64,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
     pub timeout: Duration,
@@ -795,6 +802,7 @@ impl Config {
                         author: w.author,
                         cover_image: w.cover_image,
                         mass_send_tag: w.mass_send_tag,
+                        mass_send_daily_quota: w.mass_send_daily_quota.max(0),
                         poll_interval: Duration::from_secs(w.poll_interval_seconds),
                         poll_timeout: Duration::from_secs(w.poll_timeout_minutes * 60),
                         timeout: Duration::from_secs(w.timeout_seconds),

@@ -151,6 +151,7 @@ impl Dispatcher {
         }
         let p = Arc::new(PreparedBulletin {
             id,
+            kind: b.kind,
             subject: b.subject,
             html: b.html,
             text: b.text,

@@ -80,9 +80,37 @@ pub struct NoticeRequest {
     pub lists: Vec<ListName>,
     pub triggered_by: String,
     pub idempotency_key: Option<String>,
+    /// E-mail always; WeChat adds one text mass send to the account's followers.
+    pub channels: Vec<ChannelKind>,
 }
 
+/// A WeChat text message is kept short: followers read it in the chat list.
+pub const WECHAT_TEXT_MAX_CHARS: usize = 600;
+
 impl NoticeRequest {
+    /// Sets the channels (`email`, `wechat`); e-mail is always included.
+    pub fn with_channels(mut self, channels: &[String]) -> Result<Self, NoticeError> {
+        let mut out = vec![ChannelKind::Email];
+        for c in channels {
+            let c: ChannelKind = c
+                .trim()
+                .parse()
+                .map_err(|m: String| invalid("channels", m))?;
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        self.channels = out;
+        Ok(self)
+    }
+
+    /// The text a WeChat follower gets: title, then the body as plain text, cut short.
+    pub fn wechat_text(&self) -> String {
+        let body = markdown::to_text(&self.body, usize::MAX);
+        let text = format!("{}\n\n{}", self.title, body.trim());
+        crate::render::truncate_chars(&text, WECHAT_TEXT_MAX_CHARS)
+    }
+
     /// Checks every field; the error names the field.
     pub fn parse(
         title: &str,
@@ -123,6 +151,7 @@ impl NoticeRequest {
             lists: parsed,
             triggered_by: triggered_by.to_string(),
             idempotency_key,
+            channels: vec![ChannelKind::Email],
         })
     }
 
@@ -130,7 +159,8 @@ impl NoticeRequest {
     pub fn content_key(&self) -> String {
         let mut lists: Vec<&str> = self.lists.iter().map(|l| l.as_str()).collect();
         lists.sort();
-        let canonical = serde_json::json!([self.title, self.body, self.severity, lists]);
+        let channels: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
+        let canonical = serde_json::json!([self.title, self.body, self.severity, lists, channels]);
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
@@ -240,6 +270,13 @@ pub struct NoticeOutcome {
     pub deliveries: u64,
 }
 
+/// WeChat mass sends used and allowed in the last 24 hours.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WechatQuota {
+    pub used: i64,
+    pub limit: i64,
+}
+
 /// Creates notices: the store work behind the CLI and the admin API. Never sends.
 pub struct Notices {
     store: Arc<dyn Store>,
@@ -263,6 +300,33 @@ impl Notices {
         }
     }
 
+    /// The account-wide WeChat row, when WeChat is configured.
+    fn accounts(&self) -> Vec<(ChannelKind, String)> {
+        self.config
+            .wechat
+            .iter()
+            .map(|w| {
+                (
+                    ChannelKind::Wechat,
+                    crate::channel::wechat::account_recipient(&w.appid),
+                )
+            })
+            .collect()
+    }
+
+    /// WeChat mass sends in the last 24 h against `wechat.mass_send_daily_quota` (§7.1, §11
+    /// of the WeChat reference): shown before a notice goes to WeChat, and enforced.
+    pub async fn wechat_quota(&self) -> Result<WechatQuota, NoticeError> {
+        let limit = self
+            .config
+            .wechat
+            .as_ref()
+            .map_or(0, |w| w.mass_send_daily_quota);
+        let since = self.clock.now() - chrono::Duration::hours(24);
+        let used = self.store.wechat_mass_sends_since(since).await?;
+        Ok(WechatQuota { used, limit })
+    }
+
     /// Queues the notice (once) ahead of scheduled work and wakes the dispatcher.
     pub async fn send(&self, req: &NoticeRequest) -> Result<NoticeOutcome, NoticeError> {
         for l in &req.lists {
@@ -270,6 +334,27 @@ impl Notices {
                 return Err(NoticeError::UnknownList(l.to_string()));
             }
         }
+        let wechat = if req.channels.contains(&ChannelKind::Wechat) {
+            let Some(w) = &self.config.wechat else {
+                return Err(invalid(
+                    "channels",
+                    "WeChat is not configured (no enabled [wechat] section)",
+                ));
+            };
+            let q = self.wechat_quota().await?;
+            if q.used >= q.limit {
+                return Err(invalid(
+                    "channels",
+                    format!(
+                        "the WeChat mass-send quota is used up: {} of {} in the last 24 h (a verified subscription account gets 1 a day; service-account followers get at most 4 a month); send by e-mail only, or later",
+                        q.used, q.limit
+                    ),
+                ));
+            }
+            Some(w.clone())
+        } else {
+            None
+        };
         let language = self.config.default_language.clone();
         let rendered = render_notice(req, &self.config.publisher, &language)?;
         let now = self.clock.now();
@@ -284,10 +369,15 @@ impl Notices {
             html: rendered.html,
             text: rendered.text,
             lists: req.lists.clone(),
-            channels: vec![ChannelKind::Email],
+            channels: req.channels.clone(),
             priority: NOTICE_PRIORITY,
             record_ids: vec![],
-            wechat: None,
+            wechat: wechat.as_ref().map(|w| crate::render::WechatArticle {
+                title: crate::render::truncate_chars(&req.title, crate::render::WECHAT_TITLE_MAX),
+                author: w.author.clone(),
+                digest: String::new(),
+                html: req.wechat_text(),
+            }),
         };
         let meta = NoticeMeta {
             severity: req.severity.as_str().to_string(),
@@ -310,7 +400,10 @@ impl Notices {
         }
         // A crash between create and fan-out leaves the bulletin `fanning_out`; the
         // scheduler's resume finishes it.
-        let deliveries = self.store.fan_out(id, FAN_OUT_PAGE, &[], now).await?;
+        let deliveries = self
+            .store
+            .fan_out(id, FAN_OUT_PAGE, &self.accounts(), now)
+            .await?;
         info!(notice = id, severity = req.severity.as_str(), by = %req.triggered_by, recipients = deliveries, "notice queued");
         self.wake_dispatcher.notify_one();
         Ok(NoticeOutcome {

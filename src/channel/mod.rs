@@ -15,6 +15,8 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub struct PreparedBulletin {
     pub id: i64,
+    /// `record`, `digest` or `notice`.
+    pub kind: String,
     pub subject: String,
     pub html: String,
     pub text: String,

@@ -646,6 +646,9 @@ struct NoticeBody {
     key: Option<String>,
     #[serde(default = "default_by")]
     by: String,
+    /// `email` (always) and optionally `wechat`.
+    #[serde(default)]
+    channels: Vec<String>,
 }
 
 fn default_severity() -> String {
@@ -668,6 +671,7 @@ async fn notice(
         &b.by,
         b.key.as_deref(),
     )
+    .and_then(|r| r.with_channels(&b.channels))
     .map_err(notice_error)?;
     let out = ctx.notices.send(&req).await.map_err(notice_error)?;
     let status = if out.created {

@@ -446,6 +446,8 @@ pub trait Store: Send + Sync + 'static {
     // WeChat step state and upload cache
     async fn wechat_job(&self, delivery_id: i64) -> Result<Option<WechatJob>>;
     async fn save_wechat_job(&self, job: &WechatJob, now: DateTime<Utc>) -> Result<()>;
+    /// WeChat mass sends submitted since `since` (for the quota shown before a notice).
+    async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64>;
     async fn wechat_media(
         &self,
         appid: &str,

@@ -1039,6 +1039,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM wechat_jobs WHERE msg_id IS NOT NULL AND updated_at >= ?",
+        )
+        .bind(ms(since))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn wechat_media(
         &self,
         appid: &str,
@@ -1184,8 +1193,8 @@ impl Store for SqliteStore {
         // One statement: the check and the insert cannot be split by another writer.
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records,
-             channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key)
-             SELECT 'notice', NULL, NULL, ?, ?, ?, ?, ?, '', ?, ?, 'fanning_out', ?, ?, ?, ?, ?
+             channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key, wechat_json)
+             SELECT 'notice', NULL, NULL, ?, ?, ?, ?, ?, '', ?, ?, 'fanning_out', ?, ?, ?, ?, ?, ?
              WHERE NOT EXISTS (SELECT 1 FROM bulletins WHERE kind = 'notice'
                  AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?)))
              RETURNING id",
@@ -1202,6 +1211,11 @@ impl Store for SqliteStore {
         .bind(&meta.triggered_by)
         .bind(&meta.idempotency_key)
         .bind(&meta.content_key)
+        .bind(
+            b.wechat
+                .as_ref()
+                .map(|w| serde_json::to_string(w).expect("article serialises")),
+        )
         .bind(&meta.idempotency_key)
         .bind(&meta.idempotency_key)
         .bind(&meta.content_key)

@@ -51,6 +51,7 @@ pub struct FakeState {
     pub drafts: HashMap<String, Value>,
     publishes: HashMap<String, (String, u32)>,
     pub mass_sends: HashMap<String, u64>,
+    pub mass_texts: Vec<String>,
 }
 
 impl FakeState {
@@ -447,11 +448,21 @@ async fn mass_sendall(
             json!({"errcode": 45065, "errmsg": "clientmsgid exist rid: 6584fd9e-56fbbc7e-310e0214", "msg_id": id}),
         );
     }
-    if !s
-        .drafts
-        .contains_key(body["mpnews"]["media_id"].as_str().unwrap_or(""))
-    {
-        return error(40007, "invalid media_id");
+    // mpnews needs a known draft; the text variant needs a content (§7.1).
+    match body["msgtype"].as_str() {
+        Some("mpnews") => {
+            if !s
+                .drafts
+                .contains_key(body["mpnews"]["media_id"].as_str().unwrap_or(""))
+            {
+                return error(40007, "invalid media_id");
+            }
+        }
+        Some("text") => match body["text"]["content"].as_str().filter(|t| !t.is_empty()) {
+            Some(t) => s.mass_texts.push(t.to_string()),
+            None => return error(44002, "empty post data"),
+        },
+        _ => return error(40004, "invalid media type"),
     }
     let id = s.id();
     s.mass_sends.insert(key, id);

@@ -532,3 +532,66 @@ async fn secrets_and_tokens_stay_out_of_logs_and_the_ledger_shows_wechat_ids() {
         "an access token leaked into the logs"
     );
 }
+
+#[tokio::test]
+async fn an_urgent_notice_reaches_followers_as_one_text_mass_send_within_the_quota() {
+    let (t, fake) = spawn_wechat("draft").await;
+    let req = |title: &str| {
+        bulletin::notice::NoticeRequest::parse(
+            title,
+            "The **venue** has changed.",
+            "urgent",
+            &["partners".into()],
+            "ops",
+            None,
+        )
+        .unwrap()
+        .with_channels(&["email".into(), "wechat".into()])
+        .unwrap()
+    };
+    assert_eq!(t.app.notices.wechat_quota().await.unwrap().used, 0);
+    let out = t
+        .app
+        .notices
+        .send(&req("Session moved to room 3"))
+        .await
+        .unwrap();
+    t.app.run_pending(None).await.unwrap();
+    let rows = wechat_rows(&t).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].bulletin_id, rows[0].status.as_str()),
+        (out.id, "sent"),
+        "{:?}",
+        rows[0]
+    );
+    fake.with(|s| {
+        assert_eq!(s.mass_texts.len(), 1);
+        assert!(
+            s.mass_texts[0].starts_with("Session moved to room 3\n\nThe venue has changed."),
+            "{:?}",
+            s.mass_texts
+        );
+        assert_eq!(
+            s.count("/cgi-bin/draft/add"),
+            0,
+            "a notice is a text, not an article"
+        );
+    });
+
+    // The account's daily mass send is used: the next WeChat notice is refused with the reason.
+    assert_eq!(t.app.notices.wechat_quota().await.unwrap().used, 1);
+    let e = t
+        .app
+        .notices
+        .send(&req("Another change"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mass-send quota is used up: 1 of 1"), "{e}");
+    assert_eq!(
+        t.app.store.bulletins(10).await.unwrap().len(),
+        1,
+        "nothing was queued"
+    );
+}

@@ -28,6 +28,12 @@ const UPLOADIMG_MAX: usize = 1024 * 1024;
 /// `material/add_material?type=image` takes up to 10 MB (§3.2).
 const MATERIAL_MAX: usize = 10 * 1024 * 1024;
 
+/// What a mass send carries: a draft (an article) or a text (an urgent notice).
+enum MassContent<'a> {
+    Draft(&'a str),
+    Text(&'a str),
+}
+
 enum Backend {
     Api(WechatClient),
     /// Writes the article and the calls it would make, for the demo and dry runs.
@@ -203,6 +209,13 @@ impl WechatChannel {
                 ..Default::default()
             });
 
+        if b.kind == "notice" {
+            // An urgent notice: one text mass send to followers, no draft (§7.1 text variant).
+            return self
+                .mass_send(api, &mut st, MassContent::Text(&article.html), b.id)
+                .await;
+        }
+
         // Step 1: images and the draft (§3, §4.1).
         let draft = match &st.draft_media_id {
             Some(d) => d.clone(),
@@ -259,7 +272,10 @@ impl WechatChannel {
                 message_id: Some(draft),
             }),
             WechatMode::Publish => self.publish(api, &mut st, &draft).await,
-            WechatMode::MassSend => self.mass_send(api, &mut st, &draft, b.id).await,
+            WechatMode::MassSend => {
+                self.mass_send(api, &mut st, MassContent::Draft(&draft), b.id)
+                    .await
+            }
         }
     }
 
@@ -370,7 +386,7 @@ impl WechatChannel {
         &self,
         api: &WechatClient,
         st: &mut WechatJob,
-        draft: &str,
+        content: MassContent<'_>,
         bulletin: i64,
     ) -> Result<Receipt, SendError> {
         if let Some(msg_id) = &st.msg_id {
@@ -384,13 +400,21 @@ impl WechatChannel {
             Some(tag) => json!({ "is_to_all": false, "tag_id": tag }),
             None => json!({ "is_to_all": true }),
         };
-        let body = json!({
-            "filter": filter,
-            "mpnews": { "media_id": draft },
-            "msgtype": "mpnews",
-            "send_ignore_reprint": 0,
-            "clientmsgid": self.clientmsgid(bulletin),
-        });
+        let body = match content {
+            MassContent::Draft(draft) => json!({
+                "filter": filter,
+                "mpnews": { "media_id": draft },
+                "msgtype": "mpnews",
+                "send_ignore_reprint": 0,
+                "clientmsgid": self.clientmsgid(bulletin),
+            }),
+            MassContent::Text(text) => json!({
+                "filter": filter,
+                "text": { "content": text },
+                "msgtype": "text",
+                "clientmsgid": self.clientmsgid(bulletin),
+            }),
+        };
         let (v, dedup) = match api.post_json("/cgi-bin/message/mass/sendall", &body).await {
             Ok(v) => (v, false),
             Err(ApiError::Wechat {
@@ -438,6 +462,22 @@ impl WechatChannel {
         };
         std::fs::create_dir_all(&folder).map_err(io)?;
         std::fs::write(folder.join("article.html"), &article.html).map_err(io)?;
+        if b.kind == "notice" {
+            std::fs::write(folder.join("notice.txt"), &article.html).map_err(io)?;
+            let calls = json!([
+                {"call": "POST /cgi-bin/stable_token", "body": {"grant_type": "client_credential", "appid": self.cfg.appid, "secret": "[AppSecret]", "force_refresh": false}},
+                {"call": "POST /cgi-bin/message/mass/sendall?access_token=[token]", "body": {
+                    "filter": {"is_to_all": self.cfg.mass_send_tag.is_none(), "tag_id": self.cfg.mass_send_tag},
+                    "text": {"content": article.html}, "msgtype": "text", "clientmsgid": self.clientmsgid(b.id)}},
+            ]);
+            let text = serde_json::to_string_pretty(&calls).expect("JSON");
+            std::fs::write(folder.join("calls.json"), text).map_err(io)?;
+            return Ok(Receipt {
+                code: None,
+                reply: format!("written to the WeChat outbox {}", folder.display()),
+                message_id: None,
+            });
+        }
         let mut calls = vec![json!({
             "call": "POST /cgi-bin/stable_token",
             "body": {"grant_type": "client_credential", "appid": self.cfg.appid, "secret": "[AppSecret]", "force_refresh": false}
