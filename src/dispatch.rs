@@ -91,6 +91,7 @@ impl Dispatcher {
             return Ok(());
         }
         self.store.set_bulletin_paused(bulletin, true).await?;
+        self.metrics.error_storm();
         tracing::error!(
             bulletin, channel = %channel, attempts, failures,
             "error storm: bulletin paused; find the cause in its failures, then resume it"
@@ -120,6 +121,7 @@ impl Dispatcher {
         let mut halted = self.halted.lock().expect("halt lock");
         let fresh = halted.get(&channel).is_none_or(|(u, _)| *u < until);
         if fresh {
+            self.metrics.channel_paused(channel);
             tracing::error!(channel = %channel, until = %until, reason = why, "channel paused: the problem is the channel's, not the recipients' — fix it; sending resumes by itself");
             halted.insert(channel, (until, why.to_string()));
         }
@@ -267,6 +269,18 @@ impl Dispatcher {
             .instrument(span)
             .await;
         let elapsed = timer.elapsed();
+        if c.channel == ChannelKind::Wechat {
+            if let Err(e) = &result {
+                // WeChat errcodes are -1 or five digits; HTTP statuses are not counted here.
+                if let Some(code) = e.code.filter(|c| *c == -1 || *c >= 40000) {
+                    self.metrics.wechat_errcode(code);
+                }
+            }
+            if let Some(w) = self.channels.get(&ChannelKind::Wechat) {
+                self.metrics
+                    .sync_wechat_token_refreshes(w.token_refreshes());
+            }
+        }
         let o = match result {
             Ok(r) => outcome(OutcomeKind::Sent, r.code, r.reply, r.message_id),
             Err(e) if e.halt_channel => {

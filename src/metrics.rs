@@ -23,6 +23,11 @@ struct ChannelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrcodeLabels {
+    errcode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FiringLabels {
     schedule: String,
     trigger: String,
@@ -61,6 +66,10 @@ pub struct Metrics {
     firings: Family<FiringLabels, Counter>,
     firing_lag: Histogram,
     ledger: Family<LedgerLabels, Gauge>,
+    wechat_errcodes: Family<ErrcodeLabels, Counter>,
+    wechat_token_refreshes: Counter,
+    channel_pauses: Family<ChannelLabels, Counter>,
+    error_storms: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,7 +126,35 @@ impl Metrics {
             "Ledger rows by channel and status, read from the store at scrape time (queued + retrying + sending = the queue)",
             ledger.clone(),
         );
+        let wechat_errcodes = Family::<ErrcodeLabels, Counter>::default();
+        registry.register(
+            "wechat_errcodes",
+            "WeChat API errcodes met by deliveries (the errcode table of the WeChat reference, §12)",
+            wechat_errcodes.clone(),
+        );
+        let wechat_token_refreshes = Counter::default();
+        registry.register(
+            "wechat_token_refreshes",
+            "WeChat access tokens fetched (stable_token)",
+            wechat_token_refreshes.clone(),
+        );
+        let channel_pauses = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "channel_pauses",
+            "Channel-wide failures that paused a channel (SMTP sender or login refused), by channel",
+            channel_pauses.clone(),
+        );
+        let error_storms = Counter::default();
+        registry.register(
+            "error_storms",
+            "Bulletins paused by an error storm",
+            error_storms.clone(),
+        );
         Self {
+            wechat_errcodes,
+            wechat_token_refreshes,
+            channel_pauses,
+            error_storms,
             last_attempt: Default::default(),
             registry,
             deliveries,
@@ -173,6 +210,37 @@ impl Metrics {
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default()
+    }
+
+    /// A WeChat errcode was met.
+    pub fn wechat_errcode(&self, errcode: i64) {
+        self.wechat_errcodes
+            .get_or_create(&ErrcodeLabels {
+                errcode: errcode.to_string(),
+            })
+            .inc();
+    }
+
+    /// Brings the token-refresh counter up to the client's own count.
+    pub fn sync_wechat_token_refreshes(&self, total: u64) {
+        let seen = self.wechat_token_refreshes.get();
+        if total > seen {
+            self.wechat_token_refreshes.inc_by(total - seen);
+        }
+    }
+
+    /// A channel was paused by a channel-wide failure.
+    pub fn channel_paused(&self, channel: ChannelKind) {
+        self.channel_pauses
+            .get_or_create(&ChannelLabels {
+                channel: channel.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// A bulletin was paused by an error storm.
+    pub fn error_storm(&self) {
+        self.error_storms.inc();
     }
 
     /// A firing was recorded `lag` after its fire time.

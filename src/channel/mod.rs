@@ -119,4 +119,8 @@ pub trait Channel: Send + Sync + 'static {
     /// How many deliveries may be in flight at once.
     fn concurrency(&self) -> usize;
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError>;
+    /// Access tokens fetched so far, for channels that use them (metrics).
+    fn token_refreshes(&self) -> u64 {
+        0
+    }
 }

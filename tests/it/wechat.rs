@@ -3,6 +3,7 @@
 
 use crate::fake_wechat::{FakeWechat, Fault};
 use crate::harness::*;
+use bulletin::channel::Channel;
 use bulletin::domain::ChannelKind;
 use bulletin::store::{DeliveryFilter, DeliveryRow};
 
@@ -286,6 +287,19 @@ async fn busy_and_quota_errors_are_retried_with_backoff() {
         rows[0]
     );
     assert_eq!(fake.with(|s| s.count("/cgi-bin/draft/add")), 4);
+    let metrics = t.app.metrics.render(t.app.store.as_ref()).await.unwrap();
+    for code in ["-1", "45009"] {
+        assert!(
+            metrics.contains(&format!(
+                "bulletin_wechat_errcodes_total{{errcode=\"{code}\"}} 1"
+            )),
+            "{code}: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("bulletin_wechat_token_refreshes_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

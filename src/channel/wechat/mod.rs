@@ -92,14 +92,6 @@ impl WechatChannel {
         })
     }
 
-    /// The access-token refresh count (for tests and metrics).
-    pub fn token_refreshes(&self) -> u64 {
-        match &self.backend {
-            Backend::Api(c) => c.token_refreshes(),
-            Backend::Outbox(_) => 0,
-        }
-    }
-
     fn clientmsgid(&self, bulletin_id: i64) -> String {
         // ≤ 64 bytes (§7.1): the same for every retry of this bulletin on this store.
         format!("bulletin-{}-{}", self.id_tag, bulletin_id)
@@ -520,6 +512,13 @@ impl Channel for WechatChannel {
 
     fn concurrency(&self) -> usize {
         2
+    }
+
+    fn token_refreshes(&self) -> u64 {
+        match &self.backend {
+            Backend::Api(c) => c.token_refreshes(),
+            Backend::Outbox(_) => 0,
+        }
     }
 
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError> {
