@@ -259,7 +259,9 @@ impl Dispatcher {
                 return outcome(self.retry_or_fail(&c, &e, started), None, e.message, None);
             }
         };
-        let span = tracing::info_span!("delivery", id = c.id, bulletin = c.bulletin_id, channel = %c.channel);
+        // One span per bulletin, a child per delivery: log lines carry both ids.
+        let bulletin_span = tracing::info_span!("bulletin", id = c.bulletin_id);
+        let span = tracing::info_span!(parent: &bulletin_span, "delivery", id = c.id, channel = %c.channel);
         let timer = std::time::Instant::now();
         let result = channel
             .deliver(Job {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// Fan-out page size: recipients read and inserted per transaction.
 pub const FAN_OUT_PAGE: u32 = 5_000;
@@ -187,11 +187,13 @@ impl Scheduler {
             let Some(id) = self.store.create_bulletin(&nb, self.clock.now()).await? else {
                 continue;
             };
+            let span = tracing::info_span!("bulletin", id);
             let n = self
                 .store
                 .fan_out(id, FAN_OUT_PAGE, &self.accounts(), self.clock.now())
+                .instrument(span.clone())
                 .await?;
-            info!(schedule = name, bulletin = id, recipients = n, subject = %nb.subject, "bulletin composed and fanned out");
+            span.in_scope(|| info!(schedule = name, recipients = n, subject = %nb.subject, "bulletin composed and fanned out"));
             bulletins.push(id);
             deliveries += n;
         }
