@@ -732,27 +732,49 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let rows = sqlx::query(
-            "UPDATE deliveries SET
-                ambiguous = CASE WHEN status = 'sending' THEN 1 ELSE ambiguous END,
-                status = 'sending', lease_until = ?, updated_at = ?
-             WHERE id IN (
-                SELECT d.id FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
-                WHERE b.state = 'sending' AND (
-                    (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?)
-                    OR (d.status = 'sending' AND d.lease_until < ?))
-                ORDER BY d.priority DESC, d.next_attempt_at, d.id
-                LIMIT ?)
-             RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id, attempts,
-                       ambiguous, created_at",
-        )
-        .bind(now_ms + lease.as_millis() as i64)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        // Two claims, each walking its own index in order and stopping at `limit`: rows whose
+        // lease expired mid-send (resend policy; flagged ambiguous), then rows due now.
+        let returning = "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
+                         attempts, ambiguous, created_at";
+        let mut rows = Vec::new();
+        if on_expired == ExpiredLease::Resend {
+            rows = sqlx::query(&format!(
+                "UPDATE deliveries SET ambiguous = 1, lease_until = ?, updated_at = ?
+                 WHERE id IN (
+                    SELECT d.id FROM deliveries d INDEXED BY deliveries_leased
+                    WHERE d.status = 'sending' AND d.lease_until < ?
+                      AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+                    ORDER BY d.lease_until LIMIT ?)
+                 {returning}"
+            ))
+            .bind(now_ms + lease.as_millis() as i64)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let left = limit as i64 - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query(&format!(
+                    "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ?
+                     WHERE id IN (
+                        SELECT d.id FROM deliveries d INDEXED BY deliveries_ready
+                        WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?
+                          AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+                        ORDER BY d.priority DESC, d.next_attempt_at, d.id
+                        LIMIT ?)
+                     {returning}"
+                ))
+                .bind(now_ms + lease.as_millis() as i64)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(left)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
         let mut claimed = rows
             .iter()
             .map(|r| {
