@@ -1,0 +1,76 @@
+//! Render micro-benchmarks (criterion): one full bulletin render of the seed record, and
+//! one personalised e-mail (unsubscribe link, headers, MIME) from an already rendered
+//! bulletin — the per-recipient work on the send path. Run: `cargo bench --bench render`.
+
+use bulletin::channel::email::EmailChannel;
+use bulletin::channel::{Job, PreparedBulletin};
+use bulletin::config::Config;
+use bulletin::domain::record::parse_record;
+use bulletin::domain::ChannelKind;
+use bulletin::render::render_bulletin;
+use bulletin::store::Claimed;
+use bulletin::unsubscribe::UnsubscribeSigner;
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::path::Path;
+use std::sync::Arc;
+
+fn root(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn benches(c: &mut Criterion) {
+    let outbox = std::env::temp_dir().join("bulletin-bench-outbox");
+    let demo = std::fs::read_to_string(root("config/demo.toml"))
+        .unwrap()
+        .replace("demo-output/outbox", &outbox.display().to_string())
+        .replace("config/examples/cover.png", &root("config/examples/cover.png").display().to_string())
+        .replace("demo-output/wechat", &outbox.join("wechat").display().to_string());
+    let config = Config::parse(&demo, Path::new("demo.toml"), &|_| None).unwrap();
+    let source = std::fs::read_to_string(root("config/examples/records/lmc-2020-parallel-session-2.toml")).unwrap();
+    let record = parse_record(&source, "seed", "en").unwrap();
+    let records = vec![record];
+
+    c.bench_function("render one bulletin (seed record)", |b| {
+        b.iter(|| render_bulletin(&records, &[vec![]], &config.publisher, "en").unwrap())
+    });
+
+    let rendered = render_bulletin(&records, &[vec![]], &config.publisher, "en").unwrap();
+    let prepared = PreparedBulletin {
+        id: 1,
+        kind: "record".into(),
+        subject: rendered.subject,
+        html: rendered.html,
+        text: rendered.text,
+        images: vec![],
+        wechat: None,
+    };
+    let signer = Arc::new(UnsubscribeSigner::new(vec![7; 32], "https://news.example.org"));
+    let channel = EmailChannel::new(&config.email, signer, "benchtag".into()).unwrap();
+    let claimed = Claimed {
+        id: 42,
+        bulletin_id: 1,
+        channel: ChannelKind::Email,
+        recipient: "reader@example.org".into(),
+        recipient_name: Some("李明宇".into()),
+        list_id: Some(1),
+        subscriber_id: Some(42),
+        attempts: 0,
+        ambiguous: false,
+        created_at: chrono::Utc::now(),
+        suppressed_because: None,
+    };
+    c.bench_function("one personalised e-mail from a rendered bulletin", |b| {
+        b.iter(|| {
+            let m = channel
+                .build(&Job {
+                    delivery: &claimed,
+                    bulletin: &prepared,
+                })
+                .unwrap();
+            m.formatted().len()
+        })
+    });
+}
+
+criterion_group!(render, benches);
+criterion_main!(render);
