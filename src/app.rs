@@ -63,7 +63,11 @@ impl App {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let config = Arc::new(config);
-        let store = store::open(&config.store_url).await?;
+        let store = store::open_with_password(
+            &config.store_url,
+            config.store_password.as_ref().map(|p| p.expose_secret()),
+        )
+        .await?;
         Self::with_store(config, store, clock).await
     }
 
