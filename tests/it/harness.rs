@@ -164,6 +164,8 @@ pub struct Options {
     pub channels: &'static str,
     /// A `[wechat]` section, if any.
     pub wechat: Option<String>,
+    /// The store URL; None: SQLite in the test folder.
+    pub store_url: Option<String>,
 }
 
 impl Default for Options {
@@ -174,6 +176,7 @@ impl Default for Options {
             extra: "",
             channels: r#"["email"]"#,
             wechat: None,
+            store_url: None,
         }
     }
 }
@@ -182,7 +185,7 @@ pub fn config_text(store: &Path, o: &Options) -> String {
     format!(
         r#"
 [store]
-url = "sqlite://{store}"
+url = "{store}"
 
 [publisher]
 names = ["Lancang-Mekong Environmental Cooperation Center", "Foreign Environmental Cooperation Center"]
@@ -221,7 +224,10 @@ channels = {channels}
 
 {wechat}
 "#,
-        store = store.display(),
+        store = o
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", store.display())),
         port = o.smtp_port,
         mode = o.mode,
         extra = o.extra,
