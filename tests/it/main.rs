@@ -12,6 +12,7 @@ mod notices;
 mod openapi;
 mod pg;
 mod records;
+mod scale;
 mod schedules;
 mod store;
 mod unsubscribe;
