@@ -3,6 +3,7 @@
 //! SQLite implementation (one host) and the PostgreSQL one (several instances on one
 //! database) behind it.
 
+pub mod copy;
 mod postgres;
 mod sqlite;
 
@@ -523,4 +524,30 @@ pub async fn open_with_password(url: &str, password: Option<&str>) -> Result<Arc
             crate::config::redact_url(url)
         ))),
     }
+}
+
+/// Copies a SQLite store (`from`, a sqlite:// URL) into an empty PostgreSQL one (`to`),
+/// running the target's migrations first.
+pub async fn copy(from: &str, to: &str, password: Option<&str>) -> Result<copy::CopyReport> {
+    let Some(path) = crate::config::sqlite_path(from) else {
+        return Err(StoreError::Refused(format!(
+            "--from `{}` must be a sqlite:// URL",
+            crate::config::redact_url(from)
+        )));
+    };
+    if !is_postgres_url(to) {
+        return Err(StoreError::Refused(format!(
+            "--to `{}` must be a postgres:// URL",
+            crate::config::redact_url(to)
+        )));
+    }
+    if !path.exists() {
+        return Err(StoreError::Refused(format!(
+            "--from: there is no SQLite store at {}",
+            path.display()
+        )));
+    }
+    let source = SqliteStore::open(&path).await?;
+    let target = PostgresStore::connect(to, password).await?;
+    copy::sqlite_to_postgres(&source, &target).await
 }

@@ -56,6 +56,11 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// The pool, for `store copy`.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord> {
         let body: String = row.get("body_json");
         let record: SessionRecord = serde_json::from_str(&body)

@@ -15,5 +15,6 @@ mod records;
 mod scale;
 mod schedules;
 mod store;
+mod store_copy;
 mod unsubscribe;
 mod wechat;
