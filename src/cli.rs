@@ -46,6 +46,10 @@ pub enum Command {
         /// Do what is due now (resume, catch up, send) and exit.
         #[arg(long)]
         once: bool,
+        /// What this instance runs, comma-separated: scheduler, sender, admin (admin API,
+        /// dashboard, metrics and the public unsubscribe endpoint). Default: all three.
+        #[arg(long, default_value = "scheduler,sender,admin", value_parser = crate::app::Roles::parse)]
+        roles: crate::app::Roles,
     },
     /// Try it: a fresh embedded store, the example record and list, delivered to an outbox folder.
     Demo {
@@ -350,7 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { once } => {
+        Command::Serve { once, roles } => {
             let app = app(&cli).await?;
             if *once {
                 app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
@@ -369,7 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("shutdown requested; finishing sends in flight");
                 s.cancel();
             });
-            app.serve(shutdown).await.map_err(app_err)
+            app.serve_roles(*roles, shutdown).await.map_err(app_err)
         }
         Command::Import { files } => {
             let app = app(&cli).await?;

@@ -12,6 +12,7 @@ mod notices;
 mod openapi;
 mod pg;
 mod records;
+mod roles;
 mod scale;
 mod schedules;
 mod store;
