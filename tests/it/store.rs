@@ -233,7 +233,10 @@ async fn lists_and_subscribers_never_reactivated(url: &str) {
         .await
         .unwrap();
     assert_eq!((c.added, c.updated, c.unchanged), (0, 2, 0));
-    let c = s.upsert_subscribers(id, &[a.clone()], t0()).await.unwrap();
+    let c = s
+        .upsert_subscribers(id, std::slice::from_ref(&a), t0())
+        .await
+        .unwrap();
     assert_eq!((c.added, c.updated, c.unchanged), (0, 0, 1));
     assert!(s
         .set_subscriber_status(id, "a@example.org", SubscriberStatus::Unsubscribed, t0())
