@@ -59,17 +59,27 @@ impl PostgresStore {
         if let Some(pw) = password {
             opts = opts.password(pw);
         }
+        let refused = |e: sqlx::Error| {
+            StoreError::Refused(format!(
+                "cannot connect to the PostgreSQL store at {shown}: {}",
+                redact_err(&e, password)
+            ))
+        };
+        // One direct connection first: the pool retries until its timeout and then reports
+        // only "pool timed out"; this reports why (refused, unknown role, no database).
+        sqlx::Connection::close(
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts)
+                .await
+                .map_err(refused)?,
+        )
+        .await
+        .map_err(refused)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(opts)
             .await
-            .map_err(|e| {
-                StoreError::Refused(format!(
-                    "cannot connect to the PostgreSQL store at {shown}: {}",
-                    redact_err(&e, password)
-                ))
-            })?;
+            .map_err(refused)?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
