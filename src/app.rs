@@ -40,6 +40,71 @@ pub enum AppError {
     Setup(String),
 }
 
+/// What one daemon instance runs (`serve --roles`); several instances on one PostgreSQL
+/// store may split them, e.g. one small `admin` instance and several `sender`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Fires schedules (and catches up, and finishes fan-outs left unfinished).
+    pub scheduler: bool,
+    /// Claims due ledger rows and delivers them.
+    pub sender: bool,
+    /// The admin API, dashboard and metrics, and the public unsubscribe endpoint.
+    pub admin: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        scheduler: true,
+        sender: true,
+        admin: true,
+    };
+
+    /// Parses a comma-separated list: `scheduler`, `sender`, `admin` (or `all`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut r = Roles {
+            scheduler: false,
+            sender: false,
+            admin: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "scheduler" => r.scheduler = true,
+                "sender" => r.sender = true,
+                "admin" => r.admin = true,
+                "all" => r = Roles::ALL,
+                other => {
+                    return Err(format!(
+                        "unknown role `{}` (expected scheduler, sender, admin or all)",
+                        other.escape_default()
+                    ))
+                }
+            }
+        }
+        if r == (Roles {
+            scheduler: false,
+            sender: false,
+            admin: false,
+        }) {
+            return Err("name at least one role: scheduler, sender, admin".into());
+        }
+        Ok(r)
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (self.scheduler, "scheduler"),
+            (self.sender, "sender"),
+            (self.admin, "admin"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
 /// Everything a running `bulletin` needs.
 pub struct App {
     pub config: Arc<Config>,
@@ -63,7 +128,11 @@ impl App {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let config = Arc::new(config);
-        let store = store::open(&config.store_url).await?;
+        let store = store::open_with_password(
+            &config.store_url,
+            config.store_password.as_ref().map(|p| p.expose_secret()),
+        )
+        .await?;
         Self::with_store(config, store, clock).await
     }
 
@@ -254,14 +323,29 @@ impl App {
     /// The daemon: binds the admin and public servers from the configuration, then runs
     /// them with the scheduler and dispatcher until `shutdown`.
     pub async fn serve(&self, shutdown: CancellationToken) -> Result<(), AppError> {
+        self.serve_roles(Roles::ALL, shutdown).await
+    }
+
+    /// The daemon running only `roles`; the HTTP servers are bound only with `admin`.
+    pub async fn serve_roles(
+        &self,
+        roles: Roles,
+        shutdown: CancellationToken,
+    ) -> Result<(), AppError> {
         let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| AppError::Setup(format!("cannot listen on {addr} ({what}): {e}")))
         };
-        let admin = bind(self.config.admin.bind, "admin.bind").await?;
-        let public = bind(self.config.public.bind, "public.bind").await?;
-        self.serve_on(admin, public, shutdown).await
+        let http = if roles.admin {
+            Some((
+                bind(self.config.admin.bind, "admin.bind").await?,
+                bind(self.config.public.bind, "public.bind").await?,
+            ))
+        } else {
+            None
+        };
+        self.serve_with(roles, http, shutdown).await
     }
 
     /// The daemon on listeners already bound (tests bind port 0): resumes and catches up,
@@ -273,49 +357,72 @@ impl App {
         public: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), AppError> {
-        // Unfinished work that cannot be finished yet (e.g. a list that does not exist) is
-        // reported and left pending; it must not stop the daemon from sending the rest.
-        if let Err(e) = self.scheduler.resume().await {
-            tracing::error!(error = %e, "could not finish work left by a previous run");
+        self.serve_with(Roles::ALL, Some((admin, public)), shutdown)
+            .await
+    }
+
+    /// The daemon's roles on listeners already bound (`http`: admin and public, used
+    /// when `roles.admin`).
+    pub async fn serve_with(
+        &self,
+        roles: Roles,
+        http: Option<(tokio::net::TcpListener, tokio::net::TcpListener)>,
+        shutdown: CancellationToken,
+    ) -> Result<(), AppError> {
+        let http = if roles.admin { http } else { None };
+        if roles.scheduler {
+            self.start_scheduler_work().await;
         }
-        if let Err(e) = self.scheduler.catch_up().await {
-            tracing::error!(error = %e, "catching up missed firings failed");
-        }
-        if self.config.admin.token.is_none() {
+        if http.is_some() && self.config.admin.token.is_none() {
             tracing::warn!(
                 env = %self.config.admin.token_env,
                 "no admin token configured: the admin API answers 503 except /healthz and /readyz"
             );
         }
         let ctx = self.http_context();
+        let addr =
+            |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!(
             store = %crate::config::redact_url(&self.config.store_url),
-            admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            public = %public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            roles = %roles,
+            admin = %http.as_ref().map(|h| addr(&h.0)).unwrap_or_default(),
+            public = %http.as_ref().map(|h| addr(&h.1)).unwrap_or_default(),
             "bulletin daemon running"
         );
-        let admin_task = tokio::spawn(crate::http::serve(
-            admin,
-            crate::http::admin_router(ctx.clone()),
-            shutdown.clone(),
-        ));
-        let public_task = tokio::spawn(crate::http::serve(
-            public,
-            crate::http::public_router(ctx),
-            shutdown.clone(),
-        ));
-        let sched = self.scheduler.clone();
-        let s1 = shutdown.clone();
-        let scheduler_task = tokio::spawn(async move { sched.run(s1).await });
-        let disp = self.dispatcher.clone();
-        let s2 = shutdown.clone();
-        let mut dispatcher_task = tokio::spawn(async move { disp.run(s2).await });
+        let (admin_task, public_task) = match http {
+            Some((admin, public)) => (
+                Some(tokio::spawn(crate::http::serve(
+                    admin,
+                    crate::http::admin_router(ctx.clone()),
+                    shutdown.clone(),
+                ))),
+                Some(tokio::spawn(crate::http::serve(
+                    public,
+                    crate::http::public_router(ctx),
+                    shutdown.clone(),
+                ))),
+            ),
+            None => (None, None),
+        };
+        let scheduler_task = roles.scheduler.then(|| {
+            let sched = self.scheduler.clone();
+            let s1 = shutdown.clone();
+            tokio::spawn(async move { sched.run(s1).await })
+        });
+        let mut dispatcher_task = roles.sender.then(|| {
+            let disp = self.dispatcher.clone();
+            let s2 = shutdown.clone();
+            tokio::spawn(async move { disp.run(s2).await })
+        });
         let grace = self.config.delivery.shutdown_grace;
         // The dispatcher finishes the batch in flight, within the grace period; past it the
         // sends are abandoned and their rows, still `sending`, are resolved at the next start.
         let dispatcher_done = async {
+            let Some(dispatcher_task) = dispatcher_task.as_mut() else {
+                return;
+            };
             tokio::select! {
-                _ = &mut dispatcher_task => {}
+                _ = &mut *dispatcher_task => {}
                 _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                     tracing::warn!(
                         grace_seconds = grace.as_secs(),
@@ -326,16 +433,47 @@ impl App {
                 }
             }
         };
-        let (a, p, _, ()) = tokio::join!(admin_task, public_task, scheduler_task, dispatcher_done);
+        let joined = |t: Option<tokio::task::JoinHandle<std::io::Result<()>>>| async move {
+            match t {
+                Some(t) => Some(t.await),
+                None => None,
+            }
+        };
+        let (a, p, _, ()) = tokio::join!(
+            joined(admin_task),
+            joined(public_task),
+            async {
+                if let Some(t) = scheduler_task {
+                    let _ = t.await;
+                }
+            },
+            dispatcher_done
+        );
         for (what, r) in [("admin", a), ("public", p)] {
             match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(server = what, error = %e, "HTTP server failed"),
-                Err(e) => tracing::error!(server = what, error = %e, "HTTP server task failed"),
+                None | Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    tracing::error!(server = what, error = %e, "HTTP server failed")
+                }
+                Some(Err(e)) => {
+                    tracing::error!(server = what, error = %e, "HTTP server task failed")
+                }
             }
         }
         info!("bulletin daemon stopped");
         Ok(())
+    }
+
+    /// Work the scheduler role does at start: finish what a previous run left, catch up.
+    async fn start_scheduler_work(&self) {
+        // Unfinished work that cannot be finished yet (e.g. a list that does not exist) is
+        // reported and left pending; it must not stop the daemon from sending the rest.
+        if let Err(e) = self.scheduler.resume().await {
+            tracing::error!(error = %e, "could not finish work left by a previous run");
+        }
+        if let Err(e) = self.scheduler.catch_up().await {
+            tracing::error!(error = %e, "catching up missed firings failed");
+        }
     }
 }
 

@@ -46,6 +46,10 @@ pub enum Command {
         /// Do what is due now (resume, catch up, send) and exit.
         #[arg(long)]
         once: bool,
+        /// What this instance runs, comma-separated: scheduler, sender, admin (admin API,
+        /// dashboard, metrics and the public unsubscribe endpoint). Default: all three.
+        #[arg(long, default_value = "scheduler,sender,admin", value_parser = crate::app::Roles::parse)]
+        roles: crate::app::Roles,
     },
     /// Try it: a fresh embedded store, the example record and list, delivered to an outbox folder.
     Demo {
@@ -148,6 +152,29 @@ pub enum Command {
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// The store itself: migrations, moving from SQLite to PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Apply pending migrations to the configured store and exit (daemons also do it at
+    /// start, under a lock, so this is for operators who migrate separately).
+    Migrate,
+    /// Copy a whole SQLite store (ledger and history included) into an empty PostgreSQL
+    /// database. The PostgreSQL password, if not in the URL, comes from
+    /// BULLETIN_DATABASE_PASSWORD.
+    Copy {
+        /// The SQLite store, e.g. sqlite://data/bulletin.db
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL store, e.g. postgres://bulletin@db/bulletin
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -331,7 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { once } => {
+        Command::Serve { once, roles } => {
             let app = app(&cli).await?;
             if *once {
                 app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
@@ -350,7 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("shutdown requested; finishing sends in flight");
                 s.cancel();
             });
-            app.serve(shutdown).await.map_err(app_err)
+            app.serve_roles(*roles, shutdown).await.map_err(app_err)
         }
         Command::Import { files } => {
             let app = app(&cli).await?;
@@ -497,6 +524,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lists { command } => lists(&cli, command).await,
         Command::Notice { command } => notice_send(&cli, command).await,
         Command::Status { json } => status(&cli, *json).await,
+        Command::Store { command } => store_command(&cli, command).await,
         Command::Schedule { command } => match command {
             ScheduleCommand::List => {
                 let app = app(&cli).await?;
@@ -733,6 +761,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 println!("{t}");
             }
+            Ok(())
+        }
+    }
+}
+
+async fn store_command(cli: &Cli, command: &StoreCommand) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    match command {
+        StoreCommand::Migrate => {
+            let c = load_config(&cli.config)?;
+            crate::store::open_with_password(
+                &c.store_url,
+                c.store_password.as_ref().map(|p| p.expose_secret()),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "migrating the store {}",
+                    crate::config::redact_url(&c.store_url)
+                )
+            })?;
+            println!(
+                "store {}: all migrations applied",
+                crate::config::redact_url(&c.store_url)
+            );
+            Ok(())
+        }
+        StoreCommand::Copy { from, to } => {
+            let password = std::env::var(crate::config::DATABASE_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty());
+            let report = crate::store::copy(from, to, password.as_deref())
+                .await
+                .with_context(|| {
+                    format!(
+                        "copying {} to {}",
+                        crate::config::redact_url(from),
+                        crate::config::redact_url(to)
+                    )
+                })?;
+            for (table, n) in &report {
+                println!("{table}: {n} row(s)");
+            }
+            println!(
+                "copied {} to {}",
+                crate::config::redact_url(from),
+                crate::config::redact_url(to)
+            );
             Ok(())
         }
     }

@@ -196,15 +196,22 @@ pub struct WechatConfig {
 struct RawStore {
     #[serde(default = "default_store_url")]
     url: String,
+    /// PostgreSQL: a file holding the password, when the URL has none and
+    /// `BULLETIN_DATABASE_PASSWORD` is unset.
+    password_file: Option<PathBuf>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             url: default_store_url(),
+            password_file: None,
         }
     }
 }
+
+/// The environment variable holding the PostgreSQL password.
+pub const DATABASE_PASSWORD_ENV: &str = "BULLETIN_DATABASE_PASSWORD";
 
 fn default_store_url() -> String {
     "sqlite://data/bulletin.db".into()
@@ -504,6 +511,8 @@ pub struct NoticeConfig {
 pub struct Config {
     pub file: PathBuf,
     pub store_url: String,
+    /// The PostgreSQL password when the URL carries none (never printed).
+    pub store_password: Option<SecretString>,
     pub default_language: String,
     pub publisher: Publisher,
     pub email: EmailConfig,
@@ -567,16 +576,27 @@ impl Config {
         let default_language = language_tags::LanguageTag::parse(&raw.defaults.language)
             .map_err(|e| err(None, "defaults.language", format!("not a BCP 47 tag: {e}")))?
             .to_string();
-        if !(raw.store.url.starts_with("sqlite:")) {
+        let postgres = crate::store::is_postgres_url(&raw.store.url);
+        if !(raw.store.url.starts_with("sqlite:") || postgres) {
             return Err(err(
                 None,
                 "store.url",
                 format!(
-                    "`{}` is not supported: use sqlite://PATH (PostgreSQL support is planned)",
+                    "`{}` is not supported: use sqlite://PATH or postgres://USER@HOST[:PORT]/DATABASE",
                     redact_url(&raw.store.url)
                 ),
             ));
         }
+        let store_password = if postgres && !url_has_password(&raw.store.url) {
+            read_secret(
+                env,
+                DATABASE_PASSWORD_ENV,
+                raw.store.password_file.as_deref(),
+            )
+            .map_err(|m| err(None, "store.password_file", m))?
+        } else {
+            None
+        };
 
         let publisher_span = raw.publisher.span();
         let publisher = raw.publisher.into_inner();
@@ -891,6 +911,7 @@ impl Config {
         Ok(Config {
             file: path.to_path_buf(),
             store_url: raw.store.url,
+            store_password,
             default_language,
             publisher,
             email: EmailConfig {
@@ -972,6 +993,14 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// Whether a URL carries a password (`scheme://user:password@host`).
+fn url_has_password(url: &str) -> bool {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => url[s + 3..at].contains(':'),
+        _ => false,
     }
 }
 
@@ -1065,6 +1094,35 @@ lists = ["partners"]
         let src = GOOD.replace("Asia/Shanghai", "Asia/Atlantis");
         let e = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("schedules[1].timezone"), "{e}");
+    }
+
+    #[test]
+    fn postgres_url_takes_the_password_from_env_or_file_and_hides_it() {
+        use secrecy::ExposeSecret;
+        let src = GOOD.replace(
+            "[publisher]",
+            "[store]\nurl = \"postgres://bulletin@db.example/bulletin\"\n\n[publisher]",
+        );
+        let env = |n: &str| match n {
+            DATABASE_PASSWORD_ENV => Some("pg-secret-17".to_string()),
+            other => env_with_password(other),
+        };
+        let c = Config::parse(&src, Path::new("b.toml"), &env).unwrap();
+        assert_eq!(
+            c.store_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string()),
+            Some("pg-secret-17".into())
+        );
+        assert!(!format!("{c:?}").contains("pg-secret-17"));
+        // A password in the URL wins; none is read from the environment.
+        let src2 = src.replace("bulletin@db", "bulletin:inline@db");
+        let c2 = Config::parse(&src2, Path::new("b.toml"), &env).unwrap();
+        assert!(c2.store_password.is_none());
+        // Other schemes are refused, with the password masked.
+        let src3 = src.replace("postgres://bulletin@db", "mysql://u:hidden@db");
+        let e = Config::parse(&src3, Path::new("b.toml"), &env).unwrap_err();
+        assert!(!e.to_string().contains("hidden"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The store: the only module with SQL. One trait shaped by intent (import a record,
 //! record a firing once, fan out, claim due deliveries, record outcomes) with the
-//! SQLite implementation behind it; PostgreSQL follows the same trait.
+//! SQLite implementation (one host) and the PostgreSQL one (several instances on one
+//! database) behind it.
 
+pub mod copy;
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::ExpiredLease;
@@ -512,11 +516,51 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store named by a URL and applies migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with_password(url, None).await
+}
+
+/// Whether a store URL names PostgreSQL.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Opens the store named by a URL, with the PostgreSQL password (used when the URL has
+/// none), and applies migrations.
+pub async fn open_with_password(url: &str, password: Option<&str>) -> Result<Arc<dyn Store>> {
+    if is_postgres_url(url) {
+        return Ok(Arc::new(PostgresStore::connect(url, password).await?));
+    }
     match crate::config::sqlite_path(url) {
         Some(path) => Ok(Arc::new(SqliteStore::open(&path).await?)),
         None => Err(StoreError::Refused(format!(
-            "unsupported store URL `{}`",
+            "unsupported store URL `{}`: use sqlite://PATH or postgres://USER@HOST/DB",
             crate::config::redact_url(url)
         ))),
     }
+}
+
+/// Copies a SQLite store (`from`, a sqlite:// URL) into an empty PostgreSQL one (`to`),
+/// running the target's migrations first.
+pub async fn copy(from: &str, to: &str, password: Option<&str>) -> Result<copy::CopyReport> {
+    let Some(path) = crate::config::sqlite_path(from) else {
+        return Err(StoreError::Refused(format!(
+            "--from `{}` must be a sqlite:// URL",
+            crate::config::redact_url(from)
+        )));
+    };
+    if !is_postgres_url(to) {
+        return Err(StoreError::Refused(format!(
+            "--to `{}` must be a postgres:// URL",
+            crate::config::redact_url(to)
+        )));
+    }
+    if !path.exists() {
+        return Err(StoreError::Refused(format!(
+            "--from: there is no SQLite store at {}",
+            path.display()
+        )));
+    }
+    let source = SqliteStore::open(&path).await?;
+    let target = PostgresStore::connect(to, password).await?;
+    copy::sqlite_to_postgres(&source, &target).await
 }

@@ -56,6 +56,11 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// The pool, for `store copy`.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord> {
         let body: String = row.get("body_json");
         let record: SessionRecord = serde_json::from_str(&body)
@@ -734,7 +739,8 @@ impl Store for SqliteStore {
         }
         // Two claims, each walking its own index in order and stopping at `limit`: rows whose
         // lease expired mid-send (resend policy; flagged ambiguous), then rows due now.
-        let returning = "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
+        let returning =
+            "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
                          attempts, ambiguous, created_at";
         let mut rows = Vec::new();
         if on_expired == ExpiredLease::Resend {

@@ -23,10 +23,19 @@ fn benches(c: &mut Criterion) {
     let demo = std::fs::read_to_string(root("config/demo.toml"))
         .unwrap()
         .replace("demo-output/outbox", &outbox.display().to_string())
-        .replace("config/examples/cover.png", &root("config/examples/cover.png").display().to_string())
-        .replace("demo-output/wechat", &outbox.join("wechat").display().to_string());
+        .replace(
+            "config/examples/cover.png",
+            &root("config/examples/cover.png").display().to_string(),
+        )
+        .replace(
+            "demo-output/wechat",
+            &outbox.join("wechat").display().to_string(),
+        );
     let config = Config::parse(&demo, Path::new("demo.toml"), &|_| None).unwrap();
-    let source = std::fs::read_to_string(root("config/examples/records/lmc-2020-parallel-session-2.toml")).unwrap();
+    let source = std::fs::read_to_string(root(
+        "config/examples/records/lmc-2020-parallel-session-2.toml",
+    ))
+    .unwrap();
     let record = parse_record(&source, "seed", "en").unwrap();
     let records = vec![record];
 
@@ -44,7 +53,10 @@ fn benches(c: &mut Criterion) {
         images: vec![],
         wechat: None,
     };
-    let signer = Arc::new(UnsubscribeSigner::new(vec![7; 32], "https://news.example.org"));
+    let signer = Arc::new(UnsubscribeSigner::new(
+        vec![7; 32],
+        "https://news.example.org",
+    ));
     let channel = EmailChannel::new(&config.email, signer, "benchtag".into()).unwrap();
     let claimed = Claimed {
         id: 42,

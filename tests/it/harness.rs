@@ -166,6 +166,8 @@ pub struct Options {
     pub wechat: Option<String>,
     /// email.smtp.timeout_seconds
     pub smtp_timeout: u64,
+    /// The store URL; None: SQLite in the test folder.
+    pub store_url: Option<String>,
 }
 
 impl Default for Options {
@@ -177,6 +179,7 @@ impl Default for Options {
             channels: r#"["email"]"#,
             wechat: None,
             smtp_timeout: 5,
+            store_url: None,
         }
     }
 }
@@ -185,7 +188,7 @@ pub fn config_text(store: &Path, o: &Options) -> String {
     format!(
         r#"
 [store]
-url = "sqlite://{store}"
+url = "{store}"
 
 [publisher]
 names = ["Lancang-Mekong Environmental Cooperation Center", "Foreign Environmental Cooperation Center"]
@@ -224,7 +227,10 @@ channels = {channels}
 
 {wechat}
 "#,
-        store = store.display(),
+        store = o
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", store.display())),
         port = o.smtp_port,
         mode = o.mode,
         extra = o.extra,

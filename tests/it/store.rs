@@ -1,0 +1,992 @@
+//! The store suite: every test is written once against `Arc<dyn Store>` (opened from a
+//! URL) and runs twice, on SQLite (`<name>::sqlite`) and on PostgreSQL (`<name>::postgres`,
+//! a fresh database per test on the local server; see `pg`).
+
+use crate::harness::small_record;
+use bulletin::config::ExpiredLease;
+use bulletin::domain::record::parse_record;
+use bulletin::domain::subscriber::NewSubscriber;
+use bulletin::domain::{ChannelKind, DeliveryStatus, ListName, RecordState, SubscriberStatus};
+use bulletin::store::{
+    self, ApproveOutcome, BulletinKind, DeliveryFilter, ImageData, ImportOutcome, NewBulletin,
+    NewRecord, NoticeMeta, Outcome, OutcomeKind, PauseOutcome, Store, StoreError, WechatJob,
+    WechatMedia,
+};
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs each named test on both engines.
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("s.db").display());
+                super::$name(&url).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = crate::pg::fresh().await else { return };
+                super::$name(&db.url).await;
+            }
+        }
+    )*};
+}
+
+both_engines!(
+    records_import_approve_and_published_immutability,
+    lists_and_subscribers_never_reactivated,
+    firings_are_recorded_once,
+    records_to_publish_and_bulletins_once_per_schedule,
+    fan_out_is_idempotent_and_adds_accounts,
+    claims_leases_and_expired_leases,
+    outcomes_requeue_and_finishing,
+    pause_and_resume,
+    notices_dedupe,
+    wechat_jobs_and_media,
+    unsubscribe_and_suppression,
+    ledger_filters_and_counts,
+    settings_and_readiness,
+    concurrent_claims_never_overlap,
+    lost_replies_bounces_and_mass_send_counts,
+);
+
+async fn lost_replies_bounces_and_mass_send_counts(url: &str) {
+    let s = open(url).await;
+    // Three bulletins to one address; the first outcome is a lost reply (maybe delivered).
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let b = sending_bulletin(&s, &format!("l{n}"), &["gone@example.org"]).await;
+        let row = s
+            .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.bulletin_id == b)
+            .unwrap();
+        ids.push(row.id);
+    }
+    let mut lost = outcome(
+        ids[0],
+        OutcomeKind::Retry {
+            at: t0() + Span::seconds(60),
+        },
+        t0(),
+    );
+    lost.maybe_delivered = true;
+    s.record_outcomes(&[lost]).await.unwrap();
+    let r = s
+        .deliveries(&DeliveryFilter {
+            ambiguous_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[0]]);
+
+    // Hard failures in 2 bulletins: not yet bounced; in 3: bounced on every list.
+    let hard = |id| {
+        let mut o = outcome(id, OutcomeKind::Failed, t0());
+        o.code = Some(550);
+        o
+    };
+    s.record_outcomes(&[hard(ids[1]), hard(ids[2])])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.note_hard_failure("gone@example.org", 3, t0())
+            .await
+            .unwrap(),
+        0
+    );
+    s.claim_due(t0() + Span::seconds(61), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    s.record_outcomes(&[hard(ids[0])]).await.unwrap();
+    assert_eq!(
+        s.note_hard_failure("gone@example.org", 3, t0())
+            .await
+            .unwrap(),
+        3,
+        "bounced on the three lists"
+    );
+    assert_eq!(
+        s.note_hard_failure("gone@example.org", 0, t0())
+            .await
+            .unwrap(),
+        0,
+        "0 turns it off"
+    );
+
+    // Mass sends counted by time.
+    assert_eq!(s.wechat_mass_sends_since(t0()).await.unwrap(), 0);
+    let job = WechatJob {
+        delivery_id: ids[0],
+        msg_id: Some("1".into()),
+        ..Default::default()
+    };
+    s.save_wechat_job(&job, t0()).await.unwrap();
+    assert_eq!(s.wechat_mass_sends_since(t0()).await.unwrap(), 1);
+    assert_eq!(
+        s.wechat_mass_sends_since(t0() + Span::seconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn open(url: &str) -> Arc<dyn Store> {
+    store::open(url).await.expect("store opens")
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+}
+
+fn new_record(id: &str, title: &str, images: Vec<ImageData>) -> NewRecord {
+    let record = parse_record(&small_record(id, title), "r.toml", "en").unwrap();
+    let hashes: Vec<String> = images.iter().map(|i| i.sha256.clone()).collect();
+    NewRecord {
+        content_hash: record.content_hash(&hashes),
+        record,
+        images,
+        source_file: format!("{id}.toml"),
+    }
+}
+
+fn image(bytes: &[u8]) -> ImageData {
+    ImageData {
+        file: "a.png".into(),
+        content_type: "image/png".into(),
+        sha256: format!("{:x}", bytes.len()),
+        width: 3,
+        height: 4,
+        bytes: bytes.to_vec(),
+    }
+}
+
+fn bulletin(schedule: Option<&str>, lists: &[&str], records: &[&str]) -> NewBulletin {
+    NewBulletin {
+        kind: BulletinKind::Record,
+        schedule: schedule.map(str::to_string),
+        fire_time: Some(t0()),
+        language: "en".into(),
+        subject: "Subject".into(),
+        html: "<p>hi</p>".into(),
+        text: "hi".into(),
+        lists: lists.iter().map(|l| ListName::parse(l).unwrap()).collect(),
+        channels: vec![ChannelKind::Email],
+        priority: 0,
+        record_ids: records.iter().map(|r| r.to_string()).collect(),
+        wechat: None,
+    }
+}
+
+async fn list_with(s: &Arc<dyn Store>, name: &str, emails: &[&str]) -> i64 {
+    let ln = ListName::parse(name).unwrap();
+    s.create_list(&ln, "d", t0()).await.unwrap();
+    let id = s.list(&ln).await.unwrap().unwrap().id;
+    let subs: Vec<_> = emails
+        .iter()
+        .map(|e| NewSubscriber::parse(e, None, None).unwrap())
+        .collect();
+    s.upsert_subscribers(id, &subs, t0()).await.unwrap();
+    id
+}
+
+/// A bulletin (no schedule) to a list of `emails`, fanned out; returns its id.
+async fn sending_bulletin(s: &Arc<dyn Store>, list: &str, emails: &[&str]) -> i64 {
+    list_with(s, list, emails).await;
+    let id = s
+        .create_bulletin(&bulletin(None, &[list], &[]), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    s.fan_out(id, 100, &[], t0()).await.unwrap();
+    id
+}
+
+fn outcome(id: i64, result: OutcomeKind, at: DateTime<Utc>) -> Outcome {
+    Outcome {
+        delivery_id: id,
+        started_at: at,
+        finished_at: at,
+        result,
+        code: Some(250),
+        reply: "reply".into(),
+        message_id: Some(format!("<{id}@t>")),
+        maybe_delivered: false,
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn records_import_approve_and_published_immutability(url: &str) {
+    let s = open(url).await;
+    let r = new_record("r1", "First", vec![image(b"\x89PNG-bytes")]);
+    assert_eq!(
+        s.import_record(&r, t0()).await.unwrap(),
+        ImportOutcome::Created
+    );
+    assert_eq!(
+        s.import_record(&r, t0()).await.unwrap(),
+        ImportOutcome::Unchanged
+    );
+    let imgs = s.record_images("r1").await.unwrap();
+    assert_eq!(imgs.len(), 1);
+    assert_eq!(imgs[0].bytes, b"\x89PNG-bytes");
+    assert_eq!((imgs[0].width, imgs[0].height), (3, 4));
+    let r2 = new_record("r1", "First, edited", vec![]);
+    assert_eq!(
+        s.import_record(&r2, t0()).await.unwrap(),
+        ImportOutcome::Updated
+    );
+    assert!(s.record_images("r1").await.unwrap().is_empty());
+    assert_eq!(
+        s.approve_record("r1", "ed", t0()).await.unwrap(),
+        ApproveOutcome::Approved
+    );
+    assert_eq!(
+        s.approve_record("r1", "ed", t0()).await.unwrap(),
+        ApproveOutcome::AlreadyApproved
+    );
+    let got = s.record("r1").await.unwrap().unwrap();
+    assert_eq!(got.state, RecordState::Approved);
+    assert_eq!(got.approved_by.as_deref(), Some("ed"));
+    assert_eq!(got.approved_at, Some(t0()));
+    // Changing an approved record returns it to draft.
+    assert_eq!(
+        s.import_record(&r, t0()).await.unwrap(),
+        ImportOutcome::ReturnedToDraft
+    );
+    assert_eq!(
+        s.record("r1").await.unwrap().unwrap().state,
+        RecordState::Draft
+    );
+    assert!(matches!(
+        s.approve_record("nope", "ed", t0()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.import_record(&new_record("r2", "Second", vec![]), t0())
+        .await
+        .unwrap();
+    assert_eq!(s.records(None).await.unwrap().len(), 2);
+    assert_eq!(s.records(Some(RecordState::Draft)).await.unwrap().len(), 2);
+    // Published: the same content is unchanged, other content is refused.
+    s.approve_record("r1", "ed", t0()).await.unwrap();
+    s.create_bulletin(&bulletin(Some("s"), &["x"], &["r1"]), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = s.record("r1").await.unwrap().unwrap();
+    assert_eq!(got.state, RecordState::Published);
+    assert_eq!(got.published_at, Some(t0()));
+    assert_eq!(
+        s.import_record(&r, t0()).await.unwrap(),
+        ImportOutcome::Unchanged
+    );
+    let e = s.import_record(&r2, t0()).await.unwrap_err();
+    assert!(e.to_string().contains("published"), "{e}");
+    assert_eq!(
+        s.approve_record("r1", "ed", t0()).await.unwrap(),
+        ApproveOutcome::AlreadyApproved
+    );
+    assert_eq!(
+        s.records(Some(RecordState::Published)).await.unwrap().len(),
+        1
+    );
+}
+
+async fn lists_and_subscribers_never_reactivated(url: &str) {
+    let s = open(url).await;
+    let ln = ListName::parse("partners").unwrap();
+    assert!(s.create_list(&ln, "Partners", t0()).await.unwrap());
+    assert!(!s.create_list(&ln, "again", t0()).await.unwrap());
+    let id = s.list(&ln).await.unwrap().unwrap().id;
+    let a = NewSubscriber::parse("a@example.org", Some("A"), None).unwrap();
+    let b = NewSubscriber::parse("b@example.org", None, Some("fr")).unwrap();
+    let c = s
+        .upsert_subscribers(id, &[a.clone(), b], t0())
+        .await
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (2, 0, 0));
+    let a2 = NewSubscriber::parse("a@example.org", Some("A. Person"), None).unwrap();
+    let c = s
+        .upsert_subscribers(id, &[a2, a.clone()], t0())
+        .await
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (0, 2, 0));
+    let c = s
+        .upsert_subscribers(id, std::slice::from_ref(&a), t0())
+        .await
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (0, 0, 1));
+    assert!(s
+        .set_subscriber_status(id, "a@example.org", SubscriberStatus::Unsubscribed, t0())
+        .await
+        .unwrap());
+    assert!(!s
+        .set_subscriber_status(id, "zz@example.org", SubscriberStatus::Bounced, t0())
+        .await
+        .unwrap());
+    // Importing again never re-activates.
+    s.upsert_subscribers(id, &[a], t0()).await.unwrap();
+    let page = s.subscribers_page(id, 0, 10).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].email, "a@example.org");
+    assert_eq!(page[0].status, SubscriberStatus::Unsubscribed);
+    assert_eq!(page[1].language.as_deref(), Some("fr"));
+    let next = s.subscribers_page(id, page[0].id, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].email, "b@example.org");
+    let sum = s.list(&ln).await.unwrap().unwrap();
+    assert_eq!((sum.active, sum.unsubscribed, sum.bounced), (1, 1, 0));
+    assert_eq!(sum.description, "Partners");
+    assert!(s.remove_subscriber(id, "b@example.org").await.unwrap());
+    assert!(!s.remove_subscriber(id, "b@example.org").await.unwrap());
+    s.create_list(&ListName::parse("alpha").unwrap(), "", t0())
+        .await
+        .unwrap();
+    let all = s.lists().await.unwrap();
+    assert_eq!(
+        all.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        ["alpha", "partners"]
+    );
+    assert!(s
+        .list(&ListName::parse("none").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn firings_are_recorded_once(url: &str) {
+    let s = open(url).await;
+    let at = t0() + Span::hours(9);
+    assert!(s.record_firing("m", at, "cron", t0()).await.unwrap());
+    assert!(!s.record_firing("m", at, "manual", t0()).await.unwrap());
+    assert!(s
+        .record_firing("m", at + Span::days(1), "cron", t0())
+        .await
+        .unwrap());
+    assert_eq!(s.last_firing("m").await.unwrap(), Some(at + Span::days(1)));
+    assert_eq!(s.last_firing("other").await.unwrap(), None);
+    assert_eq!(s.unfinished_firings().await.unwrap().len(), 2);
+    s.finish_firing("m", at, 1, t0()).await.unwrap();
+    assert_eq!(
+        s.unfinished_firings().await.unwrap(),
+        vec![("m".to_string(), at + Span::days(1))]
+    );
+}
+
+async fn records_to_publish_and_bulletins_once_per_schedule(url: &str) {
+    let s = open(url).await;
+    for (id, at) in [("r1", 2), ("r2", 1), ("r3", 3)] {
+        s.import_record(&new_record(id, id, vec![]), t0())
+            .await
+            .unwrap();
+        if id != "r3" {
+            s.approve_record(id, "ed", t0() + Span::minutes(at))
+                .await
+                .unwrap();
+        }
+    }
+    s.record_firing("a", t0() + Span::hours(1), "cron", t0() + Span::hours(1))
+        .await
+        .unwrap();
+    let due: Vec<String> = s
+        .records_to_publish("a")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.record.id.to_string())
+        .collect();
+    assert_eq!(due, ["r2", "r1"], "oldest approval first; drafts never");
+    let b = bulletin(Some("a"), &["x"], &["r2", "r1"]);
+    let id = s.create_bulletin(&b, t0()).await.unwrap().unwrap();
+    assert_eq!(s.create_bulletin(&b, t0()).await.unwrap(), None);
+    assert!(s.records_to_publish("a").await.unwrap().is_empty());
+    let stored = s.bulletin(id).await.unwrap().unwrap();
+    assert_eq!(stored.record_ids, ["r2", "r1"]);
+    assert_eq!(stored.lists, ["x"]);
+    assert_eq!(stored.channels, ["email"]);
+    assert_eq!(stored.state, "fanning_out");
+    assert_eq!(stored.schedule.as_deref(), Some("a"));
+    assert_eq!(s.bulletins_fanning_out().await.unwrap(), vec![id]);
+    // A schedule added later does not resend the archive; it takes what is approved after.
+    s.record_firing("b", t0() + Span::hours(2), "cron", t0() + Span::hours(2))
+        .await
+        .unwrap();
+    assert!(s.records_to_publish("b").await.unwrap().is_empty());
+    s.approve_record("r3", "ed", t0() + Span::hours(3))
+        .await
+        .unwrap();
+    let due_b: Vec<String> = s
+        .records_to_publish("b")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.record.id.to_string())
+        .collect();
+    assert_eq!(due_b, ["r3"]);
+    assert_eq!(s.bulletins(10).await.unwrap().len(), 1);
+}
+
+async fn fan_out_is_idempotent_and_adds_accounts(url: &str) {
+    let s = open(url).await;
+    let list = list_with(&s, "p", &["a@x.org", "b@x.org", "c@x.org", "d@x.org"]).await;
+    s.set_subscriber_status(list, "d@x.org", SubscriberStatus::Bounced, t0())
+        .await
+        .unwrap();
+    let mut b = bulletin(None, &["p"], &[]);
+    b.channels = vec![ChannelKind::Email, ChannelKind::Wechat];
+    b.wechat = Some(bulletin::render::WechatArticle {
+        title: "T".into(),
+        author: "A".into(),
+        digest: "D".into(),
+        html: "<p>x</p>".into(),
+    });
+    let id = s.create_bulletin(&b, t0()).await.unwrap().unwrap();
+    let accounts = [(ChannelKind::Wechat, "wx-app".to_string())];
+    // Pages of 2: every active subscriber, once, plus the account.
+    assert_eq!(s.fan_out(id, 2, &accounts, t0()).await.unwrap(), 4);
+    assert_eq!(s.fan_out(id, 2, &accounts, t0()).await.unwrap(), 0);
+    assert!(s.bulletins_fanning_out().await.unwrap().is_empty());
+    let stored = s.bulletin(id).await.unwrap().unwrap();
+    assert_eq!(stored.state, "sending");
+    assert_eq!(stored.wechat.unwrap().title, "T");
+    let counts = s.delivery_counts(Some(id)).await.unwrap();
+    let n = |ch: &str| {
+        counts
+            .iter()
+            .filter(|c| c.channel == ch)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    assert_eq!((n("email"), n("wechat")), (3, 1));
+    let mut missing = bulletin(None, &["nolist"], &[]);
+    missing.record_ids.clear();
+    let mid = s.create_bulletin(&missing, t0()).await.unwrap().unwrap();
+    let e = s.fan_out(mid, 10, &[], t0()).await.unwrap_err();
+    assert!(e.to_string().contains("nolist"), "{e}");
+}
+
+async fn claims_leases_and_expired_leases(url: &str) {
+    let s = open(url).await;
+    let b = sending_bulletin(&s, "p", &["a@x.org", "b@x.org", "c@x.org"]).await;
+    assert_eq!(s.next_due().await.unwrap(), Some(t0()));
+    let first = s
+        .claim_due(t0(), 2, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|c| !c.ambiguous && c.attempts == 0));
+    assert!(first.iter().all(|c| c.bulletin_id == b));
+    let second = s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert!(s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .is_empty());
+    let sending = DeliveryFilter {
+        status: Some(DeliveryStatus::Sending),
+        ..Default::default()
+    };
+    assert_eq!(s.count_deliveries(&sending).await.unwrap(), 3);
+    // The lease is the next thing due.
+    let lease_end = t0() + Span::seconds(60);
+    assert_eq!(s.next_due().await.unwrap(), Some(lease_end));
+    // Not yet expired: nothing to take.
+    assert!(s
+        .claim_due(lease_end, 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .is_empty());
+    // Expired, Resend: taken again, marked ambiguous.
+    let later = lease_end + Span::seconds(1);
+    let again = s
+        .claim_due(later, 1, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].ambiguous);
+    // Expired, Hold: the other two are held for an operator, not sent.
+    assert!(s
+        .claim_due(later, 10, LEASE, ExpiredLease::Hold)
+        .await
+        .unwrap()
+        .is_empty());
+    let held = DeliveryFilter {
+        status: Some(DeliveryStatus::Held),
+        ambiguous_only: true,
+        ..Default::default()
+    };
+    assert_eq!(s.count_deliveries(&held).await.unwrap(), 2);
+    let rows = s.deliveries(&held).await.unwrap();
+    assert!(rows[0].last_error.as_deref().unwrap().contains("lease"));
+    // Held rows keep the bulletin open.
+    assert_eq!(s.finish_bulletins().await.unwrap(), 0);
+}
+
+async fn outcomes_requeue_and_finishing(url: &str) {
+    let s = open(url).await;
+    let emails = ["a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org"];
+    let b = sending_bulletin(&s, "p", &emails).await;
+    let claimed = s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    let by: std::collections::HashMap<String, i64> = claimed
+        .iter()
+        .map(|c| (c.recipient.clone(), c.id))
+        .collect();
+    let t = t0() + Span::seconds(5);
+    let retry_at = t0() + Span::minutes(10);
+    let wait_at = t0() + Span::minutes(5);
+    s.record_outcomes(&[
+        outcome(by["a@x.org"], OutcomeKind::Sent, t),
+        outcome(by["b@x.org"], OutcomeKind::Retry { at: retry_at }, t),
+        outcome(by["c@x.org"], OutcomeKind::Wait { at: wait_at }, t),
+        outcome(by["d@x.org"], OutcomeKind::Failed, t),
+        outcome(by["e@x.org"], OutcomeKind::Suppressed, t),
+    ])
+    .await
+    .unwrap();
+    let row = |e: &str| {
+        let s = s.clone();
+        let id = by[e];
+        async move { s.delivery(id).await.unwrap().unwrap() }
+    };
+    let a = row("a@x.org").await;
+    assert_eq!((a.status.as_str(), a.attempts), ("sent", 1));
+    assert_eq!(a.sent_at, Some(t));
+    assert_eq!(
+        a.message_id.as_deref(),
+        Some(&*format!("<{}@t>", by["a@x.org"]))
+    );
+    assert_eq!(a.last_error, None);
+    let r = row("b@x.org").await;
+    assert_eq!((r.status.as_str(), r.attempts), ("retrying", 1));
+    assert_eq!(r.next_attempt_at, Some(retry_at));
+    assert_eq!(r.last_error.as_deref(), Some("reply"));
+    let w = row("c@x.org").await;
+    assert_eq!(
+        (w.status.as_str(), w.attempts),
+        ("retrying", 0),
+        "waiting is not an attempt"
+    );
+    assert_eq!(row("d@x.org").await.status, "failed");
+    let sup = row("e@x.org").await;
+    assert_eq!((sup.status.as_str(), sup.attempts), ("suppressed", 0));
+    let attempts = s
+        .attempts(&by.values().copied().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 4, "suppressed rows have no attempt");
+    assert!(attempts.iter().any(|a| a.outcome == "waiting"));
+    assert_eq!(s.next_due().await.unwrap(), Some(wait_at));
+    // Retry and wait rows come back when due, not before.
+    assert!(s
+        .claim_due(t0() + Span::minutes(4), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .is_empty());
+    let back = s
+        .claim_due(t0() + Span::minutes(11), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(back.len(), 2);
+    assert_eq!(
+        back.iter()
+            .find(|c| c.recipient == "b@x.org")
+            .unwrap()
+            .attempts,
+        1
+    );
+    assert_eq!(s.finish_bulletins().await.unwrap(), 0);
+    let t2 = t0() + Span::minutes(12);
+    s.record_outcomes(
+        &back
+            .iter()
+            .map(|c| outcome(c.id, OutcomeKind::Sent, t2))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.finish_bulletins().await.unwrap(), 1);
+    assert_eq!(s.bulletin(b).await.unwrap().unwrap().state, "done");
+    // Requeue the failed row: due now, fresh budget, the bulletin sends again.
+    let t3 = t0() + Span::hours(1);
+    assert_eq!(
+        s.requeue(Some(b), None, &[DeliveryStatus::Failed], t3)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.requeue(Some(b), None, &[], t3).await.unwrap(), 0);
+    let d = row("d@x.org").await;
+    assert_eq!((d.status.as_str(), d.attempts), ("queued", 0));
+    assert_eq!(s.bulletin(b).await.unwrap().unwrap().state, "sending");
+    assert_eq!(
+        s.requeue(None, Some(by["d@x.org"]), &[DeliveryStatus::Failed], t3)
+            .await
+            .unwrap(),
+        0
+    );
+    let again = s
+        .claim_due(t3, 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].recipient, "d@x.org");
+    assert_eq!(s.attempts(&[by["d@x.org"]]).await.unwrap().len(), 1);
+}
+
+async fn pause_and_resume(url: &str) {
+    let s = open(url).await;
+    let b = sending_bulletin(&s, "p", &["a@x.org"]).await;
+    assert_eq!(
+        s.set_bulletin_paused(b, true).await.unwrap(),
+        PauseOutcome::Changed
+    );
+    assert_eq!(
+        s.set_bulletin_paused(b, true).await.unwrap(),
+        PauseOutcome::Unchanged
+    );
+    assert!(s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.next_due().await.unwrap(), None);
+    assert_eq!(
+        s.set_bulletin_paused(b, false).await.unwrap(),
+        PauseOutcome::Changed
+    );
+    let c = s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    s.record_outcomes(&[outcome(c[0].id, OutcomeKind::Sent, t0())])
+        .await
+        .unwrap();
+    s.finish_bulletins().await.unwrap();
+    assert_eq!(
+        s.set_bulletin_paused(b, true).await.unwrap(),
+        PauseOutcome::NotApplicable
+    );
+    assert!(matches!(
+        s.set_bulletin_paused(9999, true).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn notices_dedupe(url: &str) {
+    let s = open(url).await;
+    let mut b = bulletin(None, &["p"], &[]);
+    b.kind = BulletinKind::Notice;
+    b.priority = 10;
+    let meta = |key: Option<&str>, content: &str, since: DateTime<Utc>| NoticeMeta {
+        severity: "urgent".into(),
+        triggered_by: "ops".into(),
+        idempotency_key: key.map(str::to_string),
+        content_key: content.into(),
+        dedupe_since: since,
+    };
+    let before = t0() - Span::hours(1);
+    let (id, created) = s
+        .create_notice(&b, &meta(None, "c1", before), t0())
+        .await
+        .unwrap();
+    assert!(created);
+    // The same content within the window: the first notice.
+    assert_eq!(
+        s.create_notice(&b, &meta(None, "c1", before), t0())
+            .await
+            .unwrap(),
+        (id, false)
+    );
+    // Outside the window: a new one.
+    let (id2, created2) = s
+        .create_notice(
+            &b,
+            &meta(None, "c1", t0() + Span::seconds(1)),
+            t0() + Span::hours(2),
+        )
+        .await
+        .unwrap();
+    assert!(created2 && id2 != id);
+    // An idempotency key: one notice per key, ever, whatever the content.
+    let (k, created_k) = s
+        .create_notice(&b, &meta(Some("key-1"), "c2", before), t0())
+        .await
+        .unwrap();
+    assert!(created_k);
+    assert_eq!(
+        s.create_notice(
+            &b,
+            &meta(Some("key-1"), "c3", t0() + Span::days(9)),
+            t0() + Span::days(10)
+        )
+        .await
+        .unwrap(),
+        (k, false)
+    );
+    let stored = s.bulletin(k).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.kind.as_str(), stored.state.as_str()),
+        ("notice", "fanning_out")
+    );
+}
+
+async fn wechat_jobs_and_media(url: &str) {
+    let s = open(url).await;
+    let mut nb = bulletin(None, &[], &[]);
+    nb.channels = vec![ChannelKind::Wechat];
+    let b = s.create_bulletin(&nb, t0()).await.unwrap().unwrap();
+    s.fan_out(b, 10, &[(ChannelKind::Wechat, "wx".into())], t0())
+        .await
+        .unwrap();
+    let d = s.deliveries(&DeliveryFilter::default()).await.unwrap()[0].id;
+    assert_eq!(s.wechat_job(d).await.unwrap(), None);
+    let mut job = WechatJob {
+        delivery_id: d,
+        draft_media_id: Some("draft".into()),
+        ..Default::default()
+    };
+    s.save_wechat_job(&job, t0()).await.unwrap();
+    assert_eq!(s.wechat_job(d).await.unwrap().as_ref(), Some(&job));
+    job.publish_id = Some("pub".into());
+    job.publish_status = Some(1);
+    job.first_poll_at = Some(t0());
+    job.polls = 3;
+    s.save_wechat_job(&job, t0()).await.unwrap();
+    assert_eq!(s.wechat_job(d).await.unwrap().as_ref(), Some(&job));
+    assert_eq!(s.wechat_media("wx", "h", "material").await.unwrap(), None);
+    let m = WechatMedia {
+        media_id: Some("m1".into()),
+        url: Some("https://x/1".into()),
+    };
+    s.save_wechat_media("wx", "h", "material", &m, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.wechat_media("wx", "h", "material").await.unwrap(),
+        Some(m)
+    );
+    assert_eq!(s.wechat_media("wx", "h", "uploadimg").await.unwrap(), None);
+    let m2 = WechatMedia {
+        media_id: None,
+        url: Some("https://x/2".into()),
+    };
+    s.save_wechat_media("wx", "h", "material", &m2, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.wechat_media("wx", "h", "material").await.unwrap(),
+        Some(m2)
+    );
+}
+
+async fn unsubscribe_and_suppression(url: &str) {
+    let s = open(url).await;
+    let list = list_with(&s, "p", &["a@x.org", "b@x.org", "c@x.org"]).await;
+    let b = s
+        .create_bulletin(&bulletin(None, &["p"], &[]), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    s.fan_out(b, 10, &[], t0()).await.unwrap();
+    let page = s.subscribers_page(list, 0, 10).await.unwrap();
+    let (a, bb) = (page[0].id, page[1].id);
+    let sub = s.subscription(list, a).await.unwrap().unwrap();
+    assert_eq!((sub.list.as_str(), sub.email.as_str()), ("p", "a@x.org"));
+    assert_eq!(sub.status, SubscriberStatus::Active);
+    let u = s.unsubscribe(list, a, t0()).await.unwrap().unwrap();
+    assert_eq!(u.status, SubscriberStatus::Unsubscribed);
+    let u = s.unsubscribe(list, a, t0()).await.unwrap().unwrap();
+    assert_eq!(u.status, SubscriberStatus::Unsubscribed);
+    s.set_subscriber_status(list, "b@x.org", SubscriberStatus::Bounced, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.unsubscribe(list, bb, t0()).await.unwrap().unwrap().status,
+        SubscriberStatus::Bounced,
+        "a bounced address stays bounced"
+    );
+    assert!(s.unsubscribe(list, 9999, t0()).await.unwrap().is_none());
+    assert!(s.subscription(list + 1, a).await.unwrap().is_none());
+    s.remove_subscriber(list, "c@x.org").await.unwrap();
+    // Rows of people who left after fan-out are claimed but marked to be suppressed.
+    let claimed = s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    let why = |e: &str| {
+        claimed
+            .iter()
+            .find(|c| c.recipient == e)
+            .unwrap()
+            .suppressed_because
+            .clone()
+            .unwrap()
+    };
+    assert!(why("a@x.org").contains("unsubscribed"));
+    assert!(why("b@x.org").contains("bounced"));
+    assert!(why("c@x.org").contains("removed"));
+}
+
+async fn ledger_filters_and_counts(url: &str) {
+    let s = open(url).await;
+    let b1 = sending_bulletin(&s, "p", &["a@x.org", "b@x.org"]).await;
+    let b2 = sending_bulletin(&s, "q", &["a@x.org"]).await;
+    let claimed = s
+        .claim_due(t0(), 1, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    let later = t0() + Span::hours(1);
+    s.record_outcomes(&[outcome(claimed[0].id, OutcomeKind::Sent, later)])
+        .await
+        .unwrap();
+    let all = s.deliveries(&DeliveryFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let f = |f: DeliveryFilter| {
+        let s = s.clone();
+        async move {
+            let n = s.count_deliveries(&f).await.unwrap();
+            assert_eq!(s.deliveries(&f).await.unwrap().len() as i64, n);
+            n
+        }
+    };
+    assert_eq!(
+        f(DeliveryFilter {
+            bulletin: Some(b1),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        f(DeliveryFilter {
+            recipient: Some("A@X.ORG".into()),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        f(DeliveryFilter {
+            status: Some(DeliveryStatus::Sent),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        f(DeliveryFilter {
+            since: Some(later),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        f(DeliveryFilter {
+            channel: Some(ChannelKind::Wechat),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        f(DeliveryFilter {
+            bulletin: Some(b2),
+            channel: Some(ChannelKind::Email),
+            status: Some(DeliveryStatus::Queued),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    let paged = s
+        .deliveries(&DeliveryFilter {
+            limit: 1,
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(paged.len(), 1);
+    assert_eq!(paged[0].id, all[1].id);
+    let counts = s.delivery_counts(None).await.unwrap();
+    let total: i64 = counts.iter().map(|c| c.count).sum();
+    assert_eq!(total, 3);
+    assert!(counts
+        .iter()
+        .any(|c| c.status == "sent" && c.count == 1 && c.channel == "email"));
+    assert_eq!(
+        s.delivery_counts(Some(b2))
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.count)
+            .sum::<i64>(),
+        1
+    );
+    assert!(s.delivery(99999).await.unwrap().is_none());
+}
+
+async fn settings_and_readiness(url: &str) {
+    let s = open(url).await;
+    assert_eq!(s.setting_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(s.setting_or_insert("k", "second").await.unwrap(), "first");
+    s.ready().await.unwrap();
+    // Opening again (a second instance, a restart) finds every migration applied.
+    let again = open(url).await;
+    again.ready().await.unwrap();
+    assert_eq!(
+        again.setting_or_insert("k", "third").await.unwrap(),
+        "first"
+    );
+}
+
+/// Two store handles (as two daemons) claiming at once never get the same row.
+async fn concurrent_claims_never_overlap(url: &str) {
+    let s = open(url).await;
+    let emails: Vec<String> = (0..300).map(|i| format!("r{i}@x.org")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    sending_bulletin(&s, "p", &refs).await;
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let h = open(url).await;
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let c = h
+                    .claim_due(t0(), 7, LEASE, ExpiredLease::Resend)
+                    .await
+                    .unwrap();
+                if c.is_empty() {
+                    break;
+                }
+                mine.extend(c.into_iter().map(|c| c.id));
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert!(seen.insert(id), "row {id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 300);
+}
