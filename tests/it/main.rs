@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod crash;
 mod dashboard;
 mod email_flow;
 mod fake_wechat;
