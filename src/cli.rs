@@ -329,6 +329,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { once } => {
             let app = app(&cli).await?;
+            // One daemon per SQLite store (held until this process ends, however it ends).
+            let _lock = crate::config::sqlite_path(&app.config.store_url)
+                .map(|db| crate::daemon_lock::acquire(&db))
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
             if *once {
                 app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
                 app.scheduler.catch_up().await.map_err(|e| anyhow!("{e}"))?;

@@ -12,7 +12,7 @@ use crate::harness::{config_text, free_port, small_record, Options, SmtpSink};
 use bulletin::store::{DeliveryFilter, Store};
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ const POOL: usize = 8;
 /// Kills of `serve` while it sends.
 const SERVE_KILLS: usize = 4;
 
-fn cli(config: &Path) -> Command {
+pub(crate) fn cli(config: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bulletin"));
     c.env("BULLETIN_CONFIG", config)
         .env_remove("BULLETIN_ADMIN_TOKEN")
@@ -31,7 +31,7 @@ fn cli(config: &Path) -> Command {
     c
 }
 
-fn run_ok(c: &mut Command) -> String {
+pub(crate) fn run_ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -42,7 +42,38 @@ fn run_ok(c: &mut Command) -> String {
     stdout
 }
 
-fn kill9(child: &mut Child) {
+/// Writes a configuration for the real binary's `serve` on the store `db`, with both HTTP
+/// servers on free loopback ports, `smtp` replacing the pool line and `delivery` added
+/// to `[delivery]`; returns it and the public port (which says the daemon is up).
+pub(crate) fn daemon_config(
+    dir: &Path,
+    db: &Path,
+    smtp_port: u16,
+    smtp: &str,
+    delivery: &str,
+) -> (PathBuf, u16) {
+    let config = dir.join("bulletin.toml");
+    let (admin, public) = (free_port(), free_port());
+    let text = config_text(
+        db,
+        &Options {
+            smtp_port,
+            ..Default::default()
+        },
+    )
+    .replace("pool_size = 2", smtp)
+    .replace(
+        "[unsubscribe]",
+        &format!(
+            "[admin]\nbind = \"127.0.0.1:{admin}\"\n[public]\nbind = \"127.0.0.1:{public}\"\n\n[unsubscribe]"
+        ),
+    )
+    .replace("max_attempts = 5", &format!("max_attempts = 5\n{delivery}"));
+    std::fs::write(&config, text).unwrap();
+    (config, public)
+}
+
+pub(crate) fn kill9(child: &mut Child) {
     // SIGKILL: no handler runs, nothing is flushed or recorded by the process.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -82,7 +113,7 @@ fn settled(sink: &SmtpSink) -> Vec<String> {
     }
 }
 
-fn start_serve(config: &Path, public: u16) -> Child {
+pub(crate) fn start_serve(config: &Path, public: u16) -> Child {
     let child = cli(config)
         .arg("serve")
         .stdout(Stdio::null())
@@ -110,27 +141,13 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("b.db");
-    let config = dir.path().join("bulletin.toml");
-    let (admin, public) = (free_port(), free_port());
-    let text = config_text(
+    let (config, public) = daemon_config(
+        dir.path(),
         &db,
-        &Options {
-            smtp_port: sink.port,
-            ..Default::default()
-        },
-    )
-    .replace("pool_size = 2", &format!("pool_size = {POOL}"))
-    .replace(
-        "[unsubscribe]",
-        &format!(
-            "[admin]\nbind = \"127.0.0.1:{admin}\"\n[public]\nbind = \"127.0.0.1:{public}\"\n\n[unsubscribe]"
-        ),
-    )
-    .replace(
-        "max_attempts = 5",
-        "max_attempts = 5\npoll_interval_ms = 100\nlease_seconds = 2\non_expired_lease = \"resend\"",
+        sink.port,
+        &format!("pool_size = {POOL}"),
+        "poll_interval_ms = 100\nlease_seconds = 2\non_expired_lease = \"resend\"",
     );
-    std::fs::write(&config, text).unwrap();
 
     let csv = dir.path().join("many.csv");
     let mut rows = String::from("email,name\n");

@@ -13,5 +13,6 @@ mod notices;
 mod openapi;
 mod records;
 mod schedules;
+mod store_faults;
 mod unsubscribe;
 mod wechat;
