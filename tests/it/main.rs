@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod corpus;
 mod crash;
 mod dashboard;
 mod email_flow;
