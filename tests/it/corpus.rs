@@ -1,6 +1,6 @@
 //! Bad input (issue 5): every file under `tests/corpus/` goes through the real binary —
 //! records through `import`, configurations through `check-config`, CSV through
-//! `lists import` — and must be refused with an error that names the file, where in it,
+//! `lists import`, admin API bodies POSTed over real HTTP — and must be refused with an error that names the file, where in it,
 //! and what is wrong, changing nothing in the store. Each file's expected message is in
 //! the tables below; a file in the corpus that no table names fails the test, so the
 //! corpus and the tables stay together. `accepted/` holds hostile but valid input (HTML
@@ -284,4 +284,128 @@ fn html_and_template_syntax_in_text_are_stored_as_text_and_rendered_inert() {
     let out = run_ok(cli(&config).args(["lists", "import", "partners"]).arg(&csv));
     assert!(out.contains("1 added"), "{out}");
     assert_eq!(subscribers(&config)[0]["name"], "<script>alert(1)</script>");
+}
+
+/// Admin API bodies: `(file, path, status, error code, message fragment)`; each is POSTed
+/// as it is, refused, and creates nothing.
+const API: &[(&str, &str, u16, &str, &str)] = &[
+    (
+        "approve-wrong-type.json",
+        "/api/records/corpus-record/approve",
+        400,
+        "invalid_json",
+        "by: invalid type: sequence, expected a string at line 1 column 7",
+    ),
+    (
+        "notice-enormous-body.json",
+        "/api/notices",
+        422,
+        "invalid_field",
+        "body: is 24999 characters long; the limit is 10000",
+    ),
+    (
+        "notice-header-injection-title.json",
+        "/api/notices",
+        422,
+        "invalid_field",
+        "title: must be one line (contains a line break)",
+    ),
+    (
+        "notice-invalid-utf8.json",
+        "/api/notices",
+        400,
+        "invalid_json",
+        "title: invalid unicode code point at line 1 column 18",
+    ),
+    (
+        "notice-not-an-object.json",
+        "/api/notices",
+        400,
+        "invalid_json",
+        "expected struct NoticeBody",
+    ),
+    (
+        "notice-reserved-character.json",
+        "/api/notices",
+        422,
+        "invalid_field",
+        "body: contains the reserved character U+E000",
+    ),
+    (
+        "notice-truncated.json",
+        "/api/notices",
+        400,
+        "invalid_json",
+        "lists[0]: EOF while parsing a string at line 1 column 60",
+    ),
+    (
+        "notice-unknown-key.json",
+        "/api/notices",
+        400,
+        "invalid_json",
+        "bcc: unknown field `bcc`",
+    ),
+    (
+        "notice-wrong-type-lists.json",
+        "/api/notices",
+        400,
+        "invalid_json",
+        "lists: invalid type: string \"partners\", expected a sequence",
+    ),
+    (
+        "notice-wrong-type-title.json",
+        "/api/notices",
+        400,
+        "invalid_json",
+        "title: invalid type: integer `5`, expected a string",
+    ),
+    (
+        "retry-wrong-type.json",
+        "/api/deliveries/retry",
+        400,
+        "invalid_json",
+        "delivery: invalid type: string \"forty-two\", expected i64",
+    ),
+];
+
+#[tokio::test]
+async fn every_bad_api_body_is_refused_by_field_over_real_http_and_creates_nothing() {
+    assert_table_covers(
+        "api",
+        &API.iter().map(|(f, ..)| (*f, "")).collect::<Vec<_>>(),
+    );
+    let t = crate::harness::spawn_app(Options::default()).await;
+    t.list_with("partners", &[("a@example.org", None)]).await;
+    t.import(&corpus("records/duplicate-id/first.toml")).await;
+    let http = t.start_http().await;
+    let mut failures = Vec::new();
+    for (file, path, status, code, fragment) in API {
+        let body = std::fs::read(corpus(&format!("api/{file}"))).unwrap();
+        let r = http
+            .post(path)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        if s != *status || v["error"]["code"] != *code || !message.contains(fragment) {
+            failures.push(format!(
+                "{file}: expected {status} {code} `{fragment}`, got {s} {v}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        t.app.store.bulletins(10).await.unwrap().is_empty(),
+        "no notice created"
+    );
+    let r = t.app.store.record("corpus-record").await.unwrap().unwrap();
+    assert_eq!(
+        r.state,
+        bulletin::domain::RecordState::Draft,
+        "not approved"
+    );
 }
