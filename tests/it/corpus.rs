@@ -1,10 +1,11 @@
-//! Bad input (issue 5): every file under `tests/corpus/` goes through the real binary —
-//! records through `import`, configurations through `check-config`, CSV through
-//! `lists import`, admin API bodies POSTed over real HTTP — and must be refused with an error that names the file, where in it,
-//! and what is wrong, changing nothing in the store. Each file's expected message is in
-//! the tables below; a file in the corpus that no table names fails the test, so the
-//! corpus and the tables stay together. `accepted/` holds hostile but valid input (HTML
-//! and template syntax in text) that must be stored and rendered inert.
+//! Bad input (issue 5): every file under `tests/corpus/` goes through the real binary or
+//! the real HTTP routers — records through `import`, configurations through
+//! `check-config`, CSV through `lists import`, admin API bodies POSTed over loopback —
+//! and must be refused with an error that names the file (or field), where in it, and
+//! what is wrong, changing nothing in the store. Each file's expected message is in the
+//! tables below; a file in the corpus that no table names fails the test, so the corpus
+//! and the tables stay together. `accepted/` holds hostile but valid input (HTML and
+//! template syntax in text) that must be stored and rendered inert.
 
 use crate::crash::{cli, run_ok};
 use crate::harness::{config_text, repo_path, Options};
