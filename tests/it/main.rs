@@ -3,8 +3,6 @@
 
 mod admin;
 mod cli;
-mod corpus;
-mod crash;
 mod dashboard;
 mod email_flow;
 mod fake_wechat;
@@ -14,6 +12,10 @@ mod notices;
 mod openapi;
 mod records;
 mod schedules;
-mod store_faults;
 mod unsubscribe;
 mod wechat;
+
+// Reliability (issue 5): crashes, store faults, bad input; these start the real binary.
+mod corpus;
+mod crash;
+mod store_faults;
