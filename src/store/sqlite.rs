@@ -165,12 +165,12 @@ impl SqliteStore {
 /// the file must be writable, and so must its folder (SQLite keeps the `-wal` and
 /// `-shm` files beside the database).
 fn preflight(path: &Path) -> Result<()> {
-    let why = |e: &std::io::Error| match e.raw_os_error() {
-        Some(30) => " (the file system is read-only)",
-        Some(13) | Some(1) => {
+    let why = |e: &std::io::Error| match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
+        std::io::ErrorKind::PermissionDenied => {
             " (permission denied: the user running bulletin must be able to write it)"
         }
-        Some(28) => " (the disk is full)",
+        std::io::ErrorKind::StorageFull => " (the disk is full)",
         _ => "",
     };
     if let Ok(meta) = std::fs::metadata(path) {
