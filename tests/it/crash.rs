@@ -79,6 +79,30 @@ pub(crate) fn kill9(child: &mut Child) {
     child.wait().unwrap();
 }
 
+/// A running daemon, killed if the test ends (or fails) while it still runs.
+pub(crate) struct Running(pub Child);
+
+impl Running {
+    pub(crate) fn kill9(&mut self) {
+        kill9(&mut self.0);
+    }
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+    pub(crate) fn still_running(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.still_running() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Counts of ledger rows by status.
 async fn counts(store: &Arc<dyn Store>) -> HashMap<String, i64> {
     let mut m = HashMap::new();
@@ -113,7 +137,7 @@ fn settled(sink: &SmtpSink) -> Vec<String> {
     }
 }
 
-pub(crate) fn start_serve(config: &Path, public: u16) -> Child {
+pub(crate) fn start_serve(config: &Path, public: u16) -> Running {
     let child = cli(config)
         .arg("serve")
         .stdout(Stdio::null())
@@ -121,7 +145,9 @@ pub(crate) fn start_serve(config: &Path, public: u16) -> Child {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut child = Running(child);
     while std::net::TcpStream::connect(("127.0.0.1", public)).is_err() {
+        assert!(child.still_running(), "serve exited at start");
         assert!(Instant::now() < deadline, "serve did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -168,20 +194,22 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
 
     // Kill 1: `schedule fire` composes and fans out 5,000 rows in the CLI process; it is
     // killed as soon as the bulletin exists, before its fan-out has committed.
-    let mut fire = cli(&config)
-        .args(["schedule", "fire", "weekday-morning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut fire = Running(
+        cli(&config)
+            .args(["schedule", "fire", "weekday-morning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if !store.bulletins(1).await.unwrap().is_empty() {
-            kill9(&mut fire);
+            fire.kill9();
             break;
         }
         assert!(
-            fire.try_wait().unwrap().is_none(),
+            fire.still_running(),
             "schedule fire exited before the test saw its bulletin"
         );
         assert!(Instant::now() < deadline, "schedule fire made no bulletin");
@@ -225,7 +253,7 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
     // An early kill: a random moment right after the daemon starts listening.
     let mut serve = start_serve(&config, public);
     tokio::time::sleep(Duration::from_millis(early_ms)).await;
-    kill9(&mut serve);
+    serve.kill9();
     after_kill.push(snapshot(format!("kill 2 (serve, {early_ms} ms after listening)")).await);
 
     for (i, p) in points.iter().enumerate() {
@@ -233,13 +261,10 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if get(&counts(&store).await, "sent") >= *p {
-                kill9(&mut serve);
+                serve.kill9();
                 break;
             }
-            assert!(
-                serve.try_wait().unwrap().is_none(),
-                "serve exited by itself"
-            );
+            assert!(serve.still_running(), "serve exited by itself");
             assert!(Instant::now() < deadline, "serve sent nothing for 60 s");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -282,7 +307,7 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    kill9(&mut serve);
+    serve.kill9();
     println!("final ledger: {final_counts:?}");
     assert_eq!(
         get(&final_counts, "sent"),
