@@ -360,6 +360,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { once, roles } => {
             let app = app(&cli).await?;
+            // One daemon per SQLite store (held until this process ends, however it ends).
+            let _lock = crate::config::sqlite_path(&app.config.store_url)
+                .map(|db| crate::daemon_lock::acquire(&db))
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
             if *once {
                 app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
                 app.scheduler.catch_up().await.map_err(|e| anyhow!("{e}"))?;
@@ -381,8 +386,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import { files } => {
             let app = app(&cli).await?;
+            // Two files of one import with the same id would overwrite each other in turn:
+            // all of them are refused instead, so the operator picks one.
+            let mut by_id: std::collections::HashMap<String, Vec<&PathBuf>> =
+                std::collections::HashMap::new();
+            for f in files {
+                let id = std::fs::read_to_string(f).ok().and_then(|source| {
+                    crate::domain::record::parse_record(
+                        &source,
+                        &f.display().to_string(),
+                        &app.config.default_language,
+                    )
+                    .ok()
+                    .map(|r| r.id.to_string())
+                });
+                if let Some(id) = id {
+                    let same = by_id.entry(id).or_default();
+                    if !same.contains(&f) {
+                        same.push(f);
+                    }
+                }
+            }
             let mut failed = 0;
             for f in files {
+                if let Some((id, same)) = by_id.iter().find(|(_, v)| v.len() > 1 && v.contains(&f))
+                {
+                    failed += 1;
+                    let others: Vec<_> = same
+                        .iter()
+                        .filter(|o| **o != f)
+                        .map(|o| o.display().to_string())
+                        .collect();
+                    eprintln!(
+                        "{}: id: `{id}` is also the id of {} in this import; each record needs its own id",
+                        f.display(),
+                        others.join(", ")
+                    );
+                    continue;
+                }
                 match app.import_record_file(f).await {
                     Ok((id, outcome)) => println!(
                         "{}: record `{id}` {}",

@@ -607,6 +607,28 @@ impl Config {
                 "give at least one non-empty name".into(),
             ));
         }
+        // Every line of the contact block is printed in every bulletin: one line each, of
+        // a sane length.
+        let contact_lines = [
+            ("names", publisher.names.clone()),
+            ("address", publisher.address.clone()),
+            ("emails", publisher.emails.clone()),
+            ("phone", publisher.phone.iter().cloned().collect()),
+            ("fax", publisher.fax.iter().cloned().collect()),
+            ("website", publisher.website.iter().cloned().collect()),
+            ("wechat_id", publisher.wechat_id.iter().cloned().collect()),
+        ];
+        for (key, values) in contact_lines {
+            for (i, v) in values.iter().enumerate() {
+                crate::domain::text::check_line(v, 300, false).map_err(|m| {
+                    err(
+                        Some(publisher_span.clone()),
+                        &format!("publisher.{key}[{}]", i + 1),
+                        m,
+                    )
+                })?;
+            }
+        }
 
         let email_span = raw.email.span();
         let raw_email = raw.email.into_inner();

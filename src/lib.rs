@@ -9,6 +9,7 @@ pub mod channel;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon_lock;
 pub mod demo;
 pub mod dispatch;
 pub mod domain;

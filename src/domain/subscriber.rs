@@ -126,10 +126,28 @@ impl fmt::Display for RowError {
     }
 }
 
+/// Counts the quote characters read, so that a file ending inside a quoted field (cut
+/// short) is noticed: the csv crate takes the end of input as the end of that field.
+struct QuoteParity<R> {
+    inner: R,
+    quotes: u64,
+    /// The input has ended (a read returned nothing): only the last row is left.
+    ended: bool,
+}
+
+impl<R: Read> Read for QuoteParity<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.ended |= n == 0 && !buf.is_empty();
+        self.quotes += buf[..n].iter().filter(|b| **b == b'"').count() as u64;
+        Ok(n)
+    }
+}
+
 /// Streams subscribers out of CSV with an `email,name,language` header
 /// (`name` and `language` columns optional, in any order).
 pub struct CsvSubscribers<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<QuoteParity<R>>,
     email: usize,
     name: Option<usize>,
     language: Option<usize>,
@@ -142,7 +160,11 @@ impl<R: Read> CsvSubscribers<R> {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(input);
+            .from_reader(QuoteParity {
+                inner: input,
+                quotes: 0,
+                ended: false,
+            });
         let headers = reader
             .headers()
             .map_err(|e| format!("line 1: cannot read the header: {e}"))?
@@ -197,6 +219,13 @@ impl<R: Read> Iterator for CsvSubscribers<R> {
             }
             Ok(true) => {
                 let line = self.record.position().map_or(0, |p| p.line());
+                let input = self.reader.get_ref();
+                if input.ended && input.quotes % 2 == 1 {
+                    return Some(Err(RowError {
+                        line,
+                        message: "a quoted field is never closed: the file looks cut short".into(),
+                    }));
+                }
                 let get = |i: Option<usize>| i.and_then(|i| self.record.get(i));
                 Some(
                     NewSubscriber::parse(
@@ -224,6 +253,20 @@ mod tests {
         assert_eq!(rows[1].as_ref().unwrap_err().line, 3);
         assert_eq!(rows[2].as_ref().unwrap().name.as_deref(), Some("李"));
         assert_eq!(rows[3].as_ref().unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_quoted_field_is_refused() {
+        let rows: Vec<_> = CsvSubscribers::new(
+            "email,name\na@example.org,\"A \"\"x\"\"\"\nb@example.org,\"Unclosed".as_bytes(),
+        )
+        .unwrap()
+        .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].as_ref().unwrap().name.as_deref(), Some("A \"x\""));
+        let e = rows[1].as_ref().unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("never closed"), "{e}");
     }
 
     #[test]

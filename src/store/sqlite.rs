@@ -38,6 +38,7 @@ impl SqliteStore {
                 ))
             })?;
         }
+        preflight(path)?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -50,9 +51,36 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(|e| {
-                StoreError::Refused(format!("cannot open the store at {}: {e}", path.display()))
+                let full = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .and_then(|d| fs4::available_space(d).ok())
+                    .is_some_and(|free| free < 64 * 1024);
+                StoreError::Refused(format!(
+                    "cannot open the store at {}: {e}{}",
+                    path.display(),
+                    if full {
+                        " (the disk holding it is full: free space and start again)"
+                    } else {
+                        sqlite_hint(&e)
+                    }
+                ))
             })?;
-        MIGRATOR.run(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| {
+            let inner = match &e {
+                sqlx::migrate::MigrateError::Execute(inner)
+                | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => Some(inner),
+                _ => None,
+            };
+            match inner.map(sqlite_hint).filter(|h| !h.is_empty()) {
+                Some(hint) => StoreError::Refused(format!(
+                    "cannot prepare the store at {}: {e}{hint}; the migration was rolled back, \
+                     nothing was changed",
+                    path.display()
+                )),
+                None => StoreError::Migrate(e),
+            }
+        })?;
         Ok(Self { pool })
     }
 
@@ -135,6 +163,81 @@ impl SqliteStore {
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("bulletin WeChat article: {e}")))?,
         })
+    }
+}
+
+/// Says plainly why the database file cannot be used, before SQLite's terse codes do:
+/// the file must be writable, and so must its folder (SQLite keeps the `-wal` and
+/// `-shm` files beside the database).
+fn preflight(path: &Path) -> Result<()> {
+    let why = |e: &std::io::Error| match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
+        std::io::ErrorKind::PermissionDenied => {
+            " (permission denied: the user running bulletin must be able to write it)"
+        }
+        std::io::ErrorKind::StorageFull => " (the disk is full)",
+        _ => "",
+    };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(StoreError::Refused(format!(
+                "the store {} is not a file",
+                path.display()
+            )));
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| {
+                StoreError::Refused(format!(
+                    "the store file {} cannot be opened for writing: {e}{}",
+                    path.display(),
+                    why(&e)
+                ))
+            })?;
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(
+        ".{}.write-test-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Refused(format!(
+            "the store folder {} cannot be written (SQLite keeps {}-wal and -shm there): {e}{}",
+            dir.display(),
+            path.display(),
+            why(&e)
+        ))),
+    }
+}
+
+/// A plain reading of the SQLite errors an operator can fix.
+fn sqlite_hint(e: &sqlx::Error) -> &'static str {
+    let code = match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match code.as_deref() {
+        Some("13") => " (the disk holding it is full: free space and start again)",
+        Some("8") => " (the file or its folder is read-only)",
+        Some(c) if c.parse::<i64>().is_ok_and(|c| c & 0xff == 10) => {
+            " (an I/O error: is the disk full or failing?)"
+        }
+        Some("11") | Some("26") => " (the file is damaged or is not a SQLite database)",
+        _ => "",
     }
 }
 

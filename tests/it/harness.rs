@@ -117,7 +117,9 @@ impl SmtpSink {
             .collect();
         paths.sort();
         for p in paths {
-            let raw = std::fs::read(&p).unwrap();
+            // smtp-sink deletes the dump of a transaction its client abandoned (a killed
+            // daemon): a file listed a moment ago may be gone.
+            let Ok(raw) = std::fs::read(&p) else { continue };
             let text = String::from_utf8_lossy(&raw);
             let recipients = text
                 .lines()

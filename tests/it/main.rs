@@ -20,3 +20,8 @@ mod store;
 mod store_copy;
 mod unsubscribe;
 mod wechat;
+
+// Reliability (issue 5): crashes, store faults, bad input; these start the real binary.
+mod corpus;
+mod crash;
+mod store_faults;
