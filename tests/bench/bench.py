@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""bulletin's delivery benchmark, side by side with Postfix's smtp-source.
+
+In one run it starts smtp-sink on a loopback port, measures `smtp-source -d` at 1 and 4
+sessions sending N copies of a real bulletin message (rendered by our own templates), and
+`bulletin` delivering one bulletin to a list of N subscribers through the real pipeline
+(store, fan-out, per-recipient rendering, SMTP pool of 1 and 4, ledger writes), from the
+firing to the last row marked sent. Each measurement is repeated (interleaved) and the
+table gives medians with min and max. Usage: tests/bench/run [--quick] [--out FILE].
+"""
+import argparse, csv, os, platform, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "bulletin")
+SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def start_sink(port):
+    args = [SINK]
+    if os.geteuid() == 0:
+        args += ["-u", "nobody"]
+    args += [f"127.0.0.1:{port}", "1024"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p
+
+
+def timed(args, **kw):
+    """Runs a command; returns (seconds, peak RSS in MB of the child, CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    # Each command runs in a fresh `python -c` wrapper so ru_maxrss is its own peak.
+    wrapper = [sys.executable, "-c",
+               "import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
+               "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+               "sys.stderr.write('@@RSS %d CPU %f\\n'%(u.ru_maxrss,u.ru_utime+u.ru_stime));sys.exit(r.returncode)"] + args
+    r = subprocess.run(wrapper, capture_output=True, text=True, **kw)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    line = [l for l in r.stderr.splitlines() if l.startswith("@@RSS")][-1].split()
+    return dt, int(line[1]) / 1024.0, float(line[3]), r.stdout
+
+
+def make_message(work):
+    """A realistic bulletin: the demo's rendering of the seed record, LF line endings."""
+    demo = os.path.join(work, "demo")
+    subprocess.run([BIN, "demo", "--dir", demo], check=True, capture_output=True, cwd=work)
+    box = os.path.join(demo, "outbox")
+    eml = sorted(os.listdir(box))[0]
+    raw = open(os.path.join(box, eml), "rb").read().replace(b"\r\n", b"\n")
+    path = os.path.join(work, "message.eml")
+    open(path, "wb").write(raw)
+    return path, len(raw)
+
+
+def config(work, port, pool, n):
+    db = os.path.join(work, f"b-{pool}-{n}-{time.monotonic_ns()}.db")
+    cfg = os.path.join(work, "bench.toml")
+    open(cfg, "w").write(f"""
+[store]
+url = "sqlite://{db}"
+[publisher]
+names = ["Lancang-Mekong Environmental Cooperation Center", "Foreign Environmental Cooperation Center"]
+address = ["No. 5 Houyingfang Hutong,", "Xicheng District, Beijing 100035, P.R. China"]
+phone = "+86-010-82268277/8221"
+fax = "+86-010-82200579"
+emails = ["tang.huaqing@fecomee.org.cn", "li.xia@fecomee.org.cn"]
+website = "http://www.mepfeco.org.cn"
+wechat_id = "lancang-mekongec"
+[email]
+from = "LMEC Bulletin <bulletin@example.org>"
+transport = "smtp"
+[email.smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+pool_size = {pool}
+[delivery]
+batch_size = 500
+[[schedules]]
+name = "bench"
+cron = "0 0 9 * * Mon"
+timezone = "Asia/Shanghai"
+lists = ["bench"]
+""")
+    return cfg
+
+
+def prepare(work, port, pool, n, csv_path):
+    cfg = config(work, port, pool, n)
+    run = lambda *a: subprocess.run([BIN, "--config", cfg, *a], check=True, capture_output=True)
+    run("lists", "create", "bench")
+    run("lists", "import", "bench", csv_path)
+    run("import", os.path.join(ROOT, "config/examples/records/lmc-2020-parallel-session-2.toml"))
+    run("approve", "lmc-2020-parallel-session-2", "--by", "bench")
+    return cfg
+
+
+def subscribers(work, n):
+    path = os.path.join(work, f"subs-{n}.csv")
+    if not os.path.exists(path):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["email", "name", "language"])
+            for i in range(n):
+                w.writerow([f"reader{i}@example.org", f"Reader {i}", "en"])
+    return path
+
+
+def bench_bulletin(work, port, pool, n):
+    cfg = prepare(work, port, pool, n, subscribers(work, n))
+    t_fire, rss_fire, cpu_fire, _ = timed([BIN, "--config", cfg, "schedule", "fire", "bench"])
+    t_send, rss_send, cpu_send, out = timed([BIN, "--config", cfg, "serve", "--once"])
+    if f"sent {n}," not in out:
+        raise SystemExit(f"bulletin did not send {n}: {out}")
+    total = t_fire + t_send
+    return {"rate": n / total, "secs": total, "rss": max(rss_fire, rss_send), "cpu": cpu_fire + cpu_send, "fanout": t_fire}
+
+
+def bench_source(msg, port, sessions, n):
+    t, rss, cpu, _ = timed([SOURCE, "-d", "-s", str(sessions), "-m", str(n), "-F", msg,
+                            "-f", "bulletin@example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"])
+    return {"rate": n / t, "secs": t, "rss": rss, "cpu": cpu, "fanout": 0.0}
+
+
+def med(rows, key):
+    v = [r[key] for r in rows]
+    return statistics.median(v), min(v), max(v)
+
+
+def fmt(rows, key, f="{:.0f}"):
+    m, lo, hi = med(rows, key)
+    return f"{f.format(m)} ({f.format(lo)}–{f.format(hi)})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small N, one repetition (CI)")
+    ap.add_argument("-n", type=int, default=None)
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--scaling", default=None, help="comma-separated N for the scaling run")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    n = a.n or (300 if a.quick else 10000)
+    reps = a.reps or (1 if a.quick else 3)
+    default_scaling = "" if a.quick else "10000,50000,200000"
+    scaling = [int(x) for x in (default_scaling if a.scaling is None else a.scaling).split(",") if x]
+    work = tempfile.mkdtemp(prefix="bulletin-bench-")
+    os.chmod(work, 0o755)
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        msg, size = make_message(work)
+        results = {k: [] for k in ["source1", "source4", "bulletin1", "bulletin4"]}
+        for r in range(reps):
+            results["source1"].append(bench_source(msg, port, 1, n))
+            results["bulletin1"].append(bench_bulletin(work, port, 1, n))
+            results["source4"].append(bench_source(msg, port, 4, n))
+            results["bulletin4"].append(bench_bulletin(work, port, 4, n))
+            print(f"repetition {r + 1}/{reps} done", file=sys.stderr)
+        lines = []
+        p = lambda s="": lines.append(s)
+        p(f"N = {n} messages of {size} bytes, {reps} repetition(s); median (min–max).")
+        p()
+        p("| run | messages/s | ratio bulletin/smtp-source | peak RSS MB | CPU s | fan-out s |")
+        p("|---|---|---|---|---|---|")
+        for conc in (1, 4):
+            s, b = results[f"source{conc}"], results[f"bulletin{conc}"]
+            ratio = statistics.median(x["rate"] for x in b) / statistics.median(x["rate"] for x in s)
+            p(f"| smtp-source -d -s {conc} | {fmt(s, 'rate')} | | {fmt(s, 'rss', '{:.1f}')} | {fmt(s, 'cpu', '{:.2f}')} | |")
+            p(f"| bulletin, pool {conc} | {fmt(b, 'rate')} | {ratio:.2f} | {fmt(b, 'rss', '{:.1f}')} | {fmt(b, 'cpu', '{:.2f}')} | {fmt(b, 'fanout', '{:.2f}')} |")
+        if scaling:
+            p()
+            p("Scaling (pool 4, one run each):")
+            p()
+            p("| subscribers | seconds | messages/s | peak RSS MB | fan-out s |")
+            p("|---|---|---|---|---|")
+            for sn in scaling:
+                r = bench_bulletin(work, port, 4, sn)
+                p(f"| {sn} | {r['secs']:.1f} | {r['rate']:.0f} | {r['rss']:.1f} | {r['fanout']:.2f} |")
+        text = "\n".join(lines)
+        print(text)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(f"# bulletin delivery benchmark\n\nMachine: {platform.machine()}, {os.cpu_count()} cores, "
+                        f"{platform.platform()}; {subprocess.run([BIN, '--version'], capture_output=True, text=True).stdout.strip()}; "
+                        f"Postfix smtp-source/smtp-sink from Debian. Command: `tests/bench/run{' --quick' if a.quick else ''}`. "
+                        f"Date: {time.strftime('%Y-%m-%d')}.\n\n{text}\n")
+    finally:
+        sink.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
