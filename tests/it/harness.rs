@@ -108,12 +108,46 @@ impl SmtpSink {
         Self { child, port, dump }
     }
 
+    /// aiosmtpd with a per-recipient policy (tests/smtpd/policy.py): `hard*` addresses get
+    /// 550 on RCPT, `soft*` get 450 once, the rest are accepted, in the same session.
+    pub fn policy() -> Self {
+        let ok = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "Python's aiosmtpd is not installed, so the per-recipient SMTP tests cannot run. \
+             Run `tests/run` (it installs it) or `pip install aiosmtpd`."
+        );
+        let port = free_port();
+        let dump = tempfile::tempdir().unwrap();
+        let child = Command::new("python3")
+            .arg(repo_path("tests/smtpd/policy.py"))
+            .arg(port.to_string())
+            .arg(dump.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dump }
+    }
+
     /// Messages received so far (complete dumps only).
     pub fn messages(&self) -> Vec<Received> {
         let mut out = Vec::new();
         let mut paths: Vec<_> = std::fs::read_dir(self.dump.path())
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_none_or(|x| x != "tmp"))
             .collect();
         paths.sort();
         for p in paths {

@@ -262,3 +262,68 @@ async fn repeated_hard_failures_mark_an_address_bounced() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn in_one_session_some_recipients_are_refused_and_the_rest_delivered() {
+    let server = SmtpSink::policy(); // aiosmtpd: hard* → 550, soft* → 450 once, others 250
+    let t = spawn_app(Options {
+        smtp_port: server.port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with(
+        "partners",
+        &[
+            ("ok1@example.org", None),
+            ("soft1@example.org", None),
+            ("hard1@example.org", None),
+            ("ok2@example.org", None),
+            ("soft2@example.org", None),
+        ],
+    )
+    .await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed), (2, 2, 1), "{r:?}");
+    let hard = rows(&t)
+        .await
+        .into_iter()
+        .find(|r| r.recipient == "hard1@example.org")
+        .unwrap();
+    assert_eq!(
+        (hard.status.as_str(), hard.last_code),
+        ("failed", Some(550))
+    );
+    assert!(
+        hard.last_error.as_deref().unwrap().contains("no such user"),
+        "{hard:?}"
+    );
+
+    t.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 2);
+    let mut got: Vec<_> = server
+        .wait_for(4)
+        .iter()
+        .flat_map(|m| m.recipients.clone())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "ok1@example.org",
+            "ok2@example.org",
+            "soft1@example.org",
+            "soft2@example.org"
+        ],
+        "each once; hard1 never"
+    );
+    for r in rows(&t)
+        .await
+        .iter()
+        .filter(|r| r.recipient.starts_with("soft"))
+    {
+        assert_eq!((r.status.as_str(), r.attempts), ("sent", 2), "{r:?}");
+    }
+}

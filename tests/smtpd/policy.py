@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""A real SMTP server (aiosmtpd) with a per-recipient policy, for tests that need some
+recipients refused and others accepted in one session, which Postfix's smtp-sink cannot
+do. Local parts starting with `hard` get 550 on RCPT TO; those starting with `soft` get
+450 the first time and are accepted after; everyone else is accepted. Each accepted
+message is dumped like smtp-sink's `-d`: `X-Rcpt-Args: <addr>` lines, then the message.
+
+Usage: policy.py PORT DUMP_DIR
+"""
+import asyncio
+import os
+import sys
+
+from aiosmtpd.controller import Controller
+
+
+class Policy:
+    def __init__(self, dump):
+        self.dump = dump
+        self.seen = {}
+        self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local.startswith("hard"):
+            return "550 5.1.1 <%s>: Recipient address rejected: no such user" % address
+        if local.startswith("soft"):
+            tries = self.seen.get(address, 0)
+            self.seen[address] = tries + 1
+            if tries == 0:
+                return "450 4.2.0 <%s>: Recipient address rejected: try again later" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.count += 1
+        path = os.path.join(self.dump, "m.%06d" % self.count)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            for r in envelope.rcpt_tos:
+                f.write(("X-Rcpt-Args: <%s>\n" % r).encode())
+            f.write(envelope.original_content or envelope.content)
+        os.rename(tmp, path)
+        return "250 2.0.0 Ok: queued"
+
+
+def main():
+    port, dump = int(sys.argv[1]), sys.argv[2]
+    controller = Controller(Policy(dump), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        asyncio.get_event_loop().run_forever()
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
