@@ -241,6 +241,25 @@ fn sqlite_hint(e: &sqlx::Error) -> &'static str {
     }
 }
 
+/// The ledger filter, shared by listing and counting: ?1 bulletin, ?2 channel, ?3 status,
+/// ?4 recipient, ?5 since, ?6 ambiguous only (NULL parameters match everything).
+const LEDGER_FILTER: &str =
+    "WHERE (?1 IS NULL OR bulletin_id = ?1) AND (?2 IS NULL OR channel = ?2)
+    AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR recipient = ?4)
+    AND (?5 IS NULL OR updated_at >= ?5) AND (?6 = 0 OR ambiguous = 1)";
+
+/// Binds a `DeliveryFilter` to the parameters of [`LEDGER_FILTER`].
+macro_rules! bind_filter {
+    ($q:expr, $f:expr) => {
+        $q.bind($f.bulletin)
+            .bind($f.channel.map(|c| c.as_str()))
+            .bind($f.status.map(|s| s.as_str()))
+            .bind($f.recipient.as_ref().map(|r| r.to_lowercase()))
+            .bind($f.since.map(ms))
+            .bind($f.ambiguous_only as i64)
+    };
+}
+
 const LIST_SUMMARY: &str = "SELECT l.id, l.name, l.description,
     (SELECT count(*) FROM subscribers s WHERE s.list_id = l.id AND s.status = 'active') AS active,
     (SELECT count(*) FROM subscribers s WHERE s.list_id = l.id AND s.status = 'unsubscribed') AS unsubscribed,
@@ -1045,42 +1064,9 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-        let mut sql = String::from("SELECT * FROM deliveries WHERE 1 = 1");
-        if f.bulletin.is_some() {
-            sql.push_str(" AND bulletin_id = ?");
-        }
-        if f.channel.is_some() {
-            sql.push_str(" AND channel = ?");
-        }
-        if f.status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        if f.recipient.is_some() {
-            sql.push_str(" AND recipient = ?");
-        }
-        if f.since.is_some() {
-            sql.push_str(" AND updated_at >= ?");
-        }
-        if f.ambiguous_only {
-            sql.push_str(" AND ambiguous = 1");
-        }
-        sql.push_str(" ORDER BY id LIMIT ? OFFSET ?");
-        let mut q = sqlx::query(&sql);
-        if let Some(b) = f.bulletin {
-            q = q.bind(b);
-        }
-        if let Some(c) = f.channel {
-            q = q.bind(c.as_str());
-        }
-        if let Some(s) = f.status {
-            q = q.bind(s.as_str());
-        }
-        if let Some(r) = &f.recipient {
-            q = q.bind(r.to_lowercase());
-        }
-        if let Some(t) = f.since {
-            q = q.bind(ms(t));
-        }
+        let sql =
+            format!("SELECT * FROM deliveries {LEDGER_FILTER} ORDER BY id LIMIT ?7 OFFSET ?8");
+        let q = bind_filter!(sqlx::query(&sql), f);
         let limit = if f.limit == 0 { 100 } else { f.limit };
         let rows = q
             .bind(limit as i64)
@@ -1249,41 +1235,8 @@ impl Store for SqliteStore {
     }
 
     async fn count_deliveries(&self, f: &DeliveryFilter) -> Result<i64> {
-        let mut sql = String::from("SELECT count(*) FROM deliveries WHERE 1 = 1");
-        if f.bulletin.is_some() {
-            sql.push_str(" AND bulletin_id = ?");
-        }
-        if f.channel.is_some() {
-            sql.push_str(" AND channel = ?");
-        }
-        if f.status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        if f.recipient.is_some() {
-            sql.push_str(" AND recipient = ?");
-        }
-        if f.since.is_some() {
-            sql.push_str(" AND updated_at >= ?");
-        }
-        if f.ambiguous_only {
-            sql.push_str(" AND ambiguous = 1");
-        }
-        let mut q = sqlx::query_scalar(&sql);
-        if let Some(b) = f.bulletin {
-            q = q.bind(b);
-        }
-        if let Some(c) = f.channel {
-            q = q.bind(c.as_str());
-        }
-        if let Some(s) = f.status {
-            q = q.bind(s.as_str());
-        }
-        if let Some(r) = &f.recipient {
-            q = q.bind(r.to_lowercase());
-        }
-        if let Some(t) = f.since {
-            q = q.bind(ms(t));
-        }
+        let sql = format!("SELECT count(*) FROM deliveries {LEDGER_FILTER}");
+        let q = bind_filter!(sqlx::query_scalar(&sql), f);
         Ok(q.fetch_one(&self.pool).await?)
     }
 
