@@ -450,6 +450,19 @@ pub trait Store: Send + Sync + 'static {
     // WeChat step state and upload cache
     async fn wechat_job(&self, delivery_id: i64) -> Result<Option<WechatJob>>;
     async fn save_wechat_job(&self, job: &WechatJob, now: DateTime<Utc>) -> Result<()>;
+    /// The access token another instance (or this one) fetched for `appid`, with the time
+    /// it should be refreshed; None if there is none.
+    async fn shared_token(&self, appid: &str) -> Result<Option<(String, DateTime<Utc>)>>;
+    /// Stores a freshly fetched token for every instance.
+    async fn put_shared_token(
+        &self,
+        appid: &str,
+        token: &str,
+        refresh_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Forgets the shared token, but only if it is still `failed` (WeChat rejected it).
+    async fn drop_shared_token(&self, appid: &str, failed: &str) -> Result<()>;
     /// WeChat mass sends submitted since `since` (for the quota shown before a notice).
     async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64>;
     async fn wechat_media(

@@ -1052,6 +1052,44 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn shared_token(&self, appid: &str) -> Result<Option<(String, DateTime<Utc>)>> {
+        let row = sqlx::query("SELECT token, refresh_at FROM wechat_tokens WHERE appid = $1")
+            .bind(appid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get("token"), from_millis(r.get("refresh_at")))))
+    }
+
+    async fn put_shared_token(
+        &self,
+        appid: &str,
+        token: &str,
+        refresh_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO wechat_tokens (appid, token, refresh_at, fetched_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (appid) DO UPDATE SET token = excluded.token, refresh_at = excluded.refresh_at,
+             fetched_at = excluded.fetched_at",
+        )
+        .bind(appid)
+        .bind(token)
+        .bind(ms(refresh_at))
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_shared_token(&self, appid: &str, failed: &str) -> Result<()> {
+        sqlx::query("DELETE FROM wechat_tokens WHERE appid = $1 AND token = $2")
+            .bind(appid)
+            .bind(failed)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM wechat_jobs WHERE msg_id IS NOT NULL AND updated_at >= $1",

@@ -136,6 +136,26 @@ async fn lost_replies_bounces_and_mass_send_counts(url: &str) {
             .unwrap(),
         0
     );
+
+    // The shared WeChat token: replaced on put, dropped only if it is the one that failed.
+    assert_eq!(s.shared_token("wx1").await.unwrap(), None);
+    s.put_shared_token("wx1", "tok-a", t0() + Span::hours(1), t0())
+        .await
+        .unwrap();
+    s.put_shared_token("wx1", "tok-b", t0() + Span::hours(2), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.shared_token("wx1").await.unwrap(),
+        Some(("tok-b".into(), t0() + Span::hours(2)))
+    );
+    s.drop_shared_token("wx1", "tok-a").await.unwrap();
+    assert!(
+        s.shared_token("wx1").await.unwrap().is_some(),
+        "a stale failure does not drop the new token"
+    );
+    s.drop_shared_token("wx1", "tok-b").await.unwrap();
+    assert_eq!(s.shared_token("wx1").await.unwrap(), None);
 }
 
 async fn open(url: &str) -> Arc<dyn Store> {

@@ -609,3 +609,27 @@ async fn an_urgent_notice_reaches_followers_as_one_text_mass_send_within_the_quo
         "nothing was queued"
     );
 }
+
+/// Several instances on one store share one access token: a second fetch would
+/// invalidate the first after the grace window (reference §2.1).
+#[tokio::test]
+async fn instances_on_one_store_share_the_access_token() {
+    let (t, fake) = spawn_wechat("draft").await;
+    approved_with_image(&t, "s1", "First instance").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    assert_eq!(fake.with(|s| s.count("/cgi-bin/stable_token")), 1);
+
+    let other = build_app(t.dir.path(), &options(&fake, "draft"), &t.clock).await;
+    approved_with_image(&t, "s2", "Second instance").await;
+    t.clock.advance(chrono::Duration::seconds(5));
+    other.fire_now("weekday-morning").await.unwrap();
+    other.run_pending(None).await.unwrap();
+    assert!(wechat_rows(&t).await.iter().all(|r| r.status == "sent"));
+    assert_eq!(
+        fake.with(|s| s.count("/cgi-bin/stable_token")),
+        1,
+        "the second instance reused the shared token"
+    );
+    assert_eq!(other.wechat.as_ref().unwrap().token_refreshes(), 0);
+}

@@ -149,6 +149,9 @@ pub struct WechatClient {
     secret: SecretString,
     token: Mutex<Option<CachedToken>>,
     refreshes: AtomicU64,
+    /// Where instances share the token (§2.1: a second fetch by another process would
+    /// invalidate ours after the grace window). None: this process only.
+    shared: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
 impl std::fmt::Debug for WechatClient {
@@ -175,6 +178,7 @@ impl WechatClient {
         appid: &str,
         secret: SecretString,
         timeout: Duration,
+        shared: Option<std::sync::Arc<dyn crate::store::Store>>,
     ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -188,6 +192,7 @@ impl WechatClient {
             secret,
             token: Mutex::new(None),
             refreshes: AtomicU64::new(0),
+            shared,
         })
     }
 
@@ -200,8 +205,9 @@ impl WechatClient {
         self.refreshes.load(Ordering::Relaxed)
     }
 
-    /// A valid token: the cached one, or one fetched now. Concurrent callers wait for the
-    /// same fetch (the lock is held across it) and then reuse its result.
+    /// A valid token: the cached one, the one another instance shared through the store,
+    /// or one fetched now (and shared). Concurrent callers wait for the same fetch (the
+    /// lock is held across it) and then reuse its result.
     async fn token(&self) -> Result<SecretString, ApiError> {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref() {
@@ -209,14 +215,38 @@ impl WechatClient {
                 return Ok(t.value.clone());
             }
         }
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *guard = Some(fresh);
+        if let Some(store) = &self.shared {
+            if let Ok(Some((token, refresh_at))) = store.shared_token(&self.appid).await {
+                if let Ok(left) = (refresh_at - chrono::Utc::now()).to_std() {
+                    let value = SecretString::from(token);
+                    *guard = Some(CachedToken {
+                        value: value.clone(),
+                        refresh_at: Instant::now() + left,
+                    });
+                    return Ok(value);
+                }
+            }
+        }
+        let (value, valid_for) = self.fetch_token().await?;
+        if let Some(store) = &self.shared {
+            let now = chrono::Utc::now();
+            let refresh_at = now + chrono::Duration::from_std(valid_for).unwrap_or_default();
+            if let Err(e) = store
+                .put_shared_token(&self.appid, value.expose_secret(), refresh_at, now)
+                .await
+            {
+                tracing::warn!(appid = %self.appid, error = %e, "could not share the WeChat token through the store");
+            }
+        }
+        *guard = Some(CachedToken {
+            value: value.clone(),
+            refresh_at: Instant::now() + valid_for,
+        });
         Ok(value)
     }
 
-    /// Drops the cached token, but only if it is still the one that failed (another caller
-    /// may already have replaced it).
+    /// Drops the cached (and shared) token, but only if it is still the one that failed
+    /// (another caller may already have replaced it).
     async fn invalidate(&self, failed: &SecretString) {
         let mut guard = self.token.lock().await;
         if guard
@@ -225,12 +255,17 @@ impl WechatClient {
         {
             *guard = None;
         }
+        if let Some(store) = &self.shared {
+            let _ = store
+                .drop_shared_token(&self.appid, failed.expose_secret())
+                .await;
+        }
     }
 
     /// POST /cgi-bin/stable_token in normal mode (§2.2): the same token while it is valid,
     /// with its remaining lifetime. Cached until `expires_in` minus a margin (a fifth of the
     /// lifetime, at most 300 s), never a fixed 7200.
-    async fn fetch_token(&self) -> Result<CachedToken, ApiError> {
+    async fn fetch_token(&self) -> Result<(SecretString, Duration), ApiError> {
         use secrecy::ExposeSecret as _;
         let body = json!({
             "grant_type": "client_credential",
@@ -255,10 +290,10 @@ impl WechatClient {
         let margin = (expires_in / 5).min(300);
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(appid = %self.appid, expires_in, "WeChat access token refreshed");
-        Ok(CachedToken {
-            value: SecretString::from(token.to_string()),
-            refresh_at: Instant::now() + Duration::from_secs(expires_in.saturating_sub(margin)),
-        })
+        Ok((
+            SecretString::from(token.to_string()),
+            Duration::from_secs(expires_in.saturating_sub(margin)),
+        ))
     }
 
     /// Runs a business call with the token; on a token errcode, refreshes and retries once.

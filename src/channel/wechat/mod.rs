@@ -79,6 +79,7 @@ impl WechatChannel {
                 &cfg.appid,
                 secret.clone(),
                 cfg.timeout,
+                Some(store.clone()),
             )?),
             (None, None) => return Err("wechat: no AppSecret configured".into()),
         };
