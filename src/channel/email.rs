@@ -186,20 +186,6 @@ impl EmailChannel {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = inner.source();
-    }
-    s
-}
-
 #[async_trait]
 impl Channel for EmailChannel {
     fn kind(&self) -> ChannelKind {
@@ -237,7 +223,10 @@ impl Channel for EmailChannel {
                     reply: format!("written to outbox as {file_id}.eml"),
                     message_id: Some(message_id),
                 }),
-                Err(e) => Err(SendError::transient(format!("outbox: {}", error_chain(&e)))),
+                Err(e) => Err(SendError::transient(format!(
+                    "outbox: {}",
+                    super::error_chain(&e)
+                ))),
             },
         }
     }

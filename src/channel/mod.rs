@@ -112,6 +112,22 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// An error and its sources as one line, each cause once (servers' answers are often
+/// repeated down the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}
+
 /// A way to deliver bulletins.
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {

@@ -52,20 +52,6 @@ fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
     e.status().and_then(|c| c.to_string().parse().ok())
 }
 
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = inner.source();
-    }
-    s
-}
-
 impl SmtpPool {
     pub fn new(cfg: &SmtpConfig) -> Result<Self, String> {
         let tls = match cfg.tls {
@@ -136,7 +122,11 @@ impl SmtpPool {
             match r {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    return Err(fail(FailureKind::Transient, reply_code(&e), describe(&e)))
+                    return Err(fail(
+                        FailureKind::Transient,
+                        reply_code(&e),
+                        super::error_chain(&e),
+                    ))
                 }
                 Err(_) => {
                     return Err(fail(
@@ -163,7 +153,7 @@ impl SmtpPool {
                     return Err(fail(
                         FailureKind::Transient,
                         reply_code(&e),
-                        format!("greeting: {}", describe(&e)),
+                        format!("greeting: {}", super::error_chain(&e)),
                     ))
                 }
                 Err(_) => {
@@ -349,7 +339,7 @@ impl SmtpPool {
             Step::EndOfData => "end of data",
         };
         let (code, text, permanent) = match &err {
-            Ok(e) => (reply_code(e), describe(e), e.is_permanent()),
+            Ok(e) => (reply_code(e), super::error_chain(e), e.is_permanent()),
             Err(m) => (None, m.clone(), false),
         };
         let mut e = SendError {
