@@ -287,9 +287,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    // The command runs as a task on the worker threads, not on this thread: a future
+    // blocked on here would need a cross-thread wake-up for every socket event, which
+    // costs the dispatcher a context switch per SMTP reply.
+    match rt.block_on(async { tokio::spawn(run(cli)).await }) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
         Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

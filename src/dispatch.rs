@@ -159,6 +159,7 @@ impl Dispatcher {
             text: b.text,
             images,
             wechat: b.wechat,
+            email_bodies: Default::default(),
         });
         if cache.len() > 64 {
             cache.clear();

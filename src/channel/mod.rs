@@ -23,6 +23,8 @@ pub struct PreparedBulletin {
     /// (Content-ID, image) pairs for inline images.
     pub images: Vec<(String, ImageData)>,
     pub wechat: Option<crate::render::WechatArticle>,
+    /// The e-mail bodies, encoded once on first use and shared by every recipient.
+    pub email_bodies: std::sync::OnceLock<std::sync::Arc<email::EncodedBodies>>,
 }
 
 /// One ledger row to deliver.

@@ -52,6 +52,7 @@ fn benches(c: &mut Criterion) {
         text: rendered.text,
         images: vec![],
         wechat: None,
+        email_bodies: Default::default(),
     };
     let signer = Arc::new(UnsubscribeSigner::new(
         vec![7; 32],
