@@ -347,6 +347,8 @@ struct RawDelivery {
     storm_min_attempts: u32,
     storm_failure_share: f64,
     bounce_after_hard_failures: u32,
+    unrecorded_max: u32,
+    urgent_poll_ms: u64,
 }
 
 impl Default for RawDelivery {
@@ -365,6 +367,8 @@ impl Default for RawDelivery {
             storm_failure_share: 0.5,
             bounce_after_hard_failures: 3,
             shutdown_grace_seconds: 30,
+            unrecorded_max: 32,
+            urgent_poll_ms: 50,
         }
     }
 }
@@ -481,6 +485,13 @@ pub struct DeliveryConfig {
     pub bounce_after_hard_failures: u32,
     /// On shutdown, how long sends in flight may take before they are abandoned.
     pub shutdown_grace: Duration,
+    /// Outcomes that may wait for the ledger at once: the dispatcher writes them in
+    /// groups while the next messages go out, and starts no new send while this many wait.
+    /// After a crash, at most this many plus the sends in flight were sent but not recorded.
+    pub unrecorded_max: usize,
+    /// While a pass is sending, how often it looks for urgent rows (notices) queued by
+    /// another process, to send them ahead of the rest of its batch.
+    pub urgent_poll: Duration,
 }
 
 /// The admin HTTP API: where it listens and the bearer token it wants.
@@ -773,6 +784,8 @@ impl Config {
             ("delivery.lease_seconds", d.lease_seconds),
             ("delivery.retry_base_seconds", d.retry_base_seconds),
             ("delivery.poll_interval_ms", d.poll_interval_ms),
+            ("delivery.unrecorded_max", d.unrecorded_max as u64),
+            ("delivery.urgent_poll_ms", d.urgent_poll_ms),
         ] {
             if v == 0 {
                 return Err(err(None, key, "must be at least 1".into()));
@@ -959,6 +972,8 @@ impl Config {
                 storm_failure_share: d.storm_failure_share,
                 bounce_after_hard_failures: d.bounce_after_hard_failures,
                 shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
+                unrecorded_max: d.unrecorded_max as usize,
+                urgent_poll: Duration::from_millis(d.urgent_poll_ms),
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
             schedules,

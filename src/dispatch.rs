@@ -10,9 +10,10 @@ use crate::metrics::Metrics;
 use crate::render::image_cid;
 use crate::store::{Claimed, Outcome, OutcomeKind, Store, StoreError};
 use chrono::{DateTime, Utc};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,26 @@ impl PassReport {
         self.failed += o.failed;
         self.suppressed += o.suppressed;
     }
+}
+
+/// An outcome waiting for the ledger, with what the steps after its commit need.
+struct Recorded {
+    outcome: Outcome,
+    channel: ChannelKind,
+    recipient: String,
+}
+
+/// Store work of a pass, run one at a time beside the sends.
+enum DbJob {
+    Record(Vec<Recorded>),
+    Pause(i64),
+    ClaimUrgent,
+}
+
+enum DbDone {
+    Recorded,
+    Paused,
+    Claimed(Vec<Claimed>),
 }
 
 /// Claims and sends deliveries.
@@ -75,28 +96,28 @@ impl Dispatcher {
         }
     }
 
-    /// Pauses a bulletin whose failures in this pass reach the storm threshold.
-    async fn check_storm(
+    /// Whether a bulletin's failures in this pass reach the storm threshold for the first
+    /// time: its remaining rows are then not attempted, and the caller pauses it.
+    fn is_storm(
         &self,
         bulletin: i64,
         channel: ChannelKind,
         (attempts, failures): (u32, u32),
-    ) -> Result<(), StoreError> {
+    ) -> bool {
         if attempts < self.config.storm_min_attempts
             || f64::from(failures) < self.config.storm_failure_share * f64::from(attempts)
         {
-            return Ok(());
+            return false;
         }
         if !self.stormed.lock().expect("storm lock").insert(bulletin) {
-            return Ok(());
+            return false;
         }
-        self.store.set_bulletin_paused(bulletin, true).await?;
         self.metrics.error_storm();
         tracing::error!(
             bulletin, channel = %channel, attempts, failures,
             "error storm: bulletin paused; find the cause in its failures, then resume it"
         );
-        Ok(())
+        true
     }
 
     /// The time a halted channel may be used again, if it is resting now.
@@ -320,6 +341,13 @@ impl Dispatcher {
     }
 
     /// Claims one batch of due rows and delivers it. Returns what happened.
+    ///
+    /// Sends run `concurrency` at a time. Their outcomes are written to the ledger in
+    /// groups, one transaction per group, while the next messages go out; no new send
+    /// starts while `delivery.unrecorded_max` outcomes wait, which bounds what a crash can
+    /// leave sent but unrecorded. Urgent rows (notices) queued meanwhile, announced by a
+    /// wake-up or found by polling every `delivery.urgent_poll`, are claimed and go ahead
+    /// of the rest of the batch. Returns once every outcome is recorded.
     pub async fn run_once(&self) -> Result<PassReport, StoreError> {
         let now = self.clock.now();
         let claimed = self
@@ -345,47 +373,144 @@ impl Dispatcher {
             .max()
             .unwrap_or(1)
             .max(1);
+        let unrecorded_max = self.config.unrecorded_max.max(1);
         self.stormed.lock().expect("storm lock").clear();
         let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
-        let mut outcomes = futures::stream::iter(claimed.into_iter().map(|c| {
-            let key = (c.bulletin_id, c.channel, c.recipient.clone());
-            async move { (key, self.deliver_one(c).await) }
-        }))
-        .buffer_unordered(concurrency);
-        while let Some(((bulletin, channel, recipient), o)) = outcomes.next().await {
-            let failed = matches!(o.result, OutcomeKind::Failed | OutcomeKind::Retry { .. });
-            if failed || o.result == OutcomeKind::Sent {
-                let t = tally.entry((bulletin, channel)).or_default();
-                t.0 += 1;
-                t.1 += u32::from(failed);
-                self.check_storm(bulletin, channel, *t).await?;
+        let mut queue: VecDeque<Claimed> = claimed.into();
+        let mut sending = FuturesUnordered::new();
+        // Store work of the pass runs one job at a time in `db`, polled alongside the sends:
+        // a job holding a write transaction is never left unpolled while another waits for
+        // the lock. Waiting: outcomes to record, bulletins to pause, an urgent claim.
+        let mut db = FuturesUnordered::new();
+        let mut unrecorded: Vec<Recorded> = Vec::new();
+        let mut recording = 0;
+        let mut to_pause: Vec<i64> = Vec::new();
+        let mut urgent_wanted = false;
+        let mut urgent_poll = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.config.urgent_poll,
+            self.config.urgent_poll,
+        );
+        urgent_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while sending.len() < concurrency && unrecorded.len() + recording < unrecorded_max {
+                let Some(c) = queue.pop_front() else { break };
+                let key = (c.bulletin_id, c.channel, c.recipient.clone());
+                sending.push(async move { (key, self.deliver_one(c).await) });
             }
-            match o.result {
-                OutcomeKind::Sent => report.sent += 1,
-                OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => report.retrying += 1,
-                OutcomeKind::Failed => report.failed += 1,
-                OutcomeKind::Suppressed => report.suppressed += 1,
+            if db.is_empty() {
+                let job = if let Some(b) = to_pause.pop() {
+                    Some(DbJob::Pause(b))
+                } else if urgent_wanted {
+                    urgent_wanted = false;
+                    Some(DbJob::ClaimUrgent)
+                } else if !unrecorded.is_empty() {
+                    let group = std::mem::take(&mut unrecorded);
+                    recording = group.len();
+                    Some(DbJob::Record(group))
+                } else {
+                    None
+                };
+                if let Some(job) = job {
+                    db.push(self.run_db_job(job));
+                }
             }
-            self.store.record_outcomes(std::slice::from_ref(&o)).await?;
-            if o.result == OutcomeKind::Failed
-                && channel == ChannelKind::Email
-                && o.code.is_some_and(|c| c >= 500)
+            if sending.is_empty() && db.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(((bulletin, channel, recipient), o)) = sending.next(), if !sending.is_empty() => {
+                    let failed = matches!(o.result, OutcomeKind::Failed | OutcomeKind::Retry { .. });
+                    if failed || o.result == OutcomeKind::Sent {
+                        let t = tally.entry((bulletin, channel)).or_default();
+                        t.0 += 1;
+                        t.1 += u32::from(failed);
+                        if self.is_storm(bulletin, channel, *t) {
+                            to_pause.push(bulletin);
+                        }
+                    }
+                    match o.result {
+                        OutcomeKind::Sent => report.sent += 1,
+                        OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => report.retrying += 1,
+                        OutcomeKind::Failed => report.failed += 1,
+                        OutcomeKind::Suppressed => report.suppressed += 1,
+                    }
+                    unrecorded.push(Recorded { outcome: o, channel, recipient });
+                }
+                Some(done) = db.next(), if !db.is_empty() => {
+                    match done? {
+                        DbDone::Recorded => recording = 0,
+                        DbDone::Claimed(urgent) => {
+                            report.claimed += urgent.len();
+                            for c in urgent.into_iter().rev() {
+                                queue.push_front(c);
+                            }
+                        }
+                        DbDone::Paused => {}
+                    }
+                }
+                _ = self.wake.notified() => urgent_wanted = true,
+                _ = urgent_poll.tick() => urgent_wanted = true,
+            }
+        }
+        self.store.finish_bulletins().await?;
+        Ok(report)
+    }
+
+    async fn run_db_job(&self, job: DbJob) -> Result<DbDone, StoreError> {
+        match job {
+            DbJob::Record(group) => {
+                let outcomes: Vec<Outcome> = group.iter().map(|r| r.outcome.clone()).collect();
+                self.store.record_outcomes(&outcomes).await?;
+                self.after_recorded(&group).await?;
+                Ok(DbDone::Recorded)
+            }
+            DbJob::Pause(bulletin) => {
+                self.store.set_bulletin_paused(bulletin, true).await?;
+                Ok(DbDone::Paused)
+            }
+            DbJob::ClaimUrgent => {
+                let urgent = self
+                    .store
+                    .claim_urgent(
+                        self.clock.now(),
+                        self.config.batch_size,
+                        self.config.lease,
+                        crate::notice::NOTICE_PRIORITY,
+                    )
+                    .await?;
+                if !urgent.is_empty() {
+                    info!(
+                        rows = urgent.len(),
+                        "urgent rows claimed ahead of the batch in flight"
+                    );
+                }
+                Ok(DbDone::Claimed(urgent))
+            }
+        }
+    }
+
+    /// What follows a group's commit: an address whose hard failures span enough
+    /// bulletins is marked bounced (it counts the failures now in the ledger).
+    async fn after_recorded(&self, group: &[Recorded]) -> Result<(), StoreError> {
+        for r in group {
+            if r.outcome.result == OutcomeKind::Failed
+                && r.channel == ChannelKind::Email
+                && r.outcome.code.is_some_and(|c| c >= 500)
             {
                 let n = self
                     .store
                     .note_hard_failure(
-                        &recipient,
+                        &r.recipient,
                         self.config.bounce_after_hard_failures,
                         self.clock.now(),
                     )
                     .await?;
                 if n > 0 {
-                    warn!(%recipient, lists = n, "address marked bounced after repeated hard failures");
+                    warn!(recipient = %r.recipient, lists = n, "address marked bounced after repeated hard failures");
                 }
             }
         }
-        self.store.finish_bulletins().await?;
-        Ok(report)
+        Ok(())
     }
 
     /// Runs passes until nothing is due now.

@@ -11,7 +11,7 @@ use crate::config::{SmtpConfig, TlsMode};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use secrecy::ExposeSecret;
@@ -23,9 +23,49 @@ use tokio::sync::{Mutex, Semaphore};
 /// clients after a while; a dead pooled connection would cost a recipient an attempt).
 const MAX_IDLE: Duration = Duration::from_secs(30);
 
+/// A connection and what we learnt about the server beyond what lettre records.
+struct Conn {
+    inner: AsyncSmtpConnection,
+    /// The server offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go in one write.
+    pipelining: bool,
+}
+
 struct Idle {
-    conn: AsyncSmtpConnection,
+    conn: Conn,
     since: Instant,
+}
+
+/// Text written to the server as it is: lettre's `command` writes any `Display` and
+/// reads one reply, which lets us send pipelined commands and a message we dot-stuffed
+/// ourselves in one write each.
+struct Raw<'a>(&'a [&'a str]);
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|s| f.write_str(s))
+    }
+}
+
+/// SMTP transparency (RFC 5321 §4.5.2): a `.` that begins a line is doubled. lettre's
+/// `message` does this byte by byte, which cost more CPU than the rest of a send; this
+/// searches for line starts with `memchr` and copies nothing when there are none.
+fn dot_stuff(message: &str) -> std::borrow::Cow<'_, str> {
+    let at: Vec<usize> = std::iter::once(0)
+        .filter(|_| message.starts_with('.'))
+        .chain(memchr::memmem::find_iter(message.as_bytes(), b"\r\n.").map(|i| i + 2))
+        .collect();
+    if at.is_empty() {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len() + at.len());
+    let mut from = 0;
+    for i in at {
+        out.push_str(&message[from..i]);
+        out.push('.');
+        from = i;
+    }
+    out.push_str(&message[from..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A bounded pool of SMTP connections to one relay.
@@ -95,7 +135,7 @@ impl SmtpPool {
     }
 
     /// Opens, greets, secures and authenticates a new connection.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let addr = (self.cfg.host.as_str(), self.cfg.port);
         let fail = |kind: FailureKind, code: Option<i64>, m: String| SendError {
             kind,
@@ -181,6 +221,22 @@ impl SmtpPool {
             }
             c
         };
+        // lettre keeps only the EHLO keywords it uses; ask again to learn about PIPELINING
+        // (before AUTH: a new EHLO after it could reset the session).
+        let pipelining = match self
+            .bounded("EHLO", conn.command(Ehlo::new(self.hello.clone())))
+            .await
+        {
+            Ok(r) => r.message().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            Err(m) => {
+                self.discard_raw(conn);
+                return Err(fail(FailureKind::Transient, None, m));
+            }
+        };
         if let Some(creds) = &self.creds {
             if let Err(m) = self
                 .bounded(
@@ -189,7 +245,7 @@ impl SmtpPool {
                 )
                 .await
             {
-                self.discard(conn);
+                self.discard_raw(conn);
                 // A refused login fails every message alike: stop the channel, tell the operator.
                 let mut e = fail(
                     FailureKind::Transient,
@@ -200,7 +256,10 @@ impl SmtpPool {
                 return Err(e);
             }
         }
-        Ok(conn)
+        Ok(Conn {
+            inner: conn,
+            pipelining,
+        })
     }
 
     /// Sends one message to one envelope, on a pooled connection.
@@ -217,7 +276,7 @@ impl SmtpPool {
             let mut idle = self.idle.lock().await;
             let mut found = None;
             while let Some(i) = idle.pop() {
-                if i.since.elapsed() < MAX_IDLE && !i.conn.has_broken() {
+                if i.since.elapsed() < MAX_IDLE && !i.conn.inner.has_broken() {
                     found = Some(i.conn);
                     break;
                 }
@@ -250,9 +309,9 @@ impl SmtpPool {
                 let mut e = self.classify(step, err);
                 // A negative reply leaves the session usable after RSET; anything else
                 // (lost connection, timeout) and the connection is dropped.
-                if e.code.is_some() && !conn.has_broken() {
+                if e.code.is_some() && !conn.inner.has_broken() {
                     if let Ok(Ok(r)) =
-                        tokio::time::timeout(self.cfg.timeout, conn.command(Rset)).await
+                        tokio::time::timeout(self.cfg.timeout, conn.inner.command(Rset)).await
                     {
                         if r.is_positive() {
                             self.give_back(conn).await;
@@ -271,28 +330,41 @@ impl SmtpPool {
 
     /// Closes a connection in the background: QUIT if the server still answers within the
     /// timeout, else just the socket. Never makes a send wait on a bad connection.
-    fn discard(&self, mut conn: AsyncSmtpConnection) {
+    fn discard(&self, conn: Conn) {
+        self.discard_raw(conn.inner);
+    }
+
+    fn discard_raw(&self, mut conn: AsyncSmtpConnection) {
         let t = self.cfg.timeout;
         tokio::spawn(async move {
             let _ = tokio::time::timeout(t, conn.abort()).await;
         });
     }
 
-    async fn give_back(&self, conn: AsyncSmtpConnection) {
+    async fn give_back(&self, conn: Conn) {
         self.idle.lock().await.push(Idle {
             conn,
             since: Instant::now(),
         });
     }
 
+    /// One mail transaction. With PIPELINING, MAIL, RCPT and DATA go in one write and
+    /// their replies are read in order (every one, so the session stays in step); without
+    /// it, one command per round trip. The message goes in one write with its final `.`.
     async fn transaction(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        conn: &mut Conn,
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<Response, (Step, Result<lettre::transport::smtp::Error, String>)> {
+        let text = std::str::from_utf8(message).ok().filter(|m| m.is_ascii());
         let mut params = vec![];
-        if !message.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+        if text.is_none()
+            && conn
+                .inner
+                .server_info()
+                .supports_feature(Extension::EightBitMime)
+        {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let t = self.cfg.timeout;
@@ -305,25 +377,73 @@ impl SmtpPool {
             Ok(Err(e)) => Err((s, Ok(e))),
             Err(_) => Err((s, Err(format!("no answer within {} s", t.as_secs())))),
         };
-        step(
-            Step::MailFrom,
-            tokio::time::timeout(t, conn.command(Mail::new(envelope.from().cloned(), params)))
-                .await,
-        )?;
-        for to in envelope.to() {
+        let mail = Mail::new(envelope.from().cloned(), params).to_string();
+        let rcpts: Vec<String> = envelope
+            .to()
+            .iter()
+            .map(|to| Rcpt::new(to.clone(), vec![]).to_string())
+            .collect();
+        if conn.pipelining {
+            let data = Data.to_string();
+            let mut parts: Vec<&str> = vec![&mail];
+            parts.extend(rcpts.iter().map(String::as_str));
+            parts.push(&data);
+            // Every reply is read, in order, so the session stays in step; the first
+            // negative one is reported. A lost connection or a timeout ends the reading.
+            let mut failed = None;
+            let steps = std::iter::once(Step::MailFrom)
+                .chain(std::iter::repeat_n(Step::RcptTo, rcpts.len()))
+                .chain([Step::Data]);
+            for (i, s) in steps.enumerate() {
+                let r = if i == 0 {
+                    step(
+                        s,
+                        tokio::time::timeout(t, conn.inner.command(Raw(&parts))).await,
+                    )
+                } else {
+                    step(s, tokio::time::timeout(t, conn.inner.read_response()).await)
+                };
+                match r {
+                    Ok(_) if s == Step::Data && failed.is_some() => {
+                        // DATA was accepted though an earlier command failed: the session
+                        // is not worth saving (abort marks it broken, so it is dropped).
+                        let _ = tokio::time::timeout(t, conn.inner.abort()).await;
+                        return Err(failed.expect("an earlier failure"));
+                    }
+                    Ok(_) => {}
+                    Err((s, Ok(e))) if e.status().is_some() => {
+                        failed.get_or_insert((s, Ok(e)));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        } else {
             step(
-                Step::RcptTo,
-                tokio::time::timeout(t, conn.command(Rcpt::new(to.clone(), vec![]))).await,
+                Step::MailFrom,
+                tokio::time::timeout(t, conn.inner.command(Raw(&[&mail]))).await,
+            )?;
+            for rcpt in &rcpts {
+                step(
+                    Step::RcptTo,
+                    tokio::time::timeout(t, conn.inner.command(Raw(&[rcpt]))).await,
+                )?;
+            }
+            step(
+                Step::Data,
+                tokio::time::timeout(t, conn.inner.command(Data)).await,
             )?;
         }
-        step(
-            Step::Data,
-            tokio::time::timeout(t, conn.command(Data)).await,
-        )?;
-        step(
-            Step::EndOfData,
-            tokio::time::timeout(t, conn.message(message)).await,
-        )
+        let sent = match text {
+            Some(text) => {
+                let stuffed = dot_stuff(text);
+                tokio::time::timeout(t, conn.inner.command(Raw(&[&stuffed, "\r\n.\r\n"]))).await
+            }
+            None => tokio::time::timeout(t, conn.inner.message(message)).await,
+        };
+        step(Step::EndOfData, sent)
     }
 
     /// Reads a failure by step and reply (issue 5's classification).
@@ -365,5 +485,22 @@ impl SmtpPool {
             );
         }
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_stuff;
+
+    #[test]
+    fn dots_that_begin_a_line_are_doubled() {
+        assert_eq!(dot_stuff("plain\r\ntext"), "plain\r\ntext");
+        assert_eq!(dot_stuff(".first"), "..first");
+        assert_eq!(
+            dot_stuff("a\r\n.b\r\n..c\r\nd.e\r\n."),
+            "a\r\n..b\r\n...c\r\nd.e\r\n.."
+        );
+        // A lone LF is not a line end on the wire.
+        assert_eq!(dot_stuff("a\n.b"), "a\n.b");
     }
 }

@@ -428,6 +428,16 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         on_expired: ExpiredLease,
     ) -> Result<Vec<Claimed>>;
+    /// Claims due rows of at least `min_priority` only (urgent notices), in claim order,
+    /// without touching expired leases: a pass already sending calls this to put urgent
+    /// rows ahead of the rest of its batch.
+    async fn claim_urgent(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        min_priority: i64,
+    ) -> Result<Vec<Claimed>>;
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;

@@ -44,6 +44,96 @@ fn parse_enum<T: FromStr<Err = String>>(s: &str) -> Result<T> {
 }
 
 impl PostgresStore {
+    /// Claims due rows under a lease. `on_expired`: also take over (or hold) rows whose
+    /// lease expired; `min_priority`: only rows at least this urgent.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        on_expired: Option<ExpiredLease>,
+        min_priority: Option<i64>,
+    ) -> Result<Vec<Claimed>> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await?;
+        if on_expired == Some(ExpiredLease::Hold) {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = $1,
+                 last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
+                 WHERE status = 'sending' AND lease_until < $2",
+            )
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rows = sqlx::query(
+            "UPDATE deliveries SET
+                ambiguous = CASE WHEN status = 'sending' THEN 1 ELSE ambiguous END,
+                status = 'sending', lease_until = $1, updated_at = $2
+             WHERE id IN (
+                SELECT d.id FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
+                WHERE b.state = 'sending' AND (
+                    (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $3
+                     AND d.priority >= $6)
+                    OR ($7 AND d.status = 'sending' AND d.lease_until < $4))
+                ORDER BY d.priority DESC, d.next_attempt_at, d.id
+                LIMIT $5
+                FOR UPDATE OF d SKIP LOCKED)
+             RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id, attempts,
+                       ambiguous, created_at",
+        )
+        .bind(now_ms + lease.as_millis() as i64)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .bind(min_priority.unwrap_or(i64::MIN))
+        .bind(on_expired.is_some())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.get("id"),
+                    bulletin_id: r.get("bulletin_id"),
+                    channel: parse_enum(r.get::<&str, _>("channel"))?,
+                    recipient: r.get("recipient"),
+                    recipient_name: r.get("recipient_name"),
+                    list_id: r.get("list_id"),
+                    subscriber_id: r.get("subscriber_id"),
+                    attempts: r.get::<i64, _>("attempts") as u32,
+                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
+                    created_at: from_millis(r.get("created_at")),
+                    suppressed_because: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Subscribers who left, or were removed, after fan-out are not sent to.
+        let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
+        if !ids.is_empty() {
+            let status: std::collections::HashMap<i64, String> =
+                sqlx::query("SELECT id, status FROM subscribers WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| (r.get("id"), r.get("status")))
+                    .collect();
+            for c in &mut claimed {
+                let Some(id) = c.subscriber_id else { continue };
+                c.suppressed_because = match status.get(&id).map(String::as_str) {
+                    Some("active") => None,
+                    Some(s) => Some(format!("subscriber is {s}")),
+                    None => Some("subscriber was removed from the list".into()),
+                };
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
     /// Connects to the database named by `url` (the password, if not in the URL, from
     /// `password`) and runs pending migrations. sqlx's migrator holds
     /// `pg_advisory_lock` on a key derived from the database name while it runs, so
@@ -770,83 +860,19 @@ impl Store for PostgresStore {
         lease: Duration,
         on_expired: ExpiredLease,
     ) -> Result<Vec<Claimed>> {
-        let now_ms = ms(now);
-        let mut tx = self.pool.begin().await?;
-        if on_expired == ExpiredLease::Hold {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = $1,
-                 last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
-                 WHERE status = 'sending' AND lease_until < $2",
-            )
-            .bind(now_ms)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let rows = sqlx::query(
-            "UPDATE deliveries SET
-                ambiguous = CASE WHEN status = 'sending' THEN 1 ELSE ambiguous END,
-                status = 'sending', lease_until = $1, updated_at = $2
-             WHERE id IN (
-                SELECT d.id FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
-                WHERE b.state = 'sending' AND (
-                    (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $3)
-                    OR (d.status = 'sending' AND d.lease_until < $4))
-                ORDER BY d.priority DESC, d.next_attempt_at, d.id
-                LIMIT $5
-                FOR UPDATE OF d SKIP LOCKED)
-             RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id, attempts,
-                       ambiguous, created_at",
-        )
-        .bind(now_ms + lease.as_millis() as i64)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.get("id"),
-                    bulletin_id: r.get("bulletin_id"),
-                    channel: parse_enum(r.get::<&str, _>("channel"))?,
-                    recipient: r.get("recipient"),
-                    recipient_name: r.get("recipient_name"),
-                    list_id: r.get("list_id"),
-                    subscriber_id: r.get("subscriber_id"),
-                    attempts: r.get::<i64, _>("attempts") as u32,
-                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
-                    created_at: from_millis(r.get("created_at")),
-                    suppressed_because: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Subscribers who left, or were removed, after fan-out are not sent to.
-        let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
-        if !ids.is_empty() {
-            let status: std::collections::HashMap<i64, String> =
-                sqlx::query("SELECT id, status FROM subscribers WHERE id = ANY($1)")
-                    .bind(&ids)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|r| (r.get("id"), r.get("status")))
-                    .collect();
-            for c in &mut claimed {
-                let Some(id) = c.subscriber_id else { continue };
-                c.suppressed_because = match status.get(&id).map(String::as_str) {
-                    Some("active") => None,
-                    Some(s) => Some(format!("subscriber is {s}")),
-                    None => Some("subscriber was removed from the list".into()),
-                };
-            }
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        self.claim(now, limit, lease, Some(on_expired), None).await
     }
 
+    async fn claim_urgent(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        min_priority: i64,
+    ) -> Result<Vec<Claimed>> {
+        self.claim(now, limit, lease, None, Some(min_priority))
+            .await
+    }
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for o in outcomes {

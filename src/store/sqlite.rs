@@ -28,6 +28,123 @@ fn parse_enum<T: FromStr<Err = String>>(s: &str) -> Result<T> {
 }
 
 impl SqliteStore {
+    /// Claims due rows under a lease. `on_expired`: also take over (or hold) rows whose
+    /// lease expired; `min_priority`: only rows at least this urgent.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        on_expired: Option<ExpiredLease>,
+        min_priority: Option<i64>,
+    ) -> Result<Vec<Claimed>> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await?;
+        if on_expired == Some(ExpiredLease::Hold) {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = ?,
+                 last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
+                 WHERE status = 'sending' AND lease_until < ?",
+            )
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Two claims, each walking its own index in order and stopping at `limit`: rows whose
+        // lease expired mid-send (resend policy; flagged ambiguous), then rows due now.
+        let returning =
+            "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
+                         attempts, ambiguous, created_at";
+        let mut rows = Vec::new();
+        if on_expired == Some(ExpiredLease::Resend) {
+            rows = sqlx::query(&format!(
+                "UPDATE deliveries SET ambiguous = 1, lease_until = ?, updated_at = ?
+                 WHERE id IN (
+                    SELECT d.id FROM deliveries d INDEXED BY deliveries_leased
+                    WHERE d.status = 'sending' AND d.lease_until < ?
+                      AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+                    ORDER BY d.lease_until LIMIT ?)
+                 {returning}"
+            ))
+            .bind(now_ms + lease.as_millis() as i64)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let left = limit as i64 - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query(&format!(
+                    "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ?
+                     WHERE id IN (
+                        SELECT d.id FROM deliveries d INDEXED BY deliveries_ready
+                        WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?
+                          AND d.priority >= ?
+                          AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+                        ORDER BY d.priority DESC, d.next_attempt_at, d.id
+                        LIMIT ?)
+                     {returning}"
+                ))
+                .bind(now_ms + lease.as_millis() as i64)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(min_priority.unwrap_or(i64::MIN))
+                .bind(left)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.get("id"),
+                    bulletin_id: r.get("bulletin_id"),
+                    channel: parse_enum(r.get::<&str, _>("channel"))?,
+                    recipient: r.get("recipient"),
+                    recipient_name: r.get("recipient_name"),
+                    list_id: r.get("list_id"),
+                    subscriber_id: r.get("subscriber_id"),
+                    attempts: r.get::<i64, _>("attempts") as u32,
+                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
+                    created_at: from_millis(r.get("created_at")),
+                    suppressed_because: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Subscribers who left, or were removed, after fan-out are not sent to.
+        let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
+        if !ids.is_empty() {
+            let sql = format!(
+                "SELECT id, status FROM subscribers WHERE id IN ({})",
+                vec!["?"; ids.len()].join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &ids {
+                q = q.bind(id);
+            }
+            let status: std::collections::HashMap<i64, String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| (r.get("id"), r.get("status")))
+                .collect();
+            for c in &mut claimed {
+                let Some(id) = c.subscriber_id else { continue };
+                c.suppressed_because = match status.get(&id).map(String::as_str) {
+                    Some("active") => None,
+                    Some(s) => Some(format!("subscriber is {s}")),
+                    None => Some("subscriber was removed from the list".into()),
+                };
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -846,111 +963,19 @@ impl Store for SqliteStore {
         lease: Duration,
         on_expired: ExpiredLease,
     ) -> Result<Vec<Claimed>> {
-        let now_ms = ms(now);
-        let mut tx = self.pool.begin().await?;
-        if on_expired == ExpiredLease::Hold {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = ?,
-                 last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
-                 WHERE status = 'sending' AND lease_until < ?",
-            )
-            .bind(now_ms)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Two claims, each walking its own index in order and stopping at `limit`: rows whose
-        // lease expired mid-send (resend policy; flagged ambiguous), then rows due now.
-        let returning =
-            "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
-                         attempts, ambiguous, created_at";
-        let mut rows = Vec::new();
-        if on_expired == ExpiredLease::Resend {
-            rows = sqlx::query(&format!(
-                "UPDATE deliveries SET ambiguous = 1, lease_until = ?, updated_at = ?
-                 WHERE id IN (
-                    SELECT d.id FROM deliveries d INDEXED BY deliveries_leased
-                    WHERE d.status = 'sending' AND d.lease_until < ?
-                      AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
-                    ORDER BY d.lease_until LIMIT ?)
-                 {returning}"
-            ))
-            .bind(now_ms + lease.as_millis() as i64)
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-        }
-        let left = limit as i64 - rows.len() as i64;
-        if left > 0 {
-            rows.extend(
-                sqlx::query(&format!(
-                    "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ?
-                     WHERE id IN (
-                        SELECT d.id FROM deliveries d INDEXED BY deliveries_ready
-                        WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?
-                          AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
-                        ORDER BY d.priority DESC, d.next_attempt_at, d.id
-                        LIMIT ?)
-                     {returning}"
-                ))
-                .bind(now_ms + lease.as_millis() as i64)
-                .bind(now_ms)
-                .bind(now_ms)
-                .bind(left)
-                .fetch_all(&mut *tx)
-                .await?,
-            );
-        }
-        let mut claimed = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.get("id"),
-                    bulletin_id: r.get("bulletin_id"),
-                    channel: parse_enum(r.get::<&str, _>("channel"))?,
-                    recipient: r.get("recipient"),
-                    recipient_name: r.get("recipient_name"),
-                    list_id: r.get("list_id"),
-                    subscriber_id: r.get("subscriber_id"),
-                    attempts: r.get::<i64, _>("attempts") as u32,
-                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
-                    created_at: from_millis(r.get("created_at")),
-                    suppressed_because: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Subscribers who left, or were removed, after fan-out are not sent to.
-        let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
-        if !ids.is_empty() {
-            let sql = format!(
-                "SELECT id, status FROM subscribers WHERE id IN ({})",
-                vec!["?"; ids.len()].join(",")
-            );
-            let mut q = sqlx::query(&sql);
-            for id in &ids {
-                q = q.bind(id);
-            }
-            let status: std::collections::HashMap<i64, String> = q
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| (r.get("id"), r.get("status")))
-                .collect();
-            for c in &mut claimed {
-                let Some(id) = c.subscriber_id else { continue };
-                c.suppressed_because = match status.get(&id).map(String::as_str) {
-                    Some("active") => None,
-                    Some(s) => Some(format!("subscriber is {s}")),
-                    None => Some("subscriber was removed from the list".into()),
-                };
-            }
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        self.claim(now, limit, lease, Some(on_expired), None).await
     }
 
+    async fn claim_urgent(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+        min_priority: i64,
+    ) -> Result<Vec<Claimed>> {
+        self.claim(now, limit, lease, None, Some(min_priority))
+            .await
+    }
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for o in outcomes {
