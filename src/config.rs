@@ -368,7 +368,7 @@ impl Default for RawDelivery {
             bounce_after_hard_failures: 3,
             shutdown_grace_seconds: 30,
             unrecorded_max: 32,
-            urgent_poll_ms: 50,
+            urgent_poll_ms: 25,
         }
     }
 }

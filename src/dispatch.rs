@@ -535,6 +535,25 @@ impl Dispatcher {
         }
     }
 
+    /// Returns once an urgent row is due: notices queued by another process (the CLI, or
+    /// another instance's admin API) cannot wake this one, so an idle dispatcher looks for
+    /// them every `delivery.urgent_poll` with a cheap read.
+    async fn urgent_queued(&self) {
+        let mut tick = tokio::time::interval(self.config.urgent_poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let due = self
+                .store
+                .urgent_due(self.clock.now(), crate::notice::NOTICE_PRIORITY)
+                .await;
+            if matches!(due, Ok(true)) {
+                return;
+            }
+        }
+    }
+
     /// The dispatcher loop: drain, then sleep until woken, the next row is due, or the poll interval.
     pub async fn run(&self, shutdown: CancellationToken) {
         info!("dispatcher started");
@@ -562,6 +581,7 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.urgent_queued() => {}
             }
         }
         info!("dispatcher stopped");

@@ -438,6 +438,9 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         min_priority: i64,
     ) -> Result<Vec<Claimed>>;
+    /// Whether a row of at least `min_priority` is due (an urgent notice queued by another
+    /// process): a cheap read an idle dispatcher makes often.
+    async fn urgent_due(&self, now: DateTime<Utc>, min_priority: i64) -> Result<bool>;
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;

@@ -81,7 +81,7 @@ impl PostgresStore {
                 LIMIT $5
                 FOR UPDATE OF d SKIP LOCKED)
              RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id, attempts,
-                       ambiguous, created_at",
+                       ambiguous, created_at, priority, next_attempt_at",
         )
         .bind(now_ms + lease.as_millis() as i64)
         .bind(now_ms)
@@ -92,6 +92,15 @@ impl PostgresStore {
         .bind(on_expired.is_some())
         .fetch_all(&mut *tx)
         .await?;
+        // RETURNING gives rows in no particular order: put them back in claim order.
+        let mut rows = rows;
+        rows.sort_by_key(|r| {
+            (
+                std::cmp::Reverse(r.get::<i64, _>("priority")),
+                r.get::<i64, _>("next_attempt_at"),
+                r.get::<i64, _>("id"),
+            )
+        });
         let mut claimed = rows
             .iter()
             .map(|r| {
@@ -873,6 +882,21 @@ impl Store for PostgresStore {
         self.claim(now, limit, lease, None, Some(min_priority))
             .await
     }
+    async fn urgent_due(&self, now: DateTime<Utc>, min_priority: i64) -> Result<bool> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::bigint FROM deliveries d
+             WHERE d.status IN ('queued', 'retrying') AND d.priority >= $1
+               AND d.next_attempt_at <= $2
+               AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+             LIMIT 1",
+        )
+        .bind(min_priority)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(due.is_some())
+    }
+
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for o in outcomes {

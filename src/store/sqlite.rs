@@ -39,7 +39,7 @@ impl SqliteStore {
         min_priority: Option<i64>,
     ) -> Result<Vec<Claimed>> {
         let now_ms = ms(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if on_expired == Some(ExpiredLease::Hold) {
             sqlx::query(
                 "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = ?,
@@ -55,7 +55,7 @@ impl SqliteStore {
         // lease expired mid-send (resend policy; flagged ambiguous), then rows due now.
         let returning =
             "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
-                         attempts, ambiguous, created_at";
+                         attempts, ambiguous, created_at, priority, next_attempt_at";
         let mut rows = Vec::new();
         if on_expired == Some(ExpiredLease::Resend) {
             rows = sqlx::query(&format!(
@@ -97,6 +97,15 @@ impl SqliteStore {
                 .await?,
             );
         }
+        // RETURNING gives rows in no particular order: put them back in claim order.
+        let mut rows = rows;
+        rows.sort_by_key(|r| {
+            (
+                std::cmp::Reverse(r.get::<i64, _>("priority")),
+                r.get::<i64, _>("next_attempt_at"),
+                r.get::<i64, _>("id"),
+            )
+        });
         let mut claimed = rows
             .iter()
             .map(|r| {
@@ -168,7 +177,10 @@ impl SqliteStore {
         // commits and read its pages again: perf put ~35 % of a send's CPU in the SQLite
         // worker threads, and 10,000 messages went 4,900 -> 6,300 msg/s with one. Every
         // statement here is short; no code path holds a transaction while it asks the
-        // pool for another connection (that would wait on itself).
+        // pool for another connection (that would wait on itself). Transactions begin
+        // IMMEDIATE: a deferred one that reads, then writes after another process (the CLI
+        // beside the daemon) committed fails at once with SQLITE_BUSY instead of waiting
+        // out busy_timeout.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts)
@@ -392,7 +404,7 @@ const LIST_SUMMARY: &str = "SELECT l.id, l.name, l.description,
 #[async_trait]
 impl Store for SqliteStore {
     async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = rec.record.id.as_str();
         let existing = sqlx::query("SELECT state, content_hash FROM records WHERE id = ?")
             .bind(id)
@@ -593,7 +605,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for s in batch {
             let existing = sqlx::query(
                 "SELECT name, language FROM subscribers WHERE list_id = ? AND email = ?",
@@ -779,7 +791,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(schedule) = &b.schedule {
             for rid in &b.record_ids {
                 let taken =
@@ -900,7 +912,7 @@ impl Store for SqliteStore {
                 };
                 let mut after = 0i64;
                 loop {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
                     let last: Option<i64> = sqlx::query_scalar(
                         "SELECT max(id) FROM (SELECT id FROM subscribers WHERE list_id = ? AND status = 'active'
                          AND id > ? ORDER BY id LIMIT ?)",
@@ -982,8 +994,23 @@ impl Store for SqliteStore {
         self.claim(now, limit, lease, None, Some(min_priority))
             .await
     }
+    async fn urgent_due(&self, now: DateTime<Utc>, min_priority: i64) -> Result<bool> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM deliveries d INDEXED BY deliveries_ready
+             WHERE d.status IN ('queued', 'retrying') AND d.priority >= ?
+               AND d.next_attempt_at <= ?
+               AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+             LIMIT 1",
+        )
+        .bind(min_priority)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(due.is_some())
+    }
+
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for o in outcomes {
             let status = o.result.status();
             let (next, sent_at) = match o.result {
@@ -1055,7 +1082,7 @@ impl Store for SqliteStore {
         if statuses.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let sql = format!(
             "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = ?, lease_until = NULL, updated_at = ?
              WHERE status IN ({}) AND (? IS NULL OR bulletin_id = ?) AND (? IS NULL OR id = ?)",

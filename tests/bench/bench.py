@@ -144,6 +144,93 @@ def bench_source(msg, port, sessions, n):
     return {"rate": n / t, "secs": t, "rss": rss, "cpu": cpu, "fanout": 0.0}
 
 
+def http(method, url, token, body=None):
+    import json, urllib.request
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def iso_ms(s):
+    from datetime import datetime
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def bench_notice(work, port, n, reps):
+    """Urgent-notice latency while a bulletin to n subscribers sends (pool 4): from the
+    trigger to the SMTP server's acceptance of the notice's first message, as the ledger
+    records it (sent_at is taken when the server's 250 arrives, in ms). Triggered through
+    the admin API (the daemon is woken at once) and with `bulletin notice send` from
+    another process (the daemon finds it by polling, delivery.urgent_poll_ms)."""
+    cfg = prepare(work, port, 4, n, subscribers(work, n))
+    admin, public = free_port(), free_port()
+    with open(cfg, "a") as f:
+        f.write(f'\n[admin]\nbind = "127.0.0.1:{admin}"\n[public]\nbind = "127.0.0.1:{public}"\n')
+    token = "bench-admin-token-0123456789"
+    env = dict(os.environ, BULLETIN_ADMIN_TOKEN=token)
+    run = lambda *a: subprocess.run([BIN, "--config", cfg, *a], check=True, capture_output=True, env=env)
+    urgent_csv = os.path.join(work, "urgent.csv")
+    open(urgent_csv, "w").write("email,name\nduty-officer@example.org,Duty officer\n")
+    run("lists", "create", "urgent")
+    run("lists", "import", "urgent", urgent_csv)
+    run("schedule", "fire", "bench")
+    base = f"http://127.0.0.1:{admin}"
+    serve = subprocess.Popen([BIN, "--config", cfg, "serve"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {"admin API": [], "CLI": []}
+    try:
+        wait_port(admin)
+        bulk = None
+
+        def sent_rows(bulletin, limit=1):
+            return http("GET", f"{base}/api/deliveries?bulletin={bulletin}&status=sent&limit={limit}", token)["deliveries"]
+
+        end = time.time() + 30
+        while time.time() < end:
+            bs = http("GET", f"{base}/api/bulletins", token)
+            if bs and sent_rows(bs[0]["id"]):
+                bulk = bs[0]["id"]
+                break
+            time.sleep(0.01)
+        if bulk is None:
+            raise SystemExit("the bulletin did not start sending")
+        for r in range(reps):
+            for how in ("admin API", "CLI"):
+                time.sleep(0.1)
+                title = f"Urgent bench notice {how} {r}"
+                t0 = time.time()
+                if how == "admin API":
+                    nid = http("POST", f"{base}/api/notices", token,
+                               {"title": title, "body": "Please read.", "lists": ["urgent"], "by": "bench"})["id"]
+                else:
+                    body = os.path.join(work, "notice.md")
+                    open(body, "w").write("Please read.")
+                    out = subprocess.run([BIN, "--config", cfg, "notice", "send", "--title", title,
+                                          "--body-file", body, "--lists", "urgent", "--json"],
+                                         capture_output=True, text=True, env=env)
+                    if out.returncode != 0:
+                        raise SystemExit(f"notice send failed: {out.stderr}")
+                    out = out.stdout
+                    import json
+                    nid = json.loads(out)["id"]
+                deadline = time.time() + 10
+                while time.time() < deadline:
+                    rows = sent_rows(nid)
+                    if rows:
+                        results[how].append((iso_ms(rows[0]["sent_at"]) - t0) * 1000)
+                        break
+                    time.sleep(0.005)
+                else:
+                    raise SystemExit(f"notice {nid} was not sent within 10 s")
+        left = http("GET", f"{base}/api/deliveries?bulletin={bulk}&status=queued&limit=1", token)["total"]
+    finally:
+        serve.terminate()
+        serve.wait()
+    print(f"notice latencies (ms): {results}", file=sys.stderr)
+    return results, left
+
+
 def med(rows, key):
     v = [r[key] for r in rows]
     return statistics.median(v), min(v), max(v)
@@ -160,6 +247,7 @@ def main():
     ap.add_argument("-n", type=int, default=None)
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--scaling", default=None, help="comma-separated N for the scaling run")
+    ap.add_argument("--notice-n", type=int, default=None, help="list size sending while notices are triggered")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     n = a.n or (300 if a.quick else 10000)
@@ -199,6 +287,17 @@ def main():
             for sn in scaling:
                 r = bench_bulletin(work, port, 4, sn)
                 p(f"| {sn} | {r['secs']:.1f} | {r['rate']:.0f} | {r['rss']:.1f} | {r['fanout']:.2f} |")
+        notice_n = a.notice_n or (3000 if a.quick else 50000)
+        notices, left = bench_notice(work, port, notice_n, reps)
+        p()
+        p(f"Urgent notice while a bulletin to {notice_n} subscribers sends (pool 4): milliseconds from the")
+        p("trigger to the SMTP server's acceptance of the notice's message (ledger sent_at);")
+        p(f"{left} of the bulletin's rows were still queued after the last notice.")
+        p()
+        p("| trigger | milliseconds |")
+        p("|---|---|")
+        for how, v in notices.items():
+            p(f"| {how} | {statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f}) |")
         text = "\n".join(lines)
         print(text)
         if a.out:

@@ -141,7 +141,7 @@ impl SmtpSink {
         Self { child, port, dump }
     }
 
-    /// Messages received so far (complete dumps only).
+    /// Messages received so far (complete dumps only), in the order they arrived.
     pub fn messages(&self) -> Vec<Received> {
         let mut out = Vec::new();
         let mut paths: Vec<_> = std::fs::read_dir(self.dump.path())
@@ -149,7 +149,12 @@ impl SmtpSink {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_none_or(|x| x != "tmp"))
             .collect();
-        paths.sort();
+        // In the order the server finished writing them.
+        paths.sort_by_key(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        });
         for p in paths {
             // smtp-sink deletes the dump of a transaction its client abandoned (a killed
             // daemon): a file listed a moment ago may be gone.

@@ -553,3 +553,60 @@ fn sigterm_abandons_a_send_stuck_past_the_grace_period_and_the_next_start_resolv
     assert_eq!(rows[0]["status"], "sent", "{rows}");
     assert_eq!(rows[0]["ambiguous"], true, "{rows}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_queued_mid_pass_goes_ahead_of_the_rest_of_the_batch() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        extra: "batch_size = 400",
+        ..Default::default()
+    })
+    .await;
+    let people: Vec<(String, Option<&str>)> = (0..400)
+        .map(|i| (format!("reader{i:03}@example.org"), None))
+        .collect();
+    let people: Vec<(&str, Option<&str>)> = people.iter().map(|(e, n)| (e.as_str(), *n)).collect();
+    t.list_with("partners", &people).await;
+    t.list_with("duty", &[("duty@example.org", None)]).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    // One pass claims all 400 rows; a notice is queued once some are out.
+    let dispatcher = t.app.dispatcher.clone();
+    let pass = tokio::spawn(async move { dispatcher.run_once().await.unwrap() });
+    assert!(
+        sink.wait_for(20).len() >= 20,
+        "the bulletin did not start sending"
+    );
+    let req = bulletin::notice::NoticeRequest::parse(
+        "Venue change",
+        "Session 2 moves to Hall B.",
+        "urgent",
+        &["duty".to_string()],
+        "duty officer",
+        None,
+    )
+    .unwrap();
+    let queued = t.app.notices.send(&req).await.unwrap();
+    assert!(queued.created);
+    let report = pass.await.unwrap();
+
+    // The same pass sent it, well before the batch it interrupted was done.
+    assert_eq!((report.claimed, report.sent), (401, 401));
+    let got = sink.messages();
+    let at = got
+        .iter()
+        .position(|m| m.recipients == ["duty@example.org"])
+        .expect("the notice reached the server");
+    let after = got.len() - 1 - at;
+    println!(
+        "the notice arrived as message {} of {}; {after} bulletin messages after it",
+        at + 1,
+        got.len()
+    );
+    assert!(
+        after >= 100,
+        "only {after} of the batch's messages came after the notice"
+    );
+}

@@ -52,7 +52,62 @@ both_engines!(
     settings_and_readiness,
     concurrent_claims_never_overlap,
     lost_replies_bounces_and_mass_send_counts,
+    urgent_rows_are_found_and_claimed_alone,
 );
+
+async fn urgent_rows_are_found_and_claimed_alone(url: &str) {
+    let s = open(url).await;
+    let routine = sending_bulletin(&s, "routine", &["a@x.org", "b@x.org", "c@x.org"]).await;
+    assert!(!s.urgent_due(t0(), 100).await.unwrap());
+    assert!(s
+        .claim_urgent(t0(), 10, LEASE, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    list_with(&s, "duty", &["duty@x.org"]).await;
+    let mut b = bulletin(None, &["duty"], &[]);
+    b.kind = BulletinKind::Notice;
+    b.priority = 100;
+    let notice = s.create_bulletin(&b, t0()).await.unwrap().unwrap();
+    s.fan_out(notice, 100, &[], t0()).await.unwrap();
+    // Not due before its time; due from then on, for priority 100 but not above.
+    assert!(!s.urgent_due(t0() - Span::seconds(1), 100).await.unwrap());
+    assert!(s.urgent_due(t0(), 100).await.unwrap());
+    assert!(!s.urgent_due(t0(), 101).await.unwrap());
+
+    // The urgent claim takes the notice's row only, and only once.
+    let got = s.claim_urgent(t0(), 10, LEASE, 100).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.bulletin_id, c.recipient.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(notice, "duty@x.org")]
+    );
+    assert!(!s.urgent_due(t0(), 100).await.unwrap());
+    assert!(s
+        .claim_urgent(t0(), 10, LEASE, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // An expired lease is left to the regular claim, which flags it ambiguous.
+    let later = t0() + Span::seconds(LEASE.as_secs() as i64 + 1);
+    assert!(s
+        .claim_urgent(later, 10, LEASE, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let regular = s
+        .claim_due(later, 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    assert_eq!(regular.len(), 4);
+    assert_eq!(regular[0].bulletin_id, notice);
+    assert!(regular[0].ambiguous);
+    assert!(regular[1..]
+        .iter()
+        .all(|c| c.bulletin_id == routine && !c.ambiguous));
+}
 
 async fn lost_replies_bounces_and_mass_send_counts(url: &str) {
     let s = open(url).await;
