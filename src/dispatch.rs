@@ -46,6 +46,9 @@ struct Recorded {
     recipient: String,
 }
 
+/// How long an outcome may wait for others to be written with it.
+const GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Store work of a pass, run one at a time beside the sends.
 enum DbJob {
     Record(Vec<Recorded>),
@@ -386,6 +389,10 @@ impl Dispatcher {
         let mut recording = 0;
         let mut to_pause: Vec<i64> = Vec::new();
         let mut urgent_wanted = false;
+        // Outcomes wait a little to be written together: each commit appends every page it
+        // touched to the WAL, so one row per commit wrote many times what it changed.
+        let group_min = (unrecorded_max / 2).clamp(1, 16);
+        let mut oldest_unrecorded = tokio::time::Instant::now();
         let mut urgent_poll = tokio::time::interval_at(
             tokio::time::Instant::now() + self.config.urgent_poll,
             self.config.urgent_poll,
@@ -403,7 +410,11 @@ impl Dispatcher {
                 } else if urgent_wanted {
                     urgent_wanted = false;
                     Some(DbJob::ClaimUrgent)
-                } else if !unrecorded.is_empty() {
+                } else if !unrecorded.is_empty()
+                    && (unrecorded.len() >= group_min
+                        || sending.is_empty()
+                        || oldest_unrecorded.elapsed() >= GROUP_LINGER)
+                {
                     let group = std::mem::take(&mut unrecorded);
                     recording = group.len();
                     Some(DbJob::Record(group))
@@ -434,6 +445,9 @@ impl Dispatcher {
                         OutcomeKind::Failed => report.failed += 1,
                         OutcomeKind::Suppressed => report.suppressed += 1,
                     }
+                    if unrecorded.is_empty() {
+                        oldest_unrecorded = tokio::time::Instant::now();
+                    }
                     unrecorded.push(Recorded { outcome: o, channel, recipient });
                 }
                 Some(done) = db.next(), if !db.is_empty() => {
@@ -448,6 +462,8 @@ impl Dispatcher {
                         DbDone::Paused => {}
                     }
                 }
+                _ = tokio::time::sleep_until(oldest_unrecorded + GROUP_LINGER),
+                    if db.is_empty() && !unrecorded.is_empty() => {}
                 _ = self.wake.notified() => urgent_wanted = true,
                 _ = urgent_poll.tick() => urgent_wanted = true,
             }

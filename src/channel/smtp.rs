@@ -46,18 +46,16 @@ impl std::fmt::Display for Raw<'_> {
     }
 }
 
-/// SMTP transparency (RFC 5321 §4.5.2): a `.` that begins a line is doubled. lettre's
-/// `message` does this byte by byte, which cost more CPU than the rest of a send; this
-/// searches for line starts with `memchr` and copies nothing when there are none.
-fn dot_stuff(message: &str) -> std::borrow::Cow<'_, str> {
+/// The DATA payload: the message with SMTP transparency (RFC 5321 §4.5.2: a `.` that
+/// begins a line is doubled) and the final `CRLF.CRLF`, in one exactly sized string.
+/// lettre's `message` stuffs byte by byte, which cost more CPU than the rest of a send;
+/// this finds line starts with `memchr`.
+fn data_payload(message: &str) -> String {
     let at: Vec<usize> = std::iter::once(0)
         .filter(|_| message.starts_with('.'))
         .chain(memchr::memmem::find_iter(message.as_bytes(), b"\r\n.").map(|i| i + 2))
         .collect();
-    if at.is_empty() {
-        return std::borrow::Cow::Borrowed(message);
-    }
-    let mut out = String::with_capacity(message.len() + at.len());
+    let mut out = String::with_capacity(message.len() + at.len() + 5);
     let mut from = 0;
     for i in at {
         out.push_str(&message[from..i]);
@@ -65,7 +63,8 @@ fn dot_stuff(message: &str) -> std::borrow::Cow<'_, str> {
         from = i;
     }
     out.push_str(&message[from..]);
-    std::borrow::Cow::Owned(out)
+    out.push_str("\r\n.\r\n");
+    out
 }
 
 /// A bounded pool of SMTP connections to one relay.
@@ -438,8 +437,9 @@ impl SmtpPool {
         }
         let sent = match text {
             Some(text) => {
-                let stuffed = dot_stuff(text);
-                tokio::time::timeout(t, conn.inner.command(Raw(&[&stuffed, "\r\n.\r\n"]))).await
+                // A `&str` command is copied once, at its exact size, by lettre's write.
+                let payload = data_payload(text);
+                tokio::time::timeout(t, conn.inner.command(payload.as_str())).await
             }
             None => tokio::time::timeout(t, conn.inner.message(message)).await,
         };
@@ -490,17 +490,17 @@ impl SmtpPool {
 
 #[cfg(test)]
 mod tests {
-    use super::dot_stuff;
+    use super::data_payload;
 
     #[test]
-    fn dots_that_begin_a_line_are_doubled() {
-        assert_eq!(dot_stuff("plain\r\ntext"), "plain\r\ntext");
-        assert_eq!(dot_stuff(".first"), "..first");
+    fn dots_that_begin_a_line_are_doubled_and_the_data_ends_with_a_dot() {
+        assert_eq!(data_payload("plain\r\ntext"), "plain\r\ntext\r\n.\r\n");
+        assert_eq!(data_payload(".first"), "..first\r\n.\r\n");
         assert_eq!(
-            dot_stuff("a\r\n.b\r\n..c\r\nd.e\r\n."),
-            "a\r\n..b\r\n...c\r\nd.e\r\n.."
+            data_payload("a\r\n.b\r\n..c\r\nd.e\r\n."),
+            "a\r\n..b\r\n...c\r\nd.e\r\n..\r\n.\r\n"
         );
         // A lone LF is not a line end on the wire.
-        assert_eq!(dot_stuff("a\n.b"), "a\n.b");
+        assert_eq!(data_payload("a\n.b"), "a\n.b\r\n.\r\n");
     }
 }
