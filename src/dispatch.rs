@@ -234,6 +234,7 @@ impl Dispatcher {
             reply,
             message_id,
             maybe_delivered: false,
+            lease_until: Some(c.lease_until),
         };
         if let Some(why) = &c.suppressed_because {
             self.metrics

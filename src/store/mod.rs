@@ -210,6 +210,9 @@ pub struct Claimed {
     /// The previous lease expired while the row was `sending`.
     pub ambiguous: bool,
     pub created_at: DateTime<Utc>,
+    /// The lease this claim holds: its outcome is written only while the row still holds
+    /// it (see [`Outcome::lease_until`]).
+    pub lease_until: DateTime<Utc>,
     /// Set when the subscriber left the list after fan-out: the row is not sent.
     pub suppressed_because: Option<String>,
 }
@@ -227,6 +230,11 @@ pub struct Outcome {
     /// The message may have reached the server although the send failed (a lost final
     /// reply): the row is flagged ambiguous.
     pub maybe_delivered: bool,
+    /// The lease the attempt was made under. The row's state is written only if it still
+    /// holds that lease: a process that stalled past its lease, while another took the row
+    /// over, cannot overwrite the newer outcome (its attempt is still kept in the
+    /// history). None: unconditional.
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,6 +115,7 @@ impl PostgresStore {
                     attempts: r.get::<i64, _>("attempts") as u32,
                     ambiguous: r.get::<i64, _>("ambiguous") != 0,
                     created_at: from_millis(r.get("created_at")),
+                    lease_until: from_millis(now_ms + lease.as_millis() as i64),
                     suppressed_because: None,
                 })
             })
@@ -911,7 +912,8 @@ impl Store for PostgresStore {
             sqlx::query(
                 "UPDATE deliveries SET status = $1, attempts = attempts + $2, next_attempt_at = $3, lease_until = NULL,
                  last_code = $4, last_error = $5, message_id = coalesce($6, message_id), updated_at = $7,
-                 sent_at = coalesce($8, sent_at), ambiguous = GREATEST(ambiguous, $10) WHERE id = $9",
+                 sent_at = coalesce($8, sent_at), ambiguous = GREATEST(ambiguous, $10)
+                 WHERE id = $9 AND ($11::bigint IS NULL OR lease_until = $11)",
             )
             .bind(status.as_str())
             .bind(counts as i64)
@@ -923,6 +925,7 @@ impl Store for PostgresStore {
             .bind(sent_at)
             .bind(o.delivery_id)
             .bind(o.maybe_delivered as i64)
+            .bind(o.lease_until.map(ms))
             .execute(&mut *tx)
             .await?;
             if attempted {

@@ -120,6 +120,7 @@ impl SqliteStore {
                     attempts: r.get::<i64, _>("attempts") as u32,
                     ambiguous: r.get::<i64, _>("ambiguous") != 0,
                     created_at: from_millis(r.get("created_at")),
+                    lease_until: from_millis(now_ms + lease.as_millis() as i64),
                     suppressed_because: None,
                 })
             })
@@ -1025,8 +1026,9 @@ impl Store for SqliteStore {
                  last_error = v.column6, message_id = coalesce(v.column7, message_id),
                  updated_at = v.column8, sent_at = coalesce(v.column9, sent_at),
                  ambiguous = max(ambiguous, v.column10)
-                 FROM (VALUES {}) AS v WHERE deliveries.id = v.column1",
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                 FROM (VALUES {}) AS v WHERE deliveries.id = v.column1
+                   AND (v.column11 IS NULL OR deliveries.lease_until = v.column11)",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let mut q = sqlx::query(&sql);
             for o in chunk {
@@ -1048,7 +1050,8 @@ impl Store for SqliteStore {
                     .bind(&o.message_id)
                     .bind(ms(o.finished_at))
                     .bind(sent_at)
-                    .bind(o.maybe_delivered as i64);
+                    .bind(o.maybe_delivered as i64)
+                    .bind(o.lease_until.map(ms));
             }
             q.execute(&mut *tx).await?;
 

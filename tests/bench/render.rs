@@ -70,6 +70,7 @@ fn benches(c: &mut Criterion) {
         attempts: 0,
         ambiguous: false,
         created_at: chrono::Utc::now(),
+        lease_until: chrono::Utc::now(),
         suppressed_because: None,
     };
     c.bench_function("one personalised e-mail from a rendered bulletin", |b| {

@@ -53,7 +53,50 @@ both_engines!(
     concurrent_claims_never_overlap,
     lost_replies_bounces_and_mass_send_counts,
     urgent_rows_are_found_and_claimed_alone,
+    a_late_outcome_from_a_lost_lease_changes_nothing,
 );
+
+async fn a_late_outcome_from_a_lost_lease_changes_nothing(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["a@x.org"]).await;
+    // The first claim's lease expires (its process stalled); another claim takes the row.
+    let first = s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .remove(0);
+    let later = t0() + Span::seconds(LEASE.as_secs() as i64 + 1);
+    let second = s
+        .claim_due(later, 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(first.id, second.id);
+    assert!(second.ambiguous && second.lease_until > first.lease_until);
+
+    // The stalled process wakes and records a failure under its old lease: the row
+    // stays with the new owner, though the attempt is kept in the history.
+    let mut late = outcome(first.id, OutcomeKind::Failed, later);
+    late.code = Some(550);
+    late.lease_until = Some(first.lease_until);
+    s.record_outcomes(&[late]).await.unwrap();
+    let row = |s: Arc<dyn Store>| async move {
+        s.deliveries(&DeliveryFilter::default())
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    assert_eq!(row(s.clone()).await.status, "sending");
+    assert_eq!(s.attempts(&[first.id]).await.unwrap().len(), 1);
+
+    // The new owner's outcome is written.
+    let mut current = outcome(second.id, OutcomeKind::Sent, later);
+    current.lease_until = Some(second.lease_until);
+    s.record_outcomes(&[current]).await.unwrap();
+    let r = row(s.clone()).await;
+    assert_eq!((r.status.as_str(), r.ambiguous), ("sent", true));
+    assert_eq!(s.attempts(&[first.id]).await.unwrap().len(), 2);
+}
 
 async fn urgent_rows_are_found_and_claimed_alone(url: &str) {
     let s = open(url).await;
@@ -294,6 +337,7 @@ fn outcome(id: i64, result: OutcomeKind, at: DateTime<Utc>) -> Outcome {
         reply: "reply".into(),
         message_id: Some(format!("<{id}@t>")),
         maybe_delivered: false,
+        lease_until: None,
     }
 }
 
