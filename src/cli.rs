@@ -43,7 +43,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: scheduler and dispatcher, until SIGTERM or Ctrl-C.
     Serve {
-        /// Do what is due now (resume, catch up, send) and exit.
+        /// Do what is due now (resume, catch up, send; only what --roles includes) and exit.
         #[arg(long)]
         once: bool,
         /// What this instance runs, comma-separated: scheduler, sender, admin (admin API,
@@ -373,9 +373,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(|e| anyhow!(e))?;
             if *once {
-                app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
-                app.scheduler.catch_up().await.map_err(|e| anyhow!("{e}"))?;
-                let r = app.run_pending(None).await.map_err(app_err)?;
+                // The same roles as the daemon: a scheduler-only run fires and fans out, a
+                // sender-only run sends what is queued (admin has nothing to do once).
+                if roles.scheduler {
+                    app.scheduler.resume().await.map_err(|e| anyhow!("{e}"))?;
+                    app.scheduler.catch_up().await.map_err(|e| anyhow!("{e}"))?;
+                }
+                if !roles.sender {
+                    println!("nothing sent: this run's roles ({roles}) do not include sender");
+                    return Ok(());
+                }
+                let r = app.dispatcher.drain().await.map_err(|e| anyhow!("{e}"))?;
                 println!(
                     "sent {}, retrying {}, failed {}, suppressed {}",
                     r.sent, r.retrying, r.failed, r.suppressed

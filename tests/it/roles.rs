@@ -90,3 +90,31 @@ async fn a_scheduler_only_instance_queues_but_does_not_send() {
     let counts = t.app.store.delivery_counts(None).await.unwrap();
     assert_eq!((counts[0].status.as_str(), counts[0].count), ("queued", 1));
 }
+
+#[test]
+fn serve_once_keeps_to_its_roles() {
+    use crate::crash::{cli, daemon_config, run_ok};
+    use crate::harness::small_record;
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let (config, _) = daemon_config(dir.path(), &db, sink.port, "pool_size = 2", "");
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "email\na@example.org\nb@example.org\n").unwrap();
+    let record = dir.path().join("r.toml");
+    std::fs::write(&record, small_record("roles-once", "Roles once")).unwrap();
+    run_ok(cli(&config).args(["lists", "create", "partners"]));
+    run_ok(cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
+    run_ok(cli(&config).args(["import", record.to_str().unwrap()]));
+    run_ok(cli(&config).args(["approve", "roles-once", "--by", "approver"]));
+    run_ok(cli(&config).args(["schedule", "fire", "weekday-morning"]));
+
+    let said = run_ok(cli(&config).args(["serve", "--once", "--roles", "scheduler,admin"]));
+    assert!(said.contains("do not include sender"), "{said}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sink.messages().is_empty(), "a scheduler-only run sent mail");
+
+    let said = run_ok(cli(&config).args(["serve", "--once", "--roles", "sender"]));
+    assert!(said.contains("sent 2,"), "{said}");
+    assert_eq!(sink.wait_for(2).len(), 2);
+}
