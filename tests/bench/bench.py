@@ -6,7 +6,10 @@ sessions sending N copies of a real bulletin message (rendered by our own templa
 `bulletin` delivering one bulletin to a list of N subscribers through the real pipeline
 (store, fan-out, per-recipient rendering, SMTP pool of 1 and 4, ledger writes), from the
 firing to the last row marked sent. Each measurement is repeated (interleaved) and the
-table gives medians with min and max. Usage: tests/bench/run [--quick] [--out FILE].
+table gives medians with min and max, with how busy smtp-sink was (its CPU time over the
+SMTP phase: the share of the server's capacity each client used). Then a scaling run,
+and the latency of an urgent notice while a large bulletin sends (admin API and CLI).
+Usage: tests/bench/run [--quick] [--out FILE] [-n N] [--reps R] [--scaling N,N,...].
 """
 import argparse, csv, os, platform, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -35,6 +38,15 @@ def wait_port(port, timeout=10):
     raise SystemExit(f"nothing listens on {port}")
 
 
+SINK_PID = None
+
+
+def sink_cpu():
+    """CPU seconds smtp-sink has used so far (it is the ceiling both clients share)."""
+    f = open(f"/proc/{SINK_PID}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_sink(port):
     args = [SINK]
     if os.geteuid() == 0:
@@ -42,6 +54,8 @@ def start_sink(port):
     args += [f"127.0.0.1:{port}", "1024"]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
+    global SINK_PID
+    SINK_PID = p.pid
     return p
 
 
@@ -131,17 +145,21 @@ def subscribers(work, n):
 def bench_bulletin(work, port, pool, n):
     cfg = prepare(work, port, pool, n, subscribers(work, n))
     t_fire, rss_fire, cpu_fire, _ = timed([BIN, "--config", cfg, "schedule", "fire", "bench"])
+    c0 = sink_cpu()
     t_send, rss_send, cpu_send, out = timed([BIN, "--config", cfg, "serve", "--once"])
+    busy = (sink_cpu() - c0) / t_send
     if f"sent {n}," not in out:
         raise SystemExit(f"bulletin did not send {n}: {out}")
     total = t_fire + t_send
-    return {"rate": n / total, "secs": total, "rss": max(rss_fire, rss_send), "cpu": cpu_fire + cpu_send, "fanout": t_fire}
+    return {"rate": n / total, "secs": total, "rss": max(rss_fire, rss_send), "cpu": cpu_fire + cpu_send, "fanout": t_fire,
+            "sink": 100 * busy}
 
 
 def bench_source(msg, port, sessions, n):
+    c0 = sink_cpu()
     t, rss, cpu, _ = timed([SOURCE, "-d", "-s", str(sessions), "-m", str(n), "-F", msg,
                             "-f", "bulletin@example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"])
-    return {"rate": n / t, "secs": t, "rss": rss, "cpu": cpu, "fanout": 0.0}
+    return {"rate": n / t, "secs": t, "rss": rss, "cpu": cpu, "fanout": 0.0, "sink": 100 * (sink_cpu() - c0) / t}
 
 
 def http(method, url, token, body=None):
@@ -271,13 +289,13 @@ def main():
         p = lambda s="": lines.append(s)
         p(f"N = {n} messages of {size} bytes, {reps} repetition(s); median (min–max).")
         p()
-        p("| run | messages/s | ratio bulletin/smtp-source | peak RSS MB | CPU s | fan-out s |")
-        p("|---|---|---|---|---|---|")
+        p("| run | messages/s | ratio bulletin/smtp-source | peak RSS MB | CPU s | fan-out s | smtp-sink busy % |")
+        p("|---|---|---|---|---|---|---|")
         for conc in (1, 4):
             s, b = results[f"source{conc}"], results[f"bulletin{conc}"]
             ratio = statistics.median(x["rate"] for x in b) / statistics.median(x["rate"] for x in s)
-            p(f"| smtp-source -d -s {conc} | {fmt(s, 'rate')} | | {fmt(s, 'rss', '{:.1f}')} | {fmt(s, 'cpu', '{:.2f}')} | |")
-            p(f"| bulletin, pool {conc} | {fmt(b, 'rate')} | {ratio:.2f} | {fmt(b, 'rss', '{:.1f}')} | {fmt(b, 'cpu', '{:.2f}')} | {fmt(b, 'fanout', '{:.2f}')} |")
+            p(f"| smtp-source -d -s {conc} | {fmt(s, 'rate')} | | {fmt(s, 'rss', '{:.1f}')} | {fmt(s, 'cpu', '{:.2f}')} | | {fmt(s, 'sink')} |")
+            p(f"| bulletin, pool {conc} | {fmt(b, 'rate')} | {ratio:.2f} | {fmt(b, 'rss', '{:.1f}')} | {fmt(b, 'cpu', '{:.2f}')} | {fmt(b, 'fanout', '{:.2f}')} | {fmt(b, 'sink')} |")
         if scaling:
             p()
             p("Scaling (pool 4, one run each):")
