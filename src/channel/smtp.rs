@@ -222,18 +222,35 @@ impl SmtpPool {
         };
         // lettre keeps only the EHLO keywords it uses; ask again to learn about PIPELINING
         // (before AUTH: a new EHLO after it could reset the session).
-        let pipelining = match self
-            .bounded("EHLO", conn.command(Ehlo::new(self.hello.clone())))
-            .await
+        // A server that refuses the second EHLO is used without pipelining; only a lost
+        // connection or no answer fails the connect.
+        let pipelining = match tokio::time::timeout(
+            self.cfg.timeout,
+            conn.command(Ehlo::new(self.hello.clone())),
+        )
+        .await
         {
-            Ok(r) => r.message().any(|l| {
+            Ok(Ok(r)) => r.message().any(|l| {
                 l.split_whitespace()
                     .next()
                     .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
             }),
-            Err(m) => {
+            Ok(Err(e)) if e.status().is_some() && !conn.has_broken() => false,
+            Ok(Err(e)) => {
                 self.discard_raw(conn);
-                return Err(fail(FailureKind::Transient, None, m));
+                return Err(fail(
+                    FailureKind::Transient,
+                    None,
+                    format!("EHLO: {}", super::error_chain(&e)),
+                ));
+            }
+            Err(_) => {
+                self.discard_raw(conn);
+                return Err(fail(
+                    FailureKind::Transient,
+                    None,
+                    format!("EHLO: no answer within {} s", self.cfg.timeout.as_secs()),
+                ));
             }
         };
         if let Some(creds) = &self.creds {

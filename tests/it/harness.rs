@@ -111,6 +111,11 @@ impl SmtpSink {
     /// aiosmtpd with a per-recipient policy (tests/smtpd/policy.py): `hard*` addresses get
     /// 550 on RCPT, `soft*` get 450 once, the rest are accepted, in the same session.
     pub fn policy() -> Self {
+        Self::policy_with(&[])
+    }
+
+    /// [`Self::policy`] with extra environment for policy.py (e.g. `POLICY_ONE_EHLO`).
+    pub fn policy_with(env: &[(&str, &str)]) -> Self {
         let ok = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .status()
@@ -123,6 +128,7 @@ impl SmtpSink {
         let port = free_port();
         let dump = tempfile::tempdir().unwrap();
         let child = Command::new("python3")
+            .envs(env.iter().copied())
             .arg(repo_path("tests/smtpd/policy.py"))
             .arg(port.to_string())
             .arg(dump.path())

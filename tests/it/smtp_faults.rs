@@ -327,3 +327,25 @@ async fn in_one_session_some_recipients_are_refused_and_the_rest_delivered() {
         assert_eq!((r.status.as_str(), r.attempts), ("sent", 2), "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn a_relay_that_refuses_a_second_ehlo_is_used_without_asking_again() {
+    // We ask EHLO once more to learn about PIPELINING (lettre keeps no record of it);
+    // a relay that answers 503 to that must still get the mail.
+    let server = SmtpSink::policy_with(&[("POLICY_ONE_EHLO", "1")]);
+    let t = spawn_app(Options {
+        smtp_port: server.port,
+        ..Default::default()
+    })
+    .await;
+    t.list_with(
+        "partners",
+        &[("ok1@example.org", None), ("ok2@example.org", None)],
+    )
+    .await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed), (2, 0, 0), "{r:?}");
+    assert_eq!(server.wait_for(2).len(), 2);
+}

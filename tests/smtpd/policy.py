@@ -5,6 +5,9 @@ do. Local parts starting with `hard` get 550 on RCPT TO; those starting with `so
 450 the first time and are accepted after; everyone else is accepted. Each accepted
 message is dumped like smtp-sink's `-d`: `X-Rcpt-Args: <addr>` lines, then the message.
 
+With POLICY_ONE_EHLO=1 it also refuses a second EHLO in a session (503), as some relays
+do, to show that the client then goes on without it.
+
 Usage: policy.py PORT DUMP_DIR
 """
 import asyncio
@@ -19,6 +22,14 @@ class Policy:
         self.dump = dump
         self.seen = {}
         self.count = 0
+        self.one_ehlo = os.environ.get("POLICY_ONE_EHLO") == "1"
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.one_ehlo and getattr(session, "greeted", False):
+            return ["503 5.5.1 Error: duplicate EHLO"]
+        session.greeted = True
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0]
