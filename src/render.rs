@@ -1,7 +1,9 @@
 //! Rendering: records → a bulletin (subject, e-mail HTML with inlined CSS, plain text),
 //! once per bulletin, with Askama templates. Pure: no IO, no clock, no randomness.
-//! The per-recipient part (the unsubscribe URL) is left as [`UNSUBSCRIBE_MARK`] and
-//! filled in by [`personalise`] at send time.
+//! The per-recipient part (the unsubscribe URL) is left as [`UNSUBSCRIBE_MARK`]: the
+//! e-mail channel splices each recipient's link into bodies it encoded once
+//! (`channel::email`), and previews fill it in with [`personalise`], which defines the
+//! result.
 
 use crate::config::Publisher;
 use crate::domain::record::{SessionFormat, SessionRecord};
@@ -421,7 +423,8 @@ pub(crate) fn tidy_text(s: &str) -> String {
     out.trim_start_matches('\n').to_string()
 }
 
-/// Fills in one recipient's unsubscribe URL.
+/// Fills in one recipient's unsubscribe URL (previews; the e-mail channel produces the
+/// same text, already encoded).
 pub fn personalise(rendered: &str, unsubscribe_url: &str) -> String {
     rendered.replace(UNSUBSCRIBE_MARK, unsubscribe_url)
 }
