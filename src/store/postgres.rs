@@ -899,54 +899,89 @@ impl Store for PostgresStore {
     }
 
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // The whole group in two statements over arrays (UNNEST), whatever its size.
+        let mut u = DeliveryColumns::default();
+        let mut a = AttemptColumns::default();
         for o in outcomes {
-            let status = o.result.status();
+            let status = o.result.status().as_str();
             let (next, sent_at) = match o.result {
                 OutcomeKind::Retry { at } | OutcomeKind::Wait { at } => (ms(at), None),
                 OutcomeKind::Sent => (ms(o.finished_at), Some(ms(o.finished_at))),
                 _ => (ms(o.finished_at), None),
             };
-            let attempted = !matches!(o.result, OutcomeKind::Suppressed);
             let counts = !matches!(o.result, OutcomeKind::Suppressed | OutcomeKind::Wait { .. });
+            u.id.push(o.delivery_id);
+            u.status.push(status);
+            u.counts.push(counts as i64);
+            u.next.push(next);
+            u.code.push(o.code);
+            u.error
+                .push((!matches!(o.result, OutcomeKind::Sent)).then(|| o.reply.clone()));
+            u.message_id.push(o.message_id.clone());
+            u.updated.push(ms(o.finished_at));
+            u.sent.push(sent_at);
+            u.ambiguous.push(o.maybe_delivered as i64);
+            u.lease.push(o.lease_until.map(ms));
+            if !matches!(o.result, OutcomeKind::Suppressed) {
+                a.delivery.push(o.delivery_id);
+                a.started.push(ms(o.started_at));
+                a.finished.push(ms(o.finished_at));
+                a.outcome
+                    .push(if matches!(o.result, OutcomeKind::Wait { .. }) {
+                        "waiting"
+                    } else {
+                        status
+                    });
+                a.code.push(o.code);
+                a.reply.push(o.reply.clone());
+                a.message_id.push(o.message_id.clone());
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries d SET status = v.status, attempts = d.attempts + v.counts,
+                next_attempt_at = v.next, lease_until = NULL, last_code = v.code,
+                last_error = v.error, message_id = coalesce(v.message_id, d.message_id),
+                updated_at = v.updated, sent_at = coalesce(v.sent, d.sent_at),
+                ambiguous = GREATEST(d.ambiguous, v.ambiguous)
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                         $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
+                         $11::bigint[])
+                  AS v(id, status, counts, next, code, error, message_id, updated, sent,
+                       ambiguous, lease)
+             WHERE d.id = v.id AND (v.lease IS NULL OR d.lease_until = v.lease)",
+        )
+        .bind(&u.id)
+        .bind(&u.status)
+        .bind(&u.counts)
+        .bind(&u.next)
+        .bind(&u.code)
+        .bind(&u.error)
+        .bind(&u.message_id)
+        .bind(&u.updated)
+        .bind(&u.sent)
+        .bind(&u.ambiguous)
+        .bind(&u.lease)
+        .execute(&mut *tx)
+        .await?;
+        if !a.delivery.is_empty() {
             sqlx::query(
-                "UPDATE deliveries SET status = $1, attempts = attempts + $2, next_attempt_at = $3, lease_until = NULL,
-                 last_code = $4, last_error = $5, message_id = coalesce($6, message_id), updated_at = $7,
-                 sent_at = coalesce($8, sent_at), ambiguous = GREATEST(ambiguous, $10)
-                 WHERE id = $9 AND ($11::bigint IS NULL OR lease_until = $11)",
+                "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+                                      $5::bigint[], $6::text[], $7::text[])",
             )
-            .bind(status.as_str())
-            .bind(counts as i64)
-            .bind(next)
-            .bind(o.code)
-            .bind((!matches!(o.result, OutcomeKind::Sent)).then_some(&o.reply))
-            .bind(&o.message_id)
-            .bind(ms(o.finished_at))
-            .bind(sent_at)
-            .bind(o.delivery_id)
-            .bind(o.maybe_delivered as i64)
-            .bind(o.lease_until.map(ms))
+            .bind(&a.delivery)
+            .bind(&a.started)
+            .bind(&a.finished)
+            .bind(&a.outcome)
+            .bind(&a.code)
+            .bind(&a.reply)
+            .bind(&a.message_id)
             .execute(&mut *tx)
             .await?;
-            if attempted {
-                sqlx::query(
-                    "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(o.delivery_id)
-                .bind(ms(o.started_at))
-                .bind(ms(o.finished_at))
-                .bind(if matches!(o.result, OutcomeKind::Wait { .. }) {
-                    "waiting"
-                } else {
-                    status.as_str()
-                })
-                .bind(o.code)
-                .bind(&o.reply)
-                .bind(&o.message_id)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
         tx.commit().await?;
         Ok(())
@@ -1422,4 +1457,31 @@ impl Store for PostgresStore {
                 .await?,
         )
     }
+}
+
+/// A group of outcomes as columns, for `record_outcomes`' UNNEST.
+#[derive(Default)]
+struct DeliveryColumns {
+    id: Vec<i64>,
+    status: Vec<&'static str>,
+    counts: Vec<i64>,
+    next: Vec<i64>,
+    code: Vec<Option<i64>>,
+    error: Vec<Option<String>>,
+    message_id: Vec<Option<String>>,
+    updated: Vec<i64>,
+    sent: Vec<Option<i64>>,
+    ambiguous: Vec<i64>,
+    lease: Vec<Option<i64>>,
+}
+
+#[derive(Default)]
+struct AttemptColumns {
+    delivery: Vec<i64>,
+    started: Vec<i64>,
+    finished: Vec<i64>,
+    outcome: Vec<&'static str>,
+    code: Vec<Option<i64>>,
+    reply: Vec<String>,
+    message_id: Vec<Option<String>>,
 }
