@@ -155,8 +155,9 @@ impl SmtpSink {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_none_or(|x| x != "tmp"))
             .collect();
-        // In the order the server finished writing them.
-        paths.sort_by_key(|p| {
+        // In the order the server finished writing them. Each time is read once: the
+        // server may still be writing (or deleting) a file while we sort.
+        paths.sort_by_cached_key(|p| {
             std::fs::metadata(p)
                 .and_then(|m| m.modified())
                 .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
