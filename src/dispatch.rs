@@ -348,8 +348,9 @@ impl Dispatcher {
     ///
     /// Sends run `concurrency` at a time. Their outcomes are written to the ledger in
     /// groups, one transaction per group, while the next messages go out; no new send
-    /// starts while `delivery.unrecorded_max` outcomes wait, which bounds what a crash can
-    /// leave sent but unrecorded. Urgent rows (notices) queued meanwhile, announced by a
+    /// starts while `delivery.unrecorded_max` outcomes wait, nor while sends in flight and
+    /// outcomes waiting together reach `connections + unrecorded_max`, which bounds what a
+    /// crash can leave sent but unrecorded. Urgent rows (notices) queued meanwhile, announced by a
     /// wake-up or found by polling every `delivery.urgent_poll`, are claimed and go ahead
     /// of the rest of the batch. Returns once every outcome is recorded.
     pub async fn run_once(&self) -> Result<PassReport, StoreError> {
@@ -377,7 +378,18 @@ impl Dispatcher {
             .max()
             .unwrap_or(1)
             .max(1);
+        let connections = self
+            .channels
+            .values()
+            .map(|c| c.connections())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let unrecorded_max = self.config.unrecorded_max.max(1);
+        // Deliveries in flight plus outcomes not yet committed never exceed this, so a
+        // crash leaves at most this many delivered but unrecorded, however many sends
+        // wait inside a channel for a connection.
+        let budget = connections + unrecorded_max;
         self.stormed.lock().expect("storm lock").clear();
         let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
         let mut queue: VecDeque<Claimed> = claimed.into();
@@ -400,7 +412,10 @@ impl Dispatcher {
         );
         urgent_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while sending.len() < concurrency && unrecorded.len() + recording < unrecorded_max {
+            while sending.len() < concurrency
+                && unrecorded.len() + recording < unrecorded_max
+                && sending.len() + unrecorded.len() + recording < budget
+            {
                 let Some(c) = queue.pop_front() else { break };
                 let key = (c.bulletin_id, c.channel, c.recipient.clone());
                 sending.push(async move { (key, self.deliver_one(c).await) });

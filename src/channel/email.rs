@@ -146,6 +146,8 @@ pub struct EmailChannel {
     id_tag: String,
     list_id_domain: String,
     concurrency: usize,
+    /// SMTP connections (each has at most one message's data unanswered).
+    connections: usize,
     limiter: Option<DefaultDirectRateLimiter>,
 }
 
@@ -164,7 +166,7 @@ impl EmailChannel {
         signer: Arc<UnsubscribeSigner>,
         id_tag: String,
     ) -> Result<Self, String> {
-        let (mailer, concurrency, limiter) = match &cfg.transport {
+        let (mailer, connections, limiter) = match &cfg.transport {
             EmailTransport::Smtp(s) => {
                 let limiter = s.rate_per_second.map(|r| {
                     let quota = if r >= 1.0 {
@@ -191,6 +193,12 @@ impl EmailChannel {
             }
         };
         let domain = cfg.from.email.domain().to_string();
+        // Twice the connections in flight: a connection sending one message finds the
+        // next one waiting, and pipelines its envelope with this one's data.
+        let concurrency = match &mailer {
+            Mailer::Smtp(_) => 2 * connections,
+            Mailer::Outbox(_) => connections,
+        };
         Ok(Self {
             mailer,
             from: cfg.from.clone(),
@@ -199,6 +207,7 @@ impl EmailChannel {
             id_tag,
             list_id_domain: domain,
             concurrency,
+            connections,
             limiter,
         })
     }
@@ -289,6 +298,10 @@ impl Channel for EmailChannel {
 
     fn concurrency(&self) -> usize {
         self.concurrency
+    }
+
+    fn connections(&self) -> usize {
+        self.connections
     }
 
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError> {

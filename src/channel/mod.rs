@@ -134,8 +134,14 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
     fn kind(&self) -> ChannelKind;
-    /// How many deliveries may be in flight at once.
+    /// How many deliveries may be in flight at once (handed to the channel, answer not
+    /// yet back), counting those waiting inside it for a connection.
     fn concurrency(&self) -> usize;
+    /// How many of those can be at the far side at once, sent with the answer not yet
+    /// read: the ones a crash can leave delivered but unrecorded.
+    fn connections(&self) -> usize {
+        self.concurrency()
+    }
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError>;
     /// Access tokens fetched so far, for channels that use them (metrics).
     fn token_refreshes(&self) -> u64 {

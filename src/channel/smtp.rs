@@ -1,10 +1,15 @@
 //! Our SMTP connection pool over lettre's connection type. We keep our own pool (rather
 //! than lettre's) to control what lettre's leaves out: TCP_NODELAY (without it every
 //! message waits ~40 ms on Nagle + delayed ACK for its final `.`), a bound on every wait
-//! (connect, greeting, each reply, pool checkout), and knowing *which* SMTP step failed —
-//! MAIL FROM (a configuration problem), RCPT (this recipient), DATA, or the final reply
-//! after the message was sent (the message may have been delivered). A connection whose
-//! transaction failed is reset with RSET, or dropped if that fails; never reused as it is.
+//! (connect, greeting, each reply), knowing *which* SMTP step failed — MAIL FROM (a
+//! configuration problem), RCPT (this recipient), DATA, or the final reply after the
+//! message was sent (the message may have been delivered) — and PIPELINING across
+//! messages (RFC 2920): while messages wait, one write carries a message's data and the
+//! next message's MAIL, RCPT and DATA, so each message costs one round trip, not two.
+//!
+//! Each connection is a task that owns its session and takes prepared messages from one
+//! shared queue; a sender waits on its own reply. A connection whose transaction failed is
+//! reset with RSET, or dropped if that fails; never reused as it is.
 
 use super::{FailureKind, SendError};
 use crate::config::{SmtpConfig, TlsMode};
@@ -16,23 +21,23 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use lettre::transport::smtp::response::Response;
 use secrecy::ExposeSecret;
 use std::future::Future;
-use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Semaphore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 
-/// Idle connections older than this are closed rather than reused (servers drop idle
-/// clients after a while; a dead pooled connection would cost a recipient an attempt).
+/// A connection idle this long is closed (servers drop idle clients after a while; a
+/// dead pooled connection would cost a recipient an attempt).
 const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// Bytes reserved after a message's data for the next message's envelope, which is
+/// written with it.
+const ENVELOPE_ROOM: usize = 512;
 
 /// A connection and what we learnt about the server beyond what lettre records.
 struct Conn {
     inner: AsyncSmtpConnection,
     /// The server offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go in one write.
     pipelining: bool,
-}
-
-struct Idle {
-    conn: Conn,
-    since: Instant,
 }
 
 /// Text written to the server as it is: lettre's `command` writes any `Display` and
@@ -50,12 +55,13 @@ impl std::fmt::Display for Raw<'_> {
 /// begins a line is doubled) and the final `CRLF.CRLF`, in one exactly sized string.
 /// lettre's `message` stuffs byte by byte, which cost more CPU than the rest of a send;
 /// this finds line starts with `memchr`.
-fn data_payload(message: &str) -> String {
+/// `room` more bytes are reserved for the next message's commands.
+fn data_payload(message: &str, room: usize) -> String {
     let at: Vec<usize> = std::iter::once(0)
         .filter(|_| message.starts_with('.'))
         .chain(memchr::memmem::find_iter(message.as_bytes(), b"\r\n.").map(|i| i + 2))
         .collect();
-    let mut out = String::with_capacity(message.len() + at.len() + 5);
+    let mut out = String::with_capacity(message.len() + at.len() + 5 + room);
     let mut from = 0;
     for i in at {
         out.push_str(&message[from..i]);
@@ -67,14 +73,51 @@ fn data_payload(message: &str) -> String {
     out
 }
 
-/// A bounded pool of SMTP connections to one relay.
-pub struct SmtpPool {
-    cfg: SmtpConfig,
-    hello: ClientId,
-    tls: Option<TlsParameters>,
-    creds: Option<Credentials>,
-    idle: Mutex<Vec<Idle>>,
-    slots: Semaphore,
+/// A message as the caller prepared it for the wire.
+enum Payload {
+    /// ASCII, dot-stuffed, with its final `.`: written as one command.
+    Text(String),
+    /// Anything else, left to lettre (which stuffs it) with BODY=8BITMIME where offered.
+    Bytes(Vec<u8>),
+}
+
+/// One message in the queue, and where its answer goes.
+struct Request {
+    /// `MAIL FROM` without parameters, each `RCPT TO`, and `DATA`, each with its CRLF.
+    commands: Vec<String>,
+    /// For a message that is not ASCII: `MAIL FROM` with BODY=8BITMIME, used where offered.
+    mail_8bit: Option<String>,
+    payload: Payload,
+    answer: oneshot::Sender<Result<Response, SendError>>,
+    /// It already failed once without a reply before its data went out, and was put on a
+    /// fresh connection; a second time is an error.
+    retried: bool,
+}
+
+impl Request {
+    /// Nobody waits for the answer any more (the sender was cancelled): its delivery
+    /// would go unrecorded, so it must not be sent.
+    fn abandoned(&self) -> bool {
+        self.answer.is_closed()
+    }
+
+    fn answer(self, r: Result<Response, SendError>) {
+        let _ = self.answer.send(r);
+    }
+
+    /// The envelope's commands as this connection's server should get them.
+    fn commands(&self, c: &Conn) -> Vec<&str> {
+        let mut v: Vec<&str> = self.commands.iter().map(String::as_str).collect();
+        if let Some(m) = &self.mail_8bit {
+            if c.inner
+                .server_info()
+                .supports_feature(Extension::EightBitMime)
+            {
+                v[0] = m;
+            }
+        }
+        v
+    }
 }
 
 /// The step of the SMTP transaction that failed.
@@ -87,8 +130,33 @@ enum Step {
     EndOfData,
 }
 
+/// What a step got back instead of a positive reply: the server's error, or no answer.
+type StepError = (Step, Result<lettre::transport::smtp::Error, String>);
+
 fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
     e.status().and_then(|c| c.to_string().parse().ok())
+}
+
+/// Whether a failure came with no reply from the server (lost connection, timeout).
+fn without_reply(e: &StepError) -> bool {
+    e.1.as_ref().map_or(true, |e| e.status().is_none())
+}
+
+/// A bounded pool of SMTP connections to one relay: `pool_size` connection tasks fed by
+/// one queue, started on first use and ended when the pool is dropped.
+pub struct SmtpPool {
+    relay: Arc<Relay>,
+    queue: flume::Sender<Request>,
+    taken: flume::Receiver<Request>,
+    started: std::sync::Once,
+}
+
+/// What every connection task needs to open and speak to the relay.
+struct Relay {
+    cfg: SmtpConfig,
+    hello: ClientId,
+    tls: Option<TlsParameters>,
+    creds: Option<Credentials>,
 }
 
 impl SmtpPool {
@@ -104,20 +172,74 @@ impl SmtpPool {
             (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose_secret().to_string())),
             _ => None,
         };
+        let (queue, taken) = flume::unbounded();
         Ok(Self {
-            hello: cfg
-                .hello_name
-                .clone()
-                .map(ClientId::Domain)
-                .unwrap_or_default(),
-            cfg: cfg.clone(),
-            tls,
-            creds,
-            idle: Mutex::new(Vec::new()),
-            slots: Semaphore::new(cfg.pool_size as usize),
+            relay: Arc::new(Relay {
+                hello: cfg
+                    .hello_name
+                    .clone()
+                    .map(ClientId::Domain)
+                    .unwrap_or_default(),
+                cfg: cfg.clone(),
+                tls,
+                creds,
+            }),
+            queue,
+            taken,
+            started: std::sync::Once::new(),
         })
     }
 
+    /// Sends one message to one envelope, on the first connection free.
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
+        self.started.call_once(|| {
+            for _ in 0..self.relay.cfg.pool_size.max(1) {
+                tokio::spawn(self.relay.clone().connection(self.taken.clone()));
+            }
+        });
+        let (payload, mail_8bit) = match std::str::from_utf8(message) {
+            Ok(text) if text.is_ascii() => (Payload::Text(data_payload(text, ENVELOPE_ROOM)), None),
+            _ => (
+                Payload::Bytes(message.to_vec()),
+                Some(
+                    Mail::new(
+                        envelope.from().cloned(),
+                        vec![MailParameter::Body(MailBodyParameter::EightBitMime)],
+                    )
+                    .to_string(),
+                ),
+            ),
+        };
+        let commands = std::iter::once(Mail::new(envelope.from().cloned(), vec![]).to_string())
+            .chain(
+                envelope
+                    .to()
+                    .iter()
+                    .map(|to| Rcpt::new(to.clone(), vec![]).to_string()),
+            )
+            .chain([Data.to_string()])
+            .collect();
+        let (answer, answered) = oneshot::channel();
+        let request = Request {
+            commands,
+            mail_8bit,
+            payload,
+            answer,
+            retried: false,
+        };
+        if self.queue.send(request).is_err() {
+            return Err(SendError::transient("the SMTP connections have stopped"));
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(SendError {
+                maybe_delivered: true,
+                ..SendError::transient("the SMTP connection task ended without an answer")
+            })
+        })
+    }
+}
+
+impl Relay {
     async fn bounded<T, E: std::fmt::Display>(
         &self,
         step: &str,
@@ -278,68 +400,217 @@ impl SmtpPool {
         })
     }
 
-    /// Sends one message to one envelope, on a pooled connection.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
-        let _slot = match tokio::time::timeout(self.cfg.timeout, self.slots.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(SendError::transient(
-                    "no SMTP connection became free in time",
-                ))
+    /// One connection's task: takes messages from the queue until the pool is dropped,
+    /// connecting when it needs to and closing the connection when it idles.
+    async fn connection(self: Arc<Self>, queue: flume::Receiver<Request>) {
+        let mut conn: Option<Conn> = None;
+        // A message whose data never went out on a connection that failed: it goes
+        // first, on a fresh connection.
+        let mut carried: Option<Request> = None;
+        loop {
+            let request = match carried.take() {
+                Some(r) => r,
+                None => match self.next_request(&queue, &mut conn).await {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            if request.abandoned() {
+                continue;
             }
-        };
-        let reused = {
-            let mut idle = self.idle.lock().await;
-            let mut found = None;
-            while let Some(i) = idle.pop() {
-                if i.since.elapsed() < MAX_IDLE && !i.conn.inner.has_broken() {
-                    found = Some(i.conn);
-                    break;
-                }
-                self.discard(i.conn);
-            }
-            found
-        };
-        let was_reused = reused.is_some();
-        let mut conn = match reused {
-            Some(c) => c,
-            None => self.connect().await?,
-        };
-        let mut result = self.transaction(&mut conn, envelope, message).await;
-        // A pooled connection the server closed while it was idle fails at MAIL FROM without
-        // a reply: nothing was sent, so try once more on a fresh connection.
-        let no_reply = |e: &Result<lettre::transport::smtp::Error, String>| {
-            e.as_ref().map_or(true, |e| e.status().is_none())
-        };
-        if was_reused && matches!(&result, Err((Step::MailFrom, e)) if no_reply(e)) {
-            self.discard(conn);
-            conn = self.connect().await?;
-            result = self.transaction(&mut conn, envelope, message).await;
-        }
-        match result {
-            Ok(r) => {
-                self.give_back(conn).await;
-                Ok(r)
-            }
-            Err((step, err)) => {
-                let mut e = self.classify(step, err);
-                // A negative reply leaves the session usable after RSET; anything else
-                // (lost connection, timeout) and the connection is dropped.
-                if e.code.is_some() && !conn.inner.has_broken() {
-                    if let Ok(Ok(r)) =
-                        tokio::time::timeout(self.cfg.timeout, conn.inner.command(Rset)).await
-                    {
-                        if r.is_positive() {
-                            self.give_back(conn).await;
-                            return Err(e);
+            let (mut c, reused) = match conn.take() {
+                Some(c) if !c.inner.has_broken() => (c, true),
+                stale => {
+                    if let Some(s) = stale {
+                        self.discard(s);
+                    }
+                    match self.connect().await {
+                        Ok(c) => (c, false),
+                        Err(e) => {
+                            request.answer(Err(e));
+                            continue;
                         }
                     }
                 }
-                self.discard(conn);
-                if step == Step::EndOfData && e.code.is_none() {
-                    e.maybe_delivered = true;
+            };
+            conn = match self.envelope(&mut c, &request).await {
+                Ok(()) => self.stream(c, request, &queue, &mut carried).await,
+                Err(e) => {
+                    self.envelope_failed(c, request, e, reused, &mut carried)
+                        .await
                 }
-                Err(e)
+            };
+        }
+        if let Some(mut c) = conn {
+            let _ = tokio::time::timeout(self.cfg.timeout, c.inner.abort()).await;
+        }
+    }
+
+    /// The next message from the queue; a connection left idle for `MAX_IDLE` is closed
+    /// meanwhile. None once the pool is gone.
+    async fn next_request(
+        &self,
+        queue: &flume::Receiver<Request>,
+        conn: &mut Option<Conn>,
+    ) -> Option<Request> {
+        if conn.is_some() {
+            match tokio::time::timeout(MAX_IDLE, queue.recv_async()).await {
+                Ok(r) => return r.ok(),
+                Err(_) => {
+                    if let Some(c) = conn.take() {
+                        self.discard(c);
+                    }
+                }
+            }
+        }
+        queue.recv_async().await.ok()
+    }
+
+    /// Sends a message's MAIL, RCPT and DATA (in one write where the server pipelines)
+    /// and reads every reply; Ok once the server waits for the data.
+    async fn envelope(&self, c: &mut Conn, r: &Request) -> Result<(), StepError> {
+        let t = self.cfg.timeout;
+        let commands = r.commands(c);
+        if c.pipelining {
+            let first = tokio::time::timeout(t, c.inner.command(Raw(&commands))).await;
+            return self.envelope_replies(c, commands.len(), Some(first)).await;
+        }
+        for (command, s) in commands.iter().zip(steps(commands.len())) {
+            step(
+                s,
+                t,
+                tokio::time::timeout(t, c.inner.command(Raw(&[command]))).await,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reads the replies to a pipelined envelope of `n` commands: every one, in order, so
+    /// the session stays in step (`first` is the one that came back from the write that
+    /// carried the commands, if it did). The first negative reply is reported; a lost
+    /// connection or a timeout ends the reading.
+    async fn envelope_replies(
+        &self,
+        c: &mut Conn,
+        n: usize,
+        mut first: Option<Reply>,
+    ) -> Result<(), StepError> {
+        let t = self.cfg.timeout;
+        let mut failed = None;
+        for s in steps(n) {
+            let r = match first.take() {
+                Some(r) => r,
+                None => tokio::time::timeout(t, c.inner.read_response()).await,
+            };
+            match step(s, t, r) {
+                Ok(_) if s == Step::Data && failed.is_some() => {
+                    // DATA was accepted though an earlier command failed: the session is
+                    // not worth saving (abort marks it broken, so it is dropped).
+                    let _ = tokio::time::timeout(t, c.inner.abort()).await;
+                    return Err(failed.expect("an earlier failure"));
+                }
+                Ok(_) => {}
+                Err((s, Ok(e))) if e.status().is_some() => {
+                    failed.get_or_insert((s, Ok(e)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// After a failed envelope. A message whose commands got no answer on a connection
+    /// that had worked before goes again, once, on a fresh connection: its data never went
+    /// out, so nothing was delivered (a server closes idle clients; we learn it only by
+    /// writing). Otherwise it gets the error. A negative reply leaves the session usable
+    /// after RSET; anything else and the connection is dropped.
+    async fn envelope_failed(
+        &self,
+        mut c: Conn,
+        mut r: Request,
+        e: StepError,
+        reused: bool,
+        carried: &mut Option<Request>,
+    ) -> Option<Conn> {
+        if without_reply(&e) && reused && !r.retried {
+            self.discard(c);
+            r.retried = true;
+            *carried = Some(r);
+            return None;
+        }
+        let err = self.classify(e.0, e.1);
+        let refused = err.code.is_some();
+        r.answer(Err(err));
+        if refused && !c.inner.has_broken() {
+            if let Ok(Ok(resp)) =
+                tokio::time::timeout(self.cfg.timeout, c.inner.command(Rset)).await
+            {
+                if resp.is_positive() {
+                    return Some(c);
+                }
+            }
+        }
+        self.discard(c);
+        None
+    }
+
+    /// Sends the data of `current`, whose envelope the server accepted, and goes on while
+    /// messages wait. With PIPELINING the next message's envelope rides in the same write
+    /// as this one's data (RFC 2920 §3.1: the end of data is a point where the client may
+    /// send commands without waiting), so each message costs one round trip. Returns the
+    /// connection if it is still usable.
+    async fn stream(
+        &self,
+        mut c: Conn,
+        mut current: Request,
+        queue: &flume::Receiver<Request>,
+        carried: &mut Option<Request>,
+    ) -> Option<Conn> {
+        let t = self.cfg.timeout;
+        loop {
+            if current.abandoned() {
+                // Nobody would record this delivery. The server waits for its data; only
+                // closing the connection, without the final `.`, cancels the message.
+                drop(c);
+                return None;
+            }
+            let next = match &current.payload {
+                Payload::Text(_) if c.pipelining => ready(queue),
+                _ => None,
+            };
+            let sent = match &mut current.payload {
+                Payload::Text(data) => {
+                    if let Some(n) = &next {
+                        // The data was sized with room for this: no copy of the message.
+                        n.commands(&c).iter().for_each(|s| data.push_str(s));
+                    }
+                    tokio::time::timeout(t, c.inner.command(data.as_str())).await
+                }
+                Payload::Bytes(b) => tokio::time::timeout(t, c.inner.message(b)).await,
+            };
+            match step(Step::EndOfData, t, sent) {
+                Ok(resp) => current.answer(Ok(resp)),
+                Err(e) => {
+                    let lost = without_reply(&e) || c.inner.has_broken();
+                    let mut err = self.classify(e.0, e.1);
+                    if lost {
+                        // The message may have been delivered. The next one's data never
+                        // went out: it goes again, first, on a fresh connection.
+                        err.maybe_delivered = true;
+                        current.answer(Err(err));
+                        self.discard(c);
+                        *carried = next;
+                        return None;
+                    }
+                    // A refused message ends its transaction as an accepted one does (RFC
+                    // 5321 §4.1.1.4: the buffers are cleared either way): the session goes on.
+                    current.answer(Err(err));
+                }
+            }
+            let Some(n) = next else { return Some(c) };
+            match self.envelope_replies(&mut c, n.commands.len(), None).await {
+                Ok(()) => current = n,
+                Err(e) => return self.envelope_failed(c, n, e, true, carried).await,
             }
         }
     }
@@ -355,112 +626,6 @@ impl SmtpPool {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(t, conn.abort()).await;
         });
-    }
-
-    async fn give_back(&self, conn: Conn) {
-        self.idle.lock().await.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
-    }
-
-    /// One mail transaction. With PIPELINING, MAIL, RCPT and DATA go in one write and
-    /// their replies are read in order (every one, so the session stays in step); without
-    /// it, one command per round trip. The message goes in one write with its final `.`.
-    async fn transaction(
-        &self,
-        conn: &mut Conn,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<Response, (Step, Result<lettre::transport::smtp::Error, String>)> {
-        let text = std::str::from_utf8(message).ok().filter(|m| m.is_ascii());
-        let mut params = vec![];
-        if text.is_none()
-            && conn
-                .inner
-                .server_info()
-                .supports_feature(Extension::EightBitMime)
-        {
-            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        let t = self.cfg.timeout;
-        let step = |s: Step,
-                    r: Result<
-            Result<Response, lettre::transport::smtp::Error>,
-            tokio::time::error::Elapsed,
-        >| match r {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err((s, Ok(e))),
-            Err(_) => Err((s, Err(format!("no answer within {} s", t.as_secs())))),
-        };
-        let mail = Mail::new(envelope.from().cloned(), params).to_string();
-        let rcpts: Vec<String> = envelope
-            .to()
-            .iter()
-            .map(|to| Rcpt::new(to.clone(), vec![]).to_string())
-            .collect();
-        if conn.pipelining {
-            let data = Data.to_string();
-            let mut parts: Vec<&str> = vec![&mail];
-            parts.extend(rcpts.iter().map(String::as_str));
-            parts.push(&data);
-            // Every reply is read, in order, so the session stays in step; the first
-            // negative one is reported. A lost connection or a timeout ends the reading.
-            let mut failed = None;
-            let steps = std::iter::once(Step::MailFrom)
-                .chain(std::iter::repeat_n(Step::RcptTo, rcpts.len()))
-                .chain([Step::Data]);
-            for (i, s) in steps.enumerate() {
-                let r = if i == 0 {
-                    step(
-                        s,
-                        tokio::time::timeout(t, conn.inner.command(Raw(&parts))).await,
-                    )
-                } else {
-                    step(s, tokio::time::timeout(t, conn.inner.read_response()).await)
-                };
-                match r {
-                    Ok(_) if s == Step::Data && failed.is_some() => {
-                        // DATA was accepted though an earlier command failed: the session
-                        // is not worth saving (abort marks it broken, so it is dropped).
-                        let _ = tokio::time::timeout(t, conn.inner.abort()).await;
-                        return Err(failed.expect("an earlier failure"));
-                    }
-                    Ok(_) => {}
-                    Err((s, Ok(e))) if e.status().is_some() => {
-                        failed.get_or_insert((s, Ok(e)));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        } else {
-            step(
-                Step::MailFrom,
-                tokio::time::timeout(t, conn.inner.command(Raw(&[&mail]))).await,
-            )?;
-            for rcpt in &rcpts {
-                step(
-                    Step::RcptTo,
-                    tokio::time::timeout(t, conn.inner.command(Raw(&[rcpt]))).await,
-                )?;
-            }
-            step(
-                Step::Data,
-                tokio::time::timeout(t, conn.inner.command(Data)).await,
-            )?;
-        }
-        let sent = match text {
-            Some(text) => {
-                // A `&str` command is copied once, at its exact size, by lettre's write.
-                let payload = data_payload(text);
-                tokio::time::timeout(t, conn.inner.command(payload.as_str())).await
-            }
-            None => tokio::time::timeout(t, conn.inner.message(message)).await,
-        };
-        step(Step::EndOfData, sent)
     }
 
     /// Reads a failure by step and reply (issue 5's classification).
@@ -505,19 +670,46 @@ impl SmtpPool {
     }
 }
 
+/// A reply as read: the server's answer or error, or nothing within the timeout.
+type Reply = Result<Result<Response, lettre::transport::smtp::Error>, tokio::time::error::Elapsed>;
+
+fn step(s: Step, t: Duration, r: Reply) -> Result<Response, StepError> {
+    match r {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err((s, Ok(e))),
+        Err(_) => Err((s, Err(format!("no answer within {} s", t.as_secs())))),
+    }
+}
+
+/// The steps of an envelope of `n` commands: MAIL FROM, each RCPT TO, DATA.
+fn steps(n: usize) -> impl Iterator<Item = Step> {
+    std::iter::once(Step::MailFrom)
+        .chain(std::iter::repeat_n(Step::RcptTo, n.saturating_sub(2)))
+        .chain([Step::Data])
+}
+
+/// A message already waiting in the queue, if any (abandoned ones are dropped on the way).
+fn ready(queue: &flume::Receiver<Request>) -> Option<Request> {
+    std::iter::from_fn(|| queue.try_recv().ok()).find(|r| !r.abandoned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::data_payload;
 
+    fn data_payload_(m: &str) -> String {
+        data_payload(m, 0)
+    }
+
     #[test]
     fn dots_that_begin_a_line_are_doubled_and_the_data_ends_with_a_dot() {
-        assert_eq!(data_payload("plain\r\ntext"), "plain\r\ntext\r\n.\r\n");
-        assert_eq!(data_payload(".first"), "..first\r\n.\r\n");
+        assert_eq!(data_payload_("plain\r\ntext"), "plain\r\ntext\r\n.\r\n");
+        assert_eq!(data_payload_(".first"), "..first\r\n.\r\n");
         assert_eq!(
-            data_payload("a\r\n.b\r\n..c\r\nd.e\r\n."),
+            data_payload_("a\r\n.b\r\n..c\r\nd.e\r\n."),
             "a\r\n..b\r\n...c\r\nd.e\r\n..\r\n.\r\n"
         );
         // A lone LF is not a line end on the wire.
-        assert_eq!(data_payload("a\n.b"), "a\n.b\r\n.\r\n");
+        assert_eq!(data_payload_("a\n.b"), "a\n.b\r\n.\r\n");
     }
 }

@@ -3,8 +3,9 @@
 //! fan-out of `schedule fire`, then several times in the middle of `serve`'s sending —
 //! restarting each time, until the ledger is final. Then what the server received is
 //! compared with the ledger: nobody missing, every duplicate flagged ambiguous, and no
-//! more duplicates per kill than can be sent but unrecorded: the SMTP pool's sends in
-//! flight plus the outcomes waiting for the ledger (`delivery.unrecorded_max`).
+//! more duplicates per kill than can be sent but unrecorded: the SMTP pool's connections
+//! plus the outcomes waiting for the ledger (`delivery.unrecorded_max`), although twice
+//! the pool's sends are in flight (the rest wait to be pipelined behind them).
 //!
 //! The kill points come from a seeded generator (`BULLETIN_CRASH_SEED` overrides the
 //! seed) and are printed, so a failing run can be repeated.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const N: usize = 5_000;
-/// SMTP connections (and so sends in flight) the daemon may have at once.
+/// SMTP connections the daemon may have at once (each with one message's data unanswered).
 const POOL: usize = 8;
 /// Outcomes that may wait for the ledger at once (`delivery.unrecorded_max`).
 const UNRECORDED: usize = 8;
@@ -281,7 +282,7 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
 
     // Messages the server accepted whose `sent` the dead process never wrote: the server's
     // count minus the ledger's sent rows (each sent row is one accepted message). Each
-    // kill may add at most the sends in flight plus the outcomes waiting for the ledger.
+    // kill may add at most the pool's connections plus the outcomes waiting for the ledger.
     let mut unrecorded_before = 0i64;
     for (label, c, got) in &after_kill {
         let unrecorded = *got as i64 - get(c, "sent");

@@ -141,8 +141,8 @@ async fn a_refused_sender_pauses_the_channel_instead_of_failing_the_list() {
         .contains("refuses our sender")));
     let tried = before.iter().filter(|r| r.last_code == Some(553)).count();
     assert!(
-        (1..=2).contains(&tried),
-        "only the sends already in flight (pool of 2) met the refusal; the rest were not tried: {before:?}"
+        (1..=4).contains(&tried),
+        "only the sends already in flight (twice the pool of 2) met the refusal; the rest were not tried: {before:?}"
     );
     drop(refusing);
 
@@ -196,8 +196,8 @@ async fn an_error_storm_pauses_the_bulletin_and_resuming_continues_where_it_stop
     let b = &t.app.store.bulletins(1).await.unwrap()[0];
     assert_eq!(b.state, "paused", "{r:?}");
     assert!(
-        (20..=22).contains(&r.failed),
-        "stopped after storm_min_attempts (+ sends in flight): {r:?}"
+        (20..=24).contains(&r.failed),
+        "stopped after storm_min_attempts (+ sends in flight: twice the pool of 2): {r:?}"
     );
     let untouched = rows(&t)
         .await
@@ -348,4 +348,66 @@ async fn a_relay_that_refuses_a_second_ehlo_is_used_without_asking_again() {
     let r = t.app.run_pending(None).await.unwrap();
     assert_eq!((r.sent, r.retrying, r.failed), (2, 0, 0), "{r:?}");
     assert_eq!(server.wait_for(2).len(), 2);
+}
+
+#[tokio::test]
+async fn pipelined_messages_refused_at_rcpt_or_after_their_data_leave_their_neighbours_alone() {
+    // With PIPELINING a message's data and the next message's MAIL, RCPT and DATA share
+    // one write, so a refusal of either arrives in the middle of the other's replies.
+    let server = SmtpSink::policy_with(&[("POLICY_PIPELINING", "1")]);
+    let t = spawn_app(Options {
+        smtp_port: server.port,
+        ..Default::default()
+    })
+    .await;
+    let people: Vec<String> = (0..24)
+        .map(|i| match i % 8 {
+            3 => format!("hard{i}@example.org"),
+            6 => format!("refuse{i}@example.org"),
+            _ => format!("ok{i}@example.org"),
+        })
+        .collect();
+    let list: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    t.list_with("partners", &list).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed), (18, 0, 6), "{r:?}");
+    for row in rows(&t).await {
+        let want = match &row.recipient {
+            p if p.starts_with("hard") => ("failed", Some(550), "no such user"),
+            p if p.starts_with("refuse") => ("failed", Some(554), "content policy"),
+            _ => ("sent", Some(250), ""),
+        };
+        assert_eq!(
+            (row.status.as_str(), row.last_code, row.attempts),
+            (want.0, want.1, 1),
+            "{row:?}"
+        );
+        if row.status == "failed" {
+            assert!(
+                row.last_error.as_deref().unwrap_or("").contains(want.2),
+                "{row:?}"
+            );
+        }
+    }
+    let received = server.wait_for(18);
+    let mut got: Vec<String> = received.iter().flat_map(|m| m.recipients.clone()).collect();
+    got.sort();
+    let mut want: Vec<String> = people
+        .iter()
+        .filter(|p| p.starts_with("ok"))
+        .cloned()
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "every accepted recipient once, no refused one");
+    let pipelined = received
+        .iter()
+        .filter(|m| m.raw.starts_with(b"X-Next-Pipelined: yes"))
+        .count();
+    assert!(
+        pipelined > 0,
+        "no message's data came with the next message's commands: not pipelined"
+    );
 }

@@ -2,11 +2,16 @@
 """A real SMTP server (aiosmtpd) with a per-recipient policy, for tests that need some
 recipients refused and others accepted in one session, which Postfix's smtp-sink cannot
 do. Local parts starting with `hard` get 550 on RCPT TO; those starting with `soft` get
-450 the first time and are accepted after; everyone else is accepted. Each accepted
-message is dumped like smtp-sink's `-d`: `X-Rcpt-Args: <addr>` lines, then the message.
+450 the first time and are accepted after; a message to a local part starting with
+`refuse` gets 554 after its data; everyone else is accepted. Each accepted message is
+dumped like smtp-sink's `-d`: `X-Rcpt-Args: <addr>` lines, then the message.
 
 With POLICY_ONE_EHLO=1 it also refuses a second EHLO in a session (503), as some relays
 do, to show that the client then goes on without it.
+
+With POLICY_PIPELINING=1 it offers PIPELINING (RFC 2920; aiosmtpd reads commands in
+order from its stream whether or not it says so). A message whose data arrived together
+with the next message's MAIL FROM is dumped with `X-Next-Pipelined: yes` first.
 
 Usage: policy.py PORT DUMP_DIR
 """
@@ -23,12 +28,15 @@ class Policy:
         self.seen = {}
         self.count = 0
         self.one_ehlo = os.environ.get("POLICY_ONE_EHLO") == "1"
+        self.pipelining = os.environ.get("POLICY_PIPELINING") == "1"
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         if self.one_ehlo and getattr(session, "greeted", False):
             return ["503 5.5.1 Error: duplicate EHLO"]
         session.greeted = True
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -44,10 +52,17 @@ class Policy:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.split("@")[0].startswith("refuse") for r in envelope.rcpt_tos):
+            return "554 5.7.1 Message refused: content policy"
+        # What the client wrote after the final "." and the server has not read yet
+        # (a private attribute of aiosmtpd's reader: test-only introspection).
+        waiting = bytes(getattr(server._reader, "_buffer", b""))
         self.count += 1
         path = os.path.join(self.dump, "m.%06d" % self.count)
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
+            if waiting.upper().startswith(b"MAIL FROM"):
+                f.write(b"X-Next-Pipelined: yes\n")
             for r in envelope.rcpt_tos:
                 f.write(("X-Rcpt-Args: <%s>\n" % r).encode())
             f.write(envelope.original_content or envelope.content)
