@@ -54,12 +54,17 @@ enum DbJob {
     Record(Vec<Recorded>),
     Pause(i64),
     ClaimUrgent,
+    /// The next batch, claimed while the rest of this one sends.
+    Refill,
 }
 
 enum DbDone {
     Recorded,
     Paused,
+    /// Urgent rows: they go first.
     Claimed(Vec<Claimed>),
+    /// The next batch: it goes last.
+    Refilled(Vec<Claimed>),
 }
 
 /// Claims and sends deliveries.
@@ -345,6 +350,14 @@ impl Dispatcher {
     }
 
     /// Claims one batch of due rows and delivers it. Returns what happened.
+    pub async fn run_once(&self) -> Result<PassReport, StoreError> {
+        self.pass(None).await
+    }
+
+    /// Claims a batch of due rows and delivers it. With `refill_until`, the next batch is
+    /// claimed while the end of this one sends (when this one was full, until the token
+    /// is cancelled), so the sends do not wait for a claim between batches; without it,
+    /// one batch.
     ///
     /// Sends run `concurrency` at a time. Their outcomes are written to the ledger in
     /// groups, one transaction per group, while the next messages go out; no new send
@@ -353,7 +366,10 @@ impl Dispatcher {
     /// crash can leave sent but unrecorded. Urgent rows (notices) queued meanwhile, announced by a
     /// wake-up or found by polling every `delivery.urgent_poll`, are claimed and go ahead
     /// of the rest of the batch. Returns once every outcome is recorded.
-    pub async fn run_once(&self) -> Result<PassReport, StoreError> {
+    async fn pass(
+        &self,
+        refill_until: Option<&CancellationToken>,
+    ) -> Result<PassReport, StoreError> {
         let now = self.clock.now();
         let claimed = self
             .store
@@ -392,6 +408,11 @@ impl Dispatcher {
         let budget = connections + unrecorded_max;
         self.stormed.lock().expect("storm lock").clear();
         let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
+        // More may be due if the last claim was full; the next one is made once the queue
+        // is this short, early enough to be back before it runs dry.
+        let mut more_due = claimed.len() >= self.config.batch_size as usize;
+        let low_water = (self.config.batch_size as usize / 4).max(2 * concurrency);
+        let mut refilling = false;
         let mut queue: VecDeque<Claimed> = claimed.into();
         let mut sending = FuturesUnordered::new();
         // Store work of the pass runs one job at a time in `db`, polled alongside the sends:
@@ -434,6 +455,13 @@ impl Dispatcher {
                     let group = std::mem::take(&mut unrecorded);
                     recording = group.len();
                     Some(DbJob::Record(group))
+                } else if more_due
+                    && !refilling
+                    && queue.len() <= low_water
+                    && refill_until.is_some_and(|stop| !stop.is_cancelled())
+                {
+                    refilling = true;
+                    Some(DbJob::Refill)
                 } else {
                     None
                 };
@@ -474,6 +502,12 @@ impl Dispatcher {
                             for c in urgent.into_iter().rev() {
                                 queue.push_front(c);
                             }
+                        }
+                        DbDone::Refilled(next) => {
+                            refilling = false;
+                            more_due = next.len() >= self.config.batch_size as usize;
+                            report.claimed += next.len();
+                            queue.extend(next);
                         }
                         DbDone::Paused => {}
                     }
@@ -518,6 +552,16 @@ impl Dispatcher {
                 }
                 Ok(DbDone::Claimed(urgent))
             }
+            DbJob::Refill => Ok(DbDone::Refilled(
+                self.store
+                    .claim_due(
+                        self.clock.now(),
+                        self.config.batch_size,
+                        self.config.lease,
+                        self.config.on_expired_lease,
+                    )
+                    .await?,
+            )),
         }
     }
 
@@ -550,15 +594,15 @@ impl Dispatcher {
         self.drain_until(&CancellationToken::new()).await
     }
 
-    /// Runs passes until nothing is due now or `stop` is cancelled (checked between batches,
-    /// so a batch in flight always finishes and records its outcomes).
+    /// Runs passes until nothing is due now or `stop` is cancelled (no batch is claimed
+    /// after that; the rows already claimed are sent and their outcomes recorded).
     pub async fn drain_until(&self, stop: &CancellationToken) -> Result<PassReport, StoreError> {
         let mut total = PassReport::default();
         loop {
             if stop.is_cancelled() {
                 return Ok(total);
             }
-            let r = self.run_once().await?;
+            let r = self.pass(Some(stop)).await?;
             total.add(&r);
             if r.claimed == 0 {
                 self.store.finish_bulletins().await?;

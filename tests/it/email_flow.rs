@@ -409,3 +409,58 @@ async fn an_operator_can_retry_failed_deliveries() {
         "done"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_claims_the_next_batch_while_one_sends_and_stops_claiming_when_told() {
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        extra: "batch_size = 20",
+        ..Default::default()
+    })
+    .await;
+    let people: Vec<String> = (0..1500).map(|i| format!("r{i}@example.org")).collect();
+    let list: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    t.list_with("partners", &list).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    let sending = DeliveryFilter {
+        status: Some(bulletin::domain::DeliveryStatus::Sending),
+        ..Default::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (d, s) = (t.app.dispatcher.clone(), stop.clone());
+    let drain = tokio::spawn(async move { d.drain_until(&s).await });
+    // Rows claimed at once: above one batch only if the next batch is claimed before the
+    // current one has finished sending.
+    let mut most_claimed = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sink.messages().len() < 300 {
+        assert!(std::time::Instant::now() < deadline, "sending stalled");
+        let n = t.app.store.count_deliveries(&sending).await.unwrap();
+        most_claimed = most_claimed.max(n);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    stop.cancel();
+    let r = drain.await.unwrap().unwrap();
+    assert!(
+        most_claimed > 20,
+        "the next batch was claimed while one was sending (at most {most_claimed} rows claimed at once)"
+    );
+    // Told to stop, it claimed nothing more, and finished what it had claimed.
+    assert_eq!(t.app.store.count_deliveries(&sending).await.unwrap(), 0);
+    assert_eq!((r.claimed, r.failed, r.retrying), (r.sent, 0, 0), "{r:?}");
+    assert!(r.sent < 1500, "stopped before the end: {r:?}");
+    let queued = t
+        .app
+        .store
+        .count_deliveries(&DeliveryFilter {
+            status: Some(bulletin::domain::DeliveryStatus::Queued),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued as usize, 1500 - r.sent);
+    assert_eq!(sink.wait_for(r.sent).len(), r.sent);
+}
