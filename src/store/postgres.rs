@@ -92,34 +92,7 @@ impl PostgresStore {
         .bind(on_expired.is_some())
         .fetch_all(&mut *tx)
         .await?;
-        // RETURNING gives rows in no particular order: put them back in claim order.
-        let mut rows = rows;
-        rows.sort_by_key(|r| {
-            (
-                std::cmp::Reverse(r.get::<i64, _>("priority")),
-                r.get::<i64, _>("next_attempt_at"),
-                r.get::<i64, _>("id"),
-            )
-        });
-        let mut claimed = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.get("id"),
-                    bulletin_id: r.get("bulletin_id"),
-                    channel: parse_enum(r.get::<&str, _>("channel"))?,
-                    recipient: r.get("recipient"),
-                    recipient_name: r.get("recipient_name"),
-                    list_id: r.get("list_id"),
-                    subscriber_id: r.get("subscriber_id"),
-                    attempts: r.get::<i64, _>("attempts") as u32,
-                    ambiguous: r.get::<i64, _>("ambiguous") != 0,
-                    created_at: from_millis(r.get("created_at")),
-                    lease_until: from_millis(now_ms + lease.as_millis() as i64),
-                    suppressed_because: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut claimed = claimed_in_order(rows, from_millis(now_ms + lease.as_millis() as i64))?;
         // Subscribers who left, or were removed, after fan-out are not sent to.
         let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
         if !ids.is_empty() {
@@ -131,14 +104,7 @@ impl PostgresStore {
                     .iter()
                     .map(|r| (r.get("id"), r.get("status")))
                     .collect();
-            for c in &mut claimed {
-                let Some(id) = c.subscriber_id else { continue };
-                c.suppressed_because = match status.get(&id).map(String::as_str) {
-                    Some("active") => None,
-                    Some(s) => Some(format!("subscriber is {s}")),
-                    None => Some("subscriber was removed from the list".into()),
-                };
-            }
+            suppress_departed(&mut claimed, &status);
         }
         tx.commit().await?;
         Ok(claimed)
