@@ -147,8 +147,10 @@ fn without_reply(e: &StepError) -> bool {
 pub struct SmtpPool {
     relay: Arc<Relay>,
     queue: flume::Sender<Request>,
+    /// The queue's receiving end, cloned into each connection task. Its receiver count is
+    /// the number of live tasks plus this one.
     taken: flume::Receiver<Request>,
-    started: std::sync::Once,
+    starting: std::sync::Mutex<()>,
 }
 
 /// What every connection task needs to open and speak to the relay.
@@ -186,17 +188,27 @@ impl SmtpPool {
             }),
             queue,
             taken,
-            started: std::sync::Once::new(),
+            starting: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Starts connection tasks until `pool_size` are alive: on first use, and again after
+    /// one ended (a panic, or the runtime it ran on shut down) so that queued messages
+    /// are never left without a connection to take them.
+    fn start_connections(&self) {
+        let want = self.relay.cfg.pool_size.max(1) as usize + 1;
+        if self.taken.receiver_count() >= want {
+            return;
+        }
+        let _one_at_a_time = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        while self.taken.receiver_count() < want {
+            tokio::spawn(self.relay.clone().connection(self.taken.clone()));
+        }
     }
 
     /// Sends one message to one envelope, on the first connection free.
     pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
-        self.started.call_once(|| {
-            for _ in 0..self.relay.cfg.pool_size.max(1) {
-                tokio::spawn(self.relay.clone().connection(self.taken.clone()));
-            }
-        });
+        self.start_connections();
         let (payload, mail_8bit) = match std::str::from_utf8(message) {
             Ok(text) if text.is_ascii() => (Payload::Text(data_payload(text, ENVELOPE_ROOM)), None),
             _ => (

@@ -411,3 +411,42 @@ async fn pipelined_messages_refused_at_rcpt_or_after_their_data_leave_their_neig
         "no message's data came with the next message's commands: not pipelined"
     );
 }
+
+#[test]
+fn the_pool_starts_new_connections_when_the_runtime_of_the_old_ones_is_gone() {
+    // Connection tasks live on the runtime of the first send. If that runtime ends (or a
+    // task dies), the next send must start new ones, not queue a message nobody takes.
+    use bulletin::channel::smtp::SmtpPool;
+    use bulletin::config::{SmtpConfig, TlsMode};
+    let sink = SmtpSink::start();
+    let pool = SmtpPool::new(&SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: sink.port,
+        tls: TlsMode::None,
+        username: None,
+        password: None,
+        pool_size: 2,
+        rate_per_second: None,
+        timeout: Duration::from_secs(5),
+        hello_name: None,
+    })
+    .unwrap();
+    let envelope = lettre::address::Envelope::new(
+        Some("bulletin@example.org".parse().unwrap()),
+        vec!["a@example.org".parse().unwrap()],
+    )
+    .unwrap();
+    for round in 1..=2 {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let sent = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                pool.send(&envelope, b"Subject: round\r\n\r\nhello\r\n"),
+            )
+            .await
+        });
+        assert!(matches!(sent, Ok(Ok(_))), "round {round}: {sent:?}");
+        drop(rt);
+    }
+    assert_eq!(sink.wait_for(2).len(), 2);
+}
