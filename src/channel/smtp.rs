@@ -30,8 +30,8 @@ use tokio::sync::oneshot;
 const MAX_IDLE: Duration = Duration::from_secs(30);
 
 /// Bytes reserved after a message's data for the next message's envelope, which is
-/// written with it.
-const ENVELOPE_ROOM: usize = 512;
+/// written with it: MAIL and RCPT with addresses of the longest legal length, and DATA.
+const ENVELOPE_ROOM: usize = 1024;
 
 /// A connection and what we learnt about the server beyond what lettre records.
 struct Conn {
@@ -568,8 +568,8 @@ impl Relay {
 
     /// Sends the data of `current`, whose envelope the server accepted, and goes on while
     /// messages wait. With PIPELINING the next message's envelope rides in the same write
-    /// as this one's data (RFC 2920 §3.1: the end of data is a point where the client may
-    /// send commands without waiting), so each message costs one round trip. Returns the
+    /// as this one's data (RFC 2920 §3.1: message content may be the first "command" of a
+    /// group, and DATA its last), so each message costs one round trip. Returns the
     /// connection if it is still usable.
     async fn stream(
         &self,
@@ -593,7 +593,7 @@ impl Relay {
             let sent = match &mut current.payload {
                 Payload::Text(data) => {
                     if let Some(n) = &next {
-                        // The data was sized with room for this: no copy of the message.
+                        // The data was sized with room for an envelope: no copy of it.
                         n.commands(&c).iter().for_each(|s| data.push_str(s));
                     }
                     tokio::time::timeout(t, c.inner.command(data.as_str())).await
