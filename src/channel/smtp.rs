@@ -406,6 +406,11 @@ impl Relay {
                 return Err(e);
             }
         }
+        tracing::debug!(
+            relay = %format_args!("{}:{}", self.cfg.host, self.cfg.port),
+            pipelining,
+            "SMTP connection opened"
+        );
         Ok(Conn {
             inner: conn,
             pipelining,
@@ -470,6 +475,7 @@ impl Relay {
                 Ok(r) => return r.ok(),
                 Err(_) => {
                     if let Some(c) = conn.take() {
+                        tracing::debug!("SMTP connection idle for {MAX_IDLE:?}: closed");
                         self.discard(c);
                     }
                 }
