@@ -362,10 +362,11 @@ impl Dispatcher {
     /// Sends run `concurrency` at a time. Their outcomes are written to the ledger in
     /// groups, one transaction per group, while the next messages go out; no new send
     /// starts while `delivery.unrecorded_max` outcomes wait, nor while sends in flight and
-    /// outcomes waiting together reach `connections + unrecorded_max`, which bounds what a
-    /// crash can leave sent but unrecorded. Urgent rows (notices) queued meanwhile, announced by a
-    /// wake-up or found by polling every `delivery.urgent_poll`, are claimed and go ahead
-    /// of the rest of the batch. Returns once every outcome is recorded.
+    /// outcomes waiting together reach `connections + unrecorded_max`, which bounds what
+    /// a crash can leave sent but unrecorded. Urgent rows (notices) queued meanwhile,
+    /// announced by a wake-up or found by polling every `delivery.urgent_poll`, are
+    /// claimed and go ahead of the rest of the batch. Returns once every outcome is
+    /// recorded.
     async fn pass(
         &self,
         refill_until: Option<&CancellationToken>,
