@@ -289,6 +289,7 @@ struct RawSmtp {
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
     hello_name: Option<String>,
+    messages_per_connection: Option<u32>,
 }
 
 fn default_tls() -> String {
@@ -441,6 +442,9 @@ pub struct SmtpConfig {
     pub rate_per_second: Option<f64>,
     pub timeout: Duration,
     pub hello_name: Option<String>,
+    /// Messages sent on one connection before it is closed and a new one opened (relays
+    /// often allow only so many per session). None: no limit.
+    pub messages_per_connection: Option<u32>,
 }
 
 /// Where e-mail goes.
@@ -725,6 +729,13 @@ impl Config {
                         "must be at least 1".into(),
                     ));
                 }
+                if s.messages_per_connection == Some(0) {
+                    return Err(err(
+                        Some(span),
+                        "email.smtp.messages_per_connection",
+                        "must be at least 1 (leave it out for no limit)".into(),
+                    ));
+                }
                 EmailTransport::Smtp(SmtpConfig {
                     port: s.port.unwrap_or(match tls {
                         TlsMode::None => 25,
@@ -739,6 +750,7 @@ impl Config {
                     rate_per_second: s.rate_per_second,
                     timeout: Duration::from_secs(s.timeout_seconds),
                     hello_name: s.hello_name,
+                    messages_per_connection: s.messages_per_connection,
                 })
             }
             o => {

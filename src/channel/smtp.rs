@@ -38,6 +38,8 @@ struct Conn {
     inner: AsyncSmtpConnection,
     /// The server offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go in one write.
     pipelining: bool,
+    /// Messages whose data went out on this connection.
+    sent: u32,
 }
 
 /// Text written to the server as it is: lettre's `command` writes any `Display` and
@@ -140,6 +142,12 @@ fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
 /// Whether a failure came with no reply from the server (lost connection, timeout).
 fn without_reply(e: &StepError) -> bool {
     e.1.as_ref().map_or(true, |e| e.status().is_none())
+}
+
+/// Whether the server said it is closing the session (421, RFC 5321 §3.8): relays send it
+/// when a session has carried as many messages as they allow, or when shutting down.
+fn closing(e: &StepError) -> bool {
+    e.1.as_ref().is_ok_and(|e| reply_code(e) == Some(421))
 }
 
 /// A bounded pool of SMTP connections to one relay: `pool_size` connection tasks fed by
@@ -414,6 +422,7 @@ impl Relay {
         Ok(Conn {
             inner: conn,
             pipelining,
+            sent: 0,
         })
     }
 
@@ -457,10 +466,21 @@ impl Relay {
                         .await
                 }
             };
+            if let Some(c) = conn.take_if(|c| !self.has_room(c)) {
+                self.discard(c);
+            }
         }
         if let Some(mut c) = conn {
             let _ = tokio::time::timeout(self.cfg.timeout, c.inner.abort()).await;
         }
+    }
+
+    /// Whether another message may go out on this connection
+    /// (`email.smtp.messages_per_connection`).
+    fn has_room(&self, c: &Conn) -> bool {
+        self.cfg
+            .messages_per_connection
+            .is_none_or(|most| c.sent < most)
     }
 
     /// The next message from the queue; a connection left idle for `MAX_IDLE` is closed
@@ -537,11 +557,12 @@ impl Relay {
         failed.map_or(Ok(()), Err)
     }
 
-    /// After a failed envelope. A message whose commands got no answer on a connection
-    /// that had worked before goes again, once, on a fresh connection: its data never went
-    /// out, so nothing was delivered (a server closes idle clients; we learn it only by
+    /// After a failed envelope. A message whose commands got no answer, or a 421, on a
+    /// connection that had worked before goes again, once, on a fresh connection: its
+    /// data never went out, so nothing was delivered and no attempt is spent (a server
+    /// closes idle clients, and ends sessions after so many messages; we learn it only by
     /// writing). Otherwise it gets the error. A negative reply leaves the session usable
-    /// after RSET; anything else and the connection is dropped.
+    /// after RSET; anything else (421 included) and the connection is dropped.
     async fn envelope_failed(
         &self,
         mut c: Conn,
@@ -550,7 +571,8 @@ impl Relay {
         reused: bool,
         carried: &mut Option<Request>,
     ) -> Option<Conn> {
-        if without_reply(&e) && reused && !r.retried {
+        let closing = closing(&e);
+        if (without_reply(&e) || closing) && reused && !r.retried {
             self.discard(c);
             r.retried = true;
             *carried = Some(r);
@@ -559,7 +581,7 @@ impl Relay {
         let err = self.classify(e.0, e.1);
         let refused = err.code.is_some();
         r.answer(Err(err));
-        if refused && !c.inner.has_broken() {
+        if refused && !closing && !c.inner.has_broken() {
             if let Ok(Ok(resp)) =
                 tokio::time::timeout(self.cfg.timeout, c.inner.command(Rset)).await
             {
@@ -592,8 +614,9 @@ impl Relay {
                 drop(c);
                 return None;
             }
+            c.sent += 1;
             let next = match &current.payload {
-                Payload::Text(_) if c.pipelining => ready(queue),
+                Payload::Text(_) if c.pipelining && self.has_room(&c) => ready(queue),
                 _ => None,
             };
             let sent = match &mut current.payload {
@@ -610,11 +633,13 @@ impl Relay {
                 Ok(resp) => current.answer(Ok(resp)),
                 Err(e) => {
                     let lost = without_reply(&e) || c.inner.has_broken();
+                    let closing = closing(&e);
                     let mut err = self.classify(e.0, e.1);
-                    if lost {
-                        // The message may have been delivered. The next one's data never
-                        // went out: it goes again, first, on a fresh connection.
-                        err.maybe_delivered = true;
+                    if lost || closing {
+                        // Lost: the message may have been delivered. Either way the next
+                        // one's data never went out: it goes again, first, on a fresh
+                        // connection.
+                        err.maybe_delivered = lost;
                         current.answer(Err(err));
                         self.discard(c);
                         *carried = next;

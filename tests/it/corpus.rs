@@ -78,6 +78,7 @@ const CONFIGS: &[(&str, &str)] = &[
     ("enormous-publisher-name.toml", ":4:1: publisher.names[1]: is 100000 characters long; the limit is 300"),
     ("header-injection-from.toml", ":7:1: email.from: `LMEC Bulletin <bulletin@example.org>\\r\\nBcc: everyone@example.org` is not a mailbox"),
     ("invalid-utf8.toml", ":5:52: the file is not valid UTF-8"),
+    ("messages-per-connection-zero.toml", ":10:1: email.smtp.messages_per_connection: must be at least 1 (leave it out for no limit)"),
     ("port-out-of-range.toml", ":12:8: invalid value: integer `70000`, expected u16"),
     ("truncated.toml", ":10:7: unclosed table"),
     ("unknown-key.toml", ":14:1: unknown field `retries`"),

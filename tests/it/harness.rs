@@ -214,6 +214,8 @@ pub struct Options {
     pub wechat: Option<String>,
     /// email.smtp.timeout_seconds
     pub smtp_timeout: u64,
+    /// More lines for `[email.smtp]`.
+    pub smtp_extra: &'static str,
     /// The store URL; None: SQLite in the test folder.
     pub store_url: Option<String>,
 }
@@ -227,6 +229,7 @@ impl Default for Options {
             channels: r#"["email"]"#,
             wechat: None,
             smtp_timeout: 5,
+            smtp_extra: "",
             store_url: None,
         }
     }
@@ -256,6 +259,7 @@ port = {port}
 tls = "none"
 pool_size = 2
 timeout_seconds = {smtp_timeout}
+{smtp_extra}
 
 [unsubscribe]
 base_url = "https://news.example.org"
@@ -285,6 +289,7 @@ channels = {channels}
         channels = o.channels,
         wechat = o.wechat.as_deref().unwrap_or(""),
         smtp_timeout = o.smtp_timeout,
+        smtp_extra = o.smtp_extra,
     )
 }
 

@@ -429,6 +429,7 @@ fn the_pool_starts_new_connections_when_the_runtime_of_the_old_ones_is_gone() {
         rate_per_second: None,
         timeout: Duration::from_secs(5),
         hello_name: None,
+        messages_per_connection: None,
     })
     .unwrap();
     let envelope = lettre::address::Envelope::new(
@@ -449,4 +450,69 @@ fn the_pool_starts_new_connections_when_the_runtime_of_the_old_ones_is_gone() {
         drop(rt);
     }
     assert_eq!(sink.wait_for(2).len(), 2);
+}
+
+/// A number the policy server stamped on a dumped message (`X-Name: n`).
+fn stamp(m: &Received, name: &str) -> u32 {
+    let text = String::from_utf8_lossy(&m.raw);
+    let found = text
+        .lines()
+        .take_while(|l| l.starts_with("X-"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "));
+    found
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} stamp on a received message"))
+}
+
+/// Sends a bulletin to 14 readers through a relay that takes 3 messages per session and
+/// then answers MAIL FROM with 421 and hangs up; checks every reader got it once, at the
+/// first attempt. Returns what the relay received.
+async fn through_a_relay_of_three_per_session(smtp_extra: &'static str) -> Vec<Received> {
+    let server =
+        SmtpSink::policy_with(&[("POLICY_PIPELINING", "1"), ("POLICY_MAX_PER_SESSION", "3")]);
+    let t = spawn_app(Options {
+        smtp_port: server.port,
+        smtp_extra,
+        ..Default::default()
+    })
+    .await;
+    let people: Vec<String> = (0..14).map(|i| format!("ok{i}@example.org")).collect();
+    let list: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    t.list_with("partners", &list).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+
+    let r = t.app.run_pending(None).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed), (14, 0, 0), "{r:?}");
+    for row in rows(&t).await {
+        assert_eq!((row.status.as_str(), row.attempts), ("sent", 1), "{row:?}");
+    }
+    let received = server.wait_for(14);
+    let mut got: Vec<String> = received.iter().flat_map(|m| m.recipients.clone()).collect();
+    got.sort();
+    let mut want = people.clone();
+    want.sort();
+    assert_eq!(got, want, "each reader once");
+    assert!(received.iter().all(|m| stamp(m, "X-Session-Message") <= 3));
+    received
+}
+
+#[tokio::test]
+async fn a_relay_that_ends_sessions_after_a_few_messages_costs_no_attempt() {
+    // The 421 at MAIL FROM of the fourth message says the session is over, not that the
+    // message failed: it goes again at once on a new connection, with no attempt spent.
+    let received = through_a_relay_of_three_per_session("").await;
+    assert!(
+        received.iter().any(|m| stamp(m, "X-Refused-Sessions") > 0),
+        "the relay never ended a session: the 421 path was not taken"
+    );
+}
+
+#[tokio::test]
+async fn messages_per_connection_starts_a_new_session_before_the_relay_ends_it() {
+    let received = through_a_relay_of_three_per_session("messages_per_connection = 3").await;
+    assert!(
+        received.iter().all(|m| stamp(m, "X-Refused-Sessions") == 0),
+        "the relay had to end a session: the limit was not kept"
+    );
 }

@@ -13,6 +13,11 @@ With POLICY_PIPELINING=1 it offers PIPELINING (RFC 2920; aiosmtpd reads commands
 order from its stream whether or not it says so). A message whose data arrived together
 with the next message's MAIL FROM is dumped with `X-Next-Pipelined: yes` first.
 
+With POLICY_MAX_PER_SESSION=N it accepts N messages per session, then answers MAIL FROM
+with 421 and closes the connection, as relays that limit messages per session do. Each
+dump then starts with `X-Session-Message: k` (the k-th message of its session) and
+`X-Refused-Sessions: n` (how many sessions were closed that way so far).
+
 Usage: policy.py PORT DUMP_DIR
 """
 import asyncio
@@ -29,6 +34,8 @@ class Policy:
         self.count = 0
         self.one_ehlo = os.environ.get("POLICY_ONE_EHLO") == "1"
         self.pipelining = os.environ.get("POLICY_PIPELINING") == "1"
+        self.max_per_session = int(os.environ.get("POLICY_MAX_PER_SESSION", "0"))
+        self.refused_sessions = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         if self.one_ehlo and getattr(session, "greeted", False):
@@ -38,6 +45,16 @@ class Policy:
         if self.pipelining:
             responses.insert(1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.max_per_session and getattr(session, "messages", 0) >= self.max_per_session:
+            self.refused_sessions += 1
+            # The reply goes out first; closing flushes it.
+            asyncio.get_event_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many messages in this session, closing connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0]
@@ -60,7 +77,11 @@ class Policy:
         self.count += 1
         path = os.path.join(self.dump, "m.%06d" % self.count)
         tmp = path + ".tmp"
+        session.messages = getattr(session, "messages", 0) + 1
         with open(tmp, "wb") as f:
+            if self.max_per_session:
+                f.write(b"X-Session-Message: %d\n" % session.messages)
+                f.write(b"X-Refused-Sessions: %d\n" % self.refused_sessions)
             if waiting.upper().startswith(b"MAIL FROM"):
                 f.write(b"X-Next-Pipelined: yes\n")
             for r in envelope.rcpt_tos:
