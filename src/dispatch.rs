@@ -54,8 +54,8 @@ enum DbJob {
     Record(Vec<Recorded>),
     Pause(i64),
     ClaimUrgent,
-    /// The next batch, claimed while the rest of this one sends.
-    Refill,
+    /// The next batch (this many rows), claimed while the rest of this one sends.
+    Refill(u32),
 }
 
 enum DbDone {
@@ -163,6 +163,18 @@ impl Dispatcher {
         self
     }
 
+    /// Rows claimed at a time: `delivery.batch_size`, or fewer if a channel's rate limit
+    /// could not send that many within half the lease (claims would expire while their
+    /// rows wait, and be claimed and sent again).
+    fn claim_size(&self) -> u32 {
+        let lease = self.config.lease.as_secs_f64();
+        self.channels
+            .values()
+            .filter_map(|c| c.max_rate())
+            .map(|rate| (rate * lease / 2.0).floor().max(1.0) as u32)
+            .fold(self.config.batch_size.max(1), u32::min)
+    }
+
     /// Loads a bulletin's snapshot and images once, then serves it from memory.
     async fn prepared(&self, id: i64) -> Result<Arc<PreparedBulletin>, StoreError> {
         let mut cache = self.prepared.lock().await;
@@ -241,6 +253,20 @@ impl Dispatcher {
             maybe_delivered: false,
             lease_until: Some(c.lease_until),
         };
+        // A claim in its last quarter is given back unsent: once it expires another pass
+        // or instance may claim the row again, and both would send it.
+        if c.lease_until - started
+            < chrono::Duration::from_std(self.config.lease / 4).unwrap_or_default()
+        {
+            return outcome(
+                OutcomeKind::Wait { at: started },
+                None,
+                "not attempted: its claim was about to expire (the batch took longer than \
+                 delivery.lease_seconds allows); it is due again"
+                    .into(),
+                None,
+            );
+        }
         if let Some(why) = &c.suppressed_because {
             self.metrics
                 .outcome(c.channel, OutcomeKind::Suppressed, c.attempts, None);
@@ -372,11 +398,12 @@ impl Dispatcher {
         refill_until: Option<&CancellationToken>,
     ) -> Result<PassReport, StoreError> {
         let now = self.clock.now();
+        let claim_size = self.claim_size();
         let claimed = self
             .store
             .claim_due(
                 now,
-                self.config.batch_size,
+                claim_size,
                 self.config.lease,
                 self.config.on_expired_lease,
             )
@@ -411,8 +438,8 @@ impl Dispatcher {
         let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
         // More may be due if the last claim was full; the next one is made once the queue
         // is this short, early enough to be back before it runs dry.
-        let mut more_due = claimed.len() >= self.config.batch_size as usize;
-        let low_water = (self.config.batch_size as usize / 4).max(2 * concurrency);
+        let mut more_due = claimed.len() >= claim_size as usize;
+        let low_water = (claim_size as usize / 4).max(2 * concurrency);
         let mut refilling = false;
         let mut queue: VecDeque<Claimed> = claimed.into();
         let mut sending = FuturesUnordered::new();
@@ -462,7 +489,7 @@ impl Dispatcher {
                     && refill_until.is_some_and(|stop| !stop.is_cancelled())
                 {
                     refilling = true;
-                    Some(DbJob::Refill)
+                    Some(DbJob::Refill(claim_size))
                 } else {
                     None
                 };
@@ -506,7 +533,7 @@ impl Dispatcher {
                         }
                         DbDone::Refilled(next) => {
                             refilling = false;
-                            more_due = next.len() >= self.config.batch_size as usize;
+                            more_due = next.len() >= claim_size as usize;
                             report.claimed += next.len();
                             queue.extend(next);
                         }
@@ -540,7 +567,7 @@ impl Dispatcher {
                     .store
                     .claim_urgent(
                         self.clock.now(),
-                        self.config.batch_size,
+                        self.claim_size(),
                         self.config.lease,
                         crate::notice::NOTICE_PRIORITY,
                     )
@@ -553,11 +580,11 @@ impl Dispatcher {
                 }
                 Ok(DbDone::Claimed(urgent))
             }
-            DbJob::Refill => Ok(DbDone::Refilled(
+            DbJob::Refill(rows) => Ok(DbDone::Refilled(
                 self.store
                     .claim_due(
                         self.clock.now(),
-                        self.config.batch_size,
+                        rows,
                         self.config.lease,
                         self.config.on_expired_lease,
                     )

@@ -148,6 +148,8 @@ pub struct EmailChannel {
     concurrency: usize,
     /// SMTP connections (each has at most one message's data unanswered).
     connections: usize,
+    /// `email.smtp.rate_per_second`.
+    rate: Option<f64>,
     limiter: Option<DefaultDirectRateLimiter>,
 }
 
@@ -208,6 +210,10 @@ impl EmailChannel {
             list_id_domain: domain,
             concurrency,
             connections,
+            rate: match &cfg.transport {
+                EmailTransport::Smtp(s) => s.rate_per_second,
+                EmailTransport::Outbox(_) => None,
+            },
             limiter,
         })
     }
@@ -302,6 +308,10 @@ impl Channel for EmailChannel {
 
     fn connections(&self) -> usize {
         self.connections
+    }
+
+    fn max_rate(&self) -> Option<f64> {
+        self.rate
     }
 
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError> {

@@ -142,6 +142,10 @@ pub trait Channel: Send + Sync + 'static {
     fn connections(&self) -> usize {
         self.concurrency()
     }
+    /// The most deliveries per second it will make, if it is rate limited.
+    fn max_rate(&self) -> Option<f64> {
+        None
+    }
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError>;
     /// Access tokens fetched so far, for channels that use them (metrics).
     fn token_refreshes(&self) -> u64 {

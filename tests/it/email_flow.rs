@@ -464,3 +464,94 @@ async fn a_drain_claims_the_next_batch_while_one_sends_and_stops_claiming_when_t
     assert_eq!(queued as usize, 1500 - r.sent);
     assert_eq!(sink.wait_for(r.sent).len(), r.sent);
 }
+
+/// A bulletin to `n` readers (r0…), fired.
+async fn fired_to(n: usize, o: Options) -> TestApp {
+    let t = spawn_app(o).await;
+    let people: Vec<String> = (0..n).map(|i| format!("r{i}@example.org")).collect();
+    let list: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    t.list_with("partners", &list).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_about_to_expire_is_given_back_unsent() {
+    // Once a claim expires, another pass or instance may claim the row and send it too;
+    // so a row whose claim is in its last quarter is not started but made due again.
+    let port = free_port();
+    let slow = SmtpSink::start_on(port, &["-w", "1"]); // 1 s before answering DATA
+    let t = fired_to(
+        6,
+        Options {
+            smtp_port: port,
+            extra: "lease_seconds = 60",
+            ..Default::default()
+        },
+    )
+    .await;
+    let d = t.app.dispatcher.clone();
+    let pass = tokio::spawn(async move { d.run_once().await });
+    // The first sends (as many as are let in flight) have started; the rest wait for them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    t.clock.advance(chrono::Duration::seconds(50)); // 10 s of the 60 s lease left
+    let r = pass.await.unwrap().unwrap();
+    assert!(
+        r.sent > 0 && r.sent < 6 && r.sent + r.retrying == 6,
+        "the sends already started finish, the rest are given back: {r:?}"
+    );
+    let all = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    let given_back: Vec<_> = all.iter().filter(|d| d.status != "sent").collect();
+    assert_eq!(given_back.len(), r.retrying);
+    for d in &given_back {
+        assert_eq!(d.attempts, 0, "no attempt spent: {d:?}");
+        assert!(
+            d.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("about to expire"),
+            "{d:?}"
+        );
+    }
+    assert_eq!(slow.wait_for(r.sent).len(), r.sent);
+
+    // They are due at once, and go out once.
+    let again = t.app.run_pending(None).await.unwrap();
+    assert_eq!(again.sent, r.retrying, "{again:?}");
+    let mut got: Vec<String> = slow
+        .wait_for(6)
+        .iter()
+        .flat_map(|m| m.recipients.clone())
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(
+        (got.len(), slow.messages().len()),
+        (6, 6),
+        "each reader once"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_shrinks_the_claim_to_what_it_can_send_within_half_the_lease() {
+    let sink = SmtpSink::start();
+    let t = fired_to(
+        25,
+        Options {
+            smtp_port: sink.port,
+            smtp_extra: "rate_per_second = 20",
+            extra: "lease_seconds = 1",
+            ..Default::default()
+        },
+    )
+    .await;
+    // 20 a second for half of a 1 s lease: 10 rows, not the default batch of 200.
+    let r = t.app.dispatcher.run_once().await.unwrap();
+    assert_eq!((r.claimed, r.sent), (10, 10), "{r:?}");
+}
