@@ -493,8 +493,18 @@ async fn a_claim_about_to_expire_is_given_back_unsent() {
     .await;
     let d = t.app.dispatcher.clone();
     let pass = tokio::spawn(async move { d.run_once().await });
-    // The first sends (as many as are let in flight) have started; the rest wait for them.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Once the rows are claimed, the first sends (as many as are let in flight) start at
+    // once; the rest wait for them, a second at least.
+    let sending = DeliveryFilter {
+        status: Some(bulletin::domain::DeliveryStatus::Sending),
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while t.app.store.count_deliveries(&sending).await.unwrap() < 6 {
+        assert!(std::time::Instant::now() < deadline, "nothing was claimed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     t.clock.advance(chrono::Duration::seconds(50)); // 10 s of the 60 s lease left
     let r = pass.await.unwrap().unwrap();
     assert!(
