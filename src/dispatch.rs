@@ -163,6 +163,16 @@ impl Dispatcher {
         self
     }
 
+    /// The largest of a per-channel figure over the configured channels (at least 1).
+    fn widest(&self, figure: impl Fn(&dyn Channel) -> usize) -> usize {
+        self.channels
+            .values()
+            .map(|c| figure(c.as_ref()))
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// Rows claimed at a time: `delivery.batch_size`, or fewer if a channel's rate limit
     /// could not send that many within half the lease (claims would expire while their
     /// rows wait, and be claimed and sent again).
@@ -415,20 +425,8 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(report);
         }
-        let concurrency = self
-            .channels
-            .values()
-            .map(|c| c.concurrency())
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let connections = self
-            .channels
-            .values()
-            .map(|c| c.connections())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let concurrency = self.widest(|c| c.concurrency());
+        let connections = self.widest(|c| c.connections());
         let unrecorded_max = self.config.unrecorded_max.max(1);
         // Deliveries in flight plus outcomes not yet committed never exceed this, so a
         // crash leaves at most this many delivered but unrecorded, however many sends
