@@ -372,6 +372,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|db| crate::daemon_lock::acquire(&db))
                 .transpose()
                 .map_err(|e| anyhow!(e))?;
+            if _lock.is_some() && roles.sender {
+                // Under the daemon lock no other process can be sending from this store:
+                // rows a dead process left `sending` are taken over now, not after their
+                // lease (flagged ambiguous, then resent or held as configured).
+                let n = app
+                    .store
+                    .expire_foreign_leases(app.clock.now())
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                if n > 0 {
+                    tracing::warn!(
+                        rows = n,
+                        "rows left `sending` by a process that stopped: taking them over now"
+                    );
+                }
+            }
             if *once {
                 // The same roles as the daemon: a scheduler-only run fires and fans out, a
                 // sender-only run sends what is queued (admin has nothing to do once).

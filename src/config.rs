@@ -288,6 +288,8 @@ struct RawSmtp {
     rate_per_second: Option<f64>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+    #[serde(default = "default_data_timeout")]
+    data_timeout_seconds: u64,
     hello_name: Option<String>,
     messages_per_connection: Option<u32>,
 }
@@ -303,6 +305,10 @@ fn default_pool() -> u32 {
 }
 fn default_timeout() -> u64 {
     30
+}
+/// RFC 5321 §4.5.3.2.6: the reply to the end of data may take 10 minutes (content filters).
+fn default_data_timeout() -> u64 {
+    600
 }
 
 #[derive(Deserialize)]
@@ -350,6 +356,7 @@ struct RawDelivery {
     bounce_after_hard_failures: u32,
     unrecorded_max: u32,
     urgent_poll_ms: u64,
+    max_unconfirmed_resends: u32,
 }
 
 impl Default for RawDelivery {
@@ -360,7 +367,7 @@ impl Default for RawDelivery {
             retry_base_seconds: 60,
             retry_max_seconds: 3600,
             deadline_hours: 48,
-            lease_seconds: 300,
+            lease_seconds: 1800,
             on_expired_lease: ExpiredLease::Resend,
             poll_interval_ms: 1000,
             channel_pause_seconds: 300,
@@ -370,6 +377,7 @@ impl Default for RawDelivery {
             shutdown_grace_seconds: 30,
             unrecorded_max: 32,
             urgent_poll_ms: 25,
+            max_unconfirmed_resends: 1,
         }
     }
 }
@@ -441,10 +449,22 @@ pub struct SmtpConfig {
     pub pool_size: u32,
     pub rate_per_second: Option<f64>,
     pub timeout: Duration,
+    /// How long the reply to the end of a message's data may take (a relay's content
+    /// filter runs before it answers). Past it the message may have been delivered.
+    pub data_timeout: Duration,
     pub hello_name: Option<String>,
     /// Messages sent on one connection before it is closed and a new one opened (relays
     /// often allow only so many per session). None: no limit.
     pub messages_per_connection: Option<u32>,
+}
+
+impl SmtpConfig {
+    /// The longest one message can keep a connection waiting: connect, greeting, EHLO
+    /// (twice: once more to learn PIPELINING), AUTH, the envelope replies, and the reply to
+    /// the end of its data.
+    pub fn longest_wait(&self) -> Duration {
+        self.timeout * 5 + self.data_timeout
+    }
 }
 
 /// Where e-mail goes.
@@ -496,6 +516,9 @@ pub struct DeliveryConfig {
     /// While a pass is sending, how often it looks for urgent rows (notices) queued by
     /// another process, to send them ahead of the rest of its batch.
     pub urgent_poll: Duration,
+    /// A row whose message may have been delivered (no final reply) is sent again at
+    /// most this many times; after that it ends `unconfirmed`, never `failed`.
+    pub max_unconfirmed_resends: u32,
 }
 
 /// The admin HTTP API: where it listens and the bearer token it wants.
@@ -729,6 +752,13 @@ impl Config {
                         "must be at least 1".into(),
                     ));
                 }
+                if s.data_timeout_seconds == 0 {
+                    return Err(err(
+                        Some(span),
+                        "email.smtp.data_timeout_seconds",
+                        "must be at least 1".into(),
+                    ));
+                }
                 if s.messages_per_connection == Some(0) {
                     return Err(err(
                         Some(span),
@@ -749,6 +779,7 @@ impl Config {
                     pool_size: s.pool_size,
                     rate_per_second: s.rate_per_second,
                     timeout: Duration::from_secs(s.timeout_seconds),
+                    data_timeout: Duration::from_secs(s.data_timeout_seconds),
                     hello_name: s.hello_name,
                     messages_per_connection: s.messages_per_connection,
                 })
@@ -801,6 +832,25 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(err(None, key, "must be at least 1".into()));
+            }
+        }
+        // A claim must outlive the longest send it can start, with room to spare: a send
+        // that outlasted its lease could be claimed again and sent twice.
+        if let EmailTransport::Smtp(s) = &transport {
+            let longest = s.longest_wait().as_secs();
+            if d.lease_seconds < 2 * longest {
+                return Err(err(
+                    None,
+                    "delivery.lease_seconds",
+                    format!(
+                        "{} s is too short: one SMTP send may wait up to {longest} s \
+                         (5 x email.smtp.timeout_seconds + email.smtp.data_timeout_seconds), \
+                         and the lease must be at least twice that ({} s) so that no send \
+                         outlives its claim",
+                        d.lease_seconds,
+                        2 * longest
+                    ),
+                ));
             }
         }
 
@@ -986,6 +1036,7 @@ impl Config {
                 shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
                 unrecorded_max: d.unrecorded_max as usize,
                 urgent_poll: Duration::from_millis(d.urgent_poll_ms),
+                max_unconfirmed_resends: d.max_unconfirmed_resends,
             },
             catch_up_window: Duration::from_secs(raw.scheduler.catch_up_window_minutes * 60),
             schedules,

@@ -53,9 +53,19 @@ const GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 enum DbJob {
     Record(Vec<Recorded>),
     Pause(i64),
-    ClaimUrgent,
+    /// Hands these claimed, unstarted rows back (then, with `urgent > 0`, claims up to
+    /// that many urgent rows, which go first).
+    ClaimUrgent {
+        release: Vec<Claimed>,
+        urgent: u32,
+    },
     /// The next batch (this many rows), claimed while the rest of this one sends.
     Refill(u32),
+    /// Which of these bulletins stopped `sending` (paused by an operator or another
+    /// process, or done).
+    Watch(Vec<i64>),
+    /// Hands claimed rows whose send never started back.
+    Release(Vec<Claimed>),
 }
 
 enum DbDone {
@@ -65,6 +75,21 @@ enum DbDone {
     Claimed(Vec<Claimed>),
     /// The next batch: it goes last.
     Refilled(Vec<Claimed>),
+    /// Of the bulletins watched, those no longer sending.
+    Stopped {
+        watched: Vec<i64>,
+        stopped: Vec<i64>,
+    },
+    Released,
+}
+
+/// What became of one claimed row in a pass.
+enum Delivered {
+    /// Attempted (or deliberately not): its outcome goes to the ledger.
+    Done(Outcome),
+    /// Never started (its bulletin was paused, or the process is stopping): handed back
+    /// as it was, no attempt spent.
+    Unstarted(Claimed),
 }
 
 /// Claims and sends deliveries.
@@ -81,6 +106,9 @@ pub struct Dispatcher {
     /// Bulletins paused by an error storm during the current pass: their remaining rows
     /// are not attempted.
     stormed: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Bulletins found paused (or done) during the current pass: no new send of theirs
+    /// starts, and their unstarted rows are handed back.
+    halted_bulletins: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Dispatcher {
@@ -101,7 +129,25 @@ impl Dispatcher {
             metrics: Arc::new(Metrics::new()),
             halted: std::sync::Mutex::new(HashMap::new()),
             stormed: std::sync::Mutex::new(std::collections::HashSet::new()),
+            halted_bulletins: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Tells a running pass that a bulletin was paused (the admin API calls it after
+    /// pausing, so its sends stop at once rather than at the next check).
+    pub fn bulletin_paused(&self, bulletin: i64) {
+        self.halted_bulletins
+            .lock()
+            .expect("pause lock")
+            .insert(bulletin);
+        self.wake.notify_one();
+    }
+
+    fn is_halted_bulletin(&self, bulletin: i64) -> bool {
+        self.halted_bulletins
+            .lock()
+            .expect("pause lock")
+            .contains(&bulletin)
     }
 
     /// Whether a bulletin's failures in this pass reach the storm threshold for the first
@@ -220,6 +266,19 @@ impl Dispatcher {
     }
 
     fn retry_or_fail(&self, c: &Claimed, err: &SendError, now: DateTime<Utc>) -> OutcomeKind {
+        let kind = self.retry_or_fail_plain(c, err, now);
+        // A message that may have been delivered (no final reply) is sent again at most
+        // `max_unconfirmed_resends` times, and never ends `failed`: it may be in the
+        // mailbox, and `retry` of failed rows would send yet another copy.
+        if err.maybe_delivered
+            && (kind == OutcomeKind::Failed || c.unconfirmed >= self.config.max_unconfirmed_resends)
+        {
+            return OutcomeKind::Unconfirmed;
+        }
+        kind
+    }
+
+    fn retry_or_fail_plain(&self, c: &Claimed, err: &SendError, now: DateTime<Utc>) -> OutcomeKind {
         if err.is_permanent() {
             return OutcomeKind::Failed;
         }
@@ -250,6 +309,31 @@ impl Dispatcher {
         }
     }
 
+    /// Whether a claimed row may start now: not if its bulletin was paused meanwhile or
+    /// the process is stopping (`stop`).
+    fn may_start(&self, c: &Claimed, stop: Option<&CancellationToken>) -> bool {
+        !stop.is_some_and(|s| s.is_cancelled()) && !self.is_halted_bulletin(c.bulletin_id)
+    }
+
+    /// Delivers one claimed row, unless it must not start (see `may_start`): then it is
+    /// handed back untouched.
+    async fn deliver_or_return(&self, c: Claimed, stop: Option<&CancellationToken>) -> Delivered {
+        if !self.may_start(&c, stop) {
+            return Delivered::Unstarted(c);
+        }
+        if let Some(channel) = self.channels.get(&c.channel) {
+            if c.suppressed_because.is_none() {
+                // The rate limit's wait comes before the send starts, so a pause or a
+                // shutdown that arrives meanwhile still stops it.
+                channel.admit().await;
+                if !self.may_start(&c, stop) {
+                    return Delivered::Unstarted(c);
+                }
+            }
+        }
+        Delivered::Done(self.deliver_one(c).await)
+    }
+
     async fn deliver_one(&self, c: Claimed) -> Outcome {
         let started = self.clock.now();
         let outcome = |result, code: Option<i64>, reply: String, message_id| Outcome {
@@ -263,11 +347,15 @@ impl Dispatcher {
             maybe_delivered: false,
             lease_until: Some(c.lease_until),
         };
-        // A claim in its last quarter is given back unsent: once it expires another pass
-        // or instance may claim the row again, and both would send it.
-        if c.lease_until - started
-            < chrono::Duration::from_std(self.config.lease / 4).unwrap_or_default()
-        {
+        // A claim that could expire before the send ends (its channel's longest wait) is
+        // given back unsent, as is one in its last quarter: once it expires another
+        // instance may claim the row again, and both would send it.
+        let max_wait = self
+            .channels
+            .get(&c.channel)
+            .map_or(std::time::Duration::ZERO, |ch| ch.max_wait());
+        let margin = (self.config.lease / 4).max(max_wait);
+        if c.lease_until - started < chrono::Duration::from_std(margin).unwrap_or_default() {
             return outcome(
                 OutcomeKind::Wait { at: started },
                 None,
@@ -326,6 +414,24 @@ impl Dispatcher {
                 return outcome(self.retry_or_fail(&c, &e, started), None, e.message, None);
             }
         };
+        if c.ambiguous {
+            let reason = match (&c.taken_from, c.unconfirmed) {
+                (Some(holder), _) => format!(
+                    "its claim by {holder} expired while the row was being sent (that process \
+                     stopped mid-send?)"
+                ),
+                (None, n) if n > 0 => format!(
+                    "{n} earlier attempt(s) got no final reply: the message may have been delivered"
+                ),
+                _ => "an earlier attempt may have been delivered".to_string(),
+            };
+            warn!(
+                delivery = c.id, bulletin = c.bulletin_id, channel = %c.channel,
+                recipient = %c.recipient, attempts = c.attempts, reason = %reason,
+                "resending an ambiguous delivery: the recipient may get it twice"
+            );
+            self.metrics.ambiguous_resend(c.channel);
+        }
         // One span per bulletin, a child per delivery: log lines carry both ids.
         let bulletin_span = tracing::info_span!("bulletin", id = c.bulletin_id);
         let span = tracing::info_span!(parent: &bulletin_span, "delivery", id = c.id, channel = %c.channel);
@@ -401,8 +507,14 @@ impl Dispatcher {
     /// outcomes waiting together reach `connections + unrecorded_max`, which bounds what
     /// a crash can leave sent but unrecorded. Urgent rows (notices) queued meanwhile,
     /// announced by a wake-up or found by polling every `delivery.urgent_poll`, are
-    /// claimed and go ahead of the rest of the batch. Returns once every outcome is
-    /// recorded.
+    /// claimed and go ahead of the rest of the batch.
+    ///
+    /// Rows claimed and not yet started never exceed `max_held` (1.25 x the claim size):
+    /// an urgent claim takes only the room left, handing back routine rows from the end
+    /// of the queue to make it. A bulletin paused meanwhile (found at the same poll, or
+    /// told by `bulletin_paused`) starts no new send and its unstarted rows are handed
+    /// back; once `refill_until` is cancelled (shutdown), every unstarted row is handed
+    /// back and only the sends in flight finish. Returns once every outcome is recorded.
     async fn pass(
         &self,
         refill_until: Option<&CancellationToken>,
@@ -425,6 +537,7 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(report);
         }
+        self.log_takeovers(&claimed);
         let concurrency = self.widest(|c| c.concurrency());
         let connections = self.widest(|c| c.connections());
         let unrecorded_max = self.config.unrecorded_max.max(1);
@@ -433,11 +546,13 @@ impl Dispatcher {
         // wait inside a channel for a connection.
         let budget = connections + unrecorded_max;
         self.stormed.lock().expect("storm lock").clear();
+        self.halted_bulletins.lock().expect("pause lock").clear();
         let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
         // More may be due if the last claim was full; the next one is made once the queue
         // is this short, early enough to be back before it runs dry.
         let mut more_due = claimed.len() >= claim_size as usize;
         let low_water = (claim_size as usize / 4).max(2 * concurrency);
+        let max_held = claim_size as usize + low_water;
         let mut refilling = false;
         let mut queue: VecDeque<Claimed> = claimed.into();
         let mut sending = FuturesUnordered::new();
@@ -448,7 +563,12 @@ impl Dispatcher {
         let mut unrecorded: Vec<Recorded> = Vec::new();
         let mut recording = 0;
         let mut to_pause: Vec<i64> = Vec::new();
+        let mut to_release: Vec<Claimed> = Vec::new();
+        // Sends in flight per bulletin (watched for a pause too: some wait for the rate limit).
+        let mut inflight: HashMap<i64, usize> = HashMap::new();
         let mut urgent_wanted = false;
+        let mut watch_wanted = false;
+        let mut stopped = false;
         // Outcomes wait a little to be written together: each commit appends every page it
         // touched to the WAL, so one row per commit wrote many times what it changed.
         let group_min = (unrecorded_max / 2).clamp(1, 16);
@@ -458,21 +578,51 @@ impl Dispatcher {
             self.config.urgent_poll,
         );
         urgent_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let never = CancellationToken::new();
+        let stop = refill_until.unwrap_or(&never);
         loop {
+            if !stopped && stop.is_cancelled() {
+                // Shutdown: nothing new starts; what was claimed and not started goes back.
+                stopped = true;
+                more_due = false;
+                urgent_wanted = false;
+                to_release.extend(queue.drain(..));
+            }
+            // Rows of bulletins paused meanwhile do not start: they go back.
+            if !queue.is_empty() && !self.halted_bulletins.lock().expect("pause lock").is_empty() {
+                let (back, keep): (VecDeque<Claimed>, VecDeque<Claimed>) = queue
+                    .drain(..)
+                    .partition(|c| self.is_halted_bulletin(c.bulletin_id));
+                queue = keep;
+                to_release.extend(back);
+            }
             while sending.len() < concurrency
                 && unrecorded.len() + recording < unrecorded_max
                 && sending.len() + unrecorded.len() + recording < budget
             {
                 let Some(c) = queue.pop_front() else { break };
+                *inflight.entry(c.bulletin_id).or_default() += 1;
                 let key = (c.bulletin_id, c.channel, c.recipient.clone());
-                sending.push(async move { (key, self.deliver_one(c).await) });
+                sending.push(async move { (key, self.deliver_or_return(c, refill_until).await) });
             }
             if db.is_empty() {
                 let job = if let Some(b) = to_pause.pop() {
                     Some(DbJob::Pause(b))
+                } else if !to_release.is_empty() {
+                    Some(DbJob::Release(std::mem::take(&mut to_release)))
                 } else if urgent_wanted {
                     urgent_wanted = false;
-                    Some(DbJob::ClaimUrgent)
+                    self.urgent_job(&mut queue, claim_size, low_water, max_held)
+                } else if watch_wanted {
+                    watch_wanted = false;
+                    let mut ids: Vec<i64> = queue
+                        .iter()
+                        .map(|c| c.bulletin_id)
+                        .chain(inflight.keys().copied())
+                        .collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    (!ids.is_empty()).then_some(DbJob::Watch(ids))
                 } else if !unrecorded.is_empty()
                     && (unrecorded.len() >= group_min
                         || sending.is_empty()
@@ -484,10 +634,13 @@ impl Dispatcher {
                 } else if more_due
                     && !refilling
                     && queue.len() <= low_water
-                    && refill_until.is_some_and(|stop| !stop.is_cancelled())
+                    && !stop.is_cancelled()
+                    && refill_until.is_some()
                 {
                     refilling = true;
-                    Some(DbJob::Refill(claim_size))
+                    Some(DbJob::Refill(
+                        claim_size.min((max_held - queue.len()) as u32),
+                    ))
                 } else {
                     None
                 };
@@ -495,11 +648,27 @@ impl Dispatcher {
                     db.push(self.run_db_job(job));
                 }
             }
-            if sending.is_empty() && db.is_empty() {
-                break;
+            if sending.is_empty() && db.is_empty() && (queue.is_empty() || stopped) {
+                if to_release.is_empty() && unrecorded.is_empty() {
+                    break;
+                }
+                continue;
             }
             tokio::select! {
-                Some(((bulletin, channel, recipient), o)) = sending.next(), if !sending.is_empty() => {
+                Some(((bulletin, channel, recipient), d)) = sending.next(), if !sending.is_empty() => {
+                    if let Some(n) = inflight.get_mut(&bulletin) {
+                        *n -= 1;
+                        if *n == 0 {
+                            inflight.remove(&bulletin);
+                        }
+                    }
+                    let o = match d {
+                        Delivered::Done(o) => o,
+                        Delivered::Unstarted(c) => {
+                            to_release.push(c);
+                            continue;
+                        }
+                    };
                     let failed = matches!(o.result, OutcomeKind::Failed | OutcomeKind::Retry { .. });
                     if failed || o.result == OutcomeKind::Sent {
                         let t = tally.entry((bulletin, channel)).or_default();
@@ -512,7 +681,7 @@ impl Dispatcher {
                     match o.result {
                         OutcomeKind::Sent => report.sent += 1,
                         OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => report.retrying += 1,
-                        OutcomeKind::Failed => report.failed += 1,
+                        OutcomeKind::Failed | OutcomeKind::Unconfirmed => report.failed += 1,
                         OutcomeKind::Suppressed => report.suppressed += 1,
                     }
                     if unrecorded.is_empty() {
@@ -524,6 +693,7 @@ impl Dispatcher {
                     match done? {
                         DbDone::Recorded => recording = 0,
                         DbDone::Claimed(urgent) => {
+                            self.log_takeovers(&urgent);
                             report.claimed += urgent.len();
                             for c in urgent.into_iter().rev() {
                                 queue.push_front(c);
@@ -531,21 +701,99 @@ impl Dispatcher {
                         }
                         DbDone::Refilled(next) => {
                             refilling = false;
-                            more_due = next.len() >= claim_size as usize;
+                            self.log_takeovers(&next);
+                            more_due = !next.is_empty();
                             report.claimed += next.len();
                             queue.extend(next);
                         }
-                        DbDone::Paused => {}
+                        DbDone::Stopped { watched, stopped } => {
+                            let mut halted = self.halted_bulletins.lock().expect("pause lock");
+                            for id in watched {
+                                if stopped.contains(&id) {
+                                    if halted.insert(id) {
+                                        info!(bulletin = id, "bulletin paused: no new send starts, its unstarted rows are handed back");
+                                    }
+                                } else {
+                                    halted.remove(&id); // resumed
+                                }
+                            }
+                        }
+                        DbDone::Paused | DbDone::Released => {}
                     }
                 }
                 _ = tokio::time::sleep_until(oldest_unrecorded + GROUP_LINGER),
                     if db.is_empty() && !unrecorded.is_empty() => {}
-                _ = self.wake.notified() => urgent_wanted = true,
-                _ = urgent_poll.tick() => urgent_wanted = true,
+                _ = self.wake.notified() => {
+                    urgent_wanted = !stopped;
+                    watch_wanted = true;
+                }
+                _ = urgent_poll.tick() => {
+                    urgent_wanted = !stopped;
+                    watch_wanted = true;
+                }
+                _ = stop.cancelled(), if !stopped => {}
             }
         }
         self.store.finish_bulletins().await?;
         Ok(report)
+    }
+
+    /// The urgent claim to make now, if any: only while at most `low_water` urgent rows
+    /// wait, of the room left under `max_held` claimed rows; when that room is less than
+    /// `low_water`, routine rows at the end of the queue are handed back to make that much
+    /// (they are claimed again after the notice).
+    fn urgent_job(
+        &self,
+        queue: &mut VecDeque<Claimed>,
+        claim_size: u32,
+        low_water: usize,
+        max_held: usize,
+    ) -> Option<DbJob> {
+        let urgent_waiting = queue
+            .iter()
+            .filter(|c| c.priority >= crate::notice::NOTICE_PRIORITY)
+            .count();
+        if urgent_waiting > low_water {
+            return None;
+        }
+        let mut release = Vec::new();
+        while max_held.saturating_sub(queue.len()) < low_water {
+            match queue.back() {
+                Some(c) if c.priority < crate::notice::NOTICE_PRIORITY => {
+                    release.push(queue.pop_back().expect("a row"));
+                }
+                _ => break,
+            }
+        }
+        let room = max_held
+            .saturating_sub(queue.len())
+            .min(claim_size as usize) as u32;
+        if room == 0 && release.is_empty() {
+            return None;
+        }
+        Some(DbJob::ClaimUrgent {
+            release,
+            urgent: room,
+        })
+    }
+
+    /// Logs the rows a claim took over from another claim whose lease expired.
+    fn log_takeovers(&self, claimed: &[Claimed]) {
+        let mut by_holder: HashMap<&str, usize> = HashMap::new();
+        for c in claimed {
+            if let Some(h) = &c.taken_from {
+                *by_holder.entry(h.as_str()).or_default() += 1;
+            }
+        }
+        for (holder, rows) in by_holder {
+            warn!(
+                rows,
+                from = holder,
+                by = %self.store.claimer().current(),
+                "took over rows whose lease expired while another process held them \
+                 (it stopped mid-send?): they are flagged ambiguous"
+            );
+        }
     }
 
     async fn run_db_job(&self, job: DbJob) -> Result<DbDone, StoreError> {
@@ -560,12 +808,16 @@ impl Dispatcher {
                 self.store.set_bulletin_paused(bulletin, true).await?;
                 Ok(DbDone::Paused)
             }
-            DbJob::ClaimUrgent => {
+            DbJob::ClaimUrgent { release, urgent } => {
+                self.release(&release).await?;
+                if urgent == 0 {
+                    return Ok(DbDone::Claimed(Vec::new()));
+                }
                 let urgent = self
                     .store
                     .claim_urgent(
                         self.clock.now(),
-                        self.claim_size(),
+                        urgent,
                         self.config.lease,
                         crate::notice::NOTICE_PRIORITY,
                     )
@@ -578,6 +830,14 @@ impl Dispatcher {
                 }
                 Ok(DbDone::Claimed(urgent))
             }
+            DbJob::Watch(watched) => {
+                let stopped = self.store.not_sending(&watched).await?;
+                Ok(DbDone::Stopped { watched, stopped })
+            }
+            DbJob::Release(rows) => {
+                self.release(&rows).await?;
+                Ok(DbDone::Released)
+            }
             DbJob::Refill(rows) => Ok(DbDone::Refilled(
                 self.store
                     .claim_due(
@@ -589,6 +849,18 @@ impl Dispatcher {
                     .await?,
             )),
         }
+    }
+
+    /// Hands claimed rows that never started back to the queue.
+    async fn release(&self, rows: &[Claimed]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let claims: Vec<(i64, DateTime<Utc>)> =
+            rows.iter().map(|c| (c.id, c.lease_until)).collect();
+        let n = self.store.release(&claims, self.clock.now()).await?;
+        info!(rows = n, "claimed rows handed back unsent");
+        Ok(())
     }
 
     /// What follows a group's commit: an address whose hard failures span enough

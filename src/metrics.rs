@@ -70,6 +70,7 @@ pub struct Metrics {
     wechat_token_refreshes: Counter,
     channel_pauses: Family<ChannelLabels, Counter>,
     error_storms: Counter,
+    ambiguous_resends: Family<ChannelLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -150,7 +151,19 @@ impl Metrics {
             "Bulletins paused by an error storm",
             error_storms.clone(),
         );
+        let ambiguous_resends = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "ambiguous_resends",
+            "Deliveries sent again although an earlier attempt may have been delivered (lease expired mid-send, or no final reply), by channel",
+            ambiguous_resends.clone(),
+        );
+        for channel in ChannelKind::ALL {
+            let _ = ambiguous_resends.get_or_create(&ChannelLabels {
+                channel: channel.as_str().to_string(),
+            });
+        }
         Self {
+            ambiguous_resends,
             wechat_errcodes,
             wechat_token_refreshes,
             channel_pauses,
@@ -227,6 +240,15 @@ impl Metrics {
         if total > seen {
             self.wechat_token_refreshes.inc_by(total - seen);
         }
+    }
+
+    /// An ambiguous delivery (it may have been delivered already) is being sent again.
+    pub fn ambiguous_resend(&self, channel: ChannelKind) {
+        self.ambiguous_resends
+            .get_or_create(&ChannelLabels {
+                channel: channel.as_str().to_string(),
+            })
+            .inc();
     }
 
     /// A channel was paused by a channel-wide failure.

@@ -151,6 +151,8 @@ pub struct EmailChannel {
     /// `email.smtp.rate_per_second`.
     rate: Option<f64>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// The longest one send may take (`SmtpConfig::longest_wait`).
+    max_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -215,6 +217,10 @@ impl EmailChannel {
                 EmailTransport::Outbox(_) => None,
             },
             limiter,
+            max_wait: match &cfg.transport {
+                EmailTransport::Smtp(s) => s.longest_wait(),
+                EmailTransport::Outbox(_) => std::time::Duration::from_secs(30),
+            },
         })
     }
 
@@ -314,12 +320,19 @@ impl Channel for EmailChannel {
         self.rate
     }
 
-    async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError> {
-        let message = self.build(&job)?;
-        let message_id = self.message_id(&job);
+    fn max_wait(&self) -> std::time::Duration {
+        self.max_wait
+    }
+
+    async fn admit(&self) {
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
+    }
+
+    async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError> {
+        let message = self.build(&job)?;
+        let message_id = self.message_id(&job);
         match &self.mailer {
             Mailer::Smtp(pool) => {
                 let envelope = message.envelope().clone();

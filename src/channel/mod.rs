@@ -146,6 +146,15 @@ pub trait Channel: Send + Sync + 'static {
     fn max_rate(&self) -> Option<f64> {
         None
     }
+    /// The longest one delivery may take once started (every wait of its protocol added
+    /// up). A claim with less than this left is not started: it could outlive its lease.
+    fn max_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(120)
+    }
+    /// Waits until the channel's rate limit lets one more delivery start. The dispatcher
+    /// calls it before `deliver` and checks, after it, that the row may still go (its
+    /// bulletin not paused, no shutdown under way): a row waiting here has not started.
+    async fn admit(&self) {}
     async fn deliver(&self, job: Job<'_>) -> Result<Receipt, SendError>;
     /// Access tokens fetched so far, for channels that use them (metrics).
     fn token_refreshes(&self) -> u64 {

@@ -606,7 +606,10 @@ impl Relay {
         queue: &flume::Receiver<Request>,
         carried: &mut Option<Request>,
     ) -> Option<Conn> {
-        let t = self.cfg.timeout;
+        // The reply to the end of data has its own, longer wait (RFC 5321 §4.5.3.2.6
+        // suggests 10 minutes): a relay's content filter runs before it answers, and a
+        // message given up on too early may still be delivered, then sent again.
+        let dt = self.cfg.data_timeout;
         loop {
             if current.abandoned() {
                 // Nobody would record this delivery. The server waits for its data; only
@@ -625,11 +628,11 @@ impl Relay {
                         // The data was sized with room for an envelope: no copy of it.
                         n.commands(&c).iter().for_each(|s| data.push_str(s));
                     }
-                    tokio::time::timeout(t, c.inner.command(data.as_str())).await
+                    tokio::time::timeout(dt, c.inner.command(data.as_str())).await
                 }
-                Payload::Bytes(b) => tokio::time::timeout(t, c.inner.message(b)).await,
+                Payload::Bytes(b) => tokio::time::timeout(dt, c.inner.message(b)).await,
             };
-            match step(Step::EndOfData, t, sent) {
+            match step(Step::EndOfData, dt, sent) {
                 Ok(resp) => current.answer(Ok(resp)),
                 Err(e) => {
                     let lost = without_reply(&e) || c.inner.has_broken();

@@ -55,13 +55,19 @@ text_enum!(
         Failed => "failed",
         Suppressed => "suppressed",
         Held => "held",
+        // Sent, but the server's final reply never came (and resending was used up): the
+        // message may have been delivered. Sent again only by an operator's choice.
+        Unconfirmed => "unconfirmed",
     }
 );
 
 impl DeliveryStatus {
     /// Final states: nothing more will happen to the row on its own.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Sent | Self::Failed | Self::Suppressed)
+        matches!(
+            self,
+            Self::Sent | Self::Failed | Self::Suppressed | Self::Unconfirmed
+        )
     }
 }
 

@@ -138,6 +138,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_at", Int),
             ("updated_at", Int),
             ("sent_at", Int),
+            ("claimed_by", Text),
+            ("unconfirmed", Int),
         ],
     ),
     (

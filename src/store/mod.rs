@@ -215,6 +215,68 @@ pub struct Claimed {
     pub lease_until: DateTime<Utc>,
     /// Set when the subscriber left the list after fan-out: the row is not sent.
     pub suppressed_because: Option<String>,
+    /// Its priority: notices (urgent rows) have `notice::NOTICE_PRIORITY`.
+    pub priority: i64,
+    /// Earlier attempts that ended with no final reply although the message may have
+    /// been delivered.
+    pub unconfirmed: u32,
+    /// When this claim took the row over from a claim whose lease expired: who held it.
+    pub taken_from: Option<String>,
+}
+
+/// The name under which this process claims ledger rows (`claimed_by`): host, pid and a
+/// generation. The dispatcher starts a new generation after a pass fails, so that rows the
+/// failed pass still held become someone else's and are taken over once their lease
+/// expires, while a working pass never takes back rows it holds itself.
+#[derive(Debug)]
+pub struct Claimer {
+    base: String,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Claimer {
+    /// `host:pid`, and `.N` after it for the Nth store this process opens (each is a
+    /// claimer of its own, as several instances in one test process must be).
+    pub fn new() -> Self {
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let host = hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        let pid = std::process::id();
+        Self::named(&if n == 1 {
+            format!("{host}:{pid}")
+        } else {
+            format!("{host}:{pid}.{n}")
+        })
+    }
+    /// A claimer with a given base name (tests; several dispatchers in one process).
+    pub fn named(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            generation: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+    /// `host:pid/generation`.
+    pub fn current(&self) -> String {
+        format!(
+            "{}/{}",
+            self.base,
+            self.generation.load(std::sync::atomic::Ordering::Relaxed)
+        )
+    }
+    /// Starts a new generation: rows claimed so far count as another process's.
+    pub fn next_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Default for Claimer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A claim's RETURNING rows as `Claimed`, in claim order (most urgent first, then by due
@@ -255,6 +317,9 @@ where
                 created_at: crate::clock::from_millis(r.get("created_at")),
                 lease_until,
                 suppressed_because: None,
+                priority: r.get("priority"),
+                unconfirmed: r.get::<i64, _>("unconfirmed") as u32,
+                taken_from: None,
             })
         })
         .collect()
@@ -306,6 +371,8 @@ pub enum OutcomeKind {
     },
     Failed,
     Suppressed,
+    /// No final reply, and resending is used up: the message may have been delivered.
+    Unconfirmed,
 }
 
 impl OutcomeKind {
@@ -315,6 +382,7 @@ impl OutcomeKind {
             Self::Retry { .. } | Self::Wait { .. } => DeliveryStatus::Retrying,
             Self::Failed => DeliveryStatus::Failed,
             Self::Suppressed => DeliveryStatus::Suppressed,
+            Self::Unconfirmed => DeliveryStatus::Unconfirmed,
         }
     }
 }
@@ -505,6 +573,18 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a row of at least `min_priority` is due (an urgent notice queued by another
     /// process): a cheap read an idle dispatcher makes often.
     async fn urgent_due(&self, now: DateTime<Utc>, min_priority: i64) -> Result<bool>;
+    /// Hands claimed rows whose send never started back (`(id, lease_until)` of each
+    /// claim): each returns to `queued` (or `retrying`, if it had attempts) with no
+    /// attempt spent, if it still holds that claim. Returns the rows handed back.
+    async fn release(&self, claims: &[(i64, DateTime<Utc>)], now: DateTime<Utc>) -> Result<u64>;
+    /// Of these bulletins, the ones no longer `sending` (paused, or done).
+    async fn not_sending(&self, bulletins: &[i64]) -> Result<Vec<i64>>;
+    /// Ends the lease of every `sending` row not claimed by this process's current
+    /// claimer, so the next claim takes them over at once. Only for a store nobody else
+    /// can be sending from (SQLite under the daemon lock). Returns the rows.
+    async fn expire_foreign_leases(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// The claimer this store's claims are made under.
+    fn claimer(&self) -> &Claimer;
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;

@@ -15,6 +15,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    claimer: Arc<Claimer>,
 }
 
 /// An error's text with the password, should the driver ever echo it, masked.
@@ -55,33 +56,43 @@ impl PostgresStore {
         min_priority: Option<i64>,
     ) -> Result<Vec<Claimed>> {
         let now_ms = ms(now);
+        let me = self.claimer.current();
         let mut tx = self.pool.begin().await?;
         if on_expired == Some(ExpiredLease::Hold) {
             sqlx::query(
                 "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = $1,
                  last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
-                 WHERE status = 'sending' AND lease_until < $2",
+                 WHERE status = 'sending' AND lease_until < $2 AND claimed_by IS DISTINCT FROM $3",
             )
             .bind(now_ms)
             .bind(now_ms)
+            .bind(&me)
             .execute(&mut *tx)
             .await?;
         }
+        // Rows due now, and (resend policy) rows whose lease expired mid-send, which are
+        // flagged ambiguous; a row this process holds itself is never taken back.
         let rows = sqlx::query(
-            "UPDATE deliveries SET
-                ambiguous = CASE WHEN status = 'sending' THEN 1 ELSE ambiguous END,
-                status = 'sending', lease_until = $1, updated_at = $2
-             WHERE id IN (
-                SELECT d.id FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
+            "WITH picked AS (
+                SELECT d.id, d.claimed_by AS prev_claimer, d.status AS prev_status
+                FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
                 WHERE b.state = 'sending' AND (
                     (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $3
                      AND d.priority >= $6)
-                    OR ($7 AND d.status = 'sending' AND d.lease_until < $4))
+                    OR ($7 AND d.status = 'sending' AND d.lease_until < $4
+                        AND d.claimed_by IS DISTINCT FROM $8))
                 ORDER BY d.priority DESC, d.next_attempt_at, d.id
                 LIMIT $5
                 FOR UPDATE OF d SKIP LOCKED)
-             RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id, attempts,
-                       ambiguous, created_at, priority, next_attempt_at",
+             UPDATE deliveries SET
+                ambiguous = CASE WHEN deliveries.status = 'sending' THEN 1 ELSE deliveries.ambiguous END,
+                status = 'sending', lease_until = $1, updated_at = $2, claimed_by = $8
+             FROM picked WHERE deliveries.id = picked.id
+             RETURNING deliveries.id, deliveries.bulletin_id, deliveries.channel, deliveries.recipient,
+                       deliveries.recipient_name, deliveries.list_id, deliveries.subscriber_id,
+                       deliveries.attempts, deliveries.ambiguous, deliveries.created_at,
+                       deliveries.priority, deliveries.next_attempt_at, deliveries.unconfirmed,
+                       picked.prev_claimer, picked.prev_status",
         )
         .bind(now_ms + lease.as_millis() as i64)
         .bind(now_ms)
@@ -90,9 +101,24 @@ impl PostgresStore {
         .bind(limit as i64)
         .bind(min_priority.unwrap_or(i64::MIN))
         .bind(on_expired.is_some())
+        .bind(&me)
         .fetch_all(&mut *tx)
         .await?;
+        let mut taken_from: std::collections::HashMap<i64, String> = rows
+            .iter()
+            .filter(|r| r.get::<&str, _>("prev_status") == "sending")
+            .map(|r| {
+                (
+                    r.get::<i64, _>("id"),
+                    r.get::<Option<String>, _>("prev_claimer")
+                        .unwrap_or_else(|| "an unknown process".into()),
+                )
+            })
+            .collect();
         let mut claimed = claimed_in_order(rows, from_millis(now_ms + lease.as_millis() as i64))?;
+        for c in &mut claimed {
+            c.taken_from = taken_from.remove(&c.id);
+        }
         // Subscribers who left, or were removed, after fan-out are not sent to.
         let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
         if !ids.is_empty() {
@@ -147,7 +173,10 @@ impl PostgresStore {
             .await
             .map_err(refused)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            claimer: Arc::new(Claimer::new()),
+        })
     }
 
     /// The pool, for `store copy`.
@@ -849,6 +878,56 @@ impl Store for PostgresStore {
         self.claim(now, limit, lease, None, Some(min_priority))
             .await
     }
+    async fn release(&self, claims: &[(i64, DateTime<Utc>)], now: DateTime<Utc>) -> Result<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.0).collect();
+        let leases: Vec<i64> = claims.iter().map(|c| ms(c.1)).collect();
+        let r = sqlx::query(
+            "UPDATE deliveries d SET status = CASE WHEN d.attempts = 0 THEN 'queued' ELSE 'retrying' END,
+                lease_until = NULL, updated_at = $3
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS v(id, lease)
+             WHERE d.id = v.id AND d.status = 'sending' AND d.lease_until = v.lease",
+        )
+        .bind(&ids)
+        .bind(&leases)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn not_sending(&self, bulletins: &[i64]) -> Result<Vec<i64>> {
+        if bulletins.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM bulletins WHERE state <> 'sending' AND id = ANY($1)",
+            )
+            .bind(bulletins)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn expire_foreign_leases(&self, now: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE deliveries SET lease_until = $1 - 1
+             WHERE status = 'sending' AND lease_until >= $1 AND claimed_by IS DISTINCT FROM $2",
+        )
+        .bind(ms(now))
+        .bind(self.claimer.current())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    fn claimer(&self) -> &Claimer {
+        &self.claimer
+    }
+
     async fn urgent_due(&self, now: DateTime<Utc>, min_priority: i64) -> Result<bool> {
         let due: Option<i64> = sqlx::query_scalar(
             "SELECT 1::bigint FROM deliveries d
@@ -912,7 +991,8 @@ impl Store for PostgresStore {
                 next_attempt_at = v.next, lease_until = NULL, last_code = v.code,
                 last_error = v.error, message_id = coalesce(v.message_id, d.message_id),
                 updated_at = v.updated, sent_at = coalesce(v.sent, d.sent_at),
-                ambiguous = GREATEST(d.ambiguous, v.ambiguous)
+                ambiguous = GREATEST(d.ambiguous, v.ambiguous),
+                unconfirmed = d.unconfirmed + v.ambiguous
              FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                          $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
                          $11::bigint[])

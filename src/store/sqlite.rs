@@ -13,6 +13,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    claimer: Arc<Claimer>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -39,46 +40,65 @@ impl SqliteStore {
         min_priority: Option<i64>,
     ) -> Result<Vec<Claimed>> {
         let now_ms = ms(now);
+        let me = self.claimer.current();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if on_expired == Some(ExpiredLease::Hold) {
             sqlx::query(
                 "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = ?,
                  last_error = 'the lease expired while sending (the process stopped mid-send?): held for an operator'
-                 WHERE status = 'sending' AND lease_until < ?",
+                 WHERE status = 'sending' AND lease_until < ? AND claimed_by IS NOT ?",
             )
             .bind(now_ms)
             .bind(now_ms)
+            .bind(&me)
             .execute(&mut *tx)
             .await?;
         }
         // Two claims, each walking its own index in order and stopping at `limit`: rows whose
-        // lease expired mid-send (resend policy; flagged ambiguous), then rows due now.
+        // lease expired mid-send (resend policy; flagged ambiguous), then rows due now. A
+        // row this process holds itself is never taken back, whatever its lease says.
         let returning =
             "RETURNING id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
-                         attempts, ambiguous, created_at, priority, next_attempt_at";
+                         attempts, ambiguous, created_at, priority, next_attempt_at, unconfirmed";
         let mut rows = Vec::new();
+        let mut taken_from = std::collections::HashMap::new();
         if on_expired == Some(ExpiredLease::Resend) {
-            rows = sqlx::query(&format!(
-                "UPDATE deliveries SET ambiguous = 1, lease_until = ?, updated_at = ?
-                 WHERE id IN (
-                    SELECT d.id FROM deliveries d INDEXED BY deliveries_leased
-                    WHERE d.status = 'sending' AND d.lease_until < ?
-                      AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
-                    ORDER BY d.lease_until LIMIT ?)
-                 {returning}"
-            ))
-            .bind(now_ms + lease.as_millis() as i64)
+            let expired: Vec<(i64, Option<String>)> = sqlx::query_as(
+                "SELECT d.id, d.claimed_by FROM deliveries d INDEXED BY deliveries_leased
+                 WHERE d.status = 'sending' AND d.lease_until < ? AND d.claimed_by IS NOT ?
+                   AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
+                 ORDER BY d.lease_until LIMIT ?",
+            )
             .bind(now_ms)
-            .bind(now_ms)
+            .bind(&me)
             .bind(limit as i64)
             .fetch_all(&mut *tx)
             .await?;
+            if !expired.is_empty() {
+                let sql = format!(
+                    "UPDATE deliveries SET ambiguous = 1, lease_until = ?, updated_at = ?, claimed_by = ?
+                     WHERE id IN ({}) {returning}",
+                    vec!["?"; expired.len()].join(",")
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(now_ms + lease.as_millis() as i64)
+                    .bind(now_ms)
+                    .bind(&me);
+                for (id, _) in &expired {
+                    q = q.bind(id);
+                }
+                rows = q.fetch_all(&mut *tx).await?;
+                taken_from = expired
+                    .into_iter()
+                    .map(|(id, by)| (id, by.unwrap_or_else(|| "an unknown process".into())))
+                    .collect();
+            }
         }
         let left = limit as i64 - rows.len() as i64;
         if left > 0 {
             rows.extend(
                 sqlx::query(&format!(
-                    "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ?
+                    "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ?, claimed_by = ?
                      WHERE id IN (
                         SELECT d.id FROM deliveries d INDEXED BY deliveries_ready
                         WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?
@@ -90,6 +110,7 @@ impl SqliteStore {
                 ))
                 .bind(now_ms + lease.as_millis() as i64)
                 .bind(now_ms)
+                .bind(&me)
                 .bind(now_ms)
                 .bind(min_priority.unwrap_or(i64::MIN))
                 .bind(left)
@@ -98,6 +119,9 @@ impl SqliteStore {
             );
         }
         let mut claimed = claimed_in_order(rows, from_millis(now_ms + lease.as_millis() as i64))?;
+        for c in &mut claimed {
+            c.taken_from = taken_from.remove(&c.id);
+        }
         // Subscribers who left, or were removed, after fan-out are not sent to.
         let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
         if !ids.is_empty() {
@@ -168,7 +192,17 @@ impl SqliteStore {
                     }
                 ))
             })?;
-        MIGRATOR.run(&pool).await.map_err(|e| {
+        // Migrations run with foreign keys off, as SQLite's procedure for rebuilding a table
+        // wants (a table that others refer to cannot be dropped and replaced otherwise);
+        // they are switched back on, and checked, before the store is used.
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&pool)
+            .await?;
+        let migrated = MIGRATOR.run(&pool).await;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&pool)
+            .await?;
+        migrated.map_err(|e| {
             let inner = match &e {
                 sqlx::migrate::MigrateError::Execute(inner)
                 | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => Some(inner),
@@ -183,7 +217,21 @@ impl SqliteStore {
                 None => StoreError::Migrate(e),
             }
         })?;
-        Ok(Self { pool })
+        let broken: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&pool)
+                .await?;
+        if let Some((table,)) = broken.first() {
+            return Err(StoreError::Corrupt(format!(
+                "the store at {} has rows in `{table}` that refer to rows that are gone ({} in all)",
+                path.display(),
+                broken.len()
+            )));
+        }
+        Ok(Self {
+            pool,
+            claimer: Arc::new(Claimer::new()),
+        })
     }
 
     /// The pool, for `store copy`.
@@ -976,6 +1024,63 @@ impl Store for SqliteStore {
         Ok(due.is_some())
     }
 
+    async fn release(&self, claims: &[(i64, DateTime<Utc>)], now: DateTime<Utc>) -> Result<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in claims.chunks(100) {
+            let sql = format!(
+                "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END,
+                 lease_until = NULL, updated_at = ?
+                 FROM (VALUES {}) AS v
+                 WHERE deliveries.id = v.column1 AND deliveries.status = 'sending'
+                   AND deliveries.lease_until = v.column2",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(ms(now));
+            for (id, lease) in chunk {
+                q = q.bind(id).bind(ms(*lease));
+            }
+            n += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn not_sending(&self, bulletins: &[i64]) -> Result<Vec<i64>> {
+        if bulletins.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id FROM bulletins WHERE state <> 'sending' AND id IN ({})",
+            vec!["?"; bulletins.len()].join(",")
+        );
+        let mut q = sqlx::query_scalar(&sql);
+        for b in bulletins {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    async fn expire_foreign_leases(&self, now: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE deliveries SET lease_until = ? - 1
+             WHERE status = 'sending' AND lease_until >= ? AND claimed_by IS NOT ?",
+        )
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(self.claimer.current())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    fn claimer(&self) -> &Claimer {
+        &self.claimer
+    }
+
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
@@ -991,7 +1096,7 @@ impl Store for SqliteStore {
                  next_attempt_at = v.column4, lease_until = NULL, last_code = v.column5,
                  last_error = v.column6, message_id = coalesce(v.column7, message_id),
                  updated_at = v.column8, sent_at = coalesce(v.column9, sent_at),
-                 ambiguous = max(ambiguous, v.column10)
+                 ambiguous = max(ambiguous, v.column10), unconfirmed = unconfirmed + v.column10
                  FROM (VALUES {}) AS v WHERE deliveries.id = v.column1
                    AND (v.column11 IS NULL OR deliveries.lease_until = v.column11)",
                 vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")

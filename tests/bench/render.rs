@@ -72,6 +72,9 @@ fn benches(c: &mut Criterion) {
         created_at: chrono::Utc::now(),
         lease_until: chrono::Utc::now(),
         suppressed_because: None,
+        priority: 0,
+        unconfirmed: 0,
+        taken_from: None,
     };
     c.bench_function("one personalised e-mail from a rendered bulletin", |b| {
         b.iter(|| {

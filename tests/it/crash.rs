@@ -179,7 +179,7 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
         sink.port,
         &format!("pool_size = {POOL}"),
         &format!(
-            "poll_interval_ms = 100\nlease_seconds = 2\non_expired_lease = \"resend\"\n\
+            "poll_interval_ms = 100\nlease_seconds = 60\non_expired_lease = \"resend\"\n\
              unrecorded_max = {UNRECORDED}"
         ),
     );

@@ -214,6 +214,8 @@ pub struct Options {
     pub wechat: Option<String>,
     /// email.smtp.timeout_seconds
     pub smtp_timeout: u64,
+    /// email.smtp.data_timeout_seconds; None: the same as `smtp_timeout`.
+    pub data_timeout: Option<u64>,
     /// More lines for `[email.smtp]`.
     pub smtp_extra: &'static str,
     /// The store URL; None: SQLite in the test folder.
@@ -229,6 +231,7 @@ impl Default for Options {
             channels: r#"["email"]"#,
             wechat: None,
             smtp_timeout: 5,
+            data_timeout: None,
             smtp_extra: "",
             store_url: None,
         }
@@ -259,6 +262,7 @@ port = {port}
 tls = "none"
 pool_size = 2
 timeout_seconds = {smtp_timeout}
+data_timeout_seconds = {data_timeout}
 {smtp_extra}
 
 [unsubscribe]
@@ -289,6 +293,7 @@ channels = {channels}
         channels = o.channels,
         wechat = o.wechat.as_deref().unwrap_or(""),
         smtp_timeout = o.smtp_timeout,
+        data_timeout = o.data_timeout.unwrap_or(o.smtp_timeout),
         smtp_extra = o.smtp_extra,
     )
 }

@@ -428,6 +428,7 @@ fn the_pool_starts_new_connections_when_the_runtime_of_the_old_ones_is_gone() {
         pool_size: 2,
         rate_per_second: None,
         timeout: Duration::from_secs(5),
+        data_timeout: Duration::from_secs(5),
         hello_name: None,
         messages_per_connection: None,
     })

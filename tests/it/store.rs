@@ -66,6 +66,7 @@ async fn a_late_outcome_from_a_lost_lease_changes_nothing(url: &str) {
         .unwrap()
         .remove(0);
     let later = t0() + Span::seconds(LEASE.as_secs() as i64 + 1);
+    s.claimer().next_generation(); // another claimer
     let second = s
         .claim_due(later, 10, LEASE, ExpiredLease::Resend)
         .await
@@ -133,8 +134,10 @@ async fn urgent_rows_are_found_and_claimed_alone(url: &str) {
         .await
         .unwrap()
         .is_empty());
-    // An expired lease is left to the regular claim, which flags it ambiguous.
+    // An expired lease is left to the regular claim (of another process), which flags it
+    // ambiguous.
     let later = t0() + Span::seconds(LEASE.as_secs() as i64 + 1);
+    s.claimer().next_generation();
     assert!(s
         .claim_urgent(later, 10, LEASE, 100)
         .await
@@ -627,14 +630,31 @@ async fn claims_leases_and_expired_leases(url: &str) {
         .await
         .unwrap()
         .is_empty());
-    // Expired, Resend: taken again, marked ambiguous.
+    // Expired, but held by this claimer itself (a send that outlasted its lease): a
+    // claim never takes back rows its own process holds.
     let later = lease_end + Span::seconds(1);
+    assert!(s
+        .claim_due(later, 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .claim_due(later, 10, LEASE, ExpiredLease::Hold)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.count_deliveries(&sending).await.unwrap(), 3);
+    // Another process's claim (here the next claim generation, as after a failed pass)
+    // takes them. Expired, Resend: taken again, marked ambiguous, naming the old holder.
+    let holder = s.claimer().current();
+    s.claimer().next_generation();
     let again = s
         .claim_due(later, 1, LEASE, ExpiredLease::Resend)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
     assert!(again[0].ambiguous);
+    assert_eq!(again[0].taken_from.as_deref(), Some(holder.as_str()));
     // Expired, Hold: the other two are held for an operator, not sent.
     assert!(s
         .claim_due(later, 10, LEASE, ExpiredLease::Hold)
