@@ -134,7 +134,10 @@ pub enum Command {
         /// Release rows held after an expired lease (they may have been delivered already).
         #[arg(long)]
         held: bool,
-        /// With --held: retry failed rows too.
+        /// Send rows `unconfirmed` again (no final reply came: they may have been delivered).
+        #[arg(long)]
+        unconfirmed: bool,
+        /// With --held or --unconfirmed: retry failed rows too.
         #[arg(long)]
         failed: bool,
     },
@@ -768,15 +771,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bulletin,
             delivery,
             held,
+            unconfirmed,
             failed,
         } => {
             let app = app(&cli).await?;
             let mut statuses = Vec::new();
-            if *failed || !*held {
+            if *failed || !(*held || *unconfirmed) {
                 statuses.push(DeliveryStatus::Failed);
             }
             if *held {
                 statuses.push(DeliveryStatus::Held);
+            }
+            if *unconfirmed {
+                statuses.push(DeliveryStatus::Unconfirmed);
             }
             let n = app
                 .store
@@ -969,7 +976,8 @@ async fn follow(app: &App, id: i64) -> anyhow::Result<()> {
         };
         let total: u64 = counts.iter().map(|c| c.count as u64).sum();
         let (sent, failed, suppressed) = (n("sent"), n("failed"), n("suppressed"));
-        let remaining = total - sent - failed - suppressed;
+        let unconfirmed = n("unconfirmed");
+        let remaining = total - sent - failed - suppressed - unconfirmed;
         bar.set_length(total);
         bar.set_position(total - remaining);
         bar.set_message(format!(
@@ -978,6 +986,12 @@ async fn follow(app: &App, id: i64) -> anyhow::Result<()> {
         if remaining == 0 {
             bar.finish();
             println!("notice {id}: sent {sent}, failed {failed}, suppressed {suppressed}");
+            if unconfirmed > 0 {
+                println!(
+                    "{unconfirmed} unconfirmed (no final reply: may have been delivered); see \
+                     `bulletin deliveries --bulletin {id} --status unconfirmed`"
+                );
+            }
             if failed > 0 {
                 println!("see `bulletin deliveries --bulletin {id} --status failed`");
             }
@@ -1079,14 +1093,15 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
     }
     println!("{t}");
     println!(
-        "queue: {} queued, {} sending (in flight), {} retrying, {} held · all time: {} sent, {} failed, {} suppressed",
+        "queue: {} queued, {} sending (in flight), {} retrying, {} held · all time: {} sent, {} failed, {} suppressed, {} unconfirmed",
         by_status("queued"),
         by_status("sending"),
         by_status("retrying"),
         by_status("held"),
         by_status("sent"),
         by_status("failed"),
-        by_status("suppressed")
+        by_status("suppressed"),
+        by_status("unconfirmed")
     );
     println!(
         "failed in the last 24 h: {failed_24h}{}",

@@ -944,7 +944,13 @@ impl Dispatcher {
                     "dispatch pass"
                 ),
                 Ok(_) => {}
-                Err(e) => warn!(error = %e, "dispatch pass failed; will try again"),
+                Err(e) => {
+                    // Rows the failed pass still holds are left `sending`; under a new
+                    // claimer generation they count as another process's, taken over once
+                    // their lease expires (a claim never takes back its own rows).
+                    self.store.claimer().next_generation();
+                    warn!(error = %e, "dispatch pass failed; will try again");
+                }
             }
             let mut wait = self.config.poll_interval;
             if let Ok(Some(due)) = self.store.next_due().await {

@@ -585,6 +585,8 @@ struct RetryBody {
     #[serde(default)]
     held: bool,
     #[serde(default)]
+    unconfirmed: bool,
+    #[serde(default)]
     failed: bool,
 }
 
@@ -616,11 +618,14 @@ async fn retry(
         }
     }
     let mut statuses = Vec::new();
-    if b.failed || !b.held {
+    if b.failed || !(b.held || b.unconfirmed) {
         statuses.push(DeliveryStatus::Failed);
     }
     if b.held {
         statuses.push(DeliveryStatus::Held);
+    }
+    if b.unconfirmed {
+        statuses.push(DeliveryStatus::Unconfirmed);
     }
     let n = ctx
         .store

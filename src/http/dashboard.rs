@@ -131,6 +131,8 @@ struct ChannelProgress {
     sent: i64,
     failed: i64,
     suppressed: i64,
+    /// No final reply, resending used up: may have been delivered.
+    unconfirmed: i64,
     remaining: i64,
     total: i64,
     percent: i64,
@@ -237,12 +239,14 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
                 n(DeliveryStatus::Failed),
                 n(DeliveryStatus::Suppressed),
             );
-            let remaining = total - sent - failed - suppressed;
+            let unconfirmed = n(DeliveryStatus::Unconfirmed);
+            let remaining = total - sent - failed - suppressed - unconfirmed;
             channels.push(ChannelProgress {
                 channel: ch.as_str().to_string(),
                 sent,
                 failed,
                 suppressed,
+                unconfirmed,
                 remaining,
                 total,
                 percent: (total - remaining) * 100 / total,

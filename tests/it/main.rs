@@ -6,6 +6,7 @@ mod cli;
 mod dashboard;
 mod email_flow;
 mod fake_wechat;
+mod guarantees;
 mod harness;
 mod lists;
 mod notices;

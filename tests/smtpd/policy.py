@@ -18,6 +18,10 @@ with 421 and closes the connection, as relays that limit messages per session do
 dump then starts with `X-Session-Message: k` (the k-th message of its session) and
 `X-Refused-Sessions: n` (how many sessions were closed that way so far).
 
+With POLICY_SLOW_DATA=SECONDS it accepts (and dumps) each message, then waits that long
+before answering the end of its data, as a relay whose content filter runs before it
+replies: a client that gives up waiting has still had its message delivered.
+
 Usage: policy.py PORT DUMP_DIR
 """
 import asyncio
@@ -36,6 +40,7 @@ class Policy:
         self.pipelining = os.environ.get("POLICY_PIPELINING") == "1"
         self.max_per_session = int(os.environ.get("POLICY_MAX_PER_SESSION", "0"))
         self.refused_sessions = 0
+        self.slow_data = float(os.environ.get("POLICY_SLOW_DATA", "0"))
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         if self.one_ehlo and getattr(session, "greeted", False):
@@ -88,6 +93,8 @@ class Policy:
                 f.write(("X-Rcpt-Args: <%s>\n" % r).encode())
             f.write(envelope.original_content or envelope.content)
         os.rename(tmp, path)
+        if self.slow_data:
+            await asyncio.sleep(self.slow_data)
         return "250 2.0.0 Ok: queued"
 
 
