@@ -179,6 +179,7 @@ impl App {
         }
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
+        metrics.known_schedules(config.schedules.iter().map(|s| s.name.as_str()));
         let dispatcher = Arc::new(
             Dispatcher::new(
                 store.clone(),

@@ -2,6 +2,7 @@
 //! store, the real application wired by `App`, an injected clock so nothing sleeps.
 
 mod admin;
+mod alerts;
 mod cli;
 mod dashboard;
 mod email_flow;
