@@ -8,6 +8,7 @@ mod dashboard;
 mod email_flow;
 mod fake_wechat;
 mod harness;
+mod http_limits;
 mod lists;
 mod notices;
 mod openapi;
