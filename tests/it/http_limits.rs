@@ -318,3 +318,46 @@ async fn an_unfinished_head_is_closed_and_an_unfinished_body_gets_408() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn listener_limits_are_configured_per_listener_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let parse = |admin: &str, public: &str| {
+        let (config, _, _) = limits_config(dir.path(), admin, public);
+        let text = std::fs::read_to_string(config).unwrap();
+        bulletin::config::Config::parse(&text, Path::new("test.toml"), &|_: &str| None)
+    };
+    let c = parse("", "").unwrap();
+    assert_eq!(c.admin.limits.max_connections, 64);
+    assert_eq!(c.public.limits.max_connections, 256);
+    assert_eq!(c.public.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.admin.limits.request_timeout, Duration::from_secs(60));
+    assert_eq!(c.public.limits.request_timeout, Duration::from_secs(30));
+    assert_eq!(c.public.limits.shutdown_grace, Duration::from_secs(5));
+    let c = parse(
+        "max_connections = 3\nshutdown_grace_seconds = 0",
+        "header_timeout_seconds = 2\nrequest_timeout_seconds = 7",
+    )
+    .unwrap();
+    assert_eq!(c.admin.limits.max_connections, 3);
+    assert_eq!(c.admin.limits.shutdown_grace, Duration::ZERO);
+    assert_eq!(c.public.limits.header_timeout, Duration::from_secs(2));
+    assert_eq!(c.public.limits.request_timeout, Duration::from_secs(7));
+    for (admin, public, key) in [
+        ("max_connections = 0", "", "admin.max_connections"),
+        (
+            "",
+            "header_timeout_seconds = 0",
+            "public.header_timeout_seconds",
+        ),
+        (
+            "",
+            "request_timeout_seconds = 0",
+            "public.request_timeout_seconds",
+        ),
+    ] {
+        let e = parse(admin, public).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+}
