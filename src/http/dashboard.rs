@@ -239,10 +239,36 @@ fn fmt(t: chrono::DateTime<chrono::Utc>) -> String {
 
 pub async fn dashboard(
     State(ctx): State<HttpContext>,
+    Extension(throttle): Extension<Arc<LoginThrottle>>,
+    client: ClientAddr,
     headers: HeaderMap,
     q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Response {
-    if !signed_in(&ctx, &headers) {
+    // A bearer header here is a sign-in like any other: it counts in the back-off.
+    let bearer = super::admin::bearer(&headers).is_some();
+    let now = ctx.clock.now();
+    if let Some(wait) = client
+        .0
+        .filter(|_| bearer)
+        .and_then(|ip| throttle.locked(ip, now))
+    {
+        let secs = retry_after_seconds(wait);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from(secs))],
+            format!("too many failed sign-ins from this address: try again in {secs} s"),
+        )
+            .into_response();
+    }
+    let ok = signed_in(&ctx, &headers);
+    if let (true, Some(ip)) = (bearer, client.0) {
+        if ok {
+            throttle.succeeded(ip);
+        } else if let Some(lock) = throttle.failed(ip, now) {
+            tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed dashboard sign-ins: address locked out");
+        }
+    }
+    if !ok {
         return Redirect::to("/login").into_response();
     }
     // A malformed query string is shown as an empty search, not an error page.

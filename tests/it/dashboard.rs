@@ -460,6 +460,17 @@ async fn failed_sign_ins_back_off_per_address() {
     let r = http.get("/api/records").send().await.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "2");
+    let r = c
+        .get(format!("{}/dashboard", http.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "a bearer header on the dashboard is checked too"
+    );
     // Another address is not affected.
     assert_eq!(attempt(&other, ADMIN_TOKEN).await.unwrap().status(), 303);
     // Once the lock-out has passed the right token works and clears the count.
@@ -474,7 +485,7 @@ async fn failed_sign_ins_back_off_per_address() {
             401
         );
     }
-    // Wrong bearer tokens count too, and the lock-out grows.
+    // Wrong bearer tokens count too (API and dashboard), and the lock-out grows.
     let r = http
         .client
         .get(format!("{}/api/records", http.admin))
@@ -484,6 +495,14 @@ async fn failed_sign_ins_back_off_per_address() {
         .unwrap();
     assert_eq!(r.status(), 401);
     t.clock.advance(chrono::Duration::seconds(2));
+    let r = c
+        .get(format!("{}/dashboard", http.admin))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    t.clock.advance(chrono::Duration::seconds(4));
     assert_eq!(
         attempt(&c, "wrong-token-wrong-token")
             .await
@@ -493,5 +512,5 @@ async fn failed_sign_ins_back_off_per_address() {
     );
     let r = attempt(&c, ADMIN_TOKEN).await.unwrap();
     assert_eq!(r.status(), 429);
-    assert_eq!(r.headers()["retry-after"], "4");
+    assert_eq!(r.headers()["retry-after"], "8");
 }
