@@ -14,9 +14,23 @@ use std::time::{Duration, Instant};
 /// A configuration for the real binary on free loopback ports, with `admin` and `public`
 /// lines added to those tables; returns it and the (admin, public) ports.
 fn limits_config(dir: &Path, admin_extra: &str, public_extra: &str) -> (PathBuf, u16, u16) {
+    limits_config_smtp(dir, 25, admin_extra, public_extra)
+}
+
+/// The same, sending to the SMTP server on `smtp_port`.
+fn limits_config_smtp(
+    dir: &Path,
+    smtp_port: u16,
+    admin_extra: &str,
+    public_extra: &str,
+) -> (PathBuf, u16, u16) {
     let config = dir.join("bulletin.toml");
     let (admin, public) = (free_port(), free_port());
-    let text = config_text(&dir.join("b.db"), &Options::default()).replace(
+    let options = Options {
+        smtp_port,
+        ..Default::default()
+    };
+    let text = config_text(&dir.join("b.db"), &options).replace(
         "[unsubscribe]",
         &format!(
             "[admin]\nbind = \"127.0.0.1:{admin}\"\n{admin_extra}\n\
@@ -27,8 +41,17 @@ fn limits_config(dir: &Path, admin_extra: &str, public_extra: &str) -> (PathBuf,
     (config, admin, public)
 }
 
-/// `bulletin serve` under a file-descriptor limit of `nofile`, its log piped; returns once
-/// its public port answers.
+/// The daemon's log file, beside its configuration.
+fn log_path(config: &Path) -> PathBuf {
+    config.with_file_name("serve.log")
+}
+
+fn read_log(config: &Path) -> String {
+    std::fs::read_to_string(log_path(config)).unwrap_or_default()
+}
+
+/// `bulletin serve` under a file-descriptor limit of `nofile`, its log in [`log_path`];
+/// returns once its public port answers.
 fn start(config: &Path, public: u16, nofile: u32) -> Child {
     let child = Command::new("sh")
         .arg("-c")
@@ -38,7 +61,7 @@ fn start(config: &Path, public: u16, nofile: u32) -> Child {
         .env("BULLETIN_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(log_path(config)).unwrap())
         .spawn()
         .unwrap();
     let mut child = Killed(Some(child));
@@ -47,7 +70,7 @@ fn start(config: &Path, public: u16, nofile: u32) -> Child {
         assert!(
             child.0.as_mut().unwrap().try_wait().unwrap().is_none(),
             "serve exited at start: {}",
-            child.log()
+            read_log(config)
         );
         assert!(Instant::now() < deadline, "serve did not start listening");
         std::thread::sleep(Duration::from_millis(20));
@@ -57,20 +80,6 @@ fn start(config: &Path, public: u16, nofile: u32) -> Child {
 
 /// A child killed if the test fails while it runs.
 struct Killed(Option<Child>);
-
-impl Killed {
-    fn log(&mut self) -> String {
-        let Some(c) = self.0.as_mut() else {
-            return String::new();
-        };
-        let _ = c.kill();
-        let mut s = String::new();
-        if let Some(e) = c.stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -85,6 +94,30 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Whether process `pid` holds the server side of `client`'s connection, i.e. accepted
+/// it: the socket's inode from /proc/net/tcp among the process's descriptors.
+fn accepted(pid: u32, client: &TcpStream) -> bool {
+    let (server, local) = (
+        client.peer_addr().unwrap().port(),
+        client.local_addr().unwrap().port(),
+    );
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap_or(""), 16).ok();
+    let inode = tcp.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 9 && port(f[1]) == Some(server) && port(f[2]) == Some(local))
+            .then(|| f[9].to_string())
+    });
+    let Some(inode) = inode else { return false };
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
+        })
+        .unwrap_or(false)
 }
 
 /// A plain HTTP/1.1 GET on a fresh connection; returns the status line.
@@ -114,7 +147,7 @@ fn idle_connections_beyond_the_limit_cost_no_descriptors_and_do_not_block_a_requ
     // Room for the daemon's own files (17 here) and the limit, not for every idle client:
     // a listener without a limit or header timeout runs out of descriptors here and the
     // request below is never answered (tried: no answer within 15 s).
-    let mut daemon = Killed(Some(start(&config, public, 40)));
+    let daemon = Killed(Some(start(&config, public, 40)));
     let pid = daemon.0.as_ref().unwrap().id();
     // Let the start-up probe's connection close, then take the baseline.
     assert!(get(public, "/healthz", Duration::from_secs(5))
@@ -146,7 +179,7 @@ fn idle_connections_beyond_the_limit_cost_no_descriptors_and_do_not_block_a_requ
     assert!(
         status.as_deref().is_ok_and(|s| s.contains("200")),
         "the request was not served: {status:?}\n{}",
-        daemon.log()
+        read_log(&config)
     );
     assert!(
         waited < Duration::from_secs(20),
@@ -182,7 +215,6 @@ fn a_client_holding_an_unfinished_request_does_not_keep_serve_from_exiting() {
     assert!(get(public, "/healthz", Duration::from_secs(5))
         .unwrap()
         .contains("200"));
-    let baseline = open_fds(pid);
 
     // A request head never finished (public), and a body never finished (admin login).
     let mut head = TcpStream::connect(("127.0.0.1", public)).unwrap();
@@ -196,7 +228,7 @@ fn a_client_holding_an_unfinished_request_does_not_keep_serve_from_exiting() {
     .unwrap();
     // Both connections are accepted (the daemon holds a descriptor for each).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(pid) < baseline + 2 {
+    while !(accepted(pid, &head) && accepted(pid, &body)) {
         assert!(
             Instant::now() < deadline,
             "the connections were not accepted"
@@ -223,13 +255,7 @@ fn a_client_holding_an_unfinished_request_does_not_keep_serve_from_exiting() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let took = stopped.elapsed();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = read_log(&config);
     println!("serve exited {status} {took:?} after SIGTERM");
     assert!(status.success(), "{status}\n{log}");
     assert!(took < Duration::from_secs(10), "took {took:?}\n{log}");
@@ -360,4 +386,75 @@ fn listener_limits_are_configured_per_listener_and_checked() {
         assert_eq!(e.key.as_deref(), Some(key), "{e}");
         assert!(e.to_string().contains("at least 1"), "{e}");
     }
+}
+
+/// Issue 18's sequence, end to end: idle connections exhaust the daemon's descriptors
+/// (here a listener configured without an effective limit, under `ulimit -n 40`), then a
+/// bulletin is due. Its SMTP connects fail with EMFILE: the channel pauses and the rows
+/// wait with no attempt spent, instead of burning their attempts.
+#[test]
+fn smtp_connects_failing_for_want_of_descriptors_spend_no_attempt() {
+    use crate::crash::{cli, run_ok};
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _admin, public) = limits_config_smtp(
+        dir.path(),
+        sink.port,
+        "",
+        "max_connections = 1000\nheader_timeout_seconds = 300",
+    );
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "email\na@example.org\nb@example.org\nc@example.org\n").unwrap();
+    let record = dir.path().join("r.toml");
+    std::fs::write(&record, small_record("fd-starved", "Descriptors")).unwrap();
+    run_ok(cli(&config).args(["lists", "create", "partners"]));
+    run_ok(cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
+    run_ok(cli(&config).args(["import", record.to_str().unwrap()]));
+    run_ok(cli(&config).args(["approve", "fd-starved", "--by", "approver"]));
+
+    let daemon = Killed(Some(start(&config, public, 40)));
+    let pid = daemon.0.as_ref().unwrap().id();
+    let idle: Vec<TcpStream> = (0..48)
+        .map(|_| TcpStream::connect(("127.0.0.1", public)).expect("the kernel queues it"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !read_log(&config).contains("Too many open files") {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's descriptors were not exhausted ({} open)",
+            open_fds(pid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run_ok(cli(&config).args(["schedule", "fire", "weekday-morning"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read_log(&config).contains("channel paused") {
+        assert!(
+            Instant::now() < deadline,
+            "no channel pause:\n{}",
+            read_log(&config)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(idle);
+    drop(daemon);
+    let log = read_log(&config);
+    assert!(log.contains("local resource exhaustion"), "{log}");
+    assert!(log.contains("EMFILE"), "{log}");
+
+    let out = run_ok(cli(&config).args(["deliveries", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v
+        .as_array()
+        .or_else(|| v["deliveries"].as_array())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(rows.len(), 3, "{out}");
+    for r in rows {
+        assert_eq!(r["attempts"], 0, "no attempt spent: {r}");
+        assert!(
+            ["queued", "retrying"].contains(&r["status"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+    assert!(sink.messages().is_empty());
 }
