@@ -179,6 +179,7 @@ impl App {
         }
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
+        metrics.known_schedules(config.schedules.iter().map(|s| s.name.as_str()));
         let dispatcher = Arc::new(
             Dispatcher::new(
                 store.clone(),
@@ -390,15 +391,19 @@ impl App {
             "bulletin daemon running"
         );
         let (admin_task, public_task) = match http {
+            // Each within its limits; on shutdown each drops what is still open after its
+            // `shutdown_grace_seconds`, so no client can hold the process up.
             Some((admin, public)) => (
-                Some(tokio::spawn(crate::http::serve(
+                Some(tokio::spawn(crate::http::serve_with(
                     admin,
                     crate::http::admin_router(ctx.clone()),
+                    self.config.admin.limits,
                     shutdown.clone(),
                 ))),
-                Some(tokio::spawn(crate::http::serve(
+                Some(tokio::spawn(crate::http::serve_with(
                     public,
                     crate::http::public_router(ctx),
+                    self.config.public.limits,
                     shutdown.clone(),
                 ))),
             ),

@@ -68,6 +68,11 @@ struct RawAdmin {
     bind: String,
     token_env: String,
     token_file: Option<PathBuf>,
+    public_url: Option<String>,
+    max_connections: u32,
+    header_timeout_seconds: u64,
+    request_timeout_seconds: u64,
+    shutdown_grace_seconds: u64,
 }
 
 impl Default for RawAdmin {
@@ -76,6 +81,11 @@ impl Default for RawAdmin {
             bind: "127.0.0.1:8080".into(),
             token_env: "BULLETIN_ADMIN_TOKEN".into(),
             token_file: None,
+            public_url: None,
+            max_connections: 64,
+            header_timeout_seconds: 10,
+            request_timeout_seconds: 60,
+            shutdown_grace_seconds: 5,
         }
     }
 }
@@ -84,14 +94,53 @@ impl Default for RawAdmin {
 #[serde(deny_unknown_fields, default)]
 struct RawPublic {
     bind: String,
+    max_connections: u32,
+    header_timeout_seconds: u64,
+    request_timeout_seconds: u64,
+    shutdown_grace_seconds: u64,
 }
 
 impl Default for RawPublic {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8081".into(),
+            max_connections: 256,
+            header_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            shutdown_grace_seconds: 5,
         }
     }
+}
+
+/// Checks one listener's limits (`table` names it in errors).
+fn http_limits(
+    span: Option<std::ops::Range<usize>>,
+    table: &str,
+    max_connections: u32,
+    header_timeout: u64,
+    request_timeout: u64,
+    shutdown_grace: u64,
+) -> Result<HttpLimits, (Option<std::ops::Range<usize>>, String, String)> {
+    let positive = |key: &str, v: u64| {
+        if v == 0 {
+            Err((
+                span.clone(),
+                format!("{table}.{key}"),
+                "must be at least 1".to_string(),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    positive("max_connections", max_connections.into())?;
+    positive("header_timeout_seconds", header_timeout)?;
+    positive("request_timeout_seconds", request_timeout)?;
+    Ok(HttpLimits {
+        max_connections: max_connections as usize,
+        header_timeout: Duration::from_secs(header_timeout),
+        request_timeout: Duration::from_secs(request_timeout),
+        shutdown_grace: Duration::from_secs(shutdown_grace),
+    })
 }
 
 #[derive(Deserialize)]
@@ -529,12 +578,42 @@ pub struct AdminConfig {
     pub token: Option<SecretString>,
     /// The environment variable the token is read from (for messages).
     pub token_env: String,
+    /// The URL browsers reach the admin side at (e.g. through a TLS proxy); an
+    /// `https://` one marks the session cookie `Secure`.
+    pub public_url: Option<String>,
+    pub limits: HttpLimits,
 }
 
 /// The public HTTP side (one-click unsubscribe).
 #[derive(Debug, Clone)]
 pub struct PublicConfig {
     pub bind: std::net::SocketAddr,
+    pub limits: HttpLimits,
+}
+
+/// What one HTTP listener allows a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head within this is closed
+    /// (idle keep-alive connections too).
+    pub header_timeout: Duration,
+    /// A request not answered within this (body read included) gets 408.
+    pub request_timeout: Duration,
+    /// On shutdown, connections still open this long after it began are dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Urgent notices.
@@ -990,10 +1069,45 @@ impl Config {
                 ));
             }
         }
+        let public_url = match a.public_url {
+            Some(u) => {
+                let u = u.trim_end_matches('/').to_string();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(err(
+                        admin_span,
+                        "admin.public_url",
+                        format!(
+                            "`{}` must start with http:// or https://",
+                            u.escape_default()
+                        ),
+                    ));
+                }
+                Some(u)
+            }
+            None => None,
+        };
+        let admin_limits = http_limits(
+            admin_span.clone(),
+            "admin",
+            a.max_connections,
+            a.header_timeout_seconds,
+            a.request_timeout_seconds,
+            a.shutdown_grace_seconds,
+        )
+        .map_err(|(s, k, m)| err(s, &k, m))?;
         let (public_span, p) = match raw.public {
             Some(p) => (Some(p.span()), p.into_inner()),
             None => (None, RawPublic::default()),
         };
+        let public_limits = http_limits(
+            public_span.clone(),
+            "public",
+            p.max_connections,
+            p.header_timeout_seconds,
+            p.request_timeout_seconds,
+            p.shutdown_grace_seconds,
+        )
+        .map_err(|(s, k, m)| err(s, &k, m))?;
         let public_bind = p.bind.parse().map_err(|_| {
             err(
                 public_span,
@@ -1045,8 +1159,13 @@ impl Config {
                 bind: admin_bind,
                 token,
                 token_env: a.token_env,
+                public_url,
+                limits: admin_limits,
             },
-            public: PublicConfig { bind: public_bind },
+            public: PublicConfig {
+                bind: public_bind,
+                limits: public_limits,
+            },
             notices: NoticeConfig {
                 dedupe_window: Duration::from_secs(raw.notices.dedupe_window_minutes * 60),
             },

@@ -1,5 +1,8 @@
 //! Prometheus metrics: counters and histograms the dispatcher and scheduler feed, and the
-//! ledger gauges read from the store at scrape time. One registry per `App`.
+//! ledger gauges read from the store at scrape time. One registry per `App`. Every label
+//! set known in advance (channels × outcomes, the alerting errcodes, the configured
+//! schedules' triggers) exists at zero from the start, so `increase()` sees the first
+//! event after a restart.
 
 use crate::domain::{ChannelKind, DeliveryStatus};
 use crate::store::{OutcomeKind, Store, StoreError};
@@ -44,6 +47,21 @@ fn send_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
+/// The ledger statuses an outcome can record (`OutcomeKind::status`).
+const OUTCOME_STATUSES: &[DeliveryStatus] = &[
+    DeliveryStatus::Sent,
+    DeliveryStatus::Retrying,
+    DeliveryStatus::Failed,
+    DeliveryStatus::Suppressed,
+    DeliveryStatus::Unconfirmed,
+];
+
+/// WeChat errcodes the alert rules watch (quota, IP whitelist).
+const ALERTED_ERRCODES: &[i64] = &[45009, 45028, 40164];
+
+/// The triggers a firing is recorded with.
+const TRIGGERS: &[&str] = &["cron", "catch-up", "manual"];
+
 fn lag_histogram() -> Histogram {
     // 10 ms … ~82 min
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
@@ -71,6 +89,7 @@ pub struct Metrics {
     channel_pauses: Family<ChannelLabels, Counter>,
     error_storms: Counter,
     ambiguous_resends: Family<ChannelLabels, Counter>,
+    store_ready: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,16 +173,38 @@ impl Metrics {
         let ambiguous_resends = Family::<ChannelLabels, Counter>::default();
         registry.register(
             "ambiguous_resends",
-            "Deliveries sent again although an earlier attempt may have been delivered (lease expired mid-send, or no final reply), by channel",
+            "Rows sent again although an earlier send may have been delivered (expired lease, lost final reply), by channel",
             ambiguous_resends.clone(),
         );
-        for channel in ChannelKind::ALL {
-            let _ = ambiguous_resends.get_or_create(&ChannelLabels {
-                channel: channel.as_str().to_string(),
+        let store_ready = Gauge::default();
+        registry.register(
+            "store_ready",
+            "1 if the store answered its readiness check at the last scrape, else 0",
+            store_ready.clone(),
+        );
+        // Every label set known in advance, at zero.
+        for ch in ChannelKind::ALL {
+            let channel = ch.as_str().to_string();
+            for st in OUTCOME_STATUSES {
+                let _ = deliveries.get_or_create(&OutcomeLabels {
+                    channel: channel.clone(),
+                    outcome: st.as_str().to_string(),
+                });
+            }
+            let c = ChannelLabels { channel };
+            let _ = send_seconds.get_or_create(&c);
+            let _ = retries.get_or_create(&c);
+            let _ = channel_pauses.get_or_create(&c);
+            let _ = ambiguous_resends.get_or_create(&c);
+        }
+        for code in ALERTED_ERRCODES {
+            let _ = wechat_errcodes.get_or_create(&ErrcodeLabels {
+                errcode: code.to_string(),
             });
         }
         Self {
             ambiguous_resends,
+            store_ready,
             wechat_errcodes,
             wechat_token_refreshes,
             channel_pauses,
@@ -242,7 +283,16 @@ impl Metrics {
         }
     }
 
-    /// An ambiguous delivery (it may have been delivered already) is being sent again.
+    /// A channel was paused by a channel-wide failure.
+    pub fn channel_paused(&self, channel: ChannelKind) {
+        self.channel_pauses
+            .get_or_create(&ChannelLabels {
+                channel: channel.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// A row was sent again although an earlier send may have been delivered.
     pub fn ambiguous_resend(&self, channel: ChannelKind) {
         self.ambiguous_resends
             .get_or_create(&ChannelLabels {
@@ -251,13 +301,16 @@ impl Metrics {
             .inc();
     }
 
-    /// A channel was paused by a channel-wide failure.
-    pub fn channel_paused(&self, channel: ChannelKind) {
-        self.channel_pauses
-            .get_or_create(&ChannelLabels {
-                channel: channel.as_str().to_string(),
-            })
-            .inc();
+    /// Creates the firing counters of the configured schedules at zero (every trigger).
+    pub fn known_schedules<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for schedule in names {
+            for trigger in TRIGGERS {
+                let _ = self.firings.get_or_create(&FiringLabels {
+                    schedule: schedule.to_string(),
+                    trigger: trigger.to_string(),
+                });
+            }
+        }
     }
 
     /// A bulletin was paused by an error storm.
@@ -276,9 +329,22 @@ impl Metrics {
         self.firing_lag.observe(lag.as_secs_f64());
     }
 
-    /// Reads the ledger gauges from the store and encodes everything in the text format.
+    /// Reads the ledger gauges and the store's readiness and encodes everything in the
+    /// text format.
     pub async fn render(&self, store: &dyn Store) -> Result<String, StoreError> {
-        let counts = store.delivery_counts(None).await?;
+        let ready = store.ready().await.is_ok();
+        self.store_ready.set(i64::from(ready));
+        let counts = match store.delivery_counts(None).await {
+            Ok(c) => c,
+            // A store that cannot be read still gets its other metrics scraped (with
+            // `store_ready` 0), and no stale ledger figure.
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: the ledger could not be read");
+                self.store_ready.set(0);
+                self.ledger.clear();
+                return self.encode();
+            }
+        };
         for ch in ChannelKind::ALL {
             for st in DeliveryStatus::ALL {
                 let n = counts
@@ -293,6 +359,10 @@ impl Metrics {
                     .set(n);
             }
         }
+        self.encode()
+    }
+
+    fn encode(&self) -> Result<String, StoreError> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .map_err(|e| StoreError::Corrupt(format!("encoding metrics: {e}")))?;

@@ -150,6 +150,139 @@ fn closing(e: &StepError) -> bool {
     e.1.as_ref().is_ok_and(|e| reply_code(e) == Some(421))
 }
 
+/// Whether an OS error is this machine running out of something (file descriptors,
+/// socket buffers, memory, local ports) rather than the relay being unreachable: the
+/// relay is not at fault and neither is the recipient, so no row may spend an attempt on it.
+fn local_exhaustion(e: &std::io::Error) -> Option<&'static str> {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => Some(
+            "this process has no file descriptor left (EMFILE): raise its limit (LimitNOFILE) \
+             or find what holds them (open HTTP connections?)",
+        ),
+        Some(libc::ENFILE) => Some("the system has no file descriptor left (ENFILE)"),
+        Some(libc::ENOBUFS) => Some("the system has no socket buffer space left (ENOBUFS)"),
+        Some(libc::ENOMEM) => Some("the system is out of memory (ENOMEM)"),
+        Some(libc::EADDRNOTAVAIL) => Some(
+            "no local address or port is left to connect from (EADDRNOTAVAIL): too many \
+             connections in TIME_WAIT?",
+        ),
+        _ => match e.kind() {
+            std::io::ErrorKind::OutOfMemory => Some("the system is out of memory"),
+            std::io::ErrorKind::AddrNotAvailable => {
+                Some("no local address or port is left to connect from")
+            }
+            _ => None,
+        },
+    }
+}
+
+/// [`local_exhaustion`] anywhere in an error's chain (lettre wraps the socket's error).
+fn exhaustion_in(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut e = e;
+    loop {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(why) = local_exhaustion(io) {
+                return Some(why);
+            }
+            // An io::Error's `source` skips the error it wraps: look at that one too.
+            if let Some(inner) = io.get_ref() {
+                e = inner;
+                continue;
+            }
+        }
+        e = e.source()?;
+    }
+}
+
+/// A connect failure caused by local resource exhaustion becomes channel-wide: the
+/// dispatcher rests the channel (`delivery.channel_pause_seconds`) and its rows wait
+/// without spending an attempt, instead of each burning its attempts on our own shortage.
+fn halt_if_exhausted(mut e: SendError, cause: &(dyn std::error::Error + 'static)) -> SendError {
+    if let Some(why) = exhaustion_in(cause) {
+        e.halt_channel = true;
+        e.message = format!(
+            "{} — local resource exhaustion, not the relay: {why}; rows wait, no attempt spent",
+            e.message
+        );
+    }
+    e
+}
+
+#[cfg(test)]
+mod local_exhaustion_tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn resource_exhaustion_is_recognised_by_os_error_and_kind() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EADDRNOTAVAIL,
+        ] {
+            let e = Error::from_raw_os_error(errno);
+            assert!(local_exhaustion(&e).is_some(), "errno {errno}: {e}");
+        }
+        assert!(local_exhaustion(&Error::from(ErrorKind::OutOfMemory)).is_some());
+        assert!(local_exhaustion(&Error::from(ErrorKind::AddrNotAvailable)).is_some());
+        // The relay's side, or the network's: these spend attempts as before.
+        for errno in [
+            libc::ECONNREFUSED,
+            libc::ECONNRESET,
+            libc::ETIMEDOUT,
+            libc::EHOSTUNREACH,
+            libc::ENETUNREACH,
+        ] {
+            let e = Error::from_raw_os_error(errno);
+            assert!(local_exhaustion(&e).is_none(), "errno {errno}: {e}");
+        }
+        assert!(local_exhaustion(&Error::from(ErrorKind::ConnectionRefused)).is_none());
+    }
+
+    #[test]
+    fn a_wrapped_exhaustion_is_found_and_halts_the_channel() {
+        // lettre (and tokio's resolver) wrap the socket's error in their own.
+        #[derive(Debug)]
+        struct Wrapper(Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "network error")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let nested = Error::other(Error::from_raw_os_error(libc::EMFILE));
+        let wrapped = Wrapper(Error::from_raw_os_error(libc::ENFILE));
+        for cause in [
+            &nested as &(dyn std::error::Error + 'static),
+            &wrapped as &(dyn std::error::Error + 'static),
+        ] {
+            let e = halt_if_exhausted(SendError::transient("127.0.0.1:25: connect: boom"), cause);
+            assert!(e.halt_channel, "{cause}");
+            assert!(!e.maybe_delivered);
+            assert!(
+                e.message.contains("local resource exhaustion"),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.starts_with("127.0.0.1:25: connect"),
+                "{}",
+                e.message
+            );
+        }
+        let refused = Error::from_raw_os_error(libc::ECONNREFUSED);
+        let e = halt_if_exhausted(SendError::transient("connect: refused"), &refused);
+        assert!(!e.halt_channel);
+        assert_eq!(e.message, "connect: refused");
+    }
+}
+
 /// A bounded pool of SMTP connections to one relay: `pool_size` connection tasks fed by
 /// one queue, started on first use and ended when the pool is dropped.
 pub struct SmtpPool {
@@ -303,10 +436,13 @@ impl Relay {
             match r {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    return Err(fail(
-                        FailureKind::Transient,
-                        reply_code(&e),
-                        super::error_chain(&e),
+                    return Err(halt_if_exhausted(
+                        fail(
+                            FailureKind::Transient,
+                            reply_code(&e),
+                            super::error_chain(&e),
+                        ),
+                        &e,
                     ))
                 }
                 Err(_) => {
@@ -318,10 +454,25 @@ impl Relay {
                 }
             }
         } else {
-            let tcp = self
-                .bounded("connect", tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|m| fail(FailureKind::Transient, None, m))?;
+            let tcp =
+                match tokio::time::timeout(self.cfg.timeout, tokio::net::TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(e)) => {
+                        return Err(halt_if_exhausted(
+                            fail(FailureKind::Transient, None, format!("connect: {e}")),
+                            &e,
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(fail(
+                            FailureKind::Transient,
+                            None,
+                            format!("connect: no answer within {} s", self.cfg.timeout.as_secs()),
+                        ))
+                    }
+                };
             let _ = tcp.set_nodelay(true);
             let mut c = match tokio::time::timeout(
                 self.cfg.timeout,

@@ -1,6 +1,7 @@
 //! The admin API: JSON in and out, bearer token compared in constant time, errors as
 //! `{"error": {"code", "message"}}`. It writes the store and wakes the dispatcher; it never sends.
 
+use super::throttle::{retry_after_seconds, LoginThrottle};
 use super::HttpContext;
 use crate::domain::{ChannelKind, DeliveryStatus, RecordState};
 use crate::notice::{NoticeError, NoticeRequest};
@@ -11,12 +12,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// An API error: HTTP status, a stable machine code, and a message for people.
@@ -130,19 +132,39 @@ route_table!(OPEN_ROUTES, add_open_routes;
     post "/logout" => super::dashboard::logout,
 );
 
-/// The admin router: [`AUTHED_ROUTES`] behind the bearer token, then [`OPEN_ROUTES`].
+/// The admin router: [`AUTHED_ROUTES`] behind the bearer token, then [`OPEN_ROUTES`];
+/// failed sign-ins (token or login form) back off per client address; every response
+/// carries the security headers.
 pub fn admin_router(ctx: HttpContext) -> Router {
-    add_open_routes(
-        add_authed_routes(Router::new())
-            .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token)),
-    )
-    .fallback(|| async {
-        ApiError::not_found(
-            "no_such_endpoint",
-            "no such endpoint; see docs/openapi.json",
+    let throttle = Arc::new(LoginThrottle::new());
+    super::with_security_headers(
+        add_open_routes(
+            add_authed_routes(Router::new())
+                .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token)),
         )
-    })
-    .with_state(ctx)
+        .fallback(|| async {
+            ApiError::not_found(
+                "no_such_endpoint",
+                "no such endpoint; see docs/openapi.json",
+            )
+        })
+        .with_state(ctx)
+        .layer(Extension(throttle)),
+    )
+}
+
+/// 429 for an address locked out after failed sign-ins.
+fn locked_out(wait: std::time::Duration) -> Response {
+    let secs = retry_after_seconds(wait);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        format!("too many failed sign-ins from this address: try again in {secs} s"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 /// The credentials of an `Authorization: Bearer …` header (the scheme is case-insensitive).
@@ -174,6 +196,13 @@ async fn require_token(State(ctx): State<HttpContext>, req: Request, next: Next)
         )
         .into_response();
     };
+    let ip = super::peer(req.extensions()).map(|a| a.ip());
+    let throttle = req.extensions().get::<Arc<LoginThrottle>>().cloned();
+    let now = ctx.clock.now();
+    let guard = ip.zip(throttle);
+    if let Some(wait) = guard.as_ref().and_then(|(ip, th)| th.locked(*ip, now)) {
+        return locked_out(wait);
+    }
     match bearer(req.headers()) {
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -181,13 +210,25 @@ async fn require_token(State(ctx): State<HttpContext>, req: Request, next: Next)
             "send the header `Authorization: Bearer TOKEN`",
         )
         .into_response(),
-        Some(t) if !token_matches(t.trim(), expected.expose_secret()) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the bearer token is not valid",
-        )
-        .into_response(),
-        Some(_) => next.run(req).await,
+        Some(t) if !token_matches(t.trim(), expected.expose_secret()) => {
+            if let Some((ip, th)) = &guard {
+                if let Some(lock) = th.failed(*ip, now) {
+                    tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed admin sign-ins: address locked out");
+                }
+            }
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is not valid",
+            )
+            .into_response()
+        }
+        Some(_) => {
+            if let Some((ip, th)) = &guard {
+                th.succeeded(*ip);
+            }
+            next.run(req).await
+        }
     }
 }
 
@@ -678,7 +719,19 @@ async fn notice(
     )
     .and_then(|r| r.with_channels(&b.channels))
     .map_err(notice_error)?;
-    let out = ctx.notices.send(&req).await.map_err(notice_error)?;
+    // The notice is queued in a task of its own: a client that hangs up or times out
+    // mid-request does not cut its fan-out short.
+    let notices = ctx.notices.clone();
+    let out = tokio::spawn(async move { notices.send(&req).await })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("queueing the notice failed: {e}"),
+            )
+        })?
+        .map_err(notice_error)?;
     let status = if out.created {
         StatusCode::CREATED
     } else {

@@ -1,20 +1,24 @@
 //! The dashboard: one server-rendered page (Askama, no JavaScript) on the admin bind with
 //! bulletins and their progress per channel, recent failures with the servers' answers, a
 //! delivery search and the schedules. Signed in by the bearer header, or by a login form
-//! that sets an HttpOnly cookie derived from the token (never the token itself).
+//! that sets an HttpOnly cookie derived from the token (never the token itself; `Secure`
+//! when `admin.public_url` is https). Failed sign-ins back off per client address.
 
-use super::HttpContext;
+use super::throttle::{retry_after_seconds, LoginThrottle};
+use super::{ClientAddr, HttpContext};
 use crate::domain::{ChannelKind, DeliveryStatus};
 use crate::store::{DeliveryFilter, DeliveryRow, StoreError};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::Sha256;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "bulletin_session";
@@ -94,11 +98,54 @@ pub struct LoginForm {
     token: String,
 }
 
-pub async fn login(State(ctx): State<HttpContext>, Form(f): Form<LoginForm>) -> Response {
+/// The session cookie's attributes: `Secure` when browsers reach the admin side over
+/// https (`admin.public_url`), so the cookie never travels in clear.
+fn cookie_attributes(ctx: &HttpContext) -> &'static str {
+    let https = ctx
+        .config
+        .admin
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    if https {
+        "HttpOnly; Secure; SameSite=Lax; Path=/"
+    } else {
+        "HttpOnly; SameSite=Lax; Path=/"
+    }
+}
+
+pub async fn login(
+    State(ctx): State<HttpContext>,
+    Extension(throttle): Extension<Arc<LoginThrottle>>,
+    client: ClientAddr,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let Some(token) = &ctx.config.admin.token else {
         return login_page(State(ctx)).await;
     };
+    let now = ctx.clock.now();
+    if let Some(wait) = client.0.and_then(|ip| throttle.locked(ip, now)) {
+        let secs = retry_after_seconds(wait);
+        let message =
+            format!("Too many failed sign-ins from your address: try again in {secs} seconds.");
+        let mut r = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            LoginPage {
+                publisher: &ctx.config.publisher.names[0],
+                message: Some(&message),
+            }
+            .render(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
     if !super::admin::token_matches(f.token.trim(), token.expose_secret()) {
+        if let Some(ip) = client.0 {
+            if let Some(lock) = throttle.failed(ip, now) {
+                tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed dashboard sign-ins: address locked out");
+            }
+        }
         return html(
             StatusCode::UNAUTHORIZED,
             LoginPage {
@@ -108,18 +155,22 @@ pub async fn login(State(ctx): State<HttpContext>, Form(f): Form<LoginForm>) -> 
             .render(),
         );
     }
+    if let Some(ip) = client.0 {
+        throttle.succeeded(ip);
+    }
     let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={SESSION_SECONDS}",
-        session_value(token.expose_secret())
+        "{COOKIE}={}; {}; Max-Age={SESSION_SECONDS}",
+        session_value(token.expose_secret()),
+        cookie_attributes(&ctx)
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response()
 }
 
-pub async fn logout() -> Response {
+pub async fn logout(State(ctx): State<HttpContext>) -> Response {
     (
         [(
             header::SET_COOKIE,
-            format!("{COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
+            format!("{COOKIE}=; {}; Max-Age=0", cookie_attributes(&ctx)),
         )],
         Redirect::to("/login"),
     )
@@ -190,10 +241,36 @@ fn fmt(t: chrono::DateTime<chrono::Utc>) -> String {
 
 pub async fn dashboard(
     State(ctx): State<HttpContext>,
+    Extension(throttle): Extension<Arc<LoginThrottle>>,
+    client: ClientAddr,
     headers: HeaderMap,
     q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Response {
-    if !signed_in(&ctx, &headers) {
+    // A bearer header here is a sign-in like any other: it counts in the back-off.
+    let bearer = super::admin::bearer(&headers).is_some();
+    let now = ctx.clock.now();
+    if let Some(wait) = client
+        .0
+        .filter(|_| bearer)
+        .and_then(|ip| throttle.locked(ip, now))
+    {
+        let secs = retry_after_seconds(wait);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from(secs))],
+            format!("too many failed sign-ins from this address: try again in {secs} s"),
+        )
+            .into_response();
+    }
+    let ok = signed_in(&ctx, &headers);
+    if let (true, Some(ip)) = (bearer, client.0) {
+        if ok {
+            throttle.succeeded(ip);
+        } else if let Some(lock) = throttle.failed(ip, now) {
+            tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed dashboard sign-ins: address locked out");
+        }
+    }
+    if !ok {
         return Redirect::to("/login").into_response();
     }
     // A malformed query string is shown as an empty search, not an error page.

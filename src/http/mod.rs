@@ -1,24 +1,36 @@
-//! The HTTP side (axum): the admin API with /metrics and health on one bind, the public
-//! one-click unsubscribe on another. Handlers read and write the store and wake the
-//! dispatcher; they never send.
+//! The HTTP side (axum on our own hyper accept loop): the admin API with /metrics and
+//! health on one bind, the public one-click unsubscribe on another, each with a connection
+//! limit, header and request timeouts and a shutdown deadline. Handlers read and write the
+//! store and wake the dispatcher; they never send.
 
 mod admin;
 mod dashboard;
 mod public;
+mod throttle;
 
 pub use admin::{admin_router, AUTHED_ROUTES, OPEN_ROUTES};
 pub use public::public_router;
+pub use throttle::{LoginThrottle, FREE_FAILURES};
 
 use crate::clock::Clock;
 use crate::config::Config;
+pub use crate::config::HttpLimits;
 use crate::metrics::Metrics;
 use crate::notice::Notices;
 use crate::store::Store;
 use crate::unsubscribe::UnsubscribeSigner;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// Shared handles every handler may use.
 #[derive(Clone)]
@@ -32,13 +44,153 @@ pub struct HttpContext {
     pub wake: Arc<Notify>,
 }
 
-/// Serves `router` on `listener` until `shutdown`; requests in progress are finished.
+/// The Content-Security-Policy of every response: our pages load nothing (their CSS is
+/// inline), post their forms only to us, and may not be framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the security headers to every response of `router` (both listeners): no framing
+/// (clickjacking), no MIME sniffing, the CSP above, and no Referer (the unsubscribe URL
+/// carries a token). A handler's own value, if it sets one, is kept.
+pub(crate) fn with_security_headers(router: Router) -> Router {
+    let set = |name: header::HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    router
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
+        ))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// Serves `router` on `listener` with the default [`HttpLimits`] until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_with(listener, router, HttpLimits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` until `shutdown`, within `limits`: at most
+/// `max_connections` connections are accepted at once (the rest wait in the kernel's
+/// queue, costing the process no file descriptor), a connection that has not sent a whole
+/// request head within `header_timeout` is closed, a request not answered within
+/// `request_timeout` gets 408. On `shutdown` the listener closes, idle connections close,
+/// requests in progress may finish for `shutdown_grace`; connections still open then are
+/// dropped, so no client can hold the process up.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let router = router.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    let mut full_logged = false;
+    loop {
+        while connections.try_join_next().is_some() {}
+        if slots.available_permits() == 0 && !full_logged {
+            tracing::warn!(
+                listener = %local,
+                max_connections = limits.max_connections,
+                "HTTP connection limit reached: new connections wait until one closes"
+            );
+        }
+        full_logged = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors (EMFILE) or a connection reset before we
+                    // took it: wait a little rather than spin.
+                    tracing::warn!(listener = %local, error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move {
+                use tower_service::Service;
+                router.call(req).await
+            }
+        });
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let r = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if connections.is_empty() {
+        return Ok(());
+    }
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            listener = %local,
+            connections = connections.len(),
+            grace_seconds = limits.shutdown_grace.as_secs(),
+            "HTTP connections still open after the shutdown deadline: dropped"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The client's address, as the accept loop recorded it (none for a router served
+/// some other way).
+pub(crate) fn peer(parts: &axum::http::Extensions) -> Option<SocketAddr> {
+    parts.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+/// Extracts the client's IP address, if the accept loop recorded one.
+pub(crate) struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(peer(&parts.extensions).map(|a| a.ip())))
+    }
 }

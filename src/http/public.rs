@@ -25,11 +25,15 @@ struct Page<'a> {
 }
 
 /// The public router: /unsubscribe/{token} (GET, POST) and /healthz.
+/// Every response carries the security headers (`Referrer-Policy: no-referrer` keeps the
+/// token in the URL from leaking to any other site).
 pub fn public_router(ctx: HttpContext) -> Router {
-    Router::new()
-        .route("/unsubscribe/{token}", get(confirm_page).post(unsubscribe))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(ctx)
+    super::with_security_headers(
+        Router::new()
+            .route("/unsubscribe/{token}", get(confirm_page).post(unsubscribe))
+            .route("/healthz", get(|| async { "ok" }))
+            .with_state(ctx),
+    )
 }
 
 fn page(ctx: &HttpContext, status: StatusCode, p: Page<'_>) -> Response {

@@ -236,3 +236,281 @@ async fn a_real_browser_signs_in_and_sees_progress_and_failures() {
     );
     eprintln!("dashboard screenshot: {}", shot.display());
 }
+
+/// A test app whose `[admin]` table has `lines` (e.g. `public_url`).
+async fn spawn_with_admin(lines: &str) -> TestApp {
+    use bulletin::clock::ManualClock;
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap());
+    let text = format!(
+        "{}\n[admin]\n{lines}\n",
+        config_text(&dir.path().join("bulletin.db"), &Options::default())
+    );
+    let env = |n: &str| (n == "BULLETIN_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_string());
+    let config = bulletin::config::Config::parse(&text, Path::new("test.toml"), &env).unwrap();
+    let app = bulletin::app::App::build_with_clock(config, std::sync::Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    TestApp { app, clock, dir }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The headers every HTML page must carry (issue 18, item 9).
+fn assert_security_headers(what: &str, r: &reqwest::Response) {
+    let h = r.headers();
+    let get = |n: &str| {
+        h.get(n)
+            .unwrap_or_else(|| panic!("{what}: no {n} header"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+    let csp = get("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "style-src 'unsafe-inline'",
+    ] {
+        assert!(csp.contains(part), "{what}: CSP `{csp}` lacks {part}");
+    }
+    assert!(!csp.contains("script-src"), "{what}: no script may run");
+}
+
+#[tokio::test]
+async fn every_html_page_carries_the_security_headers() {
+    let t = spawn_app(Options::default()).await;
+    let list_id = t.list_with("partners", &[("ana@example.org", None)]).await;
+    let record = t.import_seed_approved().await;
+    let sub = t.app.store.subscribers_page(list_id, 0, 10).await.unwrap()[0].id;
+    let token = t.app.signer.token(list_id, sub);
+    let http = t.start_http().await;
+    let c = no_redirects();
+    let admin = &http.admin;
+    let public = &http.public;
+
+    let mut pages: Vec<(String, reqwest::Response)> = Vec::new();
+    pages.push((
+        "login page".into(),
+        c.get(format!("{admin}/login")).send().await.unwrap(),
+    ));
+    pages.push((
+        "login refused".into(),
+        c.post(format!("{admin}/login"))
+            .form(&[("token", "wrong-token-wrong-token")])
+            .send()
+            .await
+            .unwrap(),
+    ));
+    pages.push((
+        "dashboard".into(),
+        http.get("/dashboard").send().await.unwrap(),
+    ));
+    pages.push((
+        "dashboard redirect".into(),
+        c.get(format!("{admin}/dashboard")).send().await.unwrap(),
+    ));
+    pages.push((
+        "preview".into(),
+        http.get(&format!("/api/records/{record}/preview"))
+            .send()
+            .await
+            .unwrap(),
+    ));
+    pages.push((
+        "API JSON".into(),
+        http.get("/api/records").send().await.unwrap(),
+    ));
+    pages.push((
+        "unsubscribe confirmation".into(),
+        c.get(format!("{public}/unsubscribe/{token}"))
+            .send()
+            .await
+            .unwrap(),
+    ));
+    pages.push((
+        "unsubscribe invalid".into(),
+        c.get(format!("{public}/unsubscribe/forged.1.2"))
+            .send()
+            .await
+            .unwrap(),
+    ));
+    pages.push((
+        "unsubscribe done".into(),
+        c.post(format!("{public}/unsubscribe/{token}"))
+            .form(&[("List-Unsubscribe", "One-Click")])
+            .send()
+            .await
+            .unwrap(),
+    ));
+    let expected = [
+        ("login page", 200),
+        ("login refused", 401),
+        ("dashboard", 200),
+        ("dashboard redirect", 303),
+        ("preview", 200),
+        ("API JSON", 200),
+        ("unsubscribe confirmation", 200),
+        ("unsubscribe invalid", 400),
+        ("unsubscribe done", 200),
+    ];
+    for ((what, r), (want, status)) in pages.iter().zip(expected) {
+        assert_eq!(what, want);
+        assert_eq!(r.status(), status, "{what}");
+        assert_security_headers(what, r);
+    }
+}
+
+/// The session cookie of a sign-in, and of a sign-out.
+async fn session_cookies(t: &TestApp) -> (String, String) {
+    let http = t.start_http().await;
+    let c = no_redirects();
+    let r = c
+        .post(format!("{}/login", http.admin))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let login = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let r = c
+        .post(format!("{}/logout", http.admin))
+        .send()
+        .await
+        .unwrap();
+    let logout = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    (login, logout)
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_when_the_admin_url_is_https() {
+    let https = spawn_with_admin("public_url = \"https://admin.example.org/\"").await;
+    let (login, logout) = session_cookies(&https).await;
+    for c in [&login, &logout] {
+        assert!(c.split("; ").any(|a| a == "Secure"), "{c}");
+        assert!(c.contains("HttpOnly"), "{c}");
+    }
+    let http = spawn_with_admin("public_url = \"http://127.0.0.1:8080\"").await;
+    let plain = spawn_app(Options::default()).await;
+    for t in [&http, &plain] {
+        let (login, logout) = session_cookies(t).await;
+        for c in [&login, &logout] {
+            assert!(!c.contains("Secure"), "{c}");
+            assert!(c.contains("HttpOnly"), "{c}");
+        }
+    }
+    // Anything but an http(s) URL is refused, naming the key.
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[admin]\npublic_url = \"admin.example.org\"\n",
+        config_text(&dir.path().join("bulletin.db"), &Options::default())
+    );
+    let e = bulletin::config::Config::parse(&text, Path::new("test.toml"), &|_: &str| None)
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("admin.public_url"), "{e}");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_back_off_per_address() {
+    let t = spawn_app(Options::default()).await;
+    let http = t.start_http().await;
+    let c = no_redirects();
+    let other = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let login = format!("{}/login", http.admin);
+    let attempt = |client: &reqwest::Client, token: &str| {
+        client
+            .post(&login)
+            .form(&[("token", token.to_string())])
+            .send()
+    };
+    // The free failures: 401 each.
+    for i in 0..bulletin::http::FREE_FAILURES {
+        let r = attempt(&c, "wrong-token-wrong-token").await.unwrap();
+        assert_eq!(r.status(), 401, "failure {}", i + 1);
+    }
+    // One more locks the address out; then even the right token gets 429 + Retry-After,
+    // on the form and on the API alike.
+    assert_eq!(
+        attempt(&c, "wrong-token-wrong-token")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = attempt(&c, ADMIN_TOKEN).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "2");
+    assert!(r.text().await.unwrap().contains("Too many failed sign-ins"));
+    let r = http.get("/api/records").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "2");
+    let r = c
+        .get(format!("{}/dashboard", http.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "a bearer header on the dashboard is checked too"
+    );
+    // Another address is not affected.
+    assert_eq!(attempt(&other, ADMIN_TOKEN).await.unwrap().status(), 303);
+    // Once the lock-out has passed the right token works and clears the count.
+    t.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(attempt(&c, ADMIN_TOKEN).await.unwrap().status(), 303);
+    for _ in 0..bulletin::http::FREE_FAILURES {
+        assert_eq!(
+            attempt(&c, "wrong-token-wrong-token")
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    // Wrong bearer tokens count too (API and dashboard), and the lock-out grows.
+    let r = http
+        .client
+        .get(format!("{}/api/records", http.admin))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    t.clock.advance(chrono::Duration::seconds(2));
+    let r = c
+        .get(format!("{}/dashboard", http.admin))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    t.clock.advance(chrono::Duration::seconds(4));
+    assert_eq!(
+        attempt(&c, "wrong-token-wrong-token")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = attempt(&c, ADMIN_TOKEN).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "8");
+}

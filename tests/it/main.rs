@@ -2,12 +2,14 @@
 //! store, the real application wired by `App`, an injected clock so nothing sleeps.
 
 mod admin;
+mod alerts;
 mod cli;
 mod dashboard;
 mod email_flow;
 mod fake_wechat;
 mod guarantees;
 mod harness;
+mod http_limits;
 mod lists;
 mod notices;
 mod openapi;
