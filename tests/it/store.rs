@@ -928,19 +928,35 @@ async fn unsubscribe_and_suppression(url: &str) {
     let sub = s.subscription(list, a).await.unwrap().unwrap();
     assert_eq!((sub.list.as_str(), sub.email.as_str()), ("p", "a@x.org"));
     assert_eq!(sub.status, SubscriberStatus::Active);
-    let u = s.unsubscribe(list, a, t0()).await.unwrap().unwrap();
+    let u = s
+        .unsubscribe(list, a, "a@x.org", t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.status, SubscriberStatus::Unsubscribed);
-    let u = s.unsubscribe(list, a, t0()).await.unwrap().unwrap();
+    let u = s
+        .unsubscribe(list, a, "a@x.org", t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.status, SubscriberStatus::Unsubscribed);
     s.set_subscriber_status(list, "b@x.org", SubscriberStatus::Bounced, t0())
         .await
         .unwrap();
     assert_eq!(
-        s.unsubscribe(list, bb, t0()).await.unwrap().unwrap().status,
+        s.unsubscribe(list, bb, "b@x.org", t0())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         SubscriberStatus::Bounced,
         "a bounced address stays bounced"
     );
-    assert!(s.unsubscribe(list, 9999, t0()).await.unwrap().is_none());
+    assert!(s
+        .unsubscribe(list, 9999, "a@x.org", t0())
+        .await
+        .unwrap()
+        .is_none());
     assert!(s.subscription(list + 1, a).await.unwrap().is_none());
     s.remove_subscriber(list, "c@x.org").await.unwrap();
     // Rows of people who left after fan-out are claimed but marked to be suppressed.
@@ -1108,4 +1124,37 @@ async fn concurrent_claims_never_overlap(url: &str) {
         }
     }
     assert_eq!(seen.len(), 300);
+}
+
+// Issue 18, item 7 (kept apart from the list above so that it merges cleanly).
+both_engines!(subscriber_ids_are_never_reused);
+
+/// Add A, remove A, add B: B never gets A's id (SQLite without AUTOINCREMENT gave a new
+/// row max(id) + 1, so removing the newest subscriber handed their id on).
+async fn subscriber_ids_are_never_reused(url: &str) {
+    let s = open(url).await;
+    let list = list_with(&s, "p", &["a@x.org"]).await;
+    let id_of = |email: &'static str| {
+        let s = s.clone();
+        async move {
+            s.subscribers_page(list, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.email == email)
+                .map(|r| r.id)
+        }
+    };
+    let a = id_of("a@x.org").await.unwrap();
+    assert!(s.remove_subscriber(list, "a@x.org").await.unwrap());
+    let b_sub = NewSubscriber::parse("b@x.org", None, None).unwrap();
+    s.upsert_subscribers(list, &[b_sub], t0()).await.unwrap();
+    let b = id_of("b@x.org").await.unwrap();
+    assert!(b > a, "B got id {b}, A had {a}");
+    // A coming back is a new subscriber with a new id too.
+    assert!(s.remove_subscriber(list, "b@x.org").await.unwrap());
+    let a_sub = NewSubscriber::parse("a@x.org", None, None).unwrap();
+    s.upsert_subscribers(list, &[a_sub], t0()).await.unwrap();
+    let again = id_of("a@x.org").await.unwrap();
+    assert!(again > b, "A again got id {again}, B had {b}");
 }
