@@ -1512,7 +1512,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(i64, bool)> {
         let join = |v: Vec<&str>| v.join(",");
-        // One statement: the check and the insert cannot be split by another writer.
+        // One statement: the check and the insert cannot be split by another writer. In
+        // an explicit transaction: autocommitted, a RETURNING row reached us before the
+        // commit, and a commit that failed (a full disk) went unreported, so a notice
+        // that was never stored was answered as created.
+        let mut tx = self.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records,
              channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key, wechat_json)
@@ -1542,9 +1546,10 @@ impl Store for SqliteStore {
         .bind(&meta.idempotency_key)
         .bind(&meta.content_key)
         .bind(ms(meta.dedupe_since))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = inserted {
+            tx.commit().await?;
             return Ok((id, true));
         }
         let existing: i64 = sqlx::query_scalar(
@@ -1557,8 +1562,9 @@ impl Store for SqliteStore {
         .bind(&meta.content_key)
         .bind(ms(meta.dedupe_since))
         .bind(&meta.idempotency_key)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok((existing, false))
     }
 

@@ -371,3 +371,105 @@ async fn readyz_notices_the_store_file_replaced_or_deleted() {
         "{body}"
     );
 }
+
+/// The real daemon: a disk that fills while `serve` runs refuses the admin API's writes
+/// and `/readyz` says why; once space is freed the same process takes and sends the next
+/// notice, without a restart (before, every later transaction failed with "attempted to
+/// call begin_with at non-zero transaction depth" until a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_running_through_a_full_disk_and_sends_once_there_is_room() {
+    const TOKEN: &str = "store-faults-admin-token-0123456789";
+    let Some(mount) = Tmpfs::mount("8m") else {
+        return;
+    };
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = mount.path().join("b.db");
+    let (config, public) = daemon_config(dir.path(), &db, sink.port, "pool_size = 2", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let admin = text
+        .split("[admin]\nbind = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    run_ok(cli(&config).args(["store", "init"]));
+    run_ok(cli(&config).args(["lists", "create", "partners"]));
+    run_ok(cli(&config).args(["lists", "add", "partners", "a@example.org"]));
+    run_ok(cli(&config).args(["lists", "add", "partners", "b@example.org"]));
+    let child = cli(&config)
+        .env("BULLETIN_ADMIN_TOKEN", TOKEN)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut daemon = crate::crash::Running(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", public)).is_err() {
+        assert!(daemon.still_running(), "serve exited at start");
+        assert!(Instant::now() < deadline, "serve did not start listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = reqwest::Client::new();
+    let notice = |key: &str| {
+        client
+            .post(format!("http://{admin}/api/notices"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({
+                "title": format!("Notice {key}"),
+                "body": "Session 2 moves to **Hall B**.",
+                "severity": "urgent",
+                "lists": ["partners"],
+                "key": key,
+                "by": "duty officer",
+            }))
+            .send()
+    };
+    let readyz = || async {
+        let r = client
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(notice("first").await.unwrap().status(), 201);
+    assert_eq!(sink.wait_for(2).len(), 2);
+    assert_eq!(readyz().await.0, 200);
+
+    // Empty the write-ahead log (so the next write needs new room), then fill the disk.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let filler = mount.path().join("filler");
+    fill(&filler);
+    let r = notice("while-full").await.unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert!(status.is_server_error(), "{status} {body}");
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store writes are failing"), "{body}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let r = notice("after").await.unwrap();
+    let status = r.status();
+    assert_eq!(status, 201, "{}", r.text().await.unwrap());
+    assert_eq!(
+        sink.wait_for(4).len(),
+        4,
+        "the same daemon sent the next notice"
+    );
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(daemon.still_running());
+}
