@@ -1,6 +1,6 @@
 //! Whether the store's writes are succeeding, for `/readyz`: every transaction's commit
-//! (and the daemon's own single-statement writes) report here, and a failed one keeps the
-//! store "not ready" until a later write succeeds.
+//! (and the unsubscribe endpoint's single-statement write) reports here, and a failure
+//! keeps the store "not ready" until a later write succeeds.
 
 use super::{Result, StoreError};
 use chrono::{DateTime, Utc};
@@ -29,7 +29,13 @@ impl WriteHealth {
         let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *f {
             Some((_, last)) => *last = why,
-            None => *f = Some((Utc::now(), why)),
+            None => {
+                tracing::error!(
+                    error = %why,
+                    "store writes are failing: /readyz answers 503 until a write succeeds"
+                );
+                *f = Some((Utc::now(), why))
+            }
         }
     }
 
@@ -40,6 +46,28 @@ impl WriteHealth {
     ) -> std::result::Result<T, sqlx::Error> {
         match &r {
             Ok(_) => self.ok(),
+            Err(e) => self.failed(e.to_string()),
+        }
+        r
+    }
+
+    /// Whether the last write failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Records the commit's result; `wrote`: whether the transaction changed anything.
+    fn committed(
+        &self,
+        wrote: bool,
+        r: std::result::Result<(), sqlx::Error>,
+    ) -> std::result::Result<(), sqlx::Error> {
+        match &r {
+            Ok(()) if wrote => self.ok(),
+            Ok(()) => {}
             Err(e) => self.failed(e.to_string()),
         }
         r
@@ -67,29 +95,6 @@ pub struct Tx<'h, DB: sqlx::Database> {
     health: &'h WriteHealth,
     /// SQLite: `total_changes()` at the start, read only while writes are failing.
     changes_before: Option<i64>,
-}
-
-impl WriteHealth {
-    fn is_failing(&self) -> bool {
-        self.failing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    /// Records the commit's result; `wrote`: whether the transaction changed anything.
-    fn committed(
-        &self,
-        wrote: bool,
-        r: std::result::Result<(), sqlx::Error>,
-    ) -> std::result::Result<(), sqlx::Error> {
-        match &r {
-            Ok(()) if wrote => self.ok(),
-            Ok(()) => {}
-            Err(e) => self.failed(e.to_string()),
-        }
-        r
-    }
 }
 
 impl<'h> Tx<'h, sqlx::Sqlite> {

@@ -281,10 +281,12 @@ impl SqliteStore {
                             "a store transaction failed and SQLite ended it: \
                              reopening the store connection"
                         );
-                        health.failed(
-                            "a write transaction failed and SQLite rolled it back \
-                             (is the disk full or failing?)",
-                        );
+                        if !health.is_failing() {
+                            health.failed(
+                                "a write transaction failed and SQLite rolled it back \
+                                 (is the disk full or failing?)",
+                            );
+                        }
                         return Ok(false);
                     }
                     Ok(true)
