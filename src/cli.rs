@@ -165,6 +165,10 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum StoreCommand {
+    /// Create the configured store (an empty SQLite file, or the tables in an empty
+    /// PostgreSQL database) and apply the migrations. Besides `serve` and `demo`, the only
+    /// command that creates a store; on an existing one it only applies pending migrations.
+    Init,
     /// Apply pending migrations to the configured store and exit (daemons also do it at
     /// start, under a lock, so this is for operators who migrate separately).
     Migrate,
@@ -310,7 +314,16 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow!("{e}"))
 }
 
+/// The app on the configured store, which must exist: only `serve`, `demo` and `store
+/// init` create one, so a mistyped `store.url` is refused with its path.
 async fn app(cli: &Cli) -> anyhow::Result<App> {
+    let config = load_config(&cli.config)?;
+    crate::store::require_existing(&config.store_url).map_err(|e| anyhow!("{e}"))?;
+    App::build(config).await.map_err(app_err)
+}
+
+/// The app, creating the store if there is none yet (`serve`).
+async fn app_creating(cli: &Cli) -> anyhow::Result<App> {
     let config = load_config(&cli.config)?;
     App::build(config).await.map_err(app_err)
 }
@@ -369,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { once, roles } => {
-            let app = app(&cli).await?;
+            let app = app_creating(&cli).await?;
             // One daemon per SQLite store (held until this process ends, however it ends).
             let _lock = crate::config::sqlite_path(&app.config.store_url)
                 .map(|db| crate::daemon_lock::acquire(&db))
@@ -848,8 +861,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn store_command(cli: &Cli, command: &StoreCommand) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
     match command {
+        StoreCommand::Init => {
+            let c = load_config(&cli.config)?;
+            let existed = crate::config::sqlite_path(&c.store_url).is_some_and(|p| p.exists());
+            crate::store::open_with_password(
+                &c.store_url,
+                c.store_password.as_ref().map(|p| p.expose_secret()),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "creating the store {}",
+                    crate::config::redact_url(&c.store_url)
+                )
+            })?;
+            println!(
+                "store {}: {}, all migrations applied",
+                crate::config::redact_url(&c.store_url),
+                if existed || crate::store::is_postgres_url(&c.store_url) {
+                    "ready"
+                } else {
+                    "created"
+                }
+            );
+            Ok(())
+        }
         StoreCommand::Migrate => {
             let c = load_config(&cli.config)?;
+            crate::store::require_existing(&c.store_url).map_err(|e| anyhow!("{e}"))?;
             crate::store::open_with_password(
                 &c.store_url,
                 c.store_password.as_ref().map(|p| p.expose_secret()),

@@ -247,7 +247,7 @@ impl EmailChannel {
         })?;
         let to = Mailbox::new(d.recipient_name.clone(), to_addr);
         let unsubscribe_url = match (d.list_id, d.subscriber_id) {
-            (Some(l), Some(s)) => Some(self.signer.url(l, s)),
+            (Some(l), Some(s)) => Some(self.signer.url(l, s, &d.recipient)),
             _ => None,
         };
         let bodies = b

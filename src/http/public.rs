@@ -5,6 +5,8 @@
 
 use super::HttpContext;
 use crate::domain::subscriber::SubscriberStatus;
+use crate::store::SubscriptionRef;
+use crate::unsubscribe::UnsubscribeToken;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -88,18 +90,54 @@ fn gone(ctx: &HttpContext) -> Response {
     )
 }
 
-async fn confirm_page(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
-    let Some(target) = ctx.signer.verify(&token) else {
-        return invalid(&ctx);
+/// The subscription a link names, once its tag is checked against the address it was
+/// issued for; otherwise the page to answer with (nothing changed).
+///
+/// Links name the list and subscriber ids and, since ids could be reused (SQLite before
+/// subscriber ids were made AUTOINCREMENT), carry a tag over the address too: a link
+/// matches only the address it was sent to. A link of the earlier kind (ids only) is
+/// honoured only when the ledger shows e-mails under those ids went to the current
+/// address alone; if the id went to someone else too, it changes nothing.
+async fn check(
+    ctx: &HttpContext,
+    token: &str,
+) -> Result<(UnsubscribeToken, SubscriptionRef), Response> {
+    let Some(t) = ctx.signer.parse(token) else {
+        return Err(invalid(ctx));
     };
-    let sub = match ctx
-        .store
-        .subscription(target.list_id, target.subscriber_id)
-        .await
-    {
+    let sub = match ctx.store.subscription(t.list_id, t.subscriber_id).await {
         Ok(Some(s)) => s,
-        Ok(None) => return gone(&ctx),
-        Err(e) => return store_failed(&ctx, e),
+        Ok(None) => return Err(gone(ctx)),
+        Err(e) => return Err(store_failed(ctx, e)),
+    };
+    if ctx.signer.issued_for(&t, &sub.email) {
+        return Ok((t, sub));
+    }
+    if !ctx.signer.is_legacy(&t) {
+        return Err(invalid(ctx));
+    }
+    match ctx.store.link_recipients(t.list_id, t.subscriber_id).await {
+        Ok(r) if !r.is_empty() && r.iter().all(|a| a.eq_ignore_ascii_case(&sub.email)) => {
+            Ok((t, sub))
+        }
+        Ok(r) => {
+            info!(
+                list = %sub.list,
+                subscriber = t.subscriber_id,
+                addresses = r.len(),
+                "an unsubscribe link of the earlier kind names an id whose address changed: \
+                 nothing changed"
+            );
+            Err(gone(ctx))
+        }
+        Err(e) => Err(store_failed(ctx, e)),
+    }
+}
+
+async fn confirm_page(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
+    let sub = match check(&ctx, &token).await {
+        Ok((_, s)) => s,
+        Err(page) => return page,
     };
     let active = sub.status == SubscriberStatus::Active;
     page(
@@ -125,12 +163,19 @@ async fn confirm_page(State(ctx): State<HttpContext>, Path(token): Path<String>)
 }
 
 async fn unsubscribe(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
-    let Some(target) = ctx.signer.verify(&token) else {
-        return invalid(&ctx);
+    let (target, checked) = match check(&ctx, &token).await {
+        Ok(v) => v,
+        Err(page) => return page,
     };
+    // The address is checked again as the row changes, should the id change hands between.
     let sub = match ctx
         .store
-        .unsubscribe(target.list_id, target.subscriber_id, ctx.clock.now())
+        .unsubscribe(
+            target.list_id,
+            target.subscriber_id,
+            &checked.email,
+            ctx.clock.now(),
+        )
         .await
     {
         Ok(Some(s)) => s,

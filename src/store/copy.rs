@@ -252,6 +252,20 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PostgresStore) -> Resul
         .execute(&mut *tx)
         .await?;
     }
+    // Subscriber ids are never reused: new ones start above the ids of removed
+    // subscribers too, as the ledger (or SQLite's own sequence) still names them.
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'subscribers'")
+            .fetch_optional(from.pool())
+            .await?;
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('subscribers', 'id'),
+            greatest((SELECT coalesce(max(id), 0) FROM subscribers),
+                     (SELECT coalesce(max(subscriber_id), 0) FROM deliveries), $1) + 1, false)",
+    )
+    .bind(seq.unwrap_or(0))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(report)
 }

@@ -4,6 +4,7 @@
 //! database) behind it.
 
 pub mod copy;
+mod health;
 mod postgres;
 mod sqlite;
 
@@ -326,13 +327,21 @@ where
 }
 
 /// Marks the claimed rows whose subscriber left, or was removed from the list, after
-/// fan-out (`status`: each subscriber id's status now): they are not sent to.
-fn suppress_departed(claimed: &mut [Claimed], status: &std::collections::HashMap<i64, String>) {
+/// fan-out (`status`: each subscriber id's status and address now): they are not sent to.
+/// The address must match too: in a store that reused ids (SQLite before AUTOINCREMENT),
+/// a removed subscriber's id may now belong to someone else.
+fn suppress_departed(
+    claimed: &mut [Claimed],
+    status: &std::collections::HashMap<i64, (String, String)>,
+) {
     for c in claimed {
         let Some(id) = c.subscriber_id else { continue };
-        c.suppressed_because = match status.get(&id).map(String::as_str) {
-            Some("active") => None,
-            Some(s) => Some(format!("subscriber is {s}")),
+        c.suppressed_because = match status.get(&id) {
+            Some((_, email)) if !email.eq_ignore_ascii_case(&c.recipient) => {
+                Some("subscriber was removed from the list".into())
+            }
+            Some((s, _)) if s == "active" => None,
+            Some((s, _)) => Some(format!("subscriber is {s}")),
             None => Some("subscriber was removed from the list".into()),
         };
     }
@@ -669,13 +678,19 @@ pub trait Store: Send + Sync + 'static {
         list_id: i64,
         subscriber_id: i64,
     ) -> Result<Option<SubscriptionRef>>;
-    /// Marks the subscriber unsubscribed (idempotent). None if there is no such subscriber.
+    /// Marks the subscriber unsubscribed (idempotent), provided the id still belongs to
+    /// `email`. None if there is no such subscriber with that address.
     async fn unsubscribe(
         &self,
         list_id: i64,
         subscriber_id: i64,
+        email: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriptionRef>>;
+    /// The addresses the ledger shows e-mails sent to under this subscriber id of this
+    /// list (at most two: an unsubscribe link of the earlier kind, which names ids only,
+    /// is honoured only when every one went to the current address).
+    async fn link_recipients(&self, list_id: i64, subscriber_id: i64) -> Result<Vec<String>>;
     /// The store answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
 
@@ -687,6 +702,16 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store named by a URL and applies migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     open_with_password(url, None).await
+}
+
+/// Refuses, naming the file, when `url` names a SQLite store whose file does not exist.
+/// Only `serve`, `demo` and `store init` create a store; every other command calls this
+/// first, so a mistyped `store.url` is an error rather than a new empty store.
+pub fn require_existing(url: &str) -> Result<()> {
+    match crate::config::sqlite_path(url) {
+        Some(path) if !path.exists() => Err(sqlite::missing(&path)),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a store URL names PostgreSQL.

@@ -16,6 +16,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PostgresStore {
     pool: PgPool,
     claimer: Arc<Claimer>,
+    /// Whether the last write succeeded (for `/readyz`).
+    health: Arc<super::health::WriteHealth>,
 }
 
 /// An error's text with the password, should the driver ever echo it, masked.
@@ -45,6 +47,13 @@ fn parse_enum<T: FromStr<Err = String>>(s: &str) -> Result<T> {
 }
 
 impl PostgresStore {
+    /// Begins a transaction whose commit reports to the write health.
+    async fn begin(
+        &self,
+    ) -> std::result::Result<super::health::Tx<'_, sqlx::Postgres>, sqlx::Error> {
+        super::health::Tx::begin_postgres(&self.pool, &self.health).await
+    }
+
     /// Claims due rows under a lease. `on_expired`: also take over (or hold) rows whose
     /// lease expired; `min_priority`: only rows at least this urgent.
     async fn claim(
@@ -57,7 +66,7 @@ impl PostgresStore {
     ) -> Result<Vec<Claimed>> {
         let now_ms = ms(now);
         let me = self.claimer.current();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if on_expired == Some(ExpiredLease::Hold) {
             sqlx::query(
                 "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = $1,
@@ -122,13 +131,13 @@ impl PostgresStore {
         // Subscribers who left, or were removed, after fan-out are not sent to.
         let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
         if !ids.is_empty() {
-            let status: std::collections::HashMap<i64, String> =
-                sqlx::query("SELECT id, status FROM subscribers WHERE id = ANY($1)")
+            let status: std::collections::HashMap<i64, (String, String)> =
+                sqlx::query("SELECT id, status, email FROM subscribers WHERE id = ANY($1)")
                     .bind(&ids)
                     .fetch_all(&mut *tx)
                     .await?
                     .iter()
-                    .map(|r| (r.get("id"), r.get("status")))
+                    .map(|r| (r.get("id"), (r.get("status"), r.get("email"))))
                     .collect();
             suppress_departed(&mut claimed, &status);
         }
@@ -176,6 +185,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             claimer: Arc::new(Claimer::new()),
+            health: Arc::default(),
         })
     }
 
@@ -276,7 +286,7 @@ const FILTER: &str =
 #[async_trait]
 impl Store for PostgresStore {
     async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let id = rec.record.id.as_str();
         let existing = sqlx::query("SELECT state, content_hash FROM records WHERE id = $1")
             .bind(id)
@@ -478,7 +488,7 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for s in batch {
             let existing = sqlx::query(
                 "SELECT name, language FROM subscribers WHERE list_id = $1 AND email = $2",
@@ -665,7 +675,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(schedule) = &b.schedule {
             for rid in &b.record_ids {
                 let taken = sqlx::query(
@@ -795,7 +805,7 @@ impl Store for PostgresStore {
                 };
                 let mut after = 0i64;
                 loop {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin().await?;
                     let last: Option<i64> = sqlx::query_scalar(
                         "SELECT max(id) FROM (SELECT id FROM subscribers WHERE list_id = $1 AND status = 'active'
                          AND id > $2 ORDER BY id LIMIT $3) AS page",
@@ -985,7 +995,7 @@ impl Store for PostgresStore {
                 a.message_id.push(o.message_id.clone());
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE deliveries d SET status = v.status, attempts = d.attempts + v.counts,
                 next_attempt_at = v.next, lease_until = NULL, last_code = v.code,
@@ -1054,7 +1064,7 @@ impl Store for PostgresStore {
         if statuses.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let n = sqlx::query(
             "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = $1, lease_until = NULL, updated_at = $1
@@ -1379,7 +1389,7 @@ impl Store for PostgresStore {
         let join = |v: Vec<&str>| v.join(",");
         // Under READ COMMITTED a NOT EXISTS check does not see a concurrent insert, so
         // notices are created one at a time across instances (a transaction-scoped lock).
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('bulletin.create_notice'))")
             .execute(&mut *tx)
             .await?;
@@ -1461,22 +1471,39 @@ impl Store for PostgresStore {
         &self,
         list_id: i64,
         subscriber_id: i64,
+        email: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriptionRef>> {
         // A bounced address stays bounced; anyone else becomes unsubscribed.
         sqlx::query(
             "UPDATE subscribers SET status = 'unsubscribed', updated_at = $1
-             WHERE id = $2 AND list_id = $3 AND status = 'active'",
+             WHERE id = $2 AND list_id = $3 AND email = $4 AND status = 'active'",
         )
         .bind(ms(now))
         .bind(subscriber_id)
         .bind(list_id)
+        .bind(email.to_lowercase())
         .execute(&self.pool)
         .await?;
-        self.subscription(list_id, subscriber_id).await
+        Ok(self
+            .subscription(list_id, subscriber_id)
+            .await?
+            .filter(|s| s.email.eq_ignore_ascii_case(email)))
+    }
+
+    async fn link_recipients(&self, list_id: i64, subscriber_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT recipient FROM deliveries
+             WHERE list_id = $1 AND subscriber_id = $2 AND channel = 'email' LIMIT 2",
+        )
+        .bind(list_id)
+        .bind(subscriber_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn ready(&self) -> Result<()> {
+        self.health.check()?;
         let applied: i64 =
             sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&self.pool)

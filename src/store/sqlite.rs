@@ -1,5 +1,6 @@
 //! SQLite implementation of [`Store`]: one file in WAL mode, migrations embedded.
 
+use super::health::{Tx, WriteHealth};
 use super::*;
 use crate::clock::{from_millis, to_millis};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -14,6 +15,59 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     claimer: Arc<Claimer>,
+    /// Whether the last write succeeded (for `/readyz`).
+    health: Arc<WriteHealth>,
+    /// The file as opened: `/readyz` notices it being deleted or replaced.
+    file: FileId,
+}
+
+/// A file's path and its device and inode when the store opened it.
+#[derive(Debug, Clone)]
+struct FileId {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// Ok while the path still names the file that was opened.
+    fn check(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => Ok(()),
+            Ok(m) => Err(StoreError::Refused(format!(
+                "the store file {} was replaced by another file (device {} inode {} when \
+                 opened, device {} inode {} now): this process still uses the old one; \
+                 put the right file back, or restart to use the new one",
+                self.path.display(),
+                self.dev,
+                self.ino,
+                m.dev(),
+                m.ino()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::Refused(format!(
+                    "the store file {} was deleted or moved while in use: this process \
+                     writes to a file no other can open; put it back and restart",
+                    self.path.display()
+                )))
+            }
+            Err(e) => Err(StoreError::Refused(format!(
+                "the store file {} cannot be checked: {e}",
+                self.path.display()
+            ))),
+        }
+    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -29,6 +83,12 @@ fn parse_enum<T: FromStr<Err = String>>(s: &str) -> Result<T> {
 }
 
 impl SqliteStore {
+    /// Begins a write transaction (IMMEDIATE: see [`SqliteStore::open`]) whose commit
+    /// reports to the write health.
+    async fn begin(&self) -> std::result::Result<Tx<'_, sqlx::Sqlite>, sqlx::Error> {
+        Tx::begin_sqlite(&self.pool, &self.health).await
+    }
+
     /// Claims due rows under a lease. `on_expired`: also take over (or hold) rows whose
     /// lease expired; `min_priority`: only rows at least this urgent.
     async fn claim(
@@ -41,7 +101,7 @@ impl SqliteStore {
     ) -> Result<Vec<Claimed>> {
         let now_ms = ms(now);
         let me = self.claimer.current();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         if on_expired == Some(ExpiredLease::Hold) {
             sqlx::query(
                 "UPDATE deliveries SET status = 'held', ambiguous = 1, lease_until = NULL, updated_at = ?,
@@ -126,18 +186,18 @@ impl SqliteStore {
         let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
         if !ids.is_empty() {
             let sql = format!(
-                "SELECT id, status FROM subscribers WHERE id IN ({})",
+                "SELECT id, status, email FROM subscribers WHERE id IN ({})",
                 vec!["?"; ids.len()].join(",")
             );
             let mut q = sqlx::query(&sql);
             for id in &ids {
                 q = q.bind(id);
             }
-            let status: std::collections::HashMap<i64, String> = q
+            let status: std::collections::HashMap<i64, (String, String)> = q
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|r| (r.get("id"), r.get("status")))
+                .map(|r| (r.get("id"), (r.get("status"), r.get("email"))))
                 .collect();
             suppress_departed(&mut claimed, &status);
         }
@@ -147,6 +207,19 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, true).await
+    }
+
+    /// Opens an existing database file and runs pending migrations; refuses, naming the
+    /// path, when there is none (a mistyped `store.url` must not become an empty store).
+    pub async fn open_existing(path: &Path) -> Result<Self> {
+        Self::open_with(path, false).await
+    }
+
+    async fn open_with(path: &Path, create: bool) -> Result<Self> {
+        if !create && !path.exists() {
+            return Err(missing(path));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Refused(format!(
@@ -156,9 +229,44 @@ impl SqliteStore {
             })?;
         }
         preflight(path)?;
+        // The file is created here, once: the pool never creates one, so a connection
+        // reopened after the file was deleted fails instead of starting an empty store.
+        // A store that could not be prepared is removed again: nothing half-made is left.
+        let created = !path.exists();
+        if created {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| {
+                    StoreError::Refused(format!(
+                        "cannot create the store file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+        }
+        let opened = Self::connect(path).await;
+        if opened.is_err() && created {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        opened
+    }
+
+    /// Opens the pool on an existing file and runs pending migrations.
+    async fn connect(path: &Path) -> Result<Self> {
+        let file = FileId::of(path).map_err(|e| {
+            StoreError::Refused(format!(
+                "cannot read the store file {}: {e}",
+                path.display()
+            ))
+        })?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
@@ -172,8 +280,42 @@ impl SqliteStore {
         // IMMEDIATE: a deferred one that reads, then writes after another process (the CLI
         // beside the daemon) committed fails at once with SQLITE_BUSY instead of waiting
         // out busy_timeout.
+        //
+        // A transaction that fails on a full disk or an I/O error is rolled back by SQLite
+        // itself; sqlx's own ROLLBACK then fails ("no transaction is active") and its
+        // count of open transactions stays at 1, so every later `begin_with` failed with
+        // "attempted to call begin_with at non-zero transaction depth" until a restart.
+        // A connection handed back still counting an open transaction (once the rollback
+        // queued by a dropped transaction has run) is therefore closed, and the pool opens
+        // a fresh one for the next caller; the write is recorded as failed.
+        let health = Arc::new(WriteHealth::default());
+        let on_release = health.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(move |conn, _| {
+                let health = on_release.clone();
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "a store transaction failed and SQLite ended it: \
+                             reopening the store connection"
+                        );
+                        if !health.is_failing() {
+                            health.failed(
+                                "a write transaction failed and SQLite rolled it back \
+                                 (is the disk full or failing?)",
+                            );
+                        }
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| {
@@ -231,6 +373,8 @@ impl SqliteStore {
         Ok(Self {
             pool,
             claimer: Arc::new(Claimer::new()),
+            health,
+            file,
         })
     }
 
@@ -314,6 +458,15 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Corrupt(format!("bulletin WeChat article: {e}")))?,
         })
     }
+}
+
+/// The refusal to open a store file that does not exist.
+pub(super) fn missing(path: &Path) -> StoreError {
+    StoreError::Refused(format!(
+        "there is no store at {}: check store.url, or create one with `bulletin store init` \
+         (`bulletin serve` also creates it at start)",
+        path.display()
+    ))
 }
 
 /// Says plainly why the database file cannot be used, before SQLite's terse codes do:
@@ -419,7 +572,7 @@ const LIST_SUMMARY: &str = "SELECT l.id, l.name, l.description,
 #[async_trait]
 impl Store for SqliteStore {
     async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let id = rec.record.id.as_str();
         let existing = sqlx::query("SELECT state, content_hash FROM records WHERE id = ?")
             .bind(id)
@@ -620,7 +773,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<UpsertCounts> {
         let mut counts = UpsertCounts::default();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for s in batch {
             let existing = sqlx::query(
                 "SELECT name, language FROM subscribers WHERE list_id = ? AND email = ?",
@@ -806,7 +959,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         if let Some(schedule) = &b.schedule {
             for rid in &b.record_ids {
                 let taken =
@@ -927,7 +1080,7 @@ impl Store for SqliteStore {
                 };
                 let mut after = 0i64;
                 loop {
-                    let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let mut tx = self.begin().await?;
                     let last: Option<i64> = sqlx::query_scalar(
                         "SELECT max(id) FROM (SELECT id FROM subscribers WHERE list_id = ? AND status = 'active'
                          AND id > ? ORDER BY id LIMIT ?)",
@@ -1029,7 +1182,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let mut n = 0;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for chunk in claims.chunks(100) {
             let sql = format!(
                 "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END,
@@ -1089,7 +1242,7 @@ impl Store for SqliteStore {
         // worker thread; one per row was a fifth of a send's CPU). The chunk size bounds
         // how many statement texts the statement cache holds.
         const CHUNK: usize = 16;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for chunk in outcomes.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE deliveries SET status = v.column2, attempts = attempts + v.column3,
@@ -1180,7 +1333,7 @@ impl Store for SqliteStore {
         if statuses.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let sql = format!(
             "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = ?, lease_until = NULL, updated_at = ?
              WHERE status IN ({}) AND (? IS NULL OR bulletin_id = ?) AND (? IS NULL OR id = ?)",
@@ -1468,7 +1621,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(i64, bool)> {
         let join = |v: Vec<&str>| v.join(",");
-        // One statement: the check and the insert cannot be split by another writer.
+        // One statement: the check and the insert cannot be split by another writer. In
+        // an explicit transaction: autocommitted, a RETURNING row reached us before the
+        // commit, and a commit that failed (a full disk) went unreported, so a notice
+        // that was never stored was answered as created.
+        let mut tx = self.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records,
              channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key, wechat_json)
@@ -1498,9 +1655,10 @@ impl Store for SqliteStore {
         .bind(&meta.idempotency_key)
         .bind(&meta.content_key)
         .bind(ms(meta.dedupe_since))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = inserted {
+            tx.commit().await?;
             return Ok((id, true));
         }
         let existing: i64 = sqlx::query_scalar(
@@ -1513,8 +1671,9 @@ impl Store for SqliteStore {
         .bind(&meta.content_key)
         .bind(ms(meta.dedupe_since))
         .bind(&meta.idempotency_key)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok((existing, false))
     }
 
@@ -1545,22 +1704,42 @@ impl Store for SqliteStore {
         &self,
         list_id: i64,
         subscriber_id: i64,
+        email: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriptionRef>> {
         // A bounced address stays bounced; anyone else becomes unsubscribed.
-        sqlx::query(
-            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?
-             WHERE id = ? AND list_id = ? AND status = 'active'",
+        self.health.track(
+            sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?
+                 WHERE id = ? AND list_id = ? AND email = ? AND status = 'active'",
+            )
+            .bind(ms(now))
+            .bind(subscriber_id)
+            .bind(list_id)
+            .bind(email.to_lowercase())
+            .execute(&self.pool)
+            .await,
+        )?;
+        Ok(self
+            .subscription(list_id, subscriber_id)
+            .await?
+            .filter(|s| s.email.eq_ignore_ascii_case(email)))
+    }
+
+    async fn link_recipients(&self, list_id: i64, subscriber_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT recipient FROM deliveries
+             WHERE list_id = ? AND subscriber_id = ? AND channel = 'email' LIMIT 2",
         )
-        .bind(ms(now))
-        .bind(subscriber_id)
         .bind(list_id)
-        .execute(&self.pool)
-        .await?;
-        self.subscription(list_id, subscriber_id).await
+        .bind(subscriber_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn ready(&self) -> Result<()> {
+        self.file.check()?;
+        self.health.check()?;
         let applied: i64 =
             sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success = 1")
                 .fetch_one(&self.pool)

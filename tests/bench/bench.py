@@ -124,6 +124,7 @@ lists = ["bench"]
 def prepare(work, port, pool, n, csv_path):
     cfg = config(work, port, pool, n)
     run = lambda *a: subprocess.run([BIN, "--config", cfg, *a], check=True, capture_output=True)
+    run("store", "init")
     run("lists", "create", "bench")
     run("lists", "import", "bench", csv_path)
     run("import", os.path.join(ROOT, "config/examples/records/lmc-2020-parallel-session-2.toml"))

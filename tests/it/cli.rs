@@ -154,3 +154,66 @@ fn demo_never_empties_a_folder_it_did_not_make() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("was not made by `bulletin demo`"));
     assert!(dir.path().join("precious.txt").exists());
 }
+
+/// Issue 18, item 6: a command other than `serve`, `demo` and `store init` on a store file
+/// that does not exist (a mistyped `store.url`) refuses, names the path and says how to
+/// create one, and creates nothing; `store init` creates it.
+#[test]
+fn only_store_init_creates_a_store_other_commands_refuse_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let db = folder.join("b.db");
+    let cfg = dir.path().join("bulletin.toml");
+    std::fs::write(
+        &cfg,
+        crate::harness::config_text(&db, &crate::harness::Options::default()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        bulletin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["lists", "all"][..],
+        &["lists", "create", "partners"][..],
+        &["deliveries"][..],
+        &["status"][..],
+        &["store", "migrate"][..],
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran on a missing store");
+        assert!(
+            err.contains(&format!("there is no store at {}", db.display()))
+                && err.contains("bulletin store init"),
+            "{args:?}: {err}"
+        );
+        assert!(!folder.exists(), "{args:?} created {}", folder.display());
+    }
+
+    let out = run(&["store", "init"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created"), "{stdout}");
+    assert!(db.is_file());
+    let out = run(&["lists", "create", "partners"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Again on the existing store: nothing lost, nothing recreated.
+    let out = run(&["store", "init"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ready"));
+    let out = run(&["lists", "all", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("partners"));
+}

@@ -142,6 +142,7 @@ fn store() -> (tempfile::TempDir, PathBuf) {
         config_text(&dir.path().join("b.db"), &Options::default()),
     )
     .unwrap();
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     (dir, config)
 }

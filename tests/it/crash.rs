@@ -192,6 +192,7 @@ async fn kill_9_during_fan_out_and_sending_loses_nobody_and_flags_every_duplicat
     std::fs::write(&csv, rows).unwrap();
     let record = dir.path().join("crash.toml");
     std::fs::write(&record, small_record("crash-test", "Crash test")).unwrap();
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     run_ok(cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
     run_ok(cli(&config).args(["import", record.to_str().unwrap()]));

@@ -294,7 +294,7 @@ async fn every_html_page_carries_the_security_headers() {
     let list_id = t.list_with("partners", &[("ana@example.org", None)]).await;
     let record = t.import_seed_approved().await;
     let sub = t.app.store.subscribers_page(list_id, 0, 10).await.unwrap()[0].id;
-    let token = t.app.signer.token(list_id, sub);
+    let token = t.app.signer.token(list_id, sub, "ana@example.org");
     let http = t.start_http().await;
     let c = no_redirects();
     let admin = &http.admin;

@@ -155,6 +155,7 @@ async fn an_urgent_notice_to_20000_holds_few_claims_stops_on_pause_and_hands_bac
         rows.push_str(&format!("d{i:05}@example.org\n"));
     }
     std::fs::write(&csv, rows).unwrap();
+    run_ok(cli(&d.config).args(["store", "init"]));
     run_ok(cli(&d.config).args(["lists", "create", "duty"]));
     run_ok(cli(&d.config).args(["lists", "import", "duty", csv.to_str().unwrap()]));
 

@@ -167,6 +167,7 @@ fn cli_notice_send_is_idempotent_and_explains_bad_input() {
     .unwrap();
     let body = dir.path().join("body.md");
     std::fs::write(&body, "Registration closes **today**.").unwrap();
+    run_ok(bulletin_cli(&config).args(["store", "init"]));
     run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
     run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
 
@@ -359,6 +360,7 @@ fn cli_notice_follows_delivery_by_the_running_daemon_to_the_end() {
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
     let (config, public) = daemon_config(dir.path(), sink.port);
+    run_ok(bulletin_cli(&config).args(["store", "init"]));
     run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
     run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
     run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "b@example.org"]));
@@ -421,6 +423,7 @@ fn sigterm_mid_send_leaves_every_row_resolvable_and_a_restart_finishes_the_rest(
         text.push_str(&format!("p{i:04}@example.org,Person {i}\n"));
     }
     std::fs::write(&csv, text).unwrap();
+    run_ok(bulletin_cli(&config).args(["store", "init"]));
     run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
     run_ok(bulletin_cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
     run_ok(bulletin_cli(&config).args(["import", repo_path(SEED_RECORD).to_str().unwrap()]));
@@ -490,6 +493,7 @@ fn sigterm_abandons_a_send_stuck_past_the_grace_period_and_the_next_start_resolv
         port,
         "shutdown_grace_seconds = 1\nlease_seconds = 60",
     );
+    run_ok(bulletin_cli(&config).args(["store", "init"]));
     run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
     run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
     run_ok(bulletin_cli(&config).args(["import", repo_path(SEED_RECORD).to_str().unwrap()]));

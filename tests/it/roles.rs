@@ -103,6 +103,7 @@ fn serve_once_keeps_to_its_roles() {
     std::fs::write(&csv, "email\na@example.org\nb@example.org\n").unwrap();
     let record = dir.path().join("r.toml");
     std::fs::write(&record, small_record("roles-once", "Roles once")).unwrap();
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     run_ok(cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
     run_ok(cli(&config).args(["import", record.to_str().unwrap()]));

@@ -948,19 +948,35 @@ async fn unsubscribe_and_suppression(url: &str) {
     let sub = s.subscription(list, a).await.unwrap().unwrap();
     assert_eq!((sub.list.as_str(), sub.email.as_str()), ("p", "a@x.org"));
     assert_eq!(sub.status, SubscriberStatus::Active);
-    let u = s.unsubscribe(list, a, t0()).await.unwrap().unwrap();
+    let u = s
+        .unsubscribe(list, a, "a@x.org", t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.status, SubscriberStatus::Unsubscribed);
-    let u = s.unsubscribe(list, a, t0()).await.unwrap().unwrap();
+    let u = s
+        .unsubscribe(list, a, "a@x.org", t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.status, SubscriberStatus::Unsubscribed);
     s.set_subscriber_status(list, "b@x.org", SubscriberStatus::Bounced, t0())
         .await
         .unwrap();
     assert_eq!(
-        s.unsubscribe(list, bb, t0()).await.unwrap().unwrap().status,
+        s.unsubscribe(list, bb, "b@x.org", t0())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         SubscriberStatus::Bounced,
         "a bounced address stays bounced"
     );
-    assert!(s.unsubscribe(list, 9999, t0()).await.unwrap().is_none());
+    assert!(s
+        .unsubscribe(list, 9999, "a@x.org", t0())
+        .await
+        .unwrap()
+        .is_none());
     assert!(s.subscription(list + 1, a).await.unwrap().is_none());
     s.remove_subscriber(list, "c@x.org").await.unwrap();
     // Rows of people who left after fan-out are claimed but marked to be suppressed.
@@ -1128,4 +1144,230 @@ async fn concurrent_claims_never_overlap(url: &str) {
         }
     }
     assert_eq!(seen.len(), 300);
+}
+
+// Issue 18, item 7 (kept apart from the list above so that it merges cleanly).
+both_engines!(
+    subscriber_ids_are_never_reused,
+    a_reused_id_neither_sends_to_nor_unsubscribes_another_address,
+);
+
+/// Add A, remove A, add B: B never gets A's id (SQLite without AUTOINCREMENT gave a new
+/// row max(id) + 1, so removing the newest subscriber handed their id on).
+async fn subscriber_ids_are_never_reused(url: &str) {
+    let s = open(url).await;
+    let list = list_with(&s, "p", &["a@x.org"]).await;
+    let id_of = |email: &'static str| {
+        let s = s.clone();
+        async move {
+            s.subscribers_page(list, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.email == email)
+                .map(|r| r.id)
+        }
+    };
+    let a = id_of("a@x.org").await.unwrap();
+    assert!(s.remove_subscriber(list, "a@x.org").await.unwrap());
+    let b_sub = NewSubscriber::parse("b@x.org", None, None).unwrap();
+    s.upsert_subscribers(list, &[b_sub], t0()).await.unwrap();
+    let b = id_of("b@x.org").await.unwrap();
+    assert!(b > a, "B got id {b}, A had {a}");
+    // A coming back is a new subscriber with a new id too.
+    assert!(s.remove_subscriber(list, "b@x.org").await.unwrap());
+    let a_sub = NewSubscriber::parse("a@x.org", None, None).unwrap();
+    s.upsert_subscribers(list, &[a_sub], t0()).await.unwrap();
+    let again = id_of("a@x.org").await.unwrap();
+    assert!(again > b, "A again got id {again}, B had {b}");
+}
+
+/// Runs one statement on the store's database beside the store (to make what an old store
+/// may hold: PostgreSQL stores copied from such a SQLite one hold it too).
+async fn raw(url: &str, sql: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+}
+
+/// A store that reused a removed subscriber's id (SQLite before AUTOINCREMENT; a
+/// PostgreSQL store copied from one): the removed address's queued row is suppressed
+/// although an active subscriber holds the id, and unsubscribing by that id for the
+/// removed address changes nobody.
+async fn a_reused_id_neither_sends_to_nor_unsubscribes_another_address(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["a@x.org", "b@x.org"]).await;
+    let list = s
+        .list(&ListName::parse("p").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let page = s.subscribers_page(list, 0, 10).await.unwrap();
+    let a = page.iter().find(|r| r.email == "a@x.org").unwrap().id;
+    assert!(s.remove_subscriber(list, "a@x.org").await.unwrap());
+    let c = NewSubscriber::parse("c@x.org", None, None).unwrap();
+    s.upsert_subscribers(list, &[c], t0()).await.unwrap();
+    raw(
+        url,
+        &format!("UPDATE subscribers SET id = {a} WHERE email = 'c@x.org'"),
+    )
+    .await;
+    assert_eq!(
+        s.subscription(list, a).await.unwrap().unwrap().email,
+        "c@x.org"
+    );
+
+    let claimed = s
+        .claim_due(t0(), 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    let to_a = claimed.iter().find(|c| c.recipient == "a@x.org").unwrap();
+    assert_eq!(to_a.subscriber_id, Some(a));
+    assert!(
+        to_a.suppressed_because
+            .as_deref()
+            .is_some_and(|w| w.contains("removed")),
+        "{to_a:?}"
+    );
+    let to_b = claimed.iter().find(|c| c.recipient == "b@x.org").unwrap();
+    assert_eq!(to_b.suppressed_because, None);
+
+    // Unsubscribing id `a` for A's address finds nobody; C stays subscribed.
+    assert!(s
+        .unsubscribe(list, a, "a@x.org", t0())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.subscription(list, a).await.unwrap().unwrap().status,
+        SubscriberStatus::Active
+    );
+    // The ledger names who was e-mailed under the id: A only, so far.
+    assert_eq!(s.link_recipients(list, a).await.unwrap(), ["a@x.org"]);
+}
+
+/// The SQLite migration that makes subscriber ids AUTOINCREMENT, on a store made by the
+/// migrations before it: every id, address and status is kept, the UNIQUE key, the
+/// foreign key to lists and the index are there, and new ids start above every id the
+/// table or the ledger names (a removed subscriber's rows included).
+#[tokio::test]
+async fn the_subscriber_ids_migration_keeps_ids_and_starts_above_the_ledger() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = dir.path().join("migrations");
+    std::fs::create_dir(&earlier).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.as_str() < "20261201000002" {
+            std::fs::copy(e.path(), earlier.join(&name)).unwrap();
+        }
+    }
+    let db = dir.path().join("old.db");
+    let url = format!("sqlite://{}", db.display());
+    {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&db)
+                    .create_if_missing(true)
+                    .foreign_keys(true),
+            )
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(earlier.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO lists (id, name, created_at) VALUES (1, 'p', 0)",
+            "INSERT INTO subscribers (id, list_id, email, status, created_at, updated_at) VALUES
+                (1, 1, 'a@x.org', 'active', 0, 0), (2, 1, 'b@x.org', 'bounced', 0, 0),
+                (3, 1, 'c@x.org', 'active', 0, 0)",
+            "INSERT INTO bulletins (id, kind, language, subject, html, text, lists, channels, state, created_at)
+                VALUES (1, 'record', 'en', 's', 'h', 't', 'p', 'email', 'done', 0)",
+            // Subscriber 4 was removed after being e-mailed; 3 was the newest, removed too.
+            "INSERT INTO deliveries (bulletin_id, channel, recipient, list_id, subscriber_id, status,
+                next_attempt_at, created_at, updated_at) VALUES (1, 'email', 'd@x.org', 1, 4, 'sent', 0, 0, 0)",
+            "DELETE FROM subscribers WHERE id = 3",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    let s = open(&url).await;
+    let page = s.subscribers_page(1, 0, 10).await.unwrap();
+    let kept: Vec<_> = page
+        .iter()
+        .map(|r| (r.id, r.email.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (1, "a@x.org", SubscriberStatus::Active),
+            (2, "b@x.org", SubscriberStatus::Bounced)
+        ]
+    );
+    let e = NewSubscriber::parse("e@x.org", None, None).unwrap();
+    s.upsert_subscribers(1, &[e], t0()).await.unwrap();
+    let e_id = s
+        .subscribers_page(1, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.email == "e@x.org")
+        .unwrap()
+        .id;
+    assert_eq!(e_id, 5, "above the removed 3 and the ledger's 4");
+    s.ready().await.unwrap();
+    drop(s);
+
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let schema: String = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'subscribers'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(
+        schema.contains("AUTOINCREMENT") && schema.contains("UNIQUE (list_id, email)"),
+        "{schema}"
+    );
+    let fk = sqlx::query("PRAGMA foreign_key_list(subscribers)")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(fk.len(), 1);
+    assert_eq!(fk[0].get::<String, _>("table"), "lists");
+    assert_eq!(fk[0].get::<String, _>("on_delete"), "CASCADE");
+    let indexes: Vec<String> = sqlx::query("PRAGMA index_list(subscribers)")
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("name"))
+        .collect();
+    assert!(
+        indexes.iter().any(|i| i == "subscribers_email"),
+        "{indexes:?}"
+    );
+    let problems = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    assert!(problems.is_empty());
 }

@@ -17,16 +17,21 @@ async fn store_copy_moves_everything_to_postgres() {
         ..Default::default()
     })
     .await;
-    t.list_with(
-        "partners",
-        &[("a@example.org", Some("A")), ("b@example.org", None)],
-    )
-    .await;
+    let list = t
+        .list_with(
+            "partners",
+            &[("a@example.org", Some("A")), ("b@example.org", None)],
+        )
+        .await;
     let record = t.import_seed_approved().await;
     t.app.fire_now("weekday-morning").await.unwrap();
     assert_eq!(t.app.run_pending(None).await.unwrap().sent, 2);
     let src = &t.app.store;
     let sqlite = format!("sqlite://{}", t.dir.path().join("bulletin.db").display());
+    // B, e-mailed and then removed, held the newest subscriber id: it is not handed out
+    // again on PostgreSQL either.
+    let b_id = src.subscribers_page(list, 0, 10).await.unwrap()[1].id;
+    assert!(src.remove_subscriber(list, "b@example.org").await.unwrap());
 
     let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
         .args(["store", "copy", "--from", &sqlite, "--to", &db.url])
@@ -90,6 +95,13 @@ async fn store_copy_moves_everything_to_postgres() {
     let name = bulletin::domain::ListName::parse("later").unwrap();
     assert!(pg.create_list(&name, "", t.clock_now()).await.unwrap());
     assert_eq!(pg.lists().await.unwrap().len(), 2);
+    let c =
+        bulletin::domain::subscriber::NewSubscriber::parse("c@example.org", None, None).unwrap();
+    pg.upsert_subscribers(list, &[c], t.clock_now())
+        .await
+        .unwrap();
+    let c_id = pg.subscribers_page(list, 0, 10).await.unwrap()[1].id;
+    assert!(c_id > b_id, "C got {c_id}, the removed B had {b_id}");
 
     // A database in use is never overwritten.
     let again = Command::new(env!("CARGO_BIN_EXE_bulletin"))

@@ -2,9 +2,12 @@
 //! read-only or a full disk (a real tmpfs, mounted for the test) gives a clear error at
 //! start that names the file and what is wrong, and leaves a store that works once the
 //! disk is fixed; a second daemon on the same store refuses to run, while the other
-//! commands keep working beside the first.
+//! commands keep working beside the first. Issue 18, items 5 and 6: a disk that fills
+//! while the daemon runs fails writes (and `/readyz`) only until space is freed, with no
+//! restart; `/readyz` notices the store file being deleted or replaced.
 
 use crate::crash::{cli, daemon_config, run_ok, start_serve};
+use crate::harness::{spawn_app, Options, SmtpSink};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,6 +99,7 @@ fn a_read_only_disk_is_named_at_start_and_changes_nothing() {
         return;
     };
     let (_dir, config, db) = setup(&mount);
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     mount.remount("ro");
 
@@ -126,6 +130,7 @@ fn a_read_only_folder_is_named_even_when_the_file_is_writable() {
     std::fs::create_dir(&store_dir).unwrap();
     let db = store_dir.join("b.db");
     let (config, _) = daemon_config(dir.path(), &db, 25, "pool_size = 2", "");
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
@@ -166,13 +171,18 @@ fn a_full_disk_is_named_at_start_and_leaves_a_store_that_works_after() {
         return;
     };
     let (_dir, config, db) = setup(&tiny);
-    let err = run_err(cli(&config).args(["lists", "create", "partners"]));
+    let err = run_err(cli(&config).args(["store", "init"]));
     assert!(
         err.contains(&format!("cannot prepare the store at {}", db.display()))
             && err.contains("the disk holding it is full"),
         "{err}"
     );
+    assert!(
+        !db.exists(),
+        "a store that could not be prepared is not left behind"
+    );
     tiny.remount("size=4m");
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     assert_eq!(
         lists(&config),
@@ -254,4 +264,212 @@ fn a_second_daemon_on_the_same_store_refuses_and_the_cli_works_beside_the_first(
     let mut second = start_serve(&config, public);
     assert!(second.still_running(), "the restart runs");
     second.kill9();
+}
+
+/// Fills the file system holding `path` to the last byte (tmpfs allocates whole pages, so
+/// after the large writes, page-sized ones take the rest).
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    for chunk in [vec![0u8; 64 * 1024], vec![0u8; 4096], vec![0u8; 512]] {
+        while f.write_all(&chunk).and_then(|_| f.flush()).is_ok() {}
+    }
+    let _ = f.sync_all();
+}
+
+/// The `/readyz` answer: status and body.
+async fn readyz(http: &crate::harness::Http) -> (u16, String) {
+    let r = http.get("/readyz").send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_while_running_fails_writes_until_freed_then_sending_resumes() {
+    let Some(mount) = Tmpfs::mount("8m") else {
+        return;
+    };
+    let sink = SmtpSink::start();
+    let db = mount.path().join("b.db");
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        store_url: Some(format!("sqlite://{}", db.display())),
+        ..Default::default()
+    })
+    .await;
+    t.list_with(
+        "partners",
+        &[("a@example.org", None), ("b@example.org", None)],
+    )
+    .await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let http = t.start_http().await;
+    assert_eq!(readyz(&http).await.0, 200);
+
+    // Empty the write-ahead log (so the next write needs new room), then fill the disk.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let filler = mount.path().join("filler");
+    fill(&filler);
+
+    // A pass cannot claim (its commit finds no room), and /readyz says why.
+    for pass in 0..3 {
+        let err = t.app.run_pending(None).await.unwrap_err().to_string();
+        assert!(
+            err.contains("full") && !err.contains("transaction depth"),
+            "pass {pass}: {err}"
+        );
+        let (status, body) = readyz(&http).await;
+        assert_eq!(status, 503, "pass {pass}: {body}");
+        assert!(
+            body.contains("store writes are failing") && body.contains("full"),
+            "{body}"
+        );
+    }
+
+    // Room again: the same process sends, without a restart, and is ready again.
+    std::fs::remove_file(&filler).unwrap();
+    let report = t.app.run_pending(None).await.unwrap();
+    assert_eq!(report.sent, 2, "{report:?}");
+    assert_eq!(sink.wait_for(2).len(), 2);
+    let (status, body) = readyz(&http).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_notices_the_store_file_replaced_or_deleted() {
+    let t = spawn_app(Options::default()).await;
+    let http = t.start_http().await;
+    assert_eq!(readyz(&http).await.0, 200);
+    let db = t.dir.path().join("bulletin.db");
+
+    // Another file moved into its place (a restore, a deploy script, a mistaken copy).
+    let other = t.dir.path().join("other.db");
+    std::fs::copy(&db, &other).unwrap();
+    std::fs::rename(&other, &db).unwrap();
+    let (status, body) = readyz(&http).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("the store file {} was replaced", db.display())),
+        "{body}"
+    );
+
+    std::fs::remove_file(&db).unwrap();
+    let (status, body) = readyz(&http).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("the store file {} was deleted", db.display())),
+        "{body}"
+    );
+}
+
+/// The real daemon: a disk that fills while `serve` runs refuses the admin API's writes
+/// and `/readyz` says why; once space is freed the same process takes and sends the next
+/// notice, without a restart (before, every later transaction failed with "attempted to
+/// call begin_with at non-zero transaction depth" until a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_running_through_a_full_disk_and_sends_once_there_is_room() {
+    const TOKEN: &str = "store-faults-admin-token-0123456789";
+    let Some(mount) = Tmpfs::mount("8m") else {
+        return;
+    };
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = mount.path().join("b.db");
+    let (config, public) = daemon_config(dir.path(), &db, sink.port, "pool_size = 2", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let admin = text
+        .split("[admin]\nbind = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    run_ok(cli(&config).args(["store", "init"]));
+    run_ok(cli(&config).args(["lists", "create", "partners"]));
+    run_ok(cli(&config).args(["lists", "add", "partners", "a@example.org"]));
+    run_ok(cli(&config).args(["lists", "add", "partners", "b@example.org"]));
+    let child = cli(&config)
+        .env("BULLETIN_ADMIN_TOKEN", TOKEN)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut daemon = crate::crash::Running(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", public)).is_err() {
+        assert!(daemon.still_running(), "serve exited at start");
+        assert!(Instant::now() < deadline, "serve did not start listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = reqwest::Client::new();
+    let notice = |key: &str| {
+        client
+            .post(format!("http://{admin}/api/notices"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({
+                "title": format!("Notice {key}"),
+                "body": "Session 2 moves to **Hall B**.",
+                "severity": "urgent",
+                "lists": ["partners"],
+                "key": key,
+                "by": "duty officer",
+            }))
+            .send()
+    };
+    let readyz = || async {
+        let r = client
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(notice("first").await.unwrap().status(), 201);
+    assert_eq!(sink.wait_for(2).len(), 2);
+    assert_eq!(readyz().await.0, 200);
+
+    // Empty the write-ahead log (so the next write needs new room), then fill the disk.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let filler = mount.path().join("filler");
+    fill(&filler);
+    let r = notice("while-full").await.unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert!(status.is_server_error(), "{status} {body}");
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store writes are failing"), "{body}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let r = notice("after").await.unwrap();
+    let status = r.status();
+    assert_eq!(status, 201, "{}", r.text().await.unwrap());
+    assert_eq!(
+        sink.wait_for(4).len(),
+        4,
+        "the same daemon sent the next notice"
+    );
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(daemon.still_running());
 }

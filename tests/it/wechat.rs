@@ -508,6 +508,7 @@ async fn secrets_and_tokens_stay_out_of_logs_and_the_ledger_shows_wechat_ids() {
     let rec_arg = rec.display().to_string();
     let mut logs = String::new();
     for args in [
+        vec!["store", "init"],
         vec!["lists", "create", "partners"],
         vec!["import", rec_arg.as_str()],
         vec!["approve", "bin", "--by", "tester"],
