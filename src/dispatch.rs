@@ -931,25 +931,46 @@ impl Dispatcher {
     /// The dispatcher loop: drain, then sleep until woken, the next row is due, or the poll interval.
     pub async fn run(&self, shutdown: CancellationToken) {
         info!("dispatcher started");
+        // Passes failed in a row (the store refusing writes): the next waits twice as long,
+        // from 100 ms up to 30 s, so a full disk is retried, not flooded with passes.
+        let mut failures: u32 = 0;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             match self.drain_until(&shutdown).await {
-                Ok(r) if r.claimed > 0 => info!(
-                    sent = r.sent,
-                    retrying = r.retrying,
-                    failed = r.failed,
-                    suppressed = r.suppressed,
-                    "dispatch pass"
-                ),
-                Ok(_) => {}
+                Ok(r) => {
+                    if failures > 0 {
+                        info!(after = failures, "dispatch passes succeed again");
+                    }
+                    failures = 0;
+                    if r.claimed > 0 {
+                        info!(
+                            sent = r.sent,
+                            retrying = r.retrying,
+                            failed = r.failed,
+                            suppressed = r.suppressed,
+                            "dispatch pass"
+                        );
+                    }
+                }
                 Err(e) => {
                     // Rows the failed pass still holds are left `sending`; under a new
                     // claimer generation they count as another process's, taken over once
                     // their lease expires (a claim never takes back its own rows).
                     self.store.claimer().next_generation();
-                    warn!(error = %e, "dispatch pass failed; will try again");
+                    failures = failures.saturating_add(1);
+                    let backoff = std::time::Duration::from_millis(100)
+                        .saturating_mul(1 << failures.min(9))
+                        .min(std::time::Duration::from_secs(30));
+                    warn!(error = %e, failures, retry_in = ?backoff, "dispatch pass failed; will try again");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        // Work queued meanwhile (its write succeeded): try at once.
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    continue;
                 }
             }
             let mut wait = self.config.poll_interval;

@@ -407,6 +407,7 @@ fn smtp_connects_failing_for_want_of_descriptors_spend_no_attempt() {
     std::fs::write(&csv, "email\na@example.org\nb@example.org\nc@example.org\n").unwrap();
     let record = dir.path().join("r.toml");
     std::fs::write(&record, small_record("fd-starved", "Descriptors")).unwrap();
+    run_ok(cli(&config).args(["store", "init"]));
     run_ok(cli(&config).args(["lists", "create", "partners"]));
     run_ok(cli(&config).args(["lists", "import", "partners", csv.to_str().unwrap()]));
     run_ok(cli(&config).args(["import", record.to_str().unwrap()]));
