@@ -134,6 +134,12 @@ struct RawWechat {
     #[serde(default = "default_wechat_timeout")]
     timeout_seconds: u64,
     outbox_dir: Option<PathBuf>,
+    #[serde(default = "default_publish_settle")]
+    publish_settle_minutes: u64,
+}
+
+fn default_publish_settle() -> u64 {
+    60
 }
 
 fn yes() -> bool {
@@ -189,6 +195,9 @@ pub struct WechatConfig {
     pub timeout: Duration,
     /// Write the article and the calls it would make here instead of calling WeChat.
     pub outbox_dir: Option<PathBuf>,
+    /// The longest a publish may take: after a `freepublish/submit` whose answer was
+    /// lost, "WeChat did not take it" is concluded only once this has passed.
+    pub publish_settle: Duration,
 }
 
 #[derive(Deserialize)]
@@ -874,6 +883,7 @@ impl Config {
                         poll_timeout: Duration::from_secs(w.poll_timeout_minutes * 60),
                         timeout: Duration::from_secs(w.timeout_seconds),
                         outbox_dir: w.outbox_dir,
+                        publish_settle: Duration::from_secs(w.publish_settle_minutes * 60),
                     })
                 }
             }

@@ -186,6 +186,10 @@ pub struct WechatJob {
     pub msg_data_id: Option<String>,
     pub first_poll_at: Option<DateTime<Utc>>,
     pub polls: i64,
+    /// The call that may have reached WeChat without its answer being stored
+    /// (`draft_add` or `submit`), written before the call is made.
+    pub step: Option<String>,
+    pub step_started_at: Option<DateTime<Utc>>,
 }
 
 /// An upload WeChat already has, found by content hash.
@@ -398,6 +402,22 @@ pub struct NoticeMeta {
     /// Identifies the content; the same key within `dedupe_since` is the same notice.
     pub content_key: String,
     pub dedupe_since: DateTime<Utc>,
+    /// For a notice that goes to WeChat: reserve one mass send, refused (`Refused`) when
+    /// `limit` reservations and unreserved mass sends already exist since `since`.
+    pub wechat_quota: Option<WechatQuotaCheck>,
+}
+
+/// Why a notice for WeChat was refused: the quota (both engines say it the same way).
+pub fn wechat_quota_refusal(used: i64, limit: i64) -> String {
+    format!("the WeChat mass-send quota is used up: {used} of {limit} in the last 24 h")
+}
+
+/// The WeChat mass-send quota a notice reserves from (checked after the dedupe).
+#[derive(Debug, Clone)]
+pub struct WechatQuotaCheck {
+    pub appid: String,
+    pub limit: i64,
+    pub since: DateTime<Utc>,
 }
 
 /// The store, by intent.
