@@ -68,6 +68,8 @@ pub struct FakeState {
     next_id: u64,
     uploaded_urls: HashSet<String>,
     materials: HashSet<String>,
+    /// Permanent images, oldest first: (media_id, file name, url).
+    pub material_list: Vec<(String, String, String)>,
     pub drafts: HashMap<String, Value>,
     /// publish_id → (draft, polls left while publishing, final status fixed at submit).
     publishes: HashMap<String, (String, u32, i64)>,
@@ -142,6 +144,10 @@ impl FakeWechat {
             .route("/cgi-bin/media/uploadimg", post(uploadimg))
             .route("/cgi-bin/material/add_material", post(add_material))
             .route("/cgi-bin/draft/add", post(draft_add))
+            .route(
+                "/cgi-bin/material/batchget_material",
+                post(batchget_material),
+            )
             .route("/cgi-bin/freepublish/submit", post(publish_submit))
             .route("/cgi-bin/freepublish/get", post(publish_get))
             .route("/cgi-bin/freepublish/batchget", post(publish_batchget))
@@ -386,7 +392,7 @@ async fn add_material(
             return error(40004, "invalid media type");
         }
     }
-    let (_, bytes) = match media_part(mp).await {
+    let (name, bytes) = match media_part(mp).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -398,8 +404,10 @@ async fn add_material(
     }
     let mut s = st.lock().unwrap();
     let id = format!("MATERIAL_{}", s.id());
+    let url = format!("http://mmbiz.qpic.cn/mmbiz_png/{id}/0");
     s.materials.insert(id.clone());
-    reply(json!({"media_id": id, "url": format!("http://mmbiz.qpic.cn/mmbiz_png/{id}/0")}))
+    s.material_list.push((id.clone(), name, url.clone()));
+    reply(json!({"media_id": id, "url": url}))
 }
 
 /// POST /cgi-bin/draft/add (§4.1): checks title/author/digest limits (45003/45110/45004),
@@ -672,4 +680,39 @@ async fn publish_batchget(
         .map(|(id, a, _)| (id.clone(), a.clone(), "article_id"))
         .collect();
     page(items, &body)
+}
+
+/// POST /cgi-bin/material/batchget_material (§3.2) `{"type","offset","count"}` (count
+/// 1..20): permanent images, newest first, each with `media_id`, the `name` it was
+/// uploaded with, `update_time` and `url` (the item shape of the official page; the
+/// reference lists the call only).
+async fn batchget_material(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Some(f) = fault(&mut s, "/cgi-bin/material/batchget_material") {
+        return fault_response(&f);
+    }
+    if let Err(r) = check_token(&mut s, &q) {
+        return r;
+    }
+    if body["type"] != "image" {
+        return error(40004, "invalid media type");
+    }
+    let offset = body["offset"].as_u64().unwrap_or(0) as usize;
+    let count = body["count"].as_u64().unwrap_or(0) as usize;
+    if !(1..=20).contains(&count) {
+        return error(40002, "invalid argument");
+    }
+    let item: Vec<Value> = s
+        .material_list
+        .iter()
+        .rev()
+        .skip(offset)
+        .take(count)
+        .map(|(id, name, url)| json!({"media_id": id, "name": name, "update_time": 1_700_000_000, "url": url}))
+        .collect();
+    reply(json!({"total_count": s.material_list.len(), "item_count": item.len(), "item": item}))
 }

@@ -15,6 +15,9 @@ const PNG: &[u8] = &[
     0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
+/// A 1x1 GIF (WeChat takes no GIF inside an article, §3.1).
+const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
 fn options(fake: &FakeWechat, mode: &str) -> Options {
     Options {
         channels: r#"["wechat"]"#,
@@ -433,7 +436,12 @@ async fn a_lost_mass_send_reply_never_sends_twice() {
     });
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
-    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    let row = &wechat_rows(&t).await[0];
+    assert_eq!(
+        (row.status.as_str(), row.ambiguous),
+        ("retrying", true),
+        "flagged: the send may have gone out: {row:?}"
+    );
     let rows = run_to_end(&t).await;
     assert_eq!(
         (rows[0].status.as_str(), rows[0].last_code),
@@ -843,6 +851,35 @@ async fn a_lost_draft_add_answer_leaves_one_draft() {
     });
 }
 
+/// add_material is carried out, its answer lost: the next attempt finds the cover among
+/// the permanent images instead of uploading it again.
+#[tokio::test]
+async fn a_lost_cover_upload_answer_uploads_it_once() {
+    let (t, fake) = spawn_quick("draft").await;
+    approved_with_image(&t, "lc", "Lost cover").await;
+    lose(
+        &fake,
+        "/cgi-bin/material/add_material",
+        Lost::Slow(std::time::Duration::from_secs(3)),
+        1,
+    );
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    let rows = run_to_end(&t).await;
+    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    fake.with(|s| {
+        assert_eq!(
+            s.count("/cgi-bin/material/add_material"),
+            1,
+            "uploaded once"
+        );
+        assert_eq!(s.material_list.len(), 1);
+        let draft = s.drafts.values().next().unwrap();
+        assert_eq!(draft["thumb_media_id"], s.material_list[0].0.as_str());
+    });
+}
+
 /// Two bulletins with the same image, delivered at the same time: one upload of each kind.
 #[tokio::test]
 async fn concurrent_bulletins_with_the_same_cover_upload_it_once() {
@@ -1057,10 +1094,9 @@ async fn images_wechat_refuses_are_refused_at_import() {
         );
         t.write_record("img.toml", &body)
     };
-    let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec();
     let e = t
         .app
-        .import_record_file(&try_import("anim.gif", gif))
+        .import_record_file(&try_import("anim.gif", GIF.to_vec()))
         .await
         .unwrap_err()
         .to_string();
@@ -1086,4 +1122,39 @@ async fn images_wechat_refuses_are_refused_at_import() {
         .import_record_file(&try_import("ok.png", big))
         .await
         .expect("one byte under 1 MiB is taken");
+}
+
+/// A record imported before WeChat was set up is refused when approved (admin API and
+/// CLI share the check), naming the image, instead of failing at send time.
+#[tokio::test]
+async fn a_record_imported_before_wechat_was_set_up_is_refused_at_approval() {
+    let t = spawn_app(Options::default()).await;
+    std::fs::write(t.dir.path().join("anim.gif"), GIF).unwrap();
+    let body = format!(
+        "{}[[images]]\nfile = \"anim.gif\"\nalt = \"Delegates\"\n",
+        small_record("early", "Imported early")
+    );
+    let id = t.import(&t.write_record("early.toml", &body)).await;
+
+    let fake = FakeWechat::start().await;
+    let with_wechat = TestApp {
+        app: build_app(t.dir.path(), &options(&fake, "draft"), &t.clock).await,
+        clock: t.clock.clone(),
+        dir: t.dir,
+    };
+    let http = with_wechat.start_http().await;
+    let resp = http
+        .post(&format!("/api/records/{id}/approve"))
+        .json(&serde_json::json!({"by": "editor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("images[1].file") && text.contains("anim.gif") && text.contains("image/gif"),
+        "{text}"
+    );
+    let rec = with_wechat.app.store.record(&id).await.unwrap().unwrap();
+    assert!(rec.approved_by.is_none(), "not approved");
 }

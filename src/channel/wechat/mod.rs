@@ -275,13 +275,36 @@ impl WechatChannel {
             .or_default()
             .clone();
         let _one_at_a_time = flight.lock().await;
-        if let Some(m) = self
+        let ext = match image.content_type.as_str() {
+            "image/png" => "png",
+            "image/gif" => "gif",
+            _ => "jpg",
+        };
+        // The file name WeChat keeps with a permanent material: how we recognise our
+        // cover in the material list after an upload whose answer was lost.
+        let name = format!(
+            "bulletin-{}.{ext}",
+            image.sha256.get(..16).unwrap_or(&image.sha256)
+        );
+        match self
             .store
             .wechat_media(api.appid(), &image.sha256, kind)
             .await
             .map_err(Self::store_err)?
         {
-            return Ok(m);
+            Some(m) if m.media_id.is_some() || m.url.is_some() => return Ok(m),
+            // An add_material started and its answer lost: WeChat may have it.
+            Some(_) => {
+                if let Some(m) = self.find_material(api, &name).await? {
+                    tracing::warn!(file = %image.file, media_id = ?m.media_id, "the answer to add_material was lost, but WeChat has the image: using it");
+                    self.store
+                        .save_wechat_media(api.appid(), &image.sha256, kind, &m, self.clock.now())
+                        .await
+                        .map_err(Self::store_err)?;
+                    return Ok(m);
+                }
+            }
+            None => {}
         }
         if let Some(why) =
             image_refusal(&image.file, &image.content_type, image.bytes.len(), used_as)
@@ -292,21 +315,31 @@ impl WechatChannel {
             ImageUse::Body => ("/cgi-bin/media/uploadimg", vec![]),
             ImageUse::Cover => ("/cgi-bin/material/add_material", vec![("type", "image")]),
         };
-        let ext = match image.content_type.as_str() {
-            "image/png" => "png",
-            "image/gif" => "gif",
-            _ => "jpg",
-        };
-        let v = api
-            .upload(
-                path,
-                &query,
-                &format!("image.{ext}"),
-                &image.content_type,
-                &image.bytes,
-            )
+        if used_as == ImageUse::Cover {
+            // "Started": no ids yet (see the match above).
+            let started = WechatMedia {
+                media_id: None,
+                url: None,
+            };
+            self.store
+                .save_wechat_media(api.appid(), &image.sha256, kind, &started, self.clock.now())
+                .await
+                .map_err(Self::store_err)?;
+        }
+        let v = match api
+            .upload(path, &query, &name, &image.content_type, &image.bytes)
             .await
-            .map_err(|e| self.send_err(&e, path))?;
+        {
+            Ok(v) => v,
+            Err(e) if e.may_have_reached() && used_as == ImageUse::Cover => {
+                let mut err = self.send_err(&e, path);
+                err.message.push_str(
+                    "; WeChat may have the image: the next attempt looks for it among the permanent materials before uploading it again",
+                );
+                return Err(err);
+            }
+            Err(e) => return Err(self.send_err(&e, path)),
+        };
         let media = WechatMedia {
             media_id: v.get("media_id").and_then(id_string),
             url: v.get("url").and_then(Value::as_str).map(str::to_string),
@@ -793,6 +826,45 @@ impl WechatChannel {
         Ok(None)
     }
 
+    /// Our cover among the permanent images (`material/batchget_material`, §3.2: items
+    /// with `media_id`, `name`, `url`), by the file name it was uploaded with.
+    async fn find_material(
+        &self,
+        api: &WechatClient,
+        name: &str,
+    ) -> Result<Option<WechatMedia>, SendError> {
+        let call = "/cgi-bin/material/batchget_material";
+        for page in 0..RECONCILE_PAGES {
+            let v = api
+                .post_json(
+                    call,
+                    &json!({"type": "image", "offset": page * 20, "count": 20}),
+                )
+                .await
+                .map_err(|e| self.send_err(&e, call))?;
+            let items = v
+                .get("item")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(hit) = items
+                .iter()
+                .find(|it| it.get("name").and_then(Value::as_str) == Some(name))
+            {
+                return Ok(Some(WechatMedia {
+                    media_id: hit.get("media_id").and_then(id_string),
+                    url: hit.get("url").and_then(Value::as_str).map(str::to_string),
+                })
+                .filter(|m| m.media_id.is_some()));
+            }
+            let total = v.get("total_count").and_then(Value::as_u64).unwrap_or(0);
+            if items.len() < 20 || (page + 1) * 20 >= total {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// Our draft in the draft box, after a `draft/add` whose answer was lost.
     async fn find_draft(
         &self,
@@ -873,6 +945,13 @@ impl WechatChannel {
                 body,
                 ..
             }) => (body, true),
+            Err(e) if e.may_have_reached() => {
+                // Maybe sent: flagged so. The retry carries the same clientmsgid, so
+                // WeChat answers 45065 instead of sending twice.
+                let mut err = self.send_err(&e, "message/mass/sendall");
+                err.maybe_delivered = true;
+                return Err(err);
+            }
             Err(e) => return Err(self.send_err(&e, "message/mass/sendall")),
         };
         st.msg_id = v.get("msg_id").and_then(id_string);
