@@ -315,7 +315,8 @@ impl Notices {
     }
 
     /// WeChat mass sends in the last 24 h against `wechat.mass_send_daily_quota` (§7.1, §11
-    /// of the WeChat reference): shown before a notice goes to WeChat, and enforced.
+    /// of the WeChat reference): notices' reservations plus other mass sends. Shown
+    /// before a notice goes to WeChat; enforced by the store when the notice is created.
     pub async fn wechat_quota(&self) -> Result<WechatQuota, NoticeError> {
         let limit = self
             .config
