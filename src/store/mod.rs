@@ -560,6 +560,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Forgets the shared token, but only if it is still `failed` (WeChat rejected it).
     async fn drop_shared_token(&self, appid: &str, failed: &str) -> Result<()>;
+    /// Whether a WeChat delivery other than `delivery_id` recorded this `article_id` (an
+    /// article found after a lost answer must not be another bulletin's).
+    async fn wechat_article_recorded(&self, article_id: &str, delivery_id: i64) -> Result<bool>;
+    /// Whether a WeChat delivery other than `delivery_id` recorded this draft `media_id`.
+    async fn wechat_draft_recorded(&self, media_id: &str, delivery_id: i64) -> Result<bool>;
     /// WeChat mass sends submitted since `since` (for the quota shown before a notice).
     async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64>;
     async fn wechat_media(

@@ -1157,6 +1157,28 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn wechat_article_recorded(&self, article_id: &str, delivery_id: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM wechat_jobs WHERE article_id = $1 AND delivery_id <> $2",
+        )
+        .bind(article_id)
+        .bind(delivery_id)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
+    async fn wechat_draft_recorded(&self, media_id: &str, delivery_id: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM wechat_jobs WHERE draft_media_id = $1 AND delivery_id <> $2",
+        )
+        .bind(media_id)
+        .bind(delivery_id)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
     async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
         Ok(sqlx::query_scalar(WECHAT_QUOTA_USED)
             .bind(ms(since))

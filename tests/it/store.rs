@@ -891,6 +891,14 @@ async fn wechat_jobs_and_media(url: &str) {
     job.step_started_at = Some(t0());
     s.save_wechat_job(&job, t0()).await.unwrap();
     assert_eq!(s.wechat_job(d).await.unwrap().as_ref(), Some(&job));
+    job.article_id = Some("art".into());
+    s.save_wechat_job(&job, t0()).await.unwrap();
+    // Another delivery's draft or article is recognised as taken; our own is not.
+    assert!(!s.wechat_article_recorded("art", d).await.unwrap());
+    assert!(s.wechat_article_recorded("art", d + 1).await.unwrap());
+    assert!(!s.wechat_draft_recorded("draft", d).await.unwrap());
+    assert!(s.wechat_draft_recorded("draft", d + 1).await.unwrap());
+    assert!(!s.wechat_draft_recorded("other", d + 1).await.unwrap());
     assert_eq!(s.wechat_media("wx", "h", "material").await.unwrap(), None);
     let m = WechatMedia {
         media_id: Some("m1".into()),

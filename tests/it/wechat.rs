@@ -788,6 +788,52 @@ async fn an_abandoned_submit_with_the_publish_in_progress_waits_then_resolves() 
     });
 }
 
+/// An earlier bulletin with the same title and digest is already published: after a lost
+/// submit answer, its article is not taken for ours (no other delivery's article is).
+#[tokio::test]
+async fn a_lost_submit_never_adopts_another_bulletins_article() {
+    let (t, fake) = spawn_wechat("publish").await;
+    // Two records whose articles have the same title and digest (the summary).
+    let same = |id: &'static str| {
+        let t = &t;
+        async move {
+            let body = small_record(id, "Same title")
+                .replace(&format!("Summary of {id}."), "The same summary.");
+            let id = t
+                .import(&t.write_record(&format!("{id}.toml"), &body))
+                .await;
+            t.app
+                .store
+                .approve_record(&id, "approver", t.clock_now())
+                .await
+                .unwrap();
+        }
+    };
+    same("e1").await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let first = run_to_end(&t).await[0].clone();
+    assert_eq!(first.status, "sent");
+
+    fake.with(|s| s.publishing_polls = 1_000);
+    same("e2").await;
+    lose(&fake, SUBMIT, Lost::Dropped, 1);
+    t.clock.advance(chrono::Duration::seconds(5));
+    t.app.fire_now("weekday-morning").await.unwrap();
+    for _ in 0..3 {
+        t.app.run_pending(None).await.unwrap();
+        t.clock.advance(chrono::Duration::seconds(31));
+    }
+    let rows = wechat_rows(&t).await;
+    let second = rows.iter().find(|r| r.id != first.id).unwrap();
+    assert_eq!(second.status, "retrying", "{second:?}");
+    fake.with(|s| s.finish_publishing());
+    let rows = run_to_end(&t).await;
+    let second = rows.iter().find(|r| r.id != first.id).unwrap();
+    assert_eq!(second.status, "sent", "{second:?}");
+    assert_ne!(second.message_id, first.message_id, "its own article");
+    assert_eq!(fake.with(|s| s.count(SUBMIT)), 2, "one submit per bulletin");
+}
+
 /// WeChat did not take the submit (a gateway's 503: it may have, so the row waits); once
 /// the settle time has passed with the draft still there and no article, it is
 /// submitted again, exactly once.

@@ -267,14 +267,36 @@ impl WechatChannel {
             ImageUse::Body => "uploadimg",
             ImageUse::Cover => "material",
         };
+        let key = (image.sha256.clone(), kind);
         let flight = self
             .uploads
             .lock()
             .await
-            .entry((image.sha256.clone(), kind))
+            .entry(key.clone())
             .or_default()
             .clone();
-        let _one_at_a_time = flight.lock().await;
+        let result = {
+            let _one_at_a_time = flight.lock().await;
+            self.upload_locked(api, image, used_as, what, kind).await
+        };
+        // Forget the hash once nobody else waits on it (others clone under this lock).
+        let mut uploads = self.uploads.lock().await;
+        if Arc::strong_count(&flight) == 2 {
+            uploads.remove(&key);
+        }
+        result
+    }
+
+    /// `upload_once` with the hash's lock held: the store's cache, a lost cover upload
+    /// looked up, or the upload.
+    async fn upload_locked(
+        &self,
+        api: &WechatClient,
+        image: &ImageData,
+        used_as: ImageUse,
+        what: &str,
+        kind: &'static str,
+    ) -> Result<WechatMedia, SendError> {
         let ext = match image.content_type.as_str() {
             "image/png" => "png",
             "image/gif" => "gif",
@@ -500,7 +522,8 @@ impl WechatChannel {
                 let thumb = cover.media_id.unwrap_or_default();
                 // A draft/add whose answer was lost: adopt the draft if WeChat made it.
                 let found = if st.step.as_deref() == Some(STEP_DRAFT_ADD) {
-                    self.find_draft(api, article, &content).await?
+                    self.find_draft(api, st.delivery_id, article, &content)
+                        .await?
                 } else {
                     None
                 };
@@ -717,7 +740,7 @@ impl WechatChannel {
         let now = self.clock.now();
         let started = st.step_started_at.unwrap_or(now);
         let settled = (now - started).to_std().unwrap_or_default() >= self.cfg.publish_settle;
-        if let Some((article_id, url)) = self.find_article(api, article).await? {
+        if let Some((article_id, url)) = self.find_article(api, st.delivery_id, article).await? {
             st.publish_status = Some(0);
             st.article_id = Some(article_id.clone());
             st.article_url = url;
@@ -790,7 +813,8 @@ impl WechatChannel {
     }
 
     /// Pages through a batchget listing (§4.4, §5.4), newest first, for an item whose
-    /// first news item is our article; returns the item.
+    /// first news item is our article and that no other delivery recorded as its draft
+    /// or article; returns the item.
     async fn find_listed(
         &self,
         api: &WechatClient,
@@ -798,6 +822,7 @@ impl WechatChannel {
         no_content: bool,
         article: &WechatArticle,
         content: Option<&str>,
+        delivery_id: i64,
     ) -> Result<Option<Value>, SendError> {
         for page in 0..RECONCILE_PAGES {
             let v = api
@@ -812,11 +837,27 @@ impl WechatChannel {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            if let Some(hit) = items.iter().find(|it| {
+            for hit in items.iter().filter(|it| {
                 it.pointer("/content/news_item/0")
                     .is_some_and(|n| Self::same_article(n, article, content))
             }) {
-                return Ok(Some(hit.clone()));
+                let taken = match (
+                    hit.get("article_id").and_then(id_string),
+                    hit.get("media_id").and_then(id_string),
+                ) {
+                    (Some(article), _) => {
+                        self.store
+                            .wechat_article_recorded(&article, delivery_id)
+                            .await
+                    }
+                    (None, Some(draft)) => {
+                        self.store.wechat_draft_recorded(&draft, delivery_id).await
+                    }
+                    (None, None) => Ok(true),
+                };
+                if !taken.map_err(Self::store_err)? {
+                    return Ok(Some(hit.clone()));
+                }
             }
             let total = v.get("total_count").and_then(Value::as_u64).unwrap_or(0);
             if items.len() < 20 || (page + 1) * 20 >= total {
@@ -865,10 +906,12 @@ impl WechatChannel {
         Ok(None)
     }
 
-    /// Our draft in the draft box, after a `draft/add` whose answer was lost.
+    /// Our draft in the draft box, after a `draft/add` whose answer was lost: one that
+    /// matches and that no other delivery recorded as its own.
     async fn find_draft(
         &self,
         api: &WechatClient,
+        delivery_id: i64,
         article: &WechatArticle,
         content: &str,
     ) -> Result<Option<String>, SendError> {
@@ -879,19 +922,29 @@ impl WechatChannel {
                 false,
                 article,
                 Some(content),
+                delivery_id,
             )
             .await?
             .and_then(|it| it.get("media_id").and_then(id_string)))
     }
 
-    /// Our published article (article_id, URL), after a submit whose answer was lost.
+    /// Our published article (article_id, URL), after a submit whose answer was lost:
+    /// one that matches and that no other delivery recorded as its own.
     async fn find_article(
         &self,
         api: &WechatClient,
+        delivery_id: i64,
         article: &WechatArticle,
     ) -> Result<Option<(String, Option<String>)>, SendError> {
         Ok(self
-            .find_listed(api, "/cgi-bin/freepublish/batchget", true, article, None)
+            .find_listed(
+                api,
+                "/cgi-bin/freepublish/batchget",
+                true,
+                article,
+                None,
+                delivery_id,
+            )
             .await?
             .and_then(|it| {
                 let id = it.get("article_id").and_then(id_string)?;
