@@ -864,6 +864,12 @@ impl Config {
                             format!("{} is not a readable file (every WeChat article needs a cover image)", w.cover_image.display()),
                         ));
                     }
+                    if w.publish_settle_minutes == 0 {
+                        return Err(e(
+                            "publish_settle_minutes",
+                            "publish_settle_minutes must be at least 1 (the longest a publish may take; 0 would submit again while a publish is still in progress)".into(),
+                        ));
+                    }
                     if w.poll_interval_seconds == 0 || w.timeout_seconds == 0 {
                         return Err(e(
                             "poll_interval_seconds",

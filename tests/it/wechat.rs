@@ -834,6 +834,66 @@ async fn a_lost_submit_never_adopts_another_bulletins_article() {
     assert_eq!(fake.with(|s| s.count(SUBMIT)), 2, "one submit per bulletin");
 }
 
+/// After a lost submit answer the draft leaves the draft box (deleted by an editor here)
+/// and no article appears: once the settle time is over the row fails, flagged, saying
+/// to check the back office; an operator's retry then makes a new draft and submits it.
+#[tokio::test]
+async fn a_draft_gone_without_an_article_fails_flagged_and_a_retry_starts_over() {
+    let (t, fake) = spawn_wechat("publish").await;
+    fake.with(|s| s.publishing_polls = 1_000);
+    approved_with_image(&t, "dg", "Draft gone").await;
+    lose(&fake, SUBMIT, Lost::Dropped, 1);
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    fake.with(|s| s.drafts.clear());
+    t.clock.advance(chrono::Duration::seconds(31));
+    t.app.run_pending(None).await.unwrap();
+    let row = &wechat_rows(&t).await[0];
+    assert_eq!(
+        (row.status.as_str(), row.attempts),
+        ("retrying", 0),
+        "{row:?}"
+    );
+    assert!(row
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("left the draft box"));
+    t.clock.advance(chrono::Duration::minutes(61));
+    let rows = run_to_end(&t).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].ambiguous),
+        ("failed", true),
+        "{:?}",
+        rows[0]
+    );
+    assert!(rows[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("check the WeChat back office"));
+    assert_eq!(fake.with(|s| s.count(SUBMIT)), 1);
+
+    fake.with(|s| s.publishing_polls = 0);
+    t.app
+        .store
+        .requeue(
+            None,
+            Some(rows[0].id),
+            &[bulletin::domain::DeliveryStatus::Failed],
+            t.clock_now(),
+        )
+        .await
+        .unwrap();
+    let rows = run_to_end(&t).await;
+    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    fake.with(|s| {
+        assert_eq!(s.count("/cgi-bin/draft/add"), 2, "a new draft");
+        assert_eq!(s.count(SUBMIT), 2);
+        assert_eq!(s.published_titles().len(), 1);
+    });
+}
+
 /// WeChat did not take the submit (a gateway's 503: it may have, so the row waits); once
 /// the settle time has passed with the draft still there and no article, it is
 /// submitted again, exactly once.

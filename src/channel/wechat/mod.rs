@@ -766,6 +766,13 @@ impl WechatChannel {
         if !draft_there {
             // Published (the draft left the box) but not listed yet, or deleted by hand.
             if settled {
+                // Given up: a `bulletin retry` starts over with a new draft (the
+                // operator checked the back office first, as the message says).
+                st.step = None;
+                st.step_started_at = None;
+                st.draft_media_id = None;
+                st.thumb_media_id = None;
+                self.save(st).await?;
                 let mut e = SendError::permanent(format!(
                     "draft {draft} left the draft box after a freepublish/submit whose answer was lost, \
                      and no published article matches it: it may be published; check the WeChat back office"
