@@ -1118,7 +1118,8 @@ async fn the_same_notice_key_returns_the_first_id_after_the_quota_is_used() {
 // ---- Item 12 ----
 
 /// WeChat refuses the token, then the refreshed one: one forced refresh, and the call
-/// goes through; refused once more, the error says what happened, not "check the AppSecret".
+/// goes through; refused again soon after, the error says what happened, not "check the
+/// AppSecret", and force mode is not used again within 30 s (§2.2).
 #[tokio::test]
 async fn a_second_40001_forces_one_refresh_and_reports_accurately() {
     let (t, fake) = spawn_wechat("draft").await;
@@ -1137,7 +1138,8 @@ async fn a_second_40001_forces_one_refresh_and_reports_accurately() {
     assert_eq!(wechat_rows(&t).await[0].status, "sent");
     assert_eq!(fake.with(|s| s.force_refreshes), 1, "one forced refresh");
 
-    fake.with(|s| s.faults.push(fault(3)));
+    // Refused twice again within 30 s of the forced refresh: no second one, an accurate error.
+    fake.with(|s| s.faults.push(fault(2)));
     approved_with_image(&t, "t2", "Token two").await;
     t.clock.advance(chrono::Duration::seconds(5));
     t.app.fire_now("weekday-morning").await.unwrap();
@@ -1147,10 +1149,40 @@ async fn a_second_40001_forces_one_refresh_and_reports_accurately() {
     let e = row.last_error.as_deref().unwrap();
     assert_eq!(row.status, "retrying", "{row:?}");
     assert!(
-        e.contains("refused an access token it had just issued") && !e.contains("AppSecret ("),
+        e.contains("keeps refusing fresh access tokens") && !e.contains("check the AppSecret"),
         "{e}"
     );
+    assert_eq!(
+        fake.with(|s| s.force_refreshes),
+        1,
+        "forced refreshes are rationed: not twice within 30 s (§2.2)"
+    );
+
+    // A new process (no forced refresh yet) refused three times: refresh, forced refresh,
+    // and the forced token refused too: the same accurate error.
+    let again = build_app(t.dir.path(), &options(&fake, "draft"), &t.clock).await;
+    fake.with(|s| s.faults.push(fault(3)));
+    t.clock.advance(chrono::Duration::minutes(5));
+    again.run_pending(None).await.unwrap();
     assert_eq!(fake.with(|s| s.force_refreshes), 2);
+    let rows = wechat_rows(&t).await;
+    let row = rows.iter().find(|r| r.status != "sent").unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.last_code),
+        ("retrying", Some(40001)),
+        "{row:?}"
+    );
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap()
+            .contains("keeps refusing fresh access tokens"),
+        "{row:?}"
+    );
+    assert_eq!(
+        fake.with(|s| s.faults.iter().map(|f| f.times).sum::<u32>()),
+        0
+    );
 }
 
 /// `bulletin retry` of a failed publish submits the draft again, not just re-polls.

@@ -15,6 +15,8 @@ use tokio::sync::Mutex;
 
 /// Errcodes that mean "this token is no good" (§2.4): drop it, refresh, retry once.
 const TOKEN_ERRORS: [i64; 3] = [40001, 40014, 42001];
+/// The least time between two forced token refreshes (§2.2: at least 30 s apart).
+const FORCE_SPACING: Duration = Duration::from_secs(30);
 
 /// A failed WeChat call.
 #[derive(Debug, Clone)]
@@ -32,8 +34,8 @@ pub enum ApiError {
     Transport(String),
     /// No connection was made (refused, DNS, TLS): the request never reached WeChat.
     Connect(String),
-    /// A token errcode (§2.4) on a call made with a token WeChat had just issued by a
-    /// forced refresh: the token is refused, not the AppSecret.
+    /// A token errcode (§2.4) after a refresh and a forced refresh (this call's, or one
+    /// less than 30 s ago): the tokens are refused, not the AppSecret.
     TokenRefused { errcode: i64, errmsg: String },
     /// A reply that was not the JSON we expect.
     Decode(String),
@@ -68,10 +70,11 @@ impl ApiError {
                 FailureKind::Transient,
                 Some(*errcode),
                 format!(
-                    "{call}: WeChat errcode {errcode}: {errmsg} — WeChat refused an access token it \
-                     had just issued by a forced refresh (the AppSecret was accepted): another \
-                     program is probably fetching tokens for this AppID (/cgi-bin/token or a \
-                     forced stable_token), which invalidates ours; let only this daemon fetch them"
+                    "{call}: WeChat errcode {errcode}: {errmsg} — WeChat keeps refusing fresh access \
+                     tokens (refreshed, and force-refreshed within the last 30 s) although it \
+                     accepts the AppSecret: another program is probably fetching tokens for this \
+                     AppID (/cgi-bin/token or a forced stable_token), which invalidates ours; let \
+                     only this daemon fetch them"
                 ),
                 Some(Duration::from_secs(60)),
             ),
@@ -182,6 +185,8 @@ pub struct WechatClient {
     secret: SecretString,
     token: Mutex<Option<CachedToken>>,
     refreshes: AtomicU64,
+    /// When this process last forced a refresh (force mode is rationed, §2.2).
+    last_force: std::sync::Mutex<Option<Instant>>,
     /// Where instances share the token (§2.1: a second fetch by another process would
     /// invalidate ours after the grace window). None: this process only.
     shared: Option<std::sync::Arc<dyn crate::store::Store>>,
@@ -225,6 +230,7 @@ impl WechatClient {
             secret,
             token: Mutex::new(None),
             refreshes: AtomicU64::new(0),
+            last_force: std::sync::Mutex::new(None),
             shared,
         })
     }
@@ -335,7 +341,8 @@ impl WechatClient {
     /// Runs a business call with the token. On a token errcode: drop the token, refresh
     /// (normal mode: the current token, perhaps renewed by another instance) and retry;
     /// if WeChat refuses that one too, one forced refresh (§2.2: a new token, at most 20
-    /// a day) and a last retry, whose token errcode is reported as `TokenRefused`.
+    /// a day, so at most one per 30 s) and a last retry; a token errcode after that (or
+    /// when a forced refresh was made less than 30 s ago) is `TokenRefused`.
     async fn with_token<F, Fut>(&self, call: F) -> Result<Value, ApiError>
     where
         F: Fn(String) -> Fut,
@@ -355,7 +362,16 @@ impl WechatClient {
         }
         let token = self.token().await?;
         match run(token.clone()).await {
-            Err(ApiError::Wechat { errcode, .. }) if TOKEN_ERRORS.contains(&errcode) => {
+            Err(ApiError::Wechat {
+                errcode, errmsg, ..
+            }) if TOKEN_ERRORS.contains(&errcode) => {
+                // Force mode: 20 a day, at least 30 s apart (§2.2, §11).
+                let now = Instant::now();
+                let mut last = self.last_force.lock().expect("force lock");
+                if last.is_some_and(|t| now.duration_since(t) < FORCE_SPACING) {
+                    return Err(ApiError::TokenRefused { errcode, errmsg });
+                }
+                *last = Some(now);
                 tracing::warn!(appid = %self.appid, errcode, "WeChat rejected the refreshed access token too; forcing a new one");
             }
             other => return other,
