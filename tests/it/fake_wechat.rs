@@ -54,6 +54,9 @@ pub struct LostReply {
 #[derive(Default)]
 pub struct FakeState {
     pub lost_replies: Vec<LostReply>,
+    /// Calls being answered now, and the most seen at once.
+    in_flight: u32,
+    pub max_in_flight: u32,
     pub token_lifetime: Duration,
     pub token_delay: Duration,
     tokens: HashMap<String, Instant>,
@@ -187,6 +190,8 @@ async fn lose_replies(
     let path = req.uri().path().to_string();
     let how = {
         let mut s = st.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
         s.lost_replies
             .iter_mut()
             .find(|l| l.path == path && l.times > 0)
@@ -196,6 +201,7 @@ async fn lose_replies(
             })
     };
     let resp = next.run(req).await;
+    st.lock().unwrap().in_flight -= 1;
     match how {
         None => resp,
         Some(Lost::Slow(d)) => {

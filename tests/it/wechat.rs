@@ -1012,6 +1012,26 @@ async fn concurrent_bulletins_with_the_same_cover_upload_it_once() {
     });
 }
 
+/// Four bulletins due at once: the channel never has more calls at WeChat than the
+/// deliveries it declares (`Channel::concurrency`, each making its calls in turn).
+#[tokio::test]
+async fn the_channel_never_makes_more_calls_at_once_than_it_declares() {
+    let (t, fake) = spawn_wechat("publish").await;
+    fake.with(|s| s.token_delay = std::time::Duration::from_millis(100));
+    for i in 0..4 {
+        approved_with_image(&t, &format!("cc{i}"), &format!("Concurrent {i}")).await;
+    }
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let rows = run_to_end(&t).await;
+    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+    let declared = t.app.wechat.as_ref().unwrap().concurrency() as u32;
+    let seen = fake.with(|s| s.max_in_flight);
+    assert!(
+        seen >= 1 && seen <= declared,
+        "{seen} calls at once, {declared} declared"
+    );
+}
+
 // ---- Quota (item 11) ----
 
 #[tokio::test]
