@@ -214,6 +214,16 @@ impl App {
         })
     }
 
+    /// Whether WeChat is configured and a schedule delivers to it.
+    pub fn sends_to_wechat(&self) -> bool {
+        self.config.wechat.is_some()
+            && self
+                .config
+                .schedules
+                .iter()
+                .any(|s| s.channels.contains(&crate::domain::ChannelKind::Wechat))
+    }
+
     /// Reads, validates and stores a record file with its images. Nothing is stored on error.
     pub async fn import_record_file(
         &self,
@@ -268,6 +278,22 @@ impl App {
                     field: Some(format!("images[{}].file", i + 1)),
                     message,
                 }),
+            }
+        }
+        // Images WeChat would refuse are refused now, not when the bulletin is sent.
+        if self.sends_to_wechat() {
+            for (i, why) in crate::channel::wechat::record_image_refusals(
+                images
+                    .iter()
+                    .map(|im| (im.file.as_str(), im.content_type.as_str(), im.bytes.len())),
+            ) {
+                errors.push(RecordError {
+                    file: file.clone(),
+                    line: None,
+                    column: None,
+                    field: Some(format!("images[{}].file", i + 1)),
+                    message: format!("WeChat would refuse it: {why}"),
+                });
             }
         }
         if !errors.is_empty() {

@@ -501,6 +501,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = app(&cli).await?;
             let by = by.trim();
             crate::domain::text::check_line(by, 200, true).map_err(|m| anyhow!("--by {m}"))?;
+            if let Some(why) =
+                crate::channel::wechat::approval_refusal(&app.config, app.store.as_ref(), id)
+                    .await?
+            {
+                bail!("{why}");
+            }
             match app.store.approve_record(id, by, Utc::now()).await? {
                 crate::store::ApproveOutcome::Approved => {
                     println!("record `{id}` approved by {by}")

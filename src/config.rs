@@ -183,6 +183,12 @@ struct RawWechat {
     #[serde(default = "default_wechat_timeout")]
     timeout_seconds: u64,
     outbox_dir: Option<PathBuf>,
+    #[serde(default = "default_publish_settle")]
+    publish_settle_minutes: u64,
+}
+
+fn default_publish_settle() -> u64 {
+    60
 }
 
 fn yes() -> bool {
@@ -238,6 +244,9 @@ pub struct WechatConfig {
     pub timeout: Duration,
     /// Write the article and the calls it would make here instead of calling WeChat.
     pub outbox_dir: Option<PathBuf>,
+    /// The longest a publish may take: after a `freepublish/submit` whose answer was
+    /// lost, "WeChat did not take it" is concluded only once this has passed.
+    pub publish_settle: Duration,
 }
 
 #[derive(Deserialize)]
@@ -984,6 +993,12 @@ impl Config {
                             format!("{} is not a readable file (every WeChat article needs a cover image)", w.cover_image.display()),
                         ));
                     }
+                    if w.publish_settle_minutes == 0 {
+                        return Err(e(
+                            "publish_settle_minutes",
+                            "publish_settle_minutes must be at least 1 (the longest a publish may take; 0 would submit again while a publish is still in progress)".into(),
+                        ));
+                    }
                     if w.poll_interval_seconds == 0 || w.timeout_seconds == 0 {
                         return Err(e(
                             "poll_interval_seconds",
@@ -1003,6 +1018,7 @@ impl Config {
                         poll_timeout: Duration::from_secs(w.poll_timeout_minutes * 60),
                         timeout: Duration::from_secs(w.timeout_seconds),
                         outbox_dir: w.outbox_dir,
+                        publish_settle: Duration::from_secs(w.publish_settle_minutes * 60),
                     })
                 }
             }

@@ -271,6 +271,7 @@ impl Dispatcher {
         // `max_unconfirmed_resends` times, and never ends `failed`: it may be in the
         // mailbox, and `retry` of failed rows would send yet another copy.
         if err.maybe_delivered
+            && err.kind != crate::channel::FailureKind::Pending
             && (kind == OutcomeKind::Failed || c.unconfirmed >= self.config.max_unconfirmed_resends)
         {
             return OutcomeKind::Unconfirmed;

@@ -11,7 +11,7 @@ use crate::domain::{ChannelKind, ListName};
 use crate::markdown;
 use crate::render::{tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK};
 use crate::scheduler::FAN_OUT_PAGE;
-use crate::store::{BulletinKind, NewBulletin, NoticeMeta, Store, StoreError};
+use crate::store::{BulletinKind, NewBulletin, NoticeMeta, Store, StoreError, WechatQuotaCheck};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -315,7 +315,8 @@ impl Notices {
     }
 
     /// WeChat mass sends in the last 24 h against `wechat.mass_send_daily_quota` (§7.1, §11
-    /// of the WeChat reference): shown before a notice goes to WeChat, and enforced.
+    /// of the WeChat reference): notices' reservations plus other mass sends. Shown
+    /// before a notice goes to WeChat; enforced by the store when the notice is created.
     pub async fn wechat_quota(&self) -> Result<WechatQuota, NoticeError> {
         let limit = self
             .config
@@ -341,16 +342,8 @@ impl Notices {
                     "WeChat is not configured (no enabled [wechat] section)",
                 ));
             };
-            let q = self.wechat_quota().await?;
-            if q.used >= q.limit {
-                return Err(invalid(
-                    "channels",
-                    format!(
-                        "the WeChat mass-send quota is used up: {} of {} in the last 24 h (a verified subscription account gets 1 a day; service-account followers get at most 4 a month); send by e-mail only, or later",
-                        q.used, q.limit
-                    ),
-                ));
-            }
+            // The quota is checked and reserved by the store, in the transaction that
+            // creates the notice (after its dedupe): see `create_notice`.
             Some(w.clone())
         } else {
             None
@@ -385,8 +378,24 @@ impl Notices {
             idempotency_key: req.idempotency_key.clone(),
             content_key: req.content_key(),
             dedupe_since: now - window,
+            wechat_quota: wechat.as_ref().map(|w| WechatQuotaCheck {
+                appid: w.appid.clone(),
+                limit: w.mass_send_daily_quota,
+                since: now - chrono::Duration::hours(24),
+            }),
         };
-        let (id, created) = self.store.create_notice(&nb, &meta, now).await?;
+        let (id, created) = match self.store.create_notice(&nb, &meta, now).await {
+            Ok(r) => r,
+            Err(StoreError::Refused(m)) if wechat.is_some() => {
+                return Err(invalid(
+                    "channels",
+                    format!(
+                        "{m} (a verified subscription account gets 1 a day; service-account followers get at most 4 a month); send by e-mail only, or later"
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !created {
             info!(
                 notice = id,

@@ -338,6 +338,11 @@ async fn approve(
     let Json(body) = body?;
     let by = body.by.trim();
     crate::domain::text::check_line(by, 200, true).map_err(|m| ApiError::invalid("by", m))?;
+    if let Some(why) =
+        crate::channel::wechat::approval_refusal(&ctx.config, ctx.store.as_ref(), &id).await?
+    {
+        return Err(ApiError::invalid("id", why));
+    }
     let outcome = match ctx.store.approve_record(&id, by, ctx.clock.now()).await {
         Err(StoreError::NotFound(_)) => {
             return Err(ApiError::not_found(

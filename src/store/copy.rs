@@ -170,7 +170,13 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("first_poll_at", Int),
             ("polls", Int),
             ("updated_at", Int),
+            ("step", Text),
+            ("step_started_at", Int),
         ],
+    ),
+    (
+        "wechat_quota_reservations",
+        &[("bulletin_id", Int), ("appid", Text), ("reserved_at", Int)],
     ),
     (
         "wechat_media",

@@ -187,6 +187,10 @@ pub struct WechatJob {
     pub msg_data_id: Option<String>,
     pub first_poll_at: Option<DateTime<Utc>>,
     pub polls: i64,
+    /// The call that may have reached WeChat without its answer being stored
+    /// (`draft_add` or `submit`), written before the call is made.
+    pub step: Option<String>,
+    pub step_started_at: Option<DateTime<Utc>>,
 }
 
 /// An upload WeChat already has, found by content hash.
@@ -475,6 +479,22 @@ pub struct NoticeMeta {
     /// Identifies the content; the same key within `dedupe_since` is the same notice.
     pub content_key: String,
     pub dedupe_since: DateTime<Utc>,
+    /// For a notice that goes to WeChat: reserve one mass send, refused (`Refused`) when
+    /// `limit` reservations and unreserved mass sends already exist since `since`.
+    pub wechat_quota: Option<WechatQuotaCheck>,
+}
+
+/// Why a notice for WeChat was refused: the quota (both engines say it the same way).
+pub fn wechat_quota_refusal(used: i64, limit: i64) -> String {
+    format!("the WeChat mass-send quota is used up: {used} of {limit} in the last 24 h")
+}
+
+/// The WeChat mass-send quota a notice reserves from (checked after the dedupe).
+#[derive(Debug, Clone)]
+pub struct WechatQuotaCheck {
+    pub appid: String,
+    pub limit: i64,
+    pub since: DateTime<Utc>,
 }
 
 /// The store, by intent.
@@ -629,6 +649,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Forgets the shared token, but only if it is still `failed` (WeChat rejected it).
     async fn drop_shared_token(&self, appid: &str, failed: &str) -> Result<()>;
+    /// Whether a WeChat delivery other than `delivery_id` recorded this `article_id` (an
+    /// article found after a lost answer must not be another bulletin's).
+    async fn wechat_article_recorded(&self, article_id: &str, delivery_id: i64) -> Result<bool>;
+    /// Whether a WeChat delivery other than `delivery_id` recorded this draft `media_id`.
+    async fn wechat_draft_recorded(&self, media_id: &str, delivery_id: i64) -> Result<bool>;
     /// WeChat mass sends submitted since `since` (for the quota shown before a notice).
     async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64>;
     async fn wechat_media(

@@ -278,6 +278,14 @@ const LIST_SUMMARY: &str = "SELECT l.id, l.name, l.description,
     FROM lists l";
 
 /// The ledger filter: $1 bulletin, $2 channel, $3 status, $4 recipient, $5 since, $6 ambiguous only.
+/// WeChat mass sends counted against the quota since $1: notices' reservations, plus
+/// mass sends of bulletins that reserved nothing (scheduled mass sends).
+const WECHAT_QUOTA_USED: &str = "SELECT
+    (SELECT count(*) FROM wechat_quota_reservations WHERE reserved_at >= $1)
+  + (SELECT count(*) FROM wechat_jobs j JOIN deliveries d ON d.id = j.delivery_id
+     WHERE j.msg_id IS NOT NULL AND j.updated_at >= $1
+     AND NOT EXISTS (SELECT 1 FROM wechat_quota_reservations r WHERE r.bulletin_id = d.bulletin_id))";
+
 const FILTER: &str =
     "WHERE ($1::bigint IS NULL OR bulletin_id = $1) AND ($2::text IS NULL OR channel = $2)
     AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR recipient = $4)
@@ -1002,7 +1010,7 @@ impl Store for PostgresStore {
                 last_error = v.error, message_id = coalesce(v.message_id, d.message_id),
                 updated_at = v.updated, sent_at = coalesce(v.sent, d.sent_at),
                 ambiguous = GREATEST(d.ambiguous, v.ambiguous),
-                unconfirmed = d.unconfirmed + v.ambiguous
+                unconfirmed = d.unconfirmed + v.ambiguous * v.counts
              FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                          $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
                          $11::bigint[])
@@ -1165,19 +1173,22 @@ impl Store for PostgresStore {
             msg_data_id: r.get("msg_data_id"),
             first_poll_at: opt_time(r.get("first_poll_at")),
             polls: r.get("polls"),
+            step: r.get("step"),
+            step_started_at: opt_time(r.get("step_started_at")),
         }))
     }
 
     async fn save_wechat_job(&self, j: &WechatJob, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO wechat_jobs (delivery_id, draft_media_id, thumb_media_id, publish_id, publish_status,
-             article_id, article_url, msg_id, msg_data_id, first_poll_at, polls, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             article_id, article_url, msg_id, msg_data_id, first_poll_at, polls, updated_at, step, step_started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (delivery_id) DO UPDATE SET draft_media_id = excluded.draft_media_id,
              thumb_media_id = excluded.thumb_media_id, publish_id = excluded.publish_id,
              publish_status = excluded.publish_status, article_id = excluded.article_id,
              article_url = excluded.article_url, msg_id = excluded.msg_id, msg_data_id = excluded.msg_data_id,
-             first_poll_at = excluded.first_poll_at, polls = excluded.polls, updated_at = excluded.updated_at",
+             first_poll_at = excluded.first_poll_at, polls = excluded.polls, updated_at = excluded.updated_at,
+             step = excluded.step, step_started_at = excluded.step_started_at",
         )
         .bind(j.delivery_id)
         .bind(&j.draft_media_id)
@@ -1191,6 +1202,8 @@ impl Store for PostgresStore {
         .bind(j.first_poll_at.map(ms))
         .bind(j.polls)
         .bind(ms(now))
+        .bind(&j.step)
+        .bind(j.step_started_at.map(ms))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1234,13 +1247,33 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM wechat_jobs WHERE msg_id IS NOT NULL AND updated_at >= $1",
+    async fn wechat_article_recorded(&self, article_id: &str, delivery_id: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM wechat_jobs WHERE article_id = $1 AND delivery_id <> $2",
         )
-        .bind(ms(since))
+        .bind(article_id)
+        .bind(delivery_id)
         .fetch_one(&self.pool)
-        .await?)
+        .await?
+            > 0)
+    }
+
+    async fn wechat_draft_recorded(&self, media_id: &str, delivery_id: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM wechat_jobs WHERE draft_media_id = $1 AND delivery_id <> $2",
+        )
+        .bind(media_id)
+        .bind(delivery_id)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
+    async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(WECHAT_QUOTA_USED)
+            .bind(ms(since))
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn note_hard_failure(
@@ -1393,6 +1426,33 @@ impl Store for PostgresStore {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('bulletin.create_notice'))")
             .execute(&mut *tx)
             .await?;
+        if let Some(q) = &meta.wechat_quota {
+            // The dedupe comes first: the same notice again returns its id, quota or not.
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM bulletins WHERE kind = 'notice'
+                 AND (($1::TEXT IS NOT NULL AND idempotency_key = $2) OR (content_key = $3 AND created_at >= $4))
+                 ORDER BY coalesce(idempotency_key IS NOT NULL AND idempotency_key = $5, false) DESC, id LIMIT 1",
+            )
+            .bind(&meta.idempotency_key)
+            .bind(&meta.idempotency_key)
+            .bind(&meta.content_key)
+            .bind(ms(meta.dedupe_since))
+            .bind(&meta.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = existing {
+                tx.commit().await?;
+                return Ok((id, false));
+            }
+            let used: i64 = sqlx::query_scalar(WECHAT_QUOTA_USED)
+                .bind(ms(q.since))
+                .fetch_one(&mut *tx)
+                .await?;
+            if used >= q.limit {
+                drop(tx); // rolls back
+                return Err(StoreError::Refused(wechat_quota_refusal(used, q.limit)));
+            }
+        }
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records,
              channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key, wechat_json)
@@ -1425,6 +1485,16 @@ impl Store for PostgresStore {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = inserted {
+            if let Some(q) = &meta.wechat_quota {
+                sqlx::query(
+                    "INSERT INTO wechat_quota_reservations (bulletin_id, appid, reserved_at) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(&q.appid)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             return Ok((id, true));
         }

@@ -546,6 +546,14 @@ fn sqlite_hint(e: &sqlx::Error) -> &'static str {
 
 /// The ledger filter, shared by listing and counting: ?1 bulletin, ?2 channel, ?3 status,
 /// ?4 recipient, ?5 since, ?6 ambiguous only (NULL parameters match everything).
+/// WeChat mass sends counted against the quota since ?1 (= ?2): notices' reservations,
+/// plus mass sends of bulletins that reserved nothing (scheduled mass sends).
+const WECHAT_QUOTA_USED: &str = "SELECT
+    (SELECT count(*) FROM wechat_quota_reservations WHERE reserved_at >= ?)
+  + (SELECT count(*) FROM wechat_jobs j JOIN deliveries d ON d.id = j.delivery_id
+     WHERE j.msg_id IS NOT NULL AND j.updated_at >= ?
+     AND NOT EXISTS (SELECT 1 FROM wechat_quota_reservations r WHERE r.bulletin_id = d.bulletin_id))";
+
 const LEDGER_FILTER: &str =
     "WHERE (?1 IS NULL OR bulletin_id = ?1) AND (?2 IS NULL OR channel = ?2)
     AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR recipient = ?4)
@@ -1249,7 +1257,7 @@ impl Store for SqliteStore {
                  next_attempt_at = v.column4, lease_until = NULL, last_code = v.column5,
                  last_error = v.column6, message_id = coalesce(v.column7, message_id),
                  updated_at = v.column8, sent_at = coalesce(v.column9, sent_at),
-                 ambiguous = max(ambiguous, v.column10), unconfirmed = unconfirmed + v.column10
+                 ambiguous = max(ambiguous, v.column10), unconfirmed = unconfirmed + v.column10 * v.column3
                  FROM (VALUES {}) AS v WHERE deliveries.id = v.column1
                    AND (v.column11 IS NULL OR deliveries.lease_until = v.column11)",
                 vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
@@ -1434,19 +1442,22 @@ impl Store for SqliteStore {
             msg_data_id: r.get("msg_data_id"),
             first_poll_at: opt_time(r.get("first_poll_at")),
             polls: r.get("polls"),
+            step: r.get("step"),
+            step_started_at: opt_time(r.get("step_started_at")),
         }))
     }
 
     async fn save_wechat_job(&self, j: &WechatJob, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO wechat_jobs (delivery_id, draft_media_id, thumb_media_id, publish_id, publish_status,
-             article_id, article_url, msg_id, msg_data_id, first_poll_at, polls, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             article_id, article_url, msg_id, msg_data_id, first_poll_at, polls, updated_at, step, step_started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (delivery_id) DO UPDATE SET draft_media_id = excluded.draft_media_id,
              thumb_media_id = excluded.thumb_media_id, publish_id = excluded.publish_id,
              publish_status = excluded.publish_status, article_id = excluded.article_id,
              article_url = excluded.article_url, msg_id = excluded.msg_id, msg_data_id = excluded.msg_data_id,
-             first_poll_at = excluded.first_poll_at, polls = excluded.polls, updated_at = excluded.updated_at",
+             first_poll_at = excluded.first_poll_at, polls = excluded.polls, updated_at = excluded.updated_at,
+             step = excluded.step, step_started_at = excluded.step_started_at",
         )
         .bind(j.delivery_id)
         .bind(&j.draft_media_id)
@@ -1460,6 +1471,8 @@ impl Store for SqliteStore {
         .bind(j.first_poll_at.map(ms))
         .bind(j.polls)
         .bind(ms(now))
+        .bind(&j.step)
+        .bind(j.step_started_at.map(ms))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1503,13 +1516,34 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM wechat_jobs WHERE msg_id IS NOT NULL AND updated_at >= ?",
+    async fn wechat_article_recorded(&self, article_id: &str, delivery_id: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM wechat_jobs WHERE article_id = ? AND delivery_id <> ?",
         )
-        .bind(ms(since))
+        .bind(article_id)
+        .bind(delivery_id)
         .fetch_one(&self.pool)
-        .await?)
+        .await?
+            > 0)
+    }
+
+    async fn wechat_draft_recorded(&self, media_id: &str, delivery_id: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM wechat_jobs WHERE draft_media_id = ? AND delivery_id <> ?",
+        )
+        .bind(media_id)
+        .bind(delivery_id)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
+    async fn wechat_mass_sends_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(WECHAT_QUOTA_USED)
+            .bind(ms(since))
+            .bind(ms(since))
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn wechat_media(
@@ -1621,11 +1655,40 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(i64, bool)> {
         let join = |v: Vec<&str>| v.join(",");
-        // One statement: the check and the insert cannot be split by another writer. In
-        // an explicit transaction: autocommitted, a RETURNING row reached us before the
-        // commit, and a commit that failed (a full disk) went unreported, so a notice
-        // that was never stored was answered as created.
+        // One write transaction: the dedupe check, the quota check, the insert and the
+        // quota reservation cannot be split by another writer. Explicit (not an
+        // autocommitted INSERT … RETURNING, whose row reached us before the commit: a
+        // commit that failed on a full disk went unreported), and reported to the write
+        // health.
         let mut tx = self.begin().await?;
+        if let Some(q) = &meta.wechat_quota {
+            // The dedupe comes first: the same notice again returns its id, quota or not.
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM bulletins WHERE kind = 'notice'
+                 AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?))
+                 ORDER BY (idempotency_key IS NOT NULL AND idempotency_key = ?) DESC, id LIMIT 1",
+            )
+            .bind(&meta.idempotency_key)
+            .bind(&meta.idempotency_key)
+            .bind(&meta.content_key)
+            .bind(ms(meta.dedupe_since))
+            .bind(&meta.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = existing {
+                tx.commit().await?;
+                return Ok((id, false));
+            }
+            let used: i64 = sqlx::query_scalar(WECHAT_QUOTA_USED)
+                .bind(ms(q.since))
+                .bind(ms(q.since))
+                .fetch_one(&mut *tx)
+                .await?;
+            if used >= q.limit {
+                drop(tx); // rolls back
+                return Err(StoreError::Refused(wechat_quota_refusal(used, q.limit)));
+            }
+        }
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO bulletins (kind, schedule, fire_time, language, subject, html, text, lists, records,
              channels, priority, state, created_at, severity, triggered_by, idempotency_key, content_key, wechat_json)
@@ -1658,6 +1721,16 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = inserted {
+            if let Some(q) = &meta.wechat_quota {
+                sqlx::query(
+                    "INSERT INTO wechat_quota_reservations (bulletin_id, appid, reserved_at) VALUES (?, ?, ?)",
+                )
+                .bind(id)
+                .bind(&q.appid)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             return Ok((id, true));
         }

@@ -1,7 +1,9 @@
 //! A fake WeChat official account API server, the one stand-in in our tests (nobody can
 //! reach WeChat from here). Each behaviour follows shared/reference/wechat-official-account-api.md;
 //! the section it imitates is cited (§). Knobs let tests inject the faults the reference
-//! lists: errcodes, HTTP errors, revoked tokens, slow token issue, publish outcomes.
+//! lists: errcodes, HTTP errors, revoked tokens, slow token issue, publish outcomes, and
+//! calls WeChat carries out whose reply never arrives ("processed, but the reply was
+//! lost": answered after the client gave up, or the connection dropped).
 
 // Handlers return ready HTTP responses as their error values; boxing them buys nothing here.
 #![allow(clippy::result_large_err)]
@@ -32,8 +34,29 @@ pub struct Fault {
     pub times: u32,
 }
 
+/// How a reply is lost after WeChat has done the work.
+#[derive(Debug, Clone, Copy)]
+pub enum Lost {
+    /// The answer comes this late (beyond the client's timeout).
+    Slow(Duration),
+    /// The connection is closed without an answer.
+    Dropped,
+}
+
+/// The next `times` calls to `path` are carried out, and their reply is lost.
+#[derive(Debug, Clone)]
+pub struct LostReply {
+    pub path: &'static str,
+    pub how: Lost,
+    pub times: u32,
+}
+
 #[derive(Default)]
 pub struct FakeState {
+    pub lost_replies: Vec<LostReply>,
+    /// Calls being answered now, and the most seen at once.
+    in_flight: u32,
+    pub max_in_flight: u32,
     pub token_lifetime: Duration,
     pub token_delay: Duration,
     tokens: HashMap<String, Instant>,
@@ -48,8 +71,15 @@ pub struct FakeState {
     next_id: u64,
     uploaded_urls: HashSet<String>,
     materials: HashSet<String>,
+    /// Permanent images, oldest first: (media_id, file name, url).
+    pub material_list: Vec<(String, String, String)>,
     pub drafts: HashMap<String, Value>,
-    publishes: HashMap<String, (String, u32)>,
+    /// publish_id → (draft, polls left while publishing, final status fixed at submit).
+    publishes: HashMap<String, (String, u32, i64)>,
+    /// stable_token calls in force mode (§2.2).
+    pub force_refreshes: u32,
+    /// Published articles, oldest first: (article_id, article, publish_id).
+    pub articles: Vec<(String, Value, String)>,
     pub mass_sends: HashMap<String, u64>,
     pub mass_texts: Vec<String>,
 }
@@ -61,6 +91,39 @@ impl FakeState {
     }
     pub fn count(&self, path: &str) -> u32 {
         self.calls.get(path).copied().unwrap_or(0)
+    }
+    /// Publishes still in progress finish now, with `final_status`.
+    pub fn finish_publishing(&mut self) {
+        let pids: Vec<String> = self
+            .publishes
+            .iter()
+            .filter(|(_, (_, left, _))| *left > 0)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pid in pids {
+            self.publishes.get_mut(&pid).unwrap().1 = 0;
+            self.complete(&pid);
+        }
+    }
+    /// A publish reached its final status: on success the draft leaves the draft box
+    /// (§4.4) and the article is listed by freepublish/batchget (§5.4). Once only.
+    fn complete(&mut self, pid: &str) {
+        if self.publishes[pid].2 != 0 || self.articles.iter().any(|(_, _, p)| p == pid) {
+            return;
+        }
+        let draft = self.publishes[pid].0.clone();
+        if let Some(mut a) = self.drafts.remove(&draft) {
+            a["url"] = json!(format!("https://mp.weixin.qq.com/s/fake{pid}"));
+            self.articles
+                .push((format!("ARTICLE_{pid}"), a, pid.to_string()));
+        }
+    }
+    /// Articles published from drafts with this title (the test's view of "went live").
+    pub fn published_titles(&self) -> Vec<String> {
+        self.articles
+            .iter()
+            .map(|(_, a, _)| a["title"].as_str().unwrap_or("").to_string())
+            .collect()
     }
 }
 
@@ -84,9 +147,20 @@ impl FakeWechat {
             .route("/cgi-bin/media/uploadimg", post(uploadimg))
             .route("/cgi-bin/material/add_material", post(add_material))
             .route("/cgi-bin/draft/add", post(draft_add))
+            .route(
+                "/cgi-bin/material/batchget_material",
+                post(batchget_material),
+            )
             .route("/cgi-bin/freepublish/submit", post(publish_submit))
             .route("/cgi-bin/freepublish/get", post(publish_get))
+            .route("/cgi-bin/freepublish/batchget", post(publish_batchget))
+            .route("/cgi-bin/draft/get", post(draft_get))
+            .route("/cgi-bin/draft/batchget", post(draft_batchget))
             .route("/cgi-bin/message/mass/sendall", post(mass_sendall))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                lose_replies,
+            ))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -100,6 +174,43 @@ impl FakeWechat {
 
     pub fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
+    }
+}
+
+/// "Processed, but the reply was lost": the call is carried out in full (the handler
+/// runs), then its answer comes after the client's timeout or never (the connection is
+/// closed). WeChat documents no idempotency for draft/add or freepublish/submit (§4.1,
+/// §5.1; only mass send has `clientmsgid`, §7.1), so a client cannot tell either case
+/// from a call that never arrived.
+async fn lose_replies(
+    State(st): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let how = {
+        let mut s = st.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        s.lost_replies
+            .iter_mut()
+            .find(|l| l.path == path && l.times > 0)
+            .map(|l| {
+                l.times -= 1;
+                l.how
+            })
+    };
+    let resp = next.run(req).await;
+    st.lock().unwrap().in_flight -= 1;
+    match how {
+        None => resp,
+        Some(Lost::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            resp
+        }
+        // Unwinding out of the connection's task closes the socket with no answer sent
+        // (resume_unwind runs no panic hook: nothing is printed).
+        Some(Lost::Dropped) => std::panic::resume_unwind(Box::new("reply dropped")),
     }
 }
 
@@ -188,7 +299,9 @@ async fn stable_token(State(st): State<Shared>, Json(body): Json<Value>) -> Resp
         return error(40125, "invalid appsecret");
     }
     let force = body["force_refresh"].as_bool().unwrap_or(false);
-    if !force {
+    if force {
+        s.force_refreshes += 1;
+    } else {
         if let Some(t) = s.stable.clone() {
             if let Some(exp) = s.tokens.get(&t).copied() {
                 let left = exp.saturating_duration_since(Instant::now()).as_secs();
@@ -285,7 +398,7 @@ async fn add_material(
             return error(40004, "invalid media type");
         }
     }
-    let (_, bytes) = match media_part(mp).await {
+    let (name, bytes) = match media_part(mp).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -297,8 +410,10 @@ async fn add_material(
     }
     let mut s = st.lock().unwrap();
     let id = format!("MATERIAL_{}", s.id());
+    let url = format!("http://mmbiz.qpic.cn/mmbiz_png/{id}/0");
     s.materials.insert(id.clone());
-    reply(json!({"media_id": id, "url": format!("http://mmbiz.qpic.cn/mmbiz_png/{id}/0")}))
+    s.material_list.push((id.clone(), name, url.clone()));
+    reply(json!({"media_id": id, "url": url}))
 }
 
 /// POST /cgi-bin/draft/add (§4.1): checks title/author/digest limits (45003/45110/45004),
@@ -374,7 +489,11 @@ async fn publish_submit(
     }
     let id = s.id();
     let polls = s.publishing_polls;
-    s.publishes.insert(id.to_string(), (draft, polls));
+    let status = s.final_status;
+    s.publishes.insert(id.to_string(), (draft, polls, status));
+    if polls == 0 {
+        s.complete(&id.to_string());
+    }
     reply(json!({"errcode": 0, "errmsg": "ok", "publish_id": id, "msg_data_id": id + 7}))
 }
 
@@ -397,26 +516,23 @@ async fn publish_get(
         Value::Number(n) => n.to_string(),
         _ => return error(40002, "invalid argument"),
     };
-    let final_status = s.final_status;
-    let Some((draft, left)) = s.publishes.get_mut(&pid) else {
+    let Some((_, left, final_status)) = s.publishes.get_mut(&pid) else {
         return error(40002, "invalid argument");
     };
     let numeric: u64 = pid.parse().unwrap();
+    let final_status = *final_status;
     if *left > 0 {
         *left -= 1;
         return reply(json!({"publish_id": numeric, "publish_status": 1, "fail_idx": [1]}));
     }
-    let draft = draft.clone();
+    s.complete(&pid);
     match final_status {
-        0 => {
-            s.drafts.remove(&draft);
-            reply(json!({
-                "publish_id": numeric, "publish_status": 0,
-                "article_id": format!("ARTICLE_{pid}"),
-                "article_detail": {"count": 1, "item": [{"idx": 1, "article_url": format!("https://mp.weixin.qq.com/s/fake{pid}")}]},
-                "fail_idx": []
-            }))
-        }
+        0 => reply(json!({
+            "publish_id": numeric, "publish_status": 0,
+            "article_id": format!("ARTICLE_{pid}"),
+            "article_detail": {"count": 1, "item": [{"idx": 1, "article_url": format!("https://mp.weixin.qq.com/s/fake{pid}")}]},
+            "fail_idx": []
+        })),
         status => reply(json!({"publish_id": numeric, "publish_status": status, "fail_idx": [1]})),
     }
 }
@@ -472,4 +588,137 @@ async fn mass_sendall(
     reply(
         json!({"errcode": 0, "errmsg": "send job submission success", "msg_id": id, "msg_data_id": id + 3}),
     )
+}
+
+/// POST /cgi-bin/draft/get (§4.2): the draft's articles, or 40007 once it has left the
+/// draft box (after a publish, §4.4).
+async fn draft_get(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Some(f) = fault(&mut s, "/cgi-bin/draft/get") {
+        return fault_response(&f);
+    }
+    if let Err(r) = check_token(&mut s, &q) {
+        return r;
+    }
+    match s.drafts.get(body["media_id"].as_str().unwrap_or("")) {
+        Some(a) => reply(json!({ "news_item": [a] })),
+        None => error(40007, "invalid media_id"),
+    }
+}
+
+/// A page of `(id, article)` items, newest first, as the two batchget calls return them:
+/// `{"total_count","item_count","item":[...]}` with `count` 1..20 (§4.4, §5.4).
+fn page(mut items: Vec<(String, Value, &str)>, body: &Value) -> Response {
+    let offset = body["offset"].as_u64().unwrap_or(0) as usize;
+    let count = body["count"].as_u64().unwrap_or(0) as usize;
+    if !(1..=20).contains(&count) {
+        return error(40002, "invalid argument");
+    }
+    let no_content = body["no_content"].as_i64() == Some(1);
+    items.reverse();
+    let total = items.len();
+    let item: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(count)
+        .map(|(id, mut a, key)| {
+            if no_content {
+                a.as_object_mut().unwrap().remove("content");
+            }
+            let mut v = json!({ "content": { "news_item": [a] }, "update_time": 1_700_000_000 });
+            v[key] = json!(id);
+            v
+        })
+        .collect();
+    reply(json!({ "total_count": total, "item_count": item.len(), "item": item }))
+}
+
+fn numeric_suffix(id: &str) -> u64 {
+    id.rsplit('_')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// POST /cgi-bin/draft/batchget (§4.4): the drafts in the draft box, newest first.
+async fn draft_batchget(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Some(f) = fault(&mut s, "/cgi-bin/draft/batchget") {
+        return fault_response(&f);
+    }
+    if let Err(r) = check_token(&mut s, &q) {
+        return r;
+    }
+    let mut items: Vec<(String, Value, &str)> = s
+        .drafts
+        .iter()
+        .map(|(id, a)| (id.clone(), a.clone(), "media_id"))
+        .collect();
+    items.sort_by_key(|(id, _, _)| numeric_suffix(id));
+    page(items, &body)
+}
+
+/// POST /cgi-bin/freepublish/batchget (§5.4): published articles, newest first. A
+/// publish still in progress is not listed (its draft is still in the draft box).
+async fn publish_batchget(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Some(f) = fault(&mut s, "/cgi-bin/freepublish/batchget") {
+        return fault_response(&f);
+    }
+    if let Err(r) = check_token(&mut s, &q) {
+        return r;
+    }
+    let items = s
+        .articles
+        .iter()
+        .map(|(id, a, _)| (id.clone(), a.clone(), "article_id"))
+        .collect();
+    page(items, &body)
+}
+
+/// POST /cgi-bin/material/batchget_material (§3.2) `{"type","offset","count"}` (count
+/// 1..20): permanent images, newest first, each with `media_id`, the `name` it was
+/// uploaded with, `update_time` and `url` (the item shape of the official page; the
+/// reference lists the call only).
+async fn batchget_material(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Some(f) = fault(&mut s, "/cgi-bin/material/batchget_material") {
+        return fault_response(&f);
+    }
+    if let Err(r) = check_token(&mut s, &q) {
+        return r;
+    }
+    if body["type"] != "image" {
+        return error(40004, "invalid media type");
+    }
+    let offset = body["offset"].as_u64().unwrap_or(0) as usize;
+    let count = body["count"].as_u64().unwrap_or(0) as usize;
+    if !(1..=20).contains(&count) {
+        return error(40002, "invalid argument");
+    }
+    let item: Vec<Value> = s
+        .material_list
+        .iter()
+        .rev()
+        .skip(offset)
+        .take(count)
+        .map(|(id, name, url)| json!({"media_id": id, "name": name, "update_time": 1_700_000_000, "url": url}))
+        .collect();
+    reply(json!({"total_count": s.material_list.len(), "item_count": item.len(), "item": item}))
 }

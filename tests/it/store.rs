@@ -838,6 +838,7 @@ async fn notices_dedupe(url: &str) {
         idempotency_key: key.map(str::to_string),
         content_key: content.into(),
         dedupe_since: since,
+        wechat_quota: None,
     };
     let before = t0() - Span::hours(1);
     let (id, created) = s
@@ -906,8 +907,18 @@ async fn wechat_jobs_and_media(url: &str) {
     job.publish_status = Some(1);
     job.first_poll_at = Some(t0());
     job.polls = 3;
+    job.step = Some("submit".into());
+    job.step_started_at = Some(t0());
     s.save_wechat_job(&job, t0()).await.unwrap();
     assert_eq!(s.wechat_job(d).await.unwrap().as_ref(), Some(&job));
+    job.article_id = Some("art".into());
+    s.save_wechat_job(&job, t0()).await.unwrap();
+    // Another delivery's draft or article is recognised as taken; our own is not.
+    assert!(!s.wechat_article_recorded("art", d).await.unwrap());
+    assert!(s.wechat_article_recorded("art", d + 1).await.unwrap());
+    assert!(!s.wechat_draft_recorded("draft", d).await.unwrap());
+    assert!(s.wechat_draft_recorded("draft", d + 1).await.unwrap());
+    assert!(!s.wechat_draft_recorded("other", d + 1).await.unwrap());
     assert_eq!(s.wechat_media("wx", "h", "material").await.unwrap(), None);
     let m = WechatMedia {
         media_id: Some("m1".into()),
@@ -1370,4 +1381,85 @@ async fn the_subscriber_ids_migration_keeps_ids_and_starts_above_the_ledger() {
         .await
         .unwrap();
     assert!(problems.is_empty());
+}
+
+both_engines!(wechat_quota_is_reserved_with_the_notice);
+
+/// The WeChat mass-send quota is reserved in the transaction that creates the notice:
+/// of notices racing for the last mass send, one is created; the others are refused,
+/// except a repeat of an existing notice, which returns its id whatever the quota.
+async fn wechat_quota_is_reserved_with_the_notice(url: &str) {
+    let s = open(url).await;
+    let mut b = bulletin(None, &["p"], &[]);
+    b.kind = BulletinKind::Notice;
+    b.channels = vec![ChannelKind::Email, ChannelKind::Wechat];
+    let meta = |key: &str| NoticeMeta {
+        severity: "urgent".into(),
+        triggered_by: "ops".into(),
+        idempotency_key: Some(key.into()),
+        content_key: key.into(),
+        dedupe_since: t0() - Span::hours(1),
+        wechat_quota: Some(store::WechatQuotaCheck {
+            appid: "wx".into(),
+            limit: 1,
+            since: t0() - Span::hours(24),
+        }),
+    };
+    assert_eq!(
+        s.wechat_mass_sends_since(t0() - Span::hours(24))
+            .await
+            .unwrap(),
+        0
+    );
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (s, b, m) = (s.clone(), b.clone(), meta(&format!("k{i}")));
+            tokio::spawn(async move { s.create_notice(&b, &m, t0()).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((id, true)) => created.push(id),
+            Err(StoreError::Refused(m)) => {
+                assert!(m.contains("mass-send quota is used up: 1 of 1"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "one notice took the one mass send");
+    assert_eq!(
+        s.wechat_mass_sends_since(t0() - Span::hours(24))
+            .await
+            .unwrap(),
+        1
+    );
+    // The same key again returns the first id even with the quota used; the others
+    // are still refused.
+    let mut repeats = 0;
+    for i in 0..4 {
+        match s.create_notice(&b, &meta(&format!("k{i}")), t0()).await {
+            Ok(r) => {
+                assert_eq!(r, (created[0], false));
+                repeats += 1;
+            }
+            Err(e) => assert!(matches!(e, StoreError::Refused(_)), "{e}"),
+        }
+    }
+    assert_eq!(repeats, 1);
+    // A day later the reservation no longer counts.
+    let later = NoticeMeta {
+        wechat_quota: Some(store::WechatQuotaCheck {
+            appid: "wx".into(),
+            limit: 1,
+            since: t0() + Span::seconds(1),
+        }),
+        ..meta("tomorrow")
+    };
+    assert!(
+        s.create_notice(&b, &later, t0() + Span::hours(25))
+            .await
+            .unwrap()
+            .1
+    );
 }

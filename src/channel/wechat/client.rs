@@ -1,6 +1,7 @@
 //! The WeChat official account HTTP client: access tokens (stable_token, cached by the
 //! returned `expires_in`, refreshed ahead of expiry, one refresh at a time, dropped and
-//! refreshed once on 40001/42001/40014), JSON calls and multipart uploads, and the
+//! refreshed once on 40001/42001/40014, then force-refreshed once if WeChat refuses the
+//! refreshed one too), JSON calls and multipart uploads, and the
 //! reading of WeChat's errcodes. Section numbers (§) refer to
 //! shared/reference/wechat-official-account-api.md. The token never reaches a log line,
 //! an error message or `Debug` output.
@@ -14,6 +15,8 @@ use tokio::sync::Mutex;
 
 /// Errcodes that mean "this token is no good" (§2.4): drop it, refresh, retry once.
 const TOKEN_ERRORS: [i64; 3] = [40001, 40014, 42001];
+/// The least time between two forced token refreshes (§2.2: at least 30 s apart).
+const FORCE_SPACING: Duration = Duration::from_secs(30);
 
 /// A failed WeChat call.
 #[derive(Debug, Clone)]
@@ -26,8 +29,14 @@ pub enum ApiError {
     },
     /// A non-2xx HTTP status.
     Http { status: u16, body: String },
-    /// Connection, TLS or timeout; the text never contains the URL (it carries the token).
+    /// Timeout or connection lost after the request was sent: WeChat may have carried
+    /// it out. The text never contains the URL (it carries the token).
     Transport(String),
+    /// No connection was made (refused, DNS, TLS): the request never reached WeChat.
+    Connect(String),
+    /// A token errcode (§2.4) after a refresh and a forced refresh (this call's, or one
+    /// less than 30 s ago): the tokens are refused, not the AppSecret.
+    TokenRefused { errcode: i64, errmsg: String },
     /// A reply that was not the JSON we expect.
     Decode(String),
 }
@@ -35,15 +44,40 @@ pub enum ApiError {
 impl ApiError {
     pub fn errcode(&self) -> Option<i64> {
         match self {
-            Self::Wechat { errcode, .. } => Some(*errcode),
+            Self::Wechat { errcode, .. } | Self::TokenRefused { errcode, .. } => Some(*errcode),
             _ => None,
+        }
+    }
+
+    /// Whether WeChat may have carried out the call although no answer says so: a
+    /// timeout, a connection lost after sending, an HTTP 5xx (a gateway's answer) or a
+    /// reply we could not read. A WeChat errcode or a failed connect means it did not.
+    pub fn may_have_reached(&self) -> bool {
+        match self {
+            Self::Transport(_) | Self::Decode(_) => true,
+            Self::Http { status, .. } => *status >= 500,
+            Self::Connect(_) | Self::Wechat { .. } | Self::TokenRefused { .. } => false,
         }
     }
 
     /// How the ledger should treat it (the reaction column of §12).
     pub fn to_send_error(&self, call: &str) -> SendError {
         let (kind, code, message, retry_after) = match self {
-            Self::Transport(m) => (FailureKind::Transient, None, format!("{call}: {m}"), None),
+            Self::Transport(m) | Self::Connect(m) => {
+                (FailureKind::Transient, None, format!("{call}: {m}"), None)
+            }
+            Self::TokenRefused { errcode, errmsg } => (
+                FailureKind::Transient,
+                Some(*errcode),
+                format!(
+                    "{call}: WeChat errcode {errcode}: {errmsg} — WeChat keeps refusing fresh access \
+                     tokens (refreshed, and force-refreshed within the last 30 s) although it \
+                     accepts the AppSecret: another program is probably fetching tokens for this \
+                     AppID (/cgi-bin/token or a forced stable_token), which invalidates ours; let \
+                     only this daemon fetch them"
+                ),
+                Some(Duration::from_secs(60)),
+            ),
             Self::Decode(m) => (
                 FailureKind::Transient,
                 None,
@@ -126,7 +160,9 @@ fn classify(errcode: i64, errmsg: &str) -> (FailureKind, String, Option<Duration
             None,
         ),
         40013 => (Permanent, " — check wechat.appid".into(), None),
-        40125 | 40001 => (Permanent, " — check the AppSecret (wechat.secret_env / secret_file)".into(), None),
+        // 40001 on the token endpoint (GET /cgi-bin/token) is a wrong secret; on a business
+        // call it is a refused token, handled (refresh, force refresh) before it gets here.
+        40125 => (Permanent, " — check the AppSecret (wechat.secret_env / secret_file)".into(), None),
         45003 | 45004 | 45110 | 45002 | 45166 => (
             Permanent,
             " — WeChat refused the article's content; shorten or change it".into(),
@@ -149,6 +185,8 @@ pub struct WechatClient {
     secret: SecretString,
     token: Mutex<Option<CachedToken>>,
     refreshes: AtomicU64,
+    /// When this process last forced a refresh (force mode is rationed, §2.2).
+    last_force: std::sync::Mutex<Option<Instant>>,
     /// Where instances share the token (§2.1: a second fetch by another process would
     /// invalidate ours after the grace window). None: this process only.
     shared: Option<std::sync::Arc<dyn crate::store::Store>>,
@@ -192,6 +230,7 @@ impl WechatClient {
             secret,
             token: Mutex::new(None),
             refreshes: AtomicU64::new(0),
+            last_force: std::sync::Mutex::new(None),
             shared,
         })
     }
@@ -266,12 +305,15 @@ impl WechatClient {
     /// with its remaining lifetime. Cached until `expires_in` minus a margin (a fifth of the
     /// lifetime, at most 300 s), never a fixed 7200.
     async fn fetch_token(&self) -> Result<(SecretString, Duration), ApiError> {
-        use secrecy::ExposeSecret as _;
+        self.fetch_token_mode(false).await
+    }
+
+    async fn fetch_token_mode(&self, force: bool) -> Result<(SecretString, Duration), ApiError> {
         let body = json!({
             "grant_type": "client_credential",
             "appid": self.appid,
             "secret": self.secret.expose_secret(),
-            "force_refresh": false,
+            "force_refresh": force,
         });
         let resp = self
             .http
@@ -289,40 +331,90 @@ impl WechatClient {
         let expires_in = v.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
         let margin = (expires_in / 5).min(300);
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(appid = %self.appid, expires_in, "WeChat access token refreshed");
+        tracing::info!(appid = %self.appid, expires_in, force, "WeChat access token refreshed");
         Ok((
             SecretString::from(token.to_string()),
             Duration::from_secs(expires_in.saturating_sub(margin)),
         ))
     }
 
-    /// Runs a business call with the token; on a token errcode, refreshes and retries once.
+    /// Runs a business call with the token. On a token errcode: drop the token, refresh
+    /// (normal mode: the current token, perhaps renewed by another instance) and retry;
+    /// if WeChat refuses that one too, one forced refresh (§2.2: a new token, at most 20
+    /// a day, so at most one per 30 s) and a last retry; a token errcode after that (or
+    /// when a forced refresh was made less than 30 s ago) is `TokenRefused`.
     async fn with_token<F, Fut>(&self, call: F) -> Result<Value, ApiError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
     {
+        let run = |token: SecretString| {
+            let fut = call(token.expose_secret().to_string());
+            async move { read(fut.await.map_err(transport)?).await }
+        };
         let token = self.token().await?;
-        let first = read(
-            call(token.expose_secret().to_string())
-                .await
-                .map_err(transport)?,
-        )
-        .await;
-        match first {
+        match run(token.clone()).await {
             Err(ApiError::Wechat { errcode, .. }) if TOKEN_ERRORS.contains(&errcode) => {
                 tracing::warn!(appid = %self.appid, errcode, "WeChat rejected the access token; refreshing once");
                 self.invalidate(&token).await;
-                let token = self.token().await?;
-                read(
-                    call(token.expose_secret().to_string())
-                        .await
-                        .map_err(transport)?,
-                )
-                .await
+            }
+            other => return other,
+        }
+        let token = self.token().await?;
+        match run(token.clone()).await {
+            Err(ApiError::Wechat {
+                errcode, errmsg, ..
+            }) if TOKEN_ERRORS.contains(&errcode) => {
+                // Force mode: 20 a day, at least 30 s apart (§2.2, §11).
+                let now = Instant::now();
+                let mut last = self.last_force.lock().expect("force lock");
+                if last.is_some_and(|t| now.duration_since(t) < FORCE_SPACING) {
+                    return Err(ApiError::TokenRefused { errcode, errmsg });
+                }
+                *last = Some(now);
+                tracing::warn!(appid = %self.appid, errcode, "WeChat rejected the refreshed access token too; forcing a new one");
+            }
+            other => return other,
+        }
+        let token = self.force_refresh(&token).await?;
+        match run(token).await {
+            Err(ApiError::Wechat {
+                errcode, errmsg, ..
+            }) if TOKEN_ERRORS.contains(&errcode) => {
+                Err(ApiError::TokenRefused { errcode, errmsg })
             }
             other => other,
         }
+    }
+
+    /// A new token by `stable_token` in force mode (§2.2), cached and shared; unless
+    /// another caller already replaced the refused one meanwhile.
+    async fn force_refresh(&self, refused: &SecretString) -> Result<SecretString, ApiError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            if t.value.expose_secret() != refused.expose_secret() && Instant::now() < t.refresh_at {
+                return Ok(t.value.clone());
+            }
+        }
+        let (value, valid_for) = self.fetch_token_mode(true).await?;
+        if let Some(store) = &self.shared {
+            let now = chrono::Utc::now();
+            let refresh_at = now + chrono::Duration::from_std(valid_for).unwrap_or_default();
+            let _ = store
+                .drop_shared_token(&self.appid, refused.expose_secret())
+                .await;
+            if let Err(e) = store
+                .put_shared_token(&self.appid, value.expose_secret(), refresh_at, now)
+                .await
+            {
+                tracing::warn!(appid = %self.appid, error = %e, "could not share the WeChat token through the store");
+            }
+        }
+        *guard = Some(CachedToken {
+            value: value.clone(),
+            refresh_at: Instant::now() + valid_for,
+        });
+        Ok(value)
     }
 
     /// POST a JSON body to a business endpoint.
@@ -367,9 +459,10 @@ impl WechatClient {
 fn transport(e: reqwest::Error) -> ApiError {
     // without_url: the URL carries the access token.
     let e = e.without_url();
+    let connect = e.is_connect();
     let what = if e.is_timeout() {
         "timed out"
-    } else if e.is_connect() {
+    } else if connect {
         "connection failed"
     } else {
         "request failed"
@@ -380,7 +473,11 @@ fn transport(e: reqwest::Error) -> ApiError {
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
-    ApiError::Transport(msg)
+    if connect {
+        ApiError::Connect(msg)
+    } else {
+        ApiError::Transport(msg)
+    }
 }
 
 /// Reads a reply: non-2xx is an HTTP error; a JSON body with a non-zero errcode is a
