@@ -133,16 +133,6 @@ impl Dispatcher {
         }
     }
 
-    /// Tells a running pass that a bulletin was paused (the admin API calls it after
-    /// pausing, so its sends stop at once rather than at the next check).
-    pub fn bulletin_paused(&self, bulletin: i64) {
-        self.halted_bulletins
-            .lock()
-            .expect("pause lock")
-            .insert(bulletin);
-        self.wake.notify_one();
-    }
-
     fn is_halted_bulletin(&self, bulletin: i64) -> bool {
         self.halted_bulletins
             .lock()
@@ -512,10 +502,10 @@ impl Dispatcher {
     ///
     /// Rows claimed and not yet started never exceed `max_held` (1.25 x the claim size):
     /// an urgent claim takes only the room left, handing back routine rows from the end
-    /// of the queue to make it. A bulletin paused meanwhile (found at the same poll, or
-    /// told by `bulletin_paused`) starts no new send and its unstarted rows are handed
-    /// back; once `refill_until` is cancelled (shutdown), every unstarted row is handed
-    /// back and only the sends in flight finish. Returns once every outcome is recorded.
+    /// of the queue to make it. A bulletin paused meanwhile (found at the same poll)
+    /// starts no new send and its unstarted rows are handed back; once `refill_until` is
+    /// cancelled (shutdown), every unstarted row is handed back and only the sends in
+    /// flight finish. Returns once every outcome is recorded.
     async fn pass(
         &self,
         refill_until: Option<&CancellationToken>,
@@ -582,8 +572,9 @@ impl Dispatcher {
         let never = CancellationToken::new();
         let stop = refill_until.unwrap_or(&never);
         loop {
-            if !stopped && stop.is_cancelled() {
-                // Shutdown: nothing new starts; what was claimed and not started goes back.
+            if stop.is_cancelled() {
+                // Shutdown: nothing new starts; what was claimed and not started goes back
+                // (also rows a claim in flight at the moment of the stop brought in).
                 stopped = true;
                 more_due = false;
                 urgent_wanted = false;
@@ -640,7 +631,7 @@ impl Dispatcher {
                 {
                     refilling = true;
                     Some(DbJob::Refill(
-                        claim_size.min((max_held - queue.len()) as u32),
+                        claim_size.min(max_held.saturating_sub(queue.len()) as u32),
                     ))
                 } else {
                     None
