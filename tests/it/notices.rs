@@ -548,6 +548,13 @@ fn sigterm_abandons_a_send_stuck_past_the_grace_period_and_the_next_start_resolv
     let (status, log) = stop_daemon(daemon);
     assert!(status.success(), "{log}");
     assert_eq!(sink.wait_for(1).len(), 1);
+    // The takeover and the resend are told, naming the process that held the row.
+    assert!(log.contains("taking them over now"), "{log}");
+    assert!(log.contains("took over rows whose lease expired"), "{log}");
+    assert!(
+        log.contains("resending an ambiguous delivery") && log.contains("its claim by"),
+        "{log}"
+    );
     let rows: Value = serde_json::from_str(&run_ok(bulletin_cli(&config).args([
         "deliveries",
         "--ambiguous",
