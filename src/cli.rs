@@ -424,15 +424,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // all of them are refused instead, so the operator picks one.
             let mut by_id: std::collections::HashMap<String, Vec<&PathBuf>> =
                 std::collections::HashMap::new();
+            let mut warnings = std::collections::HashMap::new();
+            let today = Utc::now().date_naive();
             for f in files {
-                let id = std::fs::read_to_string(f).ok().and_then(|source| {
-                    crate::domain::record::parse_record(
-                        &source,
-                        &f.display().to_string(),
-                        &app.config.default_language,
-                    )
-                    .ok()
-                    .map(|r| r.id.to_string())
+                // Read as the import reads (regular files only, size-limited): a FIFO
+                // given here must not hang this first pass either.
+                let parsed =
+                    crate::app::read_regular_file(f, crate::domain::record::MAX_FILE_BYTES)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .and_then(|source| {
+                            let r = crate::domain::record::parse_record(
+                                &source,
+                                &f.display().to_string(),
+                                &app.config.default_language,
+                            )
+                            .ok()?;
+                            Some((r, source))
+                        });
+                let id = parsed.map(|(r, source)| {
+                    if let Some(w) = crate::domain::record::held_on_warning(r.held_on, today) {
+                        let line = source
+                            .lines()
+                            .position(|l| l.trim_start().starts_with("held_on"))
+                            .map(|l| format!(":{}", l + 1))
+                            .unwrap_or_default();
+                        warnings.insert(f, format!("warning: {}{line}: held_on: {w}", f.display()));
+                    }
+                    r.id.to_string()
                 });
                 if let Some(id) = id {
                     let same = by_id.entry(id).or_default();
@@ -459,17 +478,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     continue;
                 }
                 match app.import_record_file(f).await {
-                    Ok((id, outcome)) => println!(
-                        "{}: record `{id}` {}",
-                        f.display(),
-                        match outcome {
-                            ImportOutcome::Created => "imported as a draft",
-                            ImportOutcome::Unchanged => "unchanged",
-                            ImportOutcome::Updated => "updated (still a draft)",
-                            ImportOutcome::ReturnedToDraft =>
-                                "changed after approval: back to draft, approve it again",
+                    Ok((id, outcome)) => {
+                        if let Some(w) = warnings.get(f) {
+                            eprintln!("{w}");
                         }
-                    ),
+                        println!(
+                            "{}: record `{id}` {}",
+                            f.display(),
+                            match outcome {
+                                ImportOutcome::Created => "imported as a draft",
+                                ImportOutcome::Unchanged => "unchanged",
+                                ImportOutcome::Updated => "updated (still a draft)",
+                                ImportOutcome::ReturnedToDraft =>
+                                    "changed after approval: back to draft, approve it again",
+                            }
+                        )
+                    }
                     Err(e) => {
                         failed += 1;
                         eprintln!("{e}");
