@@ -61,11 +61,13 @@ pub enum Command {
     CheckConfig,
     /// Import session records (TOML files); each is stored as a draft or refused whole.
     Import {
+        /// Record files (TOML); images are read from paths relative to each file.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Approve a draft record so the next firing sends it.
     Approve {
+        /// The record's id.
         id: String,
         /// Who approves (kept on the record).
         #[arg(long)]
@@ -73,14 +75,18 @@ pub enum Command {
     },
     /// List records and their states.
     Records {
+        /// Only records in this state: draft, approved or published.
         #[arg(long)]
         state: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Render a record's bulletin as it will be sent.
     Preview {
+        /// The record's id.
         id: String,
+        /// The e-mail's HTML part or its plain-text part (with the subject).
         #[arg(long, value_enum, default_value = "html")]
         format: PreviewFormat,
         /// `wechat`: the article HTML as it will be uploaded (images still as cid: references).
@@ -102,12 +108,16 @@ pub enum Command {
     },
     /// The delivery ledger.
     Deliveries {
+        /// Only this bulletin's rows.
         #[arg(long)]
         bulletin: Option<i64>,
+        /// Only this channel: email or wechat.
         #[arg(long)]
         channel: Option<String>,
+        /// Only rows in this status (queued, sending, retrying, held, sent, failed, ...).
         #[arg(long)]
         status: Option<String>,
+        /// Only rows to this address (or WeChat target).
         #[arg(long)]
         recipient: Option<String>,
         /// RFC 3339 time, or a duration back from now such as 24h or 7d.
@@ -116,14 +126,18 @@ pub enum Command {
         /// Only rows that may have been delivered twice (in flight when a process died).
         #[arg(long)]
         ambiguous: bool,
+        /// At most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Skip this many rows first (the next page).
         #[arg(long, default_value_t = 0)]
         offset: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Put failed (or held) deliveries back in the queue; the daemon sends them.
+    /// Put failed (or held) deliveries back in the queue; the daemon sends them. Name the
+    /// rows: --bulletin, --delivery or --all.
     Retry {
         /// Only this bulletin's rows.
         #[arg(long)]
@@ -131,6 +145,9 @@ pub enum Command {
         /// Only this row.
         #[arg(long)]
         delivery: Option<i64>,
+        /// Every matching row in the whole history, of every bulletin.
+        #[arg(long, conflicts_with_all = ["bulletin", "delivery"])]
+        all: bool,
         /// Release rows held after an expired lease (they may have been delivered already).
         #[arg(long)]
         held: bool,
@@ -143,6 +160,7 @@ pub enum Command {
     },
     /// Bulletins with their delivery counts.
     Bulletins {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -153,6 +171,7 @@ pub enum Command {
     },
     /// One-screen summary: schedules, the queue, bulletins in progress, recent failures.
     Status {
+        /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -226,39 +245,71 @@ pub enum PreviewFormat {
 pub enum ListCommand {
     /// Create a list.
     Create {
+        /// The list's name (a-z, 0-9 and '-').
         name: String,
+        /// What the list is for (shown by `lists all`).
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// Import subscribers from CSV (email,name,language with a header).
-    Import { name: String, file: PathBuf },
+    /// Import subscribers from CSV: a header with `email` and optionally `name` and
+    /// `language`; other columns are ignored (and named); `,` or `;` separated.
+    Import {
+        /// The list to add to.
+        name: String,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Export a list as CSV: email, name, language, status, status changed at.
+    Export {
+        /// The list to export.
+        name: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Add one subscriber.
     Add {
+        /// The list to add to.
         name: String,
+        /// The subscriber's e-mail address.
         email: String,
+        /// The subscriber's name, as greeted.
         #[arg(long = "name")]
         display_name: Option<String>,
+        /// The subscriber's language (BCP 47 tag, e.g. zh-CN).
         #[arg(long)]
         language: Option<String>,
     },
     /// Remove one subscriber.
-    Remove { name: String, email: String },
+    Remove {
+        /// The list.
+        name: String,
+        /// The subscriber's e-mail address.
+        email: String,
+    },
     /// Mark one subscriber active, unsubscribed or bounced.
     SetStatus {
+        /// The list.
         name: String,
+        /// The subscriber's e-mail address.
         email: String,
+        /// active, unsubscribed or bounced.
         status: String,
     },
     /// Show a list and its subscribers.
     Show {
+        /// The list.
         name: String,
+        /// At most this many subscribers.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// All lists with counts.
     All {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -269,7 +320,10 @@ pub enum ScheduleCommand {
     /// Schedules and their next firings.
     List,
     /// Fire a schedule now: compose and enqueue (the daemon sends).
-    Fire { name: String },
+    Fire {
+        /// The schedule's name.
+        name: String,
+    },
 }
 
 /// Entry point used by `main`.
@@ -797,7 +851,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             held,
             unconfirmed,
             failed,
+            all,
         } => {
+            if bulletin.is_none() && delivery.is_none() && !*all {
+                bail!(
+                    "say which deliveries to retry: --bulletin ID, --delivery ID, or --all \
+                     (every failed row in the whole history)"
+                );
+            }
             let app = app(&cli).await?;
             let mut statuses = Vec::new();
             if *failed || !(*held || *unconfirmed) {
@@ -1180,6 +1241,13 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open {}", file.display()))?;
             let rows = CsvSubscribers::new(std::io::BufReader::new(f))
                 .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            if !rows.ignored_columns().is_empty() {
+                eprintln!(
+                    "{}: line 1: column(s) ignored (only email, name and language are read): {}",
+                    file.display(),
+                    rows.ignored_columns().join(", ")
+                );
+            }
             let (counts, errors) = import_rows(&app, list.id, rows).await?;
             for e in &errors {
                 eprintln!("{}: {e}: skipped", file.display());
@@ -1191,6 +1259,42 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                 counts.unchanged,
                 errors.len()
             );
+        }
+        ListCommand::Export { name, out } => {
+            let list = get(name).await?;
+            let sink: Box<dyn std::io::Write + Send> = match out {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(sink));
+            w.write_record(["email", "name", "language", "status", "status_changed_at"])?;
+            let (mut after, mut n) = (0, 0u64);
+            loop {
+                let page = store.subscribers_page(list.id, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for s in &page {
+                    w.write_record([
+                        s.email.as_str(),
+                        s.name.as_deref().unwrap_or(""),
+                        s.language.as_deref().unwrap_or(""),
+                        s.status.as_str(),
+                        &s.updated_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    ])?;
+                    n += 1;
+                }
+            }
+            w.flush()?;
+            if let Some(path) = out {
+                println!(
+                    "list `{name}`: {n} subscriber(s) written to {}",
+                    path.display()
+                );
+            }
         }
         ListCommand::Add {
             name,

@@ -565,7 +565,7 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<SubscriberRow>> {
         let rows = sqlx::query(
-            "SELECT id, email, name, language, status FROM subscribers WHERE list_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT id, email, name, language, status, updated_at FROM subscribers WHERE list_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(list_id)
         .bind(after_id)
@@ -581,6 +581,7 @@ impl Store for PostgresStore {
                     language: r.get("language"),
                     status: SubscriberStatus::parse(r.get("status"))
                         .map_err(StoreError::Corrupt)?,
+                    updated_at: from_millis(r.get("updated_at")),
                 })
             })
             .collect()

@@ -707,7 +707,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<SubscriberRow>> {
         let rows = sqlx::query(
-            "SELECT id, email, name, language, status FROM subscribers WHERE list_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, email, name, language, status, updated_at FROM subscribers WHERE list_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(list_id)
         .bind(after_id)
@@ -723,6 +723,7 @@ impl Store for SqliteStore {
                     language: r.get("language"),
                     status: SubscriberStatus::parse(r.get("status"))
                         .map_err(StoreError::Corrupt)?,
+                    updated_at: from_millis(r.get("updated_at")),
                 })
             })
             .collect()

@@ -154,3 +154,59 @@ fn demo_never_empties_a_folder_it_did_not_make() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("was not made by `bulletin demo`"));
     assert!(dir.path().join("precious.txt").exists());
 }
+
+#[test]
+fn retry_without_a_scope_refuses_and_names_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(dir.path().join("none.toml"))
+        .arg("retry")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--bulletin ID, --delivery ID, or --all"),
+        "{err}"
+    );
+    // --all with a scope is a contradiction clap refuses.
+    let out = bulletin()
+        .args(["retry", "--all", "--bulletin", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn every_subcommand_and_option_has_a_one_line_description() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(format!("{path} <{id}>"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let p = format!("{path} {}", sub.get_name());
+            let about = sub.get_about().map(|h| h.to_string()).unwrap_or_default();
+            if about.trim().is_empty() {
+                missing.push(p.clone());
+            }
+            walk(sub, &p, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    let cmd = bulletin::cli::Cli::command();
+    cmd.clone().debug_assert();
+    walk(&cmd, "bulletin", &mut missing);
+    assert!(missing.is_empty(), "no --help text for: {missing:#?}");
+}
