@@ -167,7 +167,13 @@ impl App {
         );
         let mut channels = vec![email];
         let mut wechat = None;
-        if let Some(w) = &config.wechat {
+        // Without its AppSecret the WeChat channel cannot be built; the commands that do
+        // not send run without it (`serve` checks `Config::ready_to_send` first).
+        if let Some(w) = config
+            .wechat
+            .as_ref()
+            .filter(|w| w.secret.is_some() || w.outbox_dir.is_some())
+        {
             let cover = load_image(&w.cover_image)
                 .map_err(|e| AppError::Setup(format!("wechat.cover_image: {e}")))?;
             let ch = Arc::new(

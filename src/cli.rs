@@ -400,6 +400,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { dir } => crate::demo::run(dir).await,
         Command::CheckConfig => {
             let c = load_config(&cli.config)?;
+            for w in c.warnings() {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} schedule(s), store {}, e-mail via {}, admin API on {} ({}), unsubscribe on {})",
                 cli.config.display(),
@@ -423,7 +426,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { once, roles } => {
-            let app = app(&cli).await?;
+            let config = load_config(&cli.config)?;
+            if roles.sender {
+                config.ready_to_send().map_err(|e| anyhow!("{e}"))?;
+            }
+            let app = App::build(config).await.map_err(app_err)?;
             // One daemon per SQLite store (held until this process ends, however it ends).
             let _lock = crate::config::sqlite_path(&app.config.store_url)
                 .map(|db| crate::daemon_lock::acquire(&db))

@@ -113,7 +113,11 @@ fn secrets_never_reach_output() {
         .unwrap()
         .replace("outbox_dir = \"demo-output/outbox\"\n", "")
         .replace("transport = \"outbox\"", "transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"")
-        .replace("demo-output/", &format!("{}/", dir.path().display()));
+        .replace("demo-output/", &format!("{}/", dir.path().display()))
+        .replace(
+            "base_url = \"http://127.0.0.1:8081\"",
+            "base_url = \"http://127.0.0.1:8081\"\nallow_loopback = true",
+        );
     std::fs::write(&cfg, text).unwrap();
     let out = bulletin()
         .arg("--config")
@@ -209,4 +213,76 @@ fn every_subcommand_and_option_has_a_one_line_description() {
     cmd.clone().debug_assert();
     walk(&cmd, "bulletin", &mut missing);
     assert!(missing.is_empty(), "no --help text for: {missing:#?}");
+}
+
+/// Commands that do not send run without the SMTP password and the WeChat AppSecret;
+/// `serve` refuses without them, and refuses to send over SMTP with an unsubscribe link
+/// to this machine; `check-config` warns of both.
+#[test]
+fn only_sending_needs_the_secrets_and_a_public_unsubscribe_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("outbox_dir = \"demo-output/outbox\"\n", "")
+        .replace("transport = \"outbox\"", "transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"")
+        .replace("demo-output/", &format!("{}/", dir.path().display()));
+    std::fs::write(&cfg, text).unwrap();
+    let run = |args: &[&str], password: bool| {
+        let mut c = bulletin();
+        c.arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env_remove("BULLETIN_SMTP_PASSWORD")
+            .env_remove("BULLETIN_ADMIN_TOKEN")
+            .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123");
+        if password {
+            c.env("BULLETIN_SMTP_PASSWORD", "pa55-word");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, said) = run(&["check-config"], false);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("warning: ")
+            && said.contains("email.smtp.username: a username is set but no password")
+            && said
+                .contains("unsubscribe.base_url: `http://127.0.0.1:8081` points at this machine"),
+        "{said}"
+    );
+    // A run without the sender role sends nothing and needs no password (it also
+    // creates the store for what follows).
+    let (ok, said) = run(&["serve", "--once", "--roles", "scheduler"], false);
+    assert!(ok, "{said}");
+    for args in [
+        &["status"][..],
+        &["records"],
+        &["lists", "all"],
+        &["deliveries"],
+        &["bulletins"],
+    ] {
+        let (ok, said) = run(args, false);
+        assert!(ok, "{args:?}: {said}");
+    }
+    let (ok, said) = run(&["serve", "--once"], false);
+    assert!(!ok);
+    assert!(
+        said.contains("email.smtp.username: a username is set but no password"),
+        "{said}"
+    );
+    let (ok, said) = run(&["serve", "--once"], true);
+    assert!(!ok);
+    assert!(
+        said.contains("unsubscribe.base_url: `http://127.0.0.1:8081` points at this machine")
+            && said.contains("unsubscribe.allow_loopback = true"),
+        "{said}"
+    );
 }

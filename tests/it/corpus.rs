@@ -96,6 +96,8 @@ const CONFIGS: &[(&str, &str)] = &[
     ("port-out-of-range.toml", ":12:8: invalid value: integer `70000`, expected u16"),
     ("truncated.toml", ":10:7: unclosed table"),
     ("unknown-key.toml", ":14:1: unknown field `retries`"),
+    ("unsubscribe-url-not-http.toml", ":15:1: unsubscribe.base_url: `javascript:alert(1)` must start with http:// or https://"),
+    ("unsubscribe-url-query.toml", ":15:1: unsubscribe.base_url: `https://news.example.org/?list=partners` must not have a query (?) or fragment (#)"),
     ("unknown-time-zone.toml", ":18:1: schedules[1].timezone: `Mars/Olympus_Mons` is not an IANA time zone"),
     ("wrong-type-port.toml", ":12:8: invalid type: string \"twenty-five\", expected u16"),
 ];
