@@ -1173,7 +1173,7 @@ impl Config {
 
         Ok(Config {
             file: path.to_path_buf(),
-            store_url: raw.store.url,
+            store_url: resolve_sqlite_url(&raw.store.url, path),
             store_password,
             default_language,
             publisher,
@@ -1336,6 +1336,28 @@ fn url_has_password(url: &str) -> bool {
     }
 }
 
+/// A `sqlite:` URL whose path is relative, made absolute against the folder of the
+/// configuration file `config`, so that every command opens the same store whatever
+/// folder it is run from. Other URLs (absolute paths, `:memory:`, PostgreSQL) unchanged.
+pub fn resolve_sqlite_url(url: &str, config: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_string();
+    };
+    let (file, query) = match rest.find('?') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() {
+        return url.to_string();
+    }
+    let folder = config.parent().unwrap_or(Path::new(""));
+    let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+    format!("sqlite://{}{query}", folder.join(file).display())
+}
+
 /// The SQLite file named by a `sqlite://` URL.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     url.strip_prefix("sqlite://")
@@ -1404,6 +1426,26 @@ lists = ["partners"]
         let e = Config::parse(&src, Path::new("b.toml"), &env).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("public.bind"), "{e}");
         assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn a_relative_sqlite_path_is_read_from_the_configuration_folder() {
+        let c = Config::parse(
+            &format!("[store]\nurl = \"sqlite://data/b.db?mode=rwc\"\n{GOOD}"),
+            Path::new("/etc/bulletin/bulletin.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        assert_eq!(c.store_url, "sqlite:///etc/bulletin/data/b.db?mode=rwc");
+        let r = |u: &str| resolve_sqlite_url(u, Path::new("/etc/bulletin/b.toml"));
+        assert_eq!(r("sqlite:b.db"), "sqlite:///etc/bulletin/b.db");
+        assert_eq!(r("sqlite:///var/b.db"), "sqlite:///var/b.db");
+        assert_eq!(r("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(r("postgres://u@h/db"), "postgres://u@h/db");
+        // A configuration named relative to the working folder: made absolute.
+        let rel = resolve_sqlite_url("sqlite://b.db", Path::new("config/bulletin.toml"));
+        let want = std::env::current_dir().unwrap().join("config/b.db");
+        assert_eq!(rel, format!("sqlite://{}", want.display()));
     }
 
     #[test]

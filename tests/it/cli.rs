@@ -286,3 +286,62 @@ fn only_sending_needs_the_secrets_and_a_public_unsubscribe_link() {
         "{said}"
     );
 }
+
+/// A relative SQLite path is read from the configuration file's folder: run from another
+/// folder, a command opens (and here creates) the same store, not a new one there.
+#[test]
+fn a_relative_store_path_is_resolved_against_the_configuration_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf_dir, elsewhere) = (dir.path().join("etc"), dir.path().join("elsewhere"));
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace(
+            "sqlite://demo-output/bulletin.db",
+            "sqlite://data/bulletin.db",
+        )
+        .replace("demo-output/", &format!("{}/", dir.path().display()))
+        .replace(
+            "config/examples/cover.png",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/cover.png"),
+        );
+    let cfg = conf_dir.join("bulletin.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--once", "--roles", "scheduler"])
+        .current_dir(&elsewhere)
+        .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        conf_dir.join("data/bulletin.db").exists(),
+        "store beside the configuration"
+    );
+    assert!(
+        !elsewhere.join("data").exists(),
+        "no store in the working folder"
+    );
+    let said = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(
+        said.contains(&format!(
+            "store sqlite://{}",
+            conf_dir.join("data/bulletin.db").display()
+        )),
+        "{said}"
+    );
+}
