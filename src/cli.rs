@@ -1489,7 +1489,7 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                         s.name.as_deref().unwrap_or(""),
                         s.language.as_deref().unwrap_or(""),
                         s.status.as_str(),
-                        &s.updated_at
+                        &s.status_changed_at
                             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     ])?;
                     n += 1;

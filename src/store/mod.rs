@@ -107,8 +107,8 @@ pub struct SubscriberRow {
     pub name: Option<String>,
     pub language: Option<String>,
     pub status: SubscriberStatus,
-    /// The last change of status, name or language.
-    pub updated_at: DateTime<Utc>,
+    /// When the status last changed (set on creation).
+    pub status_changed_at: DateTime<Utc>,
 }
 
 /// What a subscriber import changed.

@@ -184,3 +184,49 @@ fn semicolon_csv_with_extra_columns_imports_and_exports_with_status() {
     assert!(said.contains("2 subscriber(s) written"), "{said}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), exported);
 }
+
+/// `status_changed_at` moves when the status changes, and only then (not when a name
+/// is updated, nor when the same status is set again).
+#[tokio::test]
+async fn status_changed_at_follows_status_changes_only() {
+    let t = spawn_app(Options::default()).await;
+    let list = t
+        .list_with("partners", &[("a@example.org", Some("A"))])
+        .await;
+    let created = t.clock_now();
+    let row = |t: &TestApp| {
+        let store = t.app.store.clone();
+        async move { store.subscribers_page(list, 0, 10).await.unwrap().remove(0) }
+    };
+    assert_eq!(row(&t).await.status_changed_at, created);
+    let later = created + chrono::Duration::hours(1);
+    let s = bulletin::domain::subscriber::NewSubscriber::parse("a@example.org", Some("A B"), None)
+        .unwrap();
+    t.app
+        .store
+        .upsert_subscribers(list, &[s], later)
+        .await
+        .unwrap();
+    assert_eq!(
+        row(&t).await.status_changed_at,
+        created,
+        "a name change is not a status change"
+    );
+    t.app
+        .store
+        .set_subscriber_status(list, "a@example.org", SubscriberStatus::Bounced, later)
+        .await
+        .unwrap();
+    assert_eq!(row(&t).await.status_changed_at, later);
+    let even_later = later + chrono::Duration::hours(1);
+    t.app
+        .store
+        .set_subscriber_status(list, "a@example.org", SubscriberStatus::Bounced, even_later)
+        .await
+        .unwrap();
+    assert_eq!(
+        row(&t).await.status_changed_at,
+        later,
+        "same status: unchanged"
+    );
+}
