@@ -167,7 +167,13 @@ impl App {
         );
         let mut channels = vec![email];
         let mut wechat = None;
-        if let Some(w) = &config.wechat {
+        // Without its AppSecret the WeChat channel cannot be built; the commands that do
+        // not send run without it (`serve` checks `Config::ready_to_send` first).
+        if let Some(w) = config
+            .wechat
+            .as_ref()
+            .filter(|w| w.secret.is_some() || w.outbox_dir.is_some())
+        {
             let cover = load_image(&w.cover_image)
                 .map_err(|e| AppError::Setup(format!("wechat.cover_image: {e}")))?;
             let ch = Arc::new(
@@ -239,16 +245,8 @@ impl App {
                 message,
             }])
         };
-        let meta = std::fs::metadata(path).map_err(|e| one(format!("cannot read: {e}")))?;
-        if meta.len() as usize > crate::domain::record::MAX_FILE_BYTES {
-            return Err(one(format!(
-                "file is {} bytes; the limit is {}",
-                meta.len(),
-                crate::domain::record::MAX_FILE_BYTES
-            ))
-            .into());
-        }
-        let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read: {e}")))?;
+        let bytes = read_regular_file(path, crate::domain::record::MAX_FILE_BYTES)
+            .map_err(|e| one(e.to_string()))?;
         let source = String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let (line, col) =
@@ -263,6 +261,7 @@ impl App {
         })?;
         let record = parse_record(&source, &file, &self.config.default_language)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let spans = crate::domain::record::image_file_spans(&source);
         let mut images = Vec::new();
         let mut errors = Vec::new();
         for (i, im) in record.images.iter().enumerate() {
@@ -273,8 +272,12 @@ impl App {
                 }
                 Err(message) => errors.push(RecordError {
                     file: file.clone(),
-                    line: None,
-                    column: None,
+                    line: spans
+                        .get(i)
+                        .map(|s| crate::domain::text::line_col(&source, s.start).0),
+                    column: spans
+                        .get(i)
+                        .map(|s| crate::domain::text::line_col(&source, s.start).1),
                     field: Some(format!("images[{}].file", i + 1)),
                     message,
                 }),
@@ -508,18 +511,102 @@ impl App {
     }
 }
 
+/// Why [`read_regular_file`] refused a file.
+#[derive(Debug)]
+pub enum ReadFileError {
+    /// Opening or reading failed.
+    Io(std::io::Error),
+    /// A FIFO, device, socket or folder: never read.
+    NotRegular(&'static str),
+    /// Larger than the limit (the size found so far, at least `limit + 1`).
+    TooLarge { size: u64, limit: usize },
+}
+
+impl std::fmt::Display for ReadFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "cannot read: {e}"),
+            Self::NotRegular(kind) => write!(
+                f,
+                "is {kind}, not a regular file: refused without reading it"
+            ),
+            Self::TooLarge { size, limit } => {
+                write!(f, "file is {size} bytes; the limit is {limit}")
+            }
+        }
+    }
+}
+
+/// Reads a file given by an editor, safely: opened without blocking (a FIFO with no
+/// writer would hang a plain open), refused unless it is a regular file (a FIFO or a
+/// device such as /dev/zero, even behind a symlink, is never read), its size checked
+/// before reading, and at most `limit + 1` bytes read whatever the size said.
+pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileError> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(ReadFileError::Io)?;
+    // The type of what was opened (fstat), not of what the path named a moment before.
+    let meta = file.metadata().map_err(ReadFileError::Io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        #[cfg(unix)]
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() {
+            "a folder"
+        } else {
+            #[cfg(unix)]
+            {
+                if ft.is_fifo() {
+                    "a FIFO (named pipe)"
+                } else if ft.is_char_device() || ft.is_block_device() {
+                    "a device"
+                } else if ft.is_socket() {
+                    "a socket"
+                } else {
+                    "not a regular file"
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                "not a regular file"
+            }
+        };
+        return Err(ReadFileError::NotRegular(kind));
+    }
+    if meta.len() > limit as u64 {
+        return Err(ReadFileError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadFileError::Io)?;
+    if bytes.len() > limit {
+        return Err(ReadFileError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Reads an image, checks its size and type, and returns its bytes and facts.
 fn load_image(path: &Path) -> Result<ImageData, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.len() as usize > MAX_IMAGE_BYTES {
-        return Err(format!(
-            "{} is {} bytes; the limit is {MAX_IMAGE_BYTES}",
-            path.display(),
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = read_regular_file(path, MAX_IMAGE_BYTES).map_err(|e| match e {
+        ReadFileError::TooLarge { size, limit } => {
+            format!("{} is {size} bytes; the limit is {limit}", path.display())
+        }
+        ReadFileError::Io(e) => format!("cannot read {}: {e}", path.display()),
+        e => format!("{} {e}", path.display()),
+    })?;
     let content_type = match imagesize::image_type(&bytes) {
         Ok(imagesize::ImageType::Png) => "image/png",
         Ok(imagesize::ImageType::Jpeg) => "image/jpeg",

@@ -61,11 +61,13 @@ pub enum Command {
     CheckConfig,
     /// Import session records (TOML files); each is stored as a draft or refused whole.
     Import {
+        /// Record files (TOML); images are read from paths relative to each file.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Approve a draft record so the next firing sends it.
     Approve {
+        /// The record's id.
         id: String,
         /// Who approves (kept on the record).
         #[arg(long)]
@@ -73,14 +75,18 @@ pub enum Command {
     },
     /// List records and their states.
     Records {
+        /// Only records in this state: draft, approved or published.
         #[arg(long)]
         state: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Render a record's bulletin as it will be sent.
     Preview {
+        /// The record's id.
         id: String,
+        /// The e-mail's HTML part or its plain-text part (with the subject).
         #[arg(long, value_enum, default_value = "html")]
         format: PreviewFormat,
         /// `wechat`: the article HTML as it will be uploaded (images still as cid: references).
@@ -102,12 +108,16 @@ pub enum Command {
     },
     /// The delivery ledger.
     Deliveries {
+        /// Only this bulletin's rows.
         #[arg(long)]
         bulletin: Option<i64>,
+        /// Only this channel: email or wechat.
         #[arg(long)]
         channel: Option<String>,
+        /// Only rows in this status (queued, sending, retrying, held, sent, failed, ...).
         #[arg(long)]
         status: Option<String>,
+        /// Only rows to this address (or WeChat target).
         #[arg(long)]
         recipient: Option<String>,
         /// RFC 3339 time, or a duration back from now such as 24h or 7d.
@@ -116,14 +126,18 @@ pub enum Command {
         /// Only rows that may have been delivered twice (in flight when a process died).
         #[arg(long)]
         ambiguous: bool,
+        /// At most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Skip this many rows first (the next page).
         #[arg(long, default_value_t = 0)]
         offset: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Put failed (or held) deliveries back in the queue; the daemon sends them.
+    /// Put failed (or held) deliveries back in the queue; the daemon sends them. Name the
+    /// rows: --bulletin, --delivery or --all.
     Retry {
         /// Only this bulletin's rows.
         #[arg(long)]
@@ -131,6 +145,9 @@ pub enum Command {
         /// Only this row.
         #[arg(long)]
         delivery: Option<i64>,
+        /// Every matching row in the whole history, of every bulletin.
+        #[arg(long, conflicts_with_all = ["bulletin", "delivery"])]
+        all: bool,
         /// Release rows held after an expired lease (they may have been delivered already).
         #[arg(long)]
         held: bool,
@@ -143,6 +160,7 @@ pub enum Command {
     },
     /// Bulletins with their delivery counts.
     Bulletins {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -153,6 +171,7 @@ pub enum Command {
     },
     /// One-screen summary: schedules, the queue, bulletins in progress, recent failures.
     Status {
+        /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -211,9 +230,13 @@ pub enum NoticeCommand {
         /// Who triggers it (kept with the notice). Default: $USER.
         #[arg(long)]
         by: Option<String>,
-        /// Print the result as JSON and exit (no progress display).
+        /// Print the result as JSON (no progress display); exits once queued unless --wait.
         #[arg(long)]
         json: bool,
+        /// With --json: wait until delivery is over, then print the result with the final
+        /// counts (exit code 3 if any delivery failed).
+        #[arg(long, requires = "json", conflicts_with = "no_wait")]
+        wait: bool,
         /// Exit once queued, without following delivery.
         #[arg(long)]
         no_wait: bool,
@@ -230,39 +253,71 @@ pub enum PreviewFormat {
 pub enum ListCommand {
     /// Create a list.
     Create {
+        /// The list's name (a-z, 0-9 and '-').
         name: String,
+        /// What the list is for (shown by `lists all`).
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// Import subscribers from CSV (email,name,language with a header).
-    Import { name: String, file: PathBuf },
+    /// Import subscribers from CSV: a header with `email` and optionally `name` and
+    /// `language`; other columns are ignored (and named); `,` or `;` separated.
+    Import {
+        /// The list to add to.
+        name: String,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Export a list as CSV: email, name, language, status, status changed at.
+    Export {
+        /// The list to export.
+        name: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Add one subscriber.
     Add {
+        /// The list to add to.
         name: String,
+        /// The subscriber's e-mail address.
         email: String,
+        /// The subscriber's name, as greeted.
         #[arg(long = "name")]
         display_name: Option<String>,
+        /// The subscriber's language (BCP 47 tag, e.g. zh-CN).
         #[arg(long)]
         language: Option<String>,
     },
     /// Remove one subscriber.
-    Remove { name: String, email: String },
+    Remove {
+        /// The list.
+        name: String,
+        /// The subscriber's e-mail address.
+        email: String,
+    },
     /// Mark one subscriber active, unsubscribed or bounced.
     SetStatus {
+        /// The list.
         name: String,
+        /// The subscriber's e-mail address.
         email: String,
+        /// active, unsubscribed or bounced.
         status: String,
     },
     /// Show a list and its subscribers.
     Show {
+        /// The list.
         name: String,
+        /// At most this many subscribers.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// All lists with counts.
     All {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -273,8 +328,35 @@ pub enum ScheduleCommand {
     /// Schedules and their next firings.
     List,
     /// Fire a schedule now: compose and enqueue (the daemon sends).
-    Fire { name: String },
+    Fire {
+        /// The schedule's name.
+        name: String,
+    },
 }
+
+/// Exit code of `notice send` when it followed delivery to the end and at least one
+/// delivery failed (documented in the README).
+pub const EXIT_DELIVERIES_FAILED: u8 = 3;
+
+/// Delivery was followed to the end and some rows failed: `main` exits with
+/// [`EXIT_DELIVERIES_FAILED`].
+#[derive(Debug)]
+pub struct DeliveriesFailed {
+    pub bulletin: i64,
+    pub failed: u64,
+}
+
+impl std::fmt::Display for DeliveriesFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} deliveries of notice {} failed; see `bulletin deliveries --bulletin {} --status failed`",
+            self.failed, self.bulletin, self.bulletin
+        )
+    }
+}
+
+impl std::error::Error for DeliveriesFailed {}
 
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
@@ -305,7 +387,11 @@ pub fn main() -> ExitCode {
         }
         Ok(Err(e)) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<DeliveriesFailed>().is_some() {
+                ExitCode::from(EXIT_DELIVERIES_FAILED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -319,12 +405,6 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
 async fn app(cli: &Cli) -> anyhow::Result<App> {
     let config = load_config(&cli.config)?;
     crate::store::require_existing(&config.store_url).map_err(|e| anyhow!("{e}"))?;
-    App::build(config).await.map_err(app_err)
-}
-
-/// The app, creating the store if there is none yet (`serve`).
-async fn app_creating(cli: &Cli) -> anyhow::Result<App> {
-    let config = load_config(&cli.config)?;
     App::build(config).await.map_err(app_err)
 }
 
@@ -359,6 +439,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { dir } => crate::demo::run(dir).await,
         Command::CheckConfig => {
             let c = load_config(&cli.config)?;
+            for w in c.warnings() {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} schedule(s), store {}, e-mail via {}, admin API on {} ({}), unsubscribe on {})",
                 cli.config.display(),
@@ -382,7 +465,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { once, roles } => {
-            let app = app_creating(&cli).await?;
+            let config = load_config(&cli.config)?;
+            if roles.sender {
+                config.ready_to_send().map_err(|e| anyhow!("{e}"))?;
+            }
+            let app = App::build(config).await.map_err(app_err)?;
             // One daemon per SQLite store (held until this process ends, however it ends).
             let _lock = crate::config::sqlite_path(&app.config.store_url)
                 .map(|db| crate::daemon_lock::acquire(&db))
@@ -437,15 +524,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // all of them are refused instead, so the operator picks one.
             let mut by_id: std::collections::HashMap<String, Vec<&PathBuf>> =
                 std::collections::HashMap::new();
+            let mut warnings = std::collections::HashMap::new();
+            let today = Utc::now().date_naive();
             for f in files {
-                let id = std::fs::read_to_string(f).ok().and_then(|source| {
-                    crate::domain::record::parse_record(
-                        &source,
-                        &f.display().to_string(),
-                        &app.config.default_language,
-                    )
-                    .ok()
-                    .map(|r| r.id.to_string())
+                // Read as the import reads (regular files only, size-limited): a FIFO
+                // given here must not hang this first pass either.
+                let parsed =
+                    crate::app::read_regular_file(f, crate::domain::record::MAX_FILE_BYTES)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .and_then(|source| {
+                            let r = crate::domain::record::parse_record(
+                                &source,
+                                &f.display().to_string(),
+                                &app.config.default_language,
+                            )
+                            .ok()?;
+                            Some((r, source))
+                        });
+                let id = parsed.map(|(r, source)| {
+                    if let Some(w) = crate::domain::record::held_on_warning(r.held_on, today) {
+                        let line = source
+                            .lines()
+                            .position(|l| l.trim_start().starts_with("held_on"))
+                            .map(|l| format!(":{}", l + 1))
+                            .unwrap_or_default();
+                        warnings.insert(f, format!("warning: {}{line}: held_on: {w}", f.display()));
+                    }
+                    r.id.to_string()
                 });
                 if let Some(id) = id {
                     let same = by_id.entry(id).or_default();
@@ -472,17 +578,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     continue;
                 }
                 match app.import_record_file(f).await {
-                    Ok((id, outcome)) => println!(
-                        "{}: record `{id}` {}",
-                        f.display(),
-                        match outcome {
-                            ImportOutcome::Created => "imported as a draft",
-                            ImportOutcome::Unchanged => "unchanged",
-                            ImportOutcome::Updated => "updated (still a draft)",
-                            ImportOutcome::ReturnedToDraft =>
-                                "changed after approval: back to draft, approve it again",
+                    Ok((id, outcome)) => {
+                        if let Some(w) = warnings.get(f) {
+                            eprintln!("{w}");
                         }
-                    ),
+                        println!(
+                            "{}: record `{id}` {}",
+                            f.display(),
+                            match outcome {
+                                ImportOutcome::Created => "imported as a draft",
+                                ImportOutcome::Unchanged => "unchanged",
+                                ImportOutcome::Updated => "updated (still a draft)",
+                                ImportOutcome::ReturnedToDraft =>
+                                    "changed after approval: back to draft, approve it again",
+                            }
+                        )
+                    }
                     Err(e) => {
                         failed += 1;
                         eprintln!("{e}");
@@ -792,7 +903,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             held,
             unconfirmed,
             failed,
+            all,
         } => {
+            if bulletin.is_none() && delivery.is_none() && !*all {
+                bail!(
+                    "say which deliveries to retry: --bulletin ID, --delivery ID, or --all \
+                     (every failed row in the whole history)"
+                );
+            }
             let app = app(&cli).await?;
             let mut statuses = Vec::new();
             if *failed || !(*held || *unconfirmed) {
@@ -948,6 +1066,7 @@ async fn notice_send(cli: &Cli, command: &NoticeCommand) -> anyhow::Result<()> {
         key,
         by,
         json,
+        wait,
         no_wait,
     } = command;
     let body = if body_file.as_os_str() == "-" {
@@ -980,8 +1099,17 @@ async fn notice_send(cli: &Cli, command: &NoticeCommand) -> anyhow::Result<()> {
     }
     let out = app.notices.send(&req).await.map_err(|e| anyhow!("{e}"))?;
     if *json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        if !*wait {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        let Some(fin) = follow(&app, out.id, false).await? else {
+            return Ok(());
+        };
+        let mut v = serde_json::to_value(out)?;
+        v["final"] = serde_json::to_value(fin)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return fin.result(out.id);
     }
     if out.created {
         println!(
@@ -997,21 +1125,30 @@ async fn notice_send(cli: &Cli, command: &NoticeCommand) -> anyhow::Result<()> {
     if *no_wait {
         return Ok(());
     }
-    follow(&app, out.id).await
+    match follow(&app, out.id, true).await? {
+        Some(fin) => fin.result(out.id),
+        None => Ok(()),
+    }
 }
 
-/// Shows a notice's delivery progress until nothing is left to do, or Ctrl-C.
-async fn follow(app: &App, id: i64) -> anyhow::Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} done · {msg} · {per_sec}")
-            .expect("valid template"),
-    );
-    eprintln!("the daemon (`bulletin serve`) sends it; Ctrl-C stops watching, not sending");
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    loop {
-        let counts = app.store.delivery_counts(Some(id)).await?;
+/// A notice's deliveries by state, as `notice send` follows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    pub total: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub suppressed: u64,
+    pub unconfirmed: u64,
+    /// Waiting for a later try (a temporary failure).
+    pub retrying: u64,
+    /// Parked after an expired lease: an operator decides (`bulletin retry --held`).
+    pub held: u64,
+    /// Queued or being sent now.
+    pub remaining: u64,
+}
+
+impl Progress {
+    fn from_counts(counts: &[crate::store::StatusCount]) -> Self {
         let n = |st: &str| -> u64 {
             counts
                 .iter()
@@ -1019,35 +1156,184 @@ async fn follow(app: &App, id: i64) -> anyhow::Result<()> {
                 .map(|c| c.count as u64)
                 .sum()
         };
-        let total: u64 = counts.iter().map(|c| c.count as u64).sum();
-        let (sent, failed, suppressed) = (n("sent"), n("failed"), n("suppressed"));
-        let unconfirmed = n("unconfirmed");
-        let remaining = total - sent - failed - suppressed - unconfirmed;
-        bar.set_length(total);
-        bar.set_position(total - remaining);
-        bar.set_message(format!(
-            "sent {sent}, failed {failed}, suppressed {suppressed}, remaining {remaining}"
-        ));
-        if remaining == 0 {
-            bar.finish();
-            println!("notice {id}: sent {sent}, failed {failed}, suppressed {suppressed}");
-            if unconfirmed > 0 {
+        Self {
+            total: counts.iter().map(|c| c.count as u64).sum(),
+            sent: n("sent"),
+            failed: n("failed"),
+            suppressed: n("suppressed"),
+            unconfirmed: n("unconfirmed"),
+            retrying: n("retrying"),
+            held: n("held"),
+            remaining: n("queued") + n("sending"),
+        }
+    }
+
+    /// Rows with a final state.
+    pub fn done(&self) -> u64 {
+        self.sent + self.failed + self.suppressed + self.unconfirmed
+    }
+
+    /// Nothing is left for the daemon to do (held rows wait for an operator).
+    pub fn over(&self) -> bool {
+        self.remaining == 0 && self.retrying == 0
+    }
+
+    fn result(&self, id: i64) -> anyhow::Result<()> {
+        if self.failed > 0 {
+            return Err(DeliveriesFailed {
+                bulletin: id,
+                failed: self.failed,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// `h:mm:ss` or `m:ss`.
+fn clock_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// The progress line of `notice send`: at most 80 columns; done of total, what failed,
+/// what is left, retrying and held apart (with the next retry time), the rate (rounded),
+/// the elapsed time and an ETA. Less important parts are dropped to fit.
+pub fn progress_line(
+    p: &Progress,
+    elapsed: std::time::Duration,
+    next_retry: Option<DateTime<Utc>>,
+) -> String {
+    const WIDTH: usize = 80;
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs >= 1.0 {
+        p.done() as f64 / secs
+    } else {
+        0.0
+    };
+    let rate_text = if rate >= 10.0 {
+        format!("{rate:.0}/s")
+    } else {
+        format!("{rate:.1}/s")
+    };
+    let eta = if p.over() {
+        "ETA 0:00".to_string()
+    } else if rate > 0.0 {
+        let left = (p.remaining + p.retrying) as f64 / rate;
+        let eta = clock_duration(std::time::Duration::from_secs_f64(left.min(359_999.0)));
+        match next_retry {
+            // The rows waiting for a retry cannot finish before it.
+            Some(t) if p.remaining == 0 => format!("ETA after {}", t.format("%H:%M:%S")),
+            _ => format!("ETA {eta}"),
+        }
+    } else {
+        "ETA --".to_string()
+    };
+    // (priority, text): the lowest priority goes first when the line is too long.
+    let mut parts: Vec<(u8, String)> = vec![(9, format!("{}/{} done", p.done(), p.total))];
+    if p.failed > 0 {
+        parts.push((8, format!("failed {}", p.failed)));
+    }
+    parts.push((7, format!("left {}", p.remaining)));
+    if p.retrying > 0 {
+        let next = next_retry
+            .map(|t| format!(" (next {})", t.format("%H:%M:%S")))
+            .unwrap_or_default();
+        parts.push((6, format!("retrying {}{next}", p.retrying)));
+    }
+    if p.held > 0 {
+        parts.push((6, format!("held {}", p.held)));
+    }
+    parts.push((4, rate_text));
+    parts.push((3, clock_duration(elapsed)));
+    parts.push((5, eta));
+    let join = |parts: &[(u8, String)]| {
+        parts
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let mut line = join(&parts);
+    while line.chars().count() > WIDTH && parts.len() > 1 {
+        let (i, _) = parts
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, (prio, _))| (*prio, std::cmp::Reverse(*i)))
+            .expect("parts");
+        parts.remove(i);
+        line = join(&parts);
+    }
+    line.chars().take(WIDTH).collect()
+}
+
+/// Follows a notice's delivery until nothing is left for the daemon to do (held rows
+/// wait for an operator), showing a progress line when `show`; `None` on Ctrl-C.
+async fn follow(app: &App, id: i64, show: bool) -> anyhow::Result<Option<Progress>> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = if show {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden())
+    };
+    bar.set_style(ProgressStyle::with_template("{msg}").expect("valid template"));
+    if show {
+        eprintln!("the daemon (`bulletin serve`) sends it; Ctrl-C stops watching, not sending");
+    }
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        let p = Progress::from_counts(&app.store.delivery_counts(Some(id)).await?);
+        let next_retry = if p.retrying > 0 {
+            app.store
+                .deliveries(&DeliveryFilter {
+                    bulletin: Some(id),
+                    status: Some(DeliveryStatus::Retrying),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?
+                .iter()
+                .filter_map(|r| r.next_attempt_at)
+                .min()
+        } else {
+            None
+        };
+        bar.set_message(progress_line(&p, started.elapsed(), next_retry));
+        if p.over() {
+            bar.finish_and_clear();
+            if show {
                 println!(
-                    "{unconfirmed} unconfirmed (no final reply: may have been delivered); see \
-                     `bulletin deliveries --bulletin {id} --status unconfirmed`"
+                    "notice {id}: sent {}, failed {}, suppressed {}",
+                    p.sent, p.failed, p.suppressed
                 );
+                if p.unconfirmed > 0 {
+                    println!(
+                        "{} unconfirmed (no final reply: may have been delivered); see \
+                         `bulletin deliveries --bulletin {id} --status unconfirmed`",
+                        p.unconfirmed
+                    );
+                }
+                if p.held > 0 {
+                    println!(
+                        "{} held after an expired lease (may have been delivered): decide with \
+                         `bulletin retry --held --bulletin {id}`",
+                        p.held
+                    );
+                }
             }
-            if failed > 0 {
-                println!("see `bulletin deliveries --bulletin {id} --status failed`");
-            }
-            return Ok(());
+            return Ok(Some(p));
         }
         tokio::select! {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => {
                 bar.abandon();
                 println!("stopped watching; the daemon keeps sending (`bulletin bulletins`)");
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -1201,6 +1487,13 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open {}", file.display()))?;
             let rows = CsvSubscribers::new(std::io::BufReader::new(f))
                 .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            if !rows.ignored_columns().is_empty() {
+                eprintln!(
+                    "{}: line 1: column(s) ignored (only email, name and language are read): {}",
+                    file.display(),
+                    rows.ignored_columns().join(", ")
+                );
+            }
             let (counts, errors) = import_rows(&app, list.id, rows).await?;
             for e in &errors {
                 eprintln!("{}: {e}: skipped", file.display());
@@ -1212,6 +1505,42 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                 counts.unchanged,
                 errors.len()
             );
+        }
+        ListCommand::Export { name, out } => {
+            let list = get(name).await?;
+            let sink: Box<dyn std::io::Write + Send> = match out {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(sink));
+            w.write_record(["email", "name", "language", "status", "status_changed_at"])?;
+            let (mut after, mut n) = (0, 0u64);
+            loop {
+                let page = store.subscribers_page(list.id, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for s in &page {
+                    w.write_record([
+                        s.email.as_str(),
+                        s.name.as_deref().unwrap_or(""),
+                        s.language.as_deref().unwrap_or(""),
+                        s.status.as_str(),
+                        &s.status_changed_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    ])?;
+                    n += 1;
+                }
+            }
+            w.flush()?;
+            if let Some(path) = out {
+                println!(
+                    "list `{name}`: {n} subscriber(s) written to {}",
+                    path.display()
+                );
+            }
         }
         ListCommand::Add {
             name,
@@ -1369,5 +1698,118 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    #[test]
+    fn the_progress_line_fits_80_columns_and_keeps_retrying_and_held_apart() {
+        let p = Progress {
+            total: 40,
+            sent: 20,
+            failed: 2,
+            retrying: 3,
+            held: 1,
+            remaining: 14,
+            ..Default::default()
+        };
+        let next = Utc.with_ymd_and_hms(2026, 12, 1, 14, 3, 5).unwrap();
+        let line = progress_line(&p, Duration::from_secs(7), Some(next));
+        // Too long for 80 columns with everything: the elapsed time and the rate go
+        // first (the typical line, below, has them).
+        assert_eq!(
+            line,
+            "22/40 done · failed 2 · left 14 · retrying 3 (next 14:03:05) · held 1 · ETA 0:05"
+        );
+        assert!(line.chars().count() <= 80, "{line}");
+        for want in [
+            "22/40 done",
+            "failed 2",
+            "left 14",
+            "retrying 3 (next 14:03:05)",
+            "held 1",
+        ] {
+            assert!(line.contains(want), "`{want}` missing: {line}");
+        }
+
+        // Rounded rate, elapsed and ETA when there is room.
+        let p = Progress {
+            total: 1000,
+            sent: 250,
+            remaining: 750,
+            ..Default::default()
+        };
+        let line = progress_line(&p, Duration::from_secs(100), None);
+        assert_eq!(line, "250/1000 done · left 750 · 2.5/s · 1:40 · ETA 5:00");
+        let p = Progress {
+            total: 100_000,
+            sent: 50_000,
+            remaining: 50_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&p, Duration::from_secs(4000), None),
+            "50000/100000 done · left 50000 · 12/s · 1:06:40 · ETA 1:06:40"
+        );
+
+        // Huge numbers: still 80 columns, the least useful parts dropped first.
+        let p = Progress {
+            total: 9_999_999,
+            sent: 1_234_567,
+            failed: 1_234_567,
+            retrying: 1_234_567,
+            held: 1_234_567,
+            remaining: 5_061_731,
+            ..Default::default()
+        };
+        let line = progress_line(&p, Duration::from_secs(36_000), Some(next));
+        assert!(line.chars().count() <= 80, "{line}");
+        assert!(
+            line.starts_with("2469134/9999999 done · failed 1234567 · left 5061731"),
+            "{line}"
+        );
+
+        // Nothing sent yet: no rate, no ETA guess.
+        let p = Progress {
+            total: 5,
+            remaining: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&p, Duration::from_millis(300), None),
+            "0/5 done · left 5 · 0.0/s · 0:00 · ETA --"
+        );
+    }
+
+    #[test]
+    fn held_rows_do_not_keep_the_follow_waiting_and_failures_set_the_exit_code() {
+        let p = Progress {
+            total: 3,
+            sent: 1,
+            failed: 1,
+            held: 1,
+            ..Default::default()
+        };
+        assert!(p.over());
+        let e = p.result(7).unwrap_err();
+        assert!(e.downcast_ref::<DeliveriesFailed>().is_some());
+        assert!(Progress {
+            total: 1,
+            sent: 1,
+            ..Default::default()
+        }
+        .result(7)
+        .is_ok());
+        assert!(!Progress {
+            total: 1,
+            retrying: 1,
+            ..Default::default()
+        }
+        .over());
     }
 }

@@ -377,6 +377,8 @@ struct RawUnsubscribe {
     #[serde(default = "default_unsub_env")]
     secret_env: String,
     secret_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_loopback: bool,
 }
 
 impl Default for RawUnsubscribe {
@@ -385,7 +387,54 @@ impl Default for RawUnsubscribe {
             base_url: default_public_url(),
             secret_env: default_unsub_env(),
             secret_file: None,
+            allow_loopback: false,
         }
+    }
+}
+
+/// Validates `unsubscribe.base_url`: an absolute http(s) URL with a host and no
+/// credentials, query or fragment (`/unsubscribe/TOKEN` is appended to it). Returns it
+/// normalised by the `url` crate, which percent-encodes what may not stand in a URL
+/// (`"`, `<`, `>`, spaces); `'` and `&` are encoded too, so the URL can be written into
+/// an HTML attribute or a mail header as it is. Without the trailing `/`.
+pub fn check_base_url(raw: &str) -> Result<String, String> {
+    let shown = raw.escape_default();
+    let u = url::Url::parse(raw.trim())
+        .map_err(|e| format!("`{shown}` is not an absolute URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("`{shown}` must start with http:// or https://"));
+    }
+    if u.host().is_none() {
+        return Err(format!("`{shown}` has no host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!("`{shown}` must not carry a user name or password"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "`{shown}` must not have a query (?) or fragment (#): /unsubscribe/TOKEN is appended to it"
+        ));
+    }
+    Ok(u.as_str()
+        .trim_end_matches('/')
+        .replace('\'', "%27")
+        .replace('&', "%26"))
+}
+
+/// Whether a URL's host is a loopback address (127.0.0.0/8, ::1) or `localhost`: a link
+/// there is dead for every reader.
+pub fn is_loopback_url(u: &str) -> bool {
+    match url::Url::parse(u)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(a)) => a.is_loopback() || a.is_unspecified(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback() || a.is_unspecified(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
     }
 }
 
@@ -542,7 +591,13 @@ pub struct EmailConfig {
 
 #[derive(Debug, Clone)]
 pub struct UnsubscribeConfig {
+    /// Validated and normalised by [`check_base_url`].
     pub base_url: String,
+    /// `base_url` points at this machine (loopback): links in e-mails would be dead.
+    pub loopback: bool,
+    /// `unsubscribe.allow_loopback`: send over SMTP with a loopback `base_url` all the
+    /// same (tests, a local demo).
+    pub allow_loopback: bool,
     /// None: a key generated once and kept in the store is used.
     pub secret: Option<SecretString>,
 }
@@ -651,6 +706,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub public: PublicConfig,
     pub notices: NoticeConfig,
+    /// Secrets only sending needs that are missing (see [`Config::ready_to_send`]).
+    pub send_secrets_missing: Vec<ConfigError>,
 }
 
 impl Config {
@@ -756,6 +813,7 @@ impl Config {
             }
         }
 
+        let mut send_secrets_missing = Vec::new();
         let email_span = raw.email.span();
         let raw_email = raw.email.into_inner();
         let from: lettre::message::Mailbox = raw_email.from.parse().map_err(|e| {
@@ -808,8 +866,10 @@ impl Config {
                 let password = read_secret(env, &s.password_env, s.password_file.as_deref())
                     .map_err(|m| err(Some(span.clone()), "email.smtp.password_file", m))?;
                 if s.username.is_some() && password.is_none() {
-                    return Err(err(
-                        Some(span),
+                    // Only sending needs it: `serve` refuses to start without it, the
+                    // commands that read or enqueue do not.
+                    send_secrets_missing.push(err(
+                        Some(span.clone()),
                         "email.smtp.username",
                         format!(
                             "a username is set but no password: set the environment variable {} or email.smtp.password_file",
@@ -885,16 +945,8 @@ impl Config {
             Some(u) => (Some(u.span()), u.into_inner()),
             None => (None, RawUnsubscribe::default()),
         };
-        if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
-            return Err(err(
-                unsub_span,
-                "unsubscribe.base_url",
-                format!(
-                    "`{}` must start with http:// or https://",
-                    u.base_url.escape_default()
-                ),
-            ));
-        }
+        let base_url = check_base_url(&u.base_url)
+            .map_err(|m| err(unsub_span.clone(), "unsubscribe.base_url", m))?;
         let secret = read_secret(env, &u.secret_env, u.secret_file.as_deref())
             .map_err(|m| err(unsub_span.clone(), "unsubscribe.secret_file", m))?;
         if let Some(s) = &secret {
@@ -970,7 +1022,7 @@ impl Config {
                     let secret = read_secret(env, &w.secret_env, w.secret_file.as_deref())
                         .map_err(|m| e("secret_file", m))?;
                     if secret.is_none() && w.outbox_dir.is_none() {
-                        return Err(e(
+                        send_secrets_missing.push(e(
                             "secret_env",
                             format!("no AppSecret: set the environment variable {} or wechat.secret_file", w.secret_env),
                         ));
@@ -1137,7 +1189,7 @@ impl Config {
 
         Ok(Config {
             file: path.to_path_buf(),
-            store_url: raw.store.url,
+            store_url: resolve_sqlite_url(&raw.store.url, path),
             store_password,
             default_language,
             publisher,
@@ -1147,8 +1199,10 @@ impl Config {
                 transport,
             },
             unsubscribe: UnsubscribeConfig {
-                base_url: u.base_url.trim_end_matches('/').to_string(),
+                loopback: is_loopback_url(&base_url),
+                base_url,
                 secret,
+                allow_loopback: u.allow_loopback,
             },
             delivery: DeliveryConfig {
                 batch_size: d.batch_size,
@@ -1185,7 +1239,66 @@ impl Config {
             notices: NoticeConfig {
                 dedupe_window: Duration::from_secs(raw.notices.dedupe_window_minutes * 60),
             },
+            send_secrets_missing,
         })
+    }
+
+    /// What stops this configuration from sending: a secret only sending needs (SMTP
+    /// password, WeChat AppSecret) that is missing, or SMTP with an unsubscribe link to
+    /// this machine. `serve` checks it before it starts; the commands that only read or
+    /// enqueue do not need it.
+    pub fn ready_to_send(&self) -> Result<(), ConfigError> {
+        if let Some(e) = self.send_secrets_missing.first() {
+            return Err(e.clone());
+        }
+        if let Some(m) = self.loopback_link_problem() {
+            return Err(ConfigError {
+                file: self.file.display().to_string(),
+                line: None,
+                column: None,
+                key: Some("unsubscribe.base_url".into()),
+                message: format!(
+                    "{m}; serve refuses to send over SMTP with it (set unsubscribe.allow_loopback = true for tests)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A loopback `unsubscribe.base_url` with e-mail going out over SMTP, not allowed.
+    pub fn loopback_link_problem(&self) -> Option<String> {
+        let smtp = matches!(self.email.transport, EmailTransport::Smtp(_));
+        (smtp && self.unsubscribe.loopback && !self.unsubscribe.allow_loopback).then(|| {
+            format!(
+                "`{}` points at this machine: the unsubscribe link in every e-mail would be dead \
+                 for its reader; set the public address readers can reach",
+                self.unsubscribe.base_url
+            )
+        })
+    }
+
+    /// Warnings for `check-config`: what `serve` would refuse, and links readers cannot use.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .send_secrets_missing
+            .iter()
+            .map(|e| format!("{e} (needed only to send: `serve` refuses to start without it)"))
+            .collect();
+        if let Some(m) = self.loopback_link_problem() {
+            w.push(format!(
+                "{}: unsubscribe.base_url: {m} (`serve` refuses to send over SMTP until it \
+                 is fixed or unsubscribe.allow_loopback = true)",
+                self.file.display()
+            ));
+        } else if self.unsubscribe.loopback && !self.unsubscribe.allow_loopback {
+            w.push(format!(
+                "{}: unsubscribe.base_url: `{}` points at this machine: fine for the outbox, \
+                 dead in e-mails sent to readers",
+                self.file.display(),
+                self.unsubscribe.base_url
+            ));
+        }
+        w
     }
 
     /// The schedule called `name`.
@@ -1237,6 +1350,28 @@ fn url_has_password(url: &str) -> bool {
         (Some(s), Some(at)) if at > s => url[s + 3..at].contains(':'),
         _ => false,
     }
+}
+
+/// A `sqlite:` URL whose path is relative, made absolute against the folder of the
+/// configuration file `config`, so that every command opens the same store whatever
+/// folder it is run from. Other URLs (absolute paths, `:memory:`, PostgreSQL) unchanged.
+pub fn resolve_sqlite_url(url: &str, config: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_string();
+    };
+    let (file, query) = match rest.find('?') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() {
+        return url.to_string();
+    }
+    let folder = config.parent().unwrap_or(Path::new(""));
+    let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+    format!("sqlite://{}{query}", folder.join(file).display())
 }
 
 /// The SQLite file named by a `sqlite://` URL.
@@ -1310,10 +1445,133 @@ lists = ["partners"]
     }
 
     #[test]
-    fn missing_password_is_explained() {
-        let e = Config::parse(GOOD, Path::new("b.toml"), &|_| None).unwrap_err();
+    fn a_relative_sqlite_path_is_read_from_the_configuration_folder() {
+        let c = Config::parse(
+            &format!("[store]\nurl = \"sqlite://data/b.db?mode=rwc\"\n{GOOD}"),
+            Path::new("/etc/bulletin/bulletin.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        assert_eq!(c.store_url, "sqlite:///etc/bulletin/data/b.db?mode=rwc");
+        let r = |u: &str| resolve_sqlite_url(u, Path::new("/etc/bulletin/b.toml"));
+        assert_eq!(r("sqlite:b.db"), "sqlite:///etc/bulletin/b.db");
+        assert_eq!(r("sqlite:///var/b.db"), "sqlite:///var/b.db");
+        assert_eq!(r("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(r("postgres://u@h/db"), "postgres://u@h/db");
+        // A configuration named relative to the working folder: made absolute.
+        let rel = resolve_sqlite_url("sqlite://b.db", Path::new("config/bulletin.toml"));
+        let want = std::env::current_dir().unwrap().join("config/b.db");
+        assert_eq!(rel, format!("sqlite://{}", want.display()));
+    }
+
+    #[test]
+    fn missing_password_is_explained_when_sending_only() {
+        // Loads (the commands that do not send need no password) ...
+        let c = Config::parse(GOOD, Path::new("b.toml"), &|_| None).unwrap();
+        // ... but cannot send, and says why.
+        let e = c.ready_to_send().unwrap_err();
         assert_eq!(e.key.as_deref(), Some("email.smtp.username"));
         assert!(e.message.contains("BULLETIN_SMTP_PASSWORD"));
+        assert!(
+            c.warnings()[0].contains("BULLETIN_SMTP_PASSWORD"),
+            "{:?}",
+            c.warnings()
+        );
+    }
+
+    #[test]
+    fn a_missing_wechat_secret_stops_only_sending() {
+        let cover = tempfile_path("cover.png");
+        let src = format!(
+            "{GOOD}\n[unsubscribe]\nbase_url = \"https://news.example.org\"\n\n[wechat]\nappid = \"wx1234567890abcdef\"\ncover_image = \"{}\"\n",
+            cover.display()
+        );
+        let c = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap();
+        let e = c.ready_to_send().unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("wechat.secret_env"), "{e}");
+        assert!(e.message.contains("no AppSecret"), "{e}");
+    }
+
+    fn tempfile_path(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "bulletin-config-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&p, b"x").unwrap();
+        p
+    }
+
+    #[test]
+    fn unsubscribe_base_url_is_an_absolute_http_url_and_cannot_inject_markup() {
+        let with = |u: &str| {
+            Config::parse(
+                &format!(
+                    "{GOOD}\n[unsubscribe]\nbase_url = {}\n",
+                    toml::Value::String(u.into())
+                ),
+                Path::new("b.toml"),
+                &env_with_password,
+            )
+        };
+        let c = with("https://news.example.org/a\"onmouseover=\"alert(1)'&<b>/").unwrap();
+        let b = &c.unsubscribe.base_url;
+        assert_eq!(
+            b,
+            "https://news.example.org/a%22onmouseover=%22alert(1)%27%26%3Cb%3E"
+        );
+        assert!(!b.contains(['"', '\'', '<', '>', '&', ' ']), "{b}");
+        for bad in [
+            "news.example.org",
+            "ftp://news.example.org",
+            "https://",
+            "https://news.example.org/?list=1",
+            "https://news.example.org/#x",
+            "https://user:pw@news.example.org",
+            "https://news example.org",
+        ] {
+            let e = with(bad).expect_err(bad);
+            assert_eq!(e.key.as_deref(), Some("unsubscribe.base_url"), "{bad}: {e}");
+        }
+        assert_eq!(
+            with("https://news.example.org/")
+                .unwrap()
+                .unsubscribe
+                .base_url,
+            "https://news.example.org"
+        );
+    }
+
+    #[test]
+    fn a_loopback_unsubscribe_url_stops_smtp_sending_unless_allowed() {
+        // GOOD has no [unsubscribe]: the default http://127.0.0.1:8081.
+        let c = Config::parse(GOOD, Path::new("b.toml"), &env_with_password).unwrap();
+        let e = c.ready_to_send().unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("unsubscribe.base_url"));
+        assert!(e.message.contains("dead"), "{e}");
+        assert!(c.warnings().iter().any(|w| w.contains("127.0.0.1:8081")));
+        for host in ["http://localhost:8081", "http://[::1]/", "http://127.1.2.3"] {
+            let c = Config::parse(
+                &format!("{GOOD}\n[unsubscribe]\nbase_url = \"{host}\"\n"),
+                Path::new("b.toml"),
+                &env_with_password,
+            )
+            .unwrap();
+            assert!(c.ready_to_send().is_err(), "{host}");
+        }
+        let allowed = Config::parse(
+            &format!("{GOOD}\n[unsubscribe]\nallow_loopback = true\n"),
+            Path::new("b.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        assert!(allowed.ready_to_send().is_ok());
+        let public = Config::parse(
+            &format!("{GOOD}\n[unsubscribe]\nbase_url = \"https://news.example.org\"\n"),
+            Path::new("b.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        assert!(public.ready_to_send().is_ok() && public.warnings().is_empty());
     }
 
     #[test]

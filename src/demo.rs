@@ -37,11 +37,15 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "made by `bulletin demo`; the next demo run empties this folder\n",
     )?;
     std::fs::write(dir.join("cover.png"), COVER)?;
+    // Absolute paths: the demo's demo.toml then names the same store from any folder
+    // (a relative store path is read relative to the configuration file's folder).
+    let root = std::path::absolute(dir).with_context(|| format!("cannot resolve {d}"))?;
+    let root = root.display().to_string();
     let source = DEMO_CONFIG
-        .replace("demo-output/", &format!("{}/", d.trim_end_matches('/')))
+        .replace("demo-output/", &format!("{}/", root.trim_end_matches('/')))
         .replace(
             "config/examples/cover.png",
-            &format!("{}/cover.png", d.trim_end_matches('/')),
+            &format!("{}/cover.png", root.trim_end_matches('/')),
         );
     let config_path = dir.join("demo.toml");
     std::fs::write(&config_path, &source)?;

@@ -290,11 +290,22 @@ pub fn parse_record(
     default_language: &str,
 ) -> Result<SessionRecord, RecordErrors> {
     let whole = |message: String, line: Option<usize>, column: Option<usize>| {
+        // A TOML-level problem (duplicate key, invalid or quoted date, wrong type) still
+        // names the field it is in, read from the source at that place.
+        let field = match line {
+            Some(l)
+                if !message.starts_with("missing field")
+                    && !message.starts_with("unknown field") =>
+            {
+                field_at_line(source, l)
+            }
+            _ => None,
+        };
         RecordErrors(vec![RecordError {
             file: file.to_string(),
             line,
             column,
-            field: None,
+            field,
             message,
         }])
     };
@@ -446,6 +457,76 @@ pub fn parse_record(
     }
 }
 
+/// The dotted name of the key set on 1-based line `line` of a TOML source, with its table
+/// (`highlights[2].speaker` inside the second `[[highlights]]`), or `None` if that line
+/// sets no key.
+fn field_at_line(source: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut key = None;
+    for (i, l) in source.lines().enumerate().take(line) {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = counts.entry(name.clone()).or_default();
+            *n += 1;
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+        } else if i + 1 == line {
+            let k = t.split('=').next().filter(|_| t.contains('='))?.trim();
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return None;
+            }
+            key = Some(if table.is_empty() {
+                k.to_string()
+            } else {
+                format!("{table}.{k}")
+            });
+        }
+    }
+    key
+}
+
+/// Byte spans of each `[[images]]` entry's `file` value, in order (for errors found
+/// when the images are read, after the record itself was accepted).
+pub fn image_file_spans(source: &str) -> Vec<std::ops::Range<usize>> {
+    #[derive(Deserialize)]
+    struct Images {
+        #[serde(default)]
+        images: Vec<ImageFile>,
+    }
+    #[derive(Deserialize)]
+    struct ImageFile {
+        file: Spanned<String>,
+    }
+    toml::from_str::<Images>(source)
+        .map(|i| i.images.into_iter().map(|f| f.file.span()).collect())
+        .unwrap_or_default()
+}
+
+/// A warning (not a refusal) when the session date is far from `today`: more than five
+/// years back or more than two years ahead, most likely a typo in the year.
+pub fn held_on_warning(held_on: NaiveDate, today: NaiveDate) -> Option<String> {
+    let back = today.checked_sub_months(chrono::Months::new(60))?;
+    let ahead = today.checked_add_months(chrono::Months::new(24))?;
+    if held_on < back {
+        Some(format!(
+            "{held_on} is more than five years ago; check the year (imported anyway)"
+        ))
+    } else if held_on > ahead {
+        Some(format!(
+            "{held_on} is more than two years ahead; check the year (imported anyway)"
+        ))
+    } else {
+        None
+    }
+}
+
 fn date_of(dt: &toml::value::Datetime) -> Result<NaiveDate, String> {
     let (Some(d), None, None) = (dt.date, dt.time, dt.offset) else {
         return Err(format!(
@@ -509,6 +590,62 @@ attendees = "All"
         let src = MINIMAL.replace("2020-07-30", "2020-07-30T10:00:00");
         let e = parse_record(&src, "m.toml", "en").unwrap_err().to_string();
         assert!(e.contains("held_on"), "{e}");
+    }
+
+    #[test]
+    fn toml_level_errors_name_the_field() {
+        let dup = MINIMAL.replace("event = \"E\"", "event = \"E\"\ntitle = \"again\"");
+        let e = parse_record(&dup, "m.toml", "en").unwrap_err();
+        assert_eq!(e.0[0].field.as_deref(), Some("title"), "{e}");
+        assert!(e.to_string().contains("m.toml:5:1: title: "), "{e}");
+
+        let bad = MINIMAL.replace("2020-07-30", "2020-02-30");
+        let e = parse_record(&bad, "m.toml", "en").unwrap_err();
+        assert!(e.to_string().starts_with("m.toml:6:11: held_on: "), "{e}");
+
+        let quoted = MINIMAL.replace("2020-07-30", "\"2020-07-30\"");
+        let e = parse_record(&quoted, "m.toml", "en").unwrap_err();
+        assert!(e.to_string().starts_with("m.toml:6:11: held_on: "), "{e}");
+
+        let nested = format!("{MINIMAL}[[highlights]]\nspeaker = \"A\"\nspeaker = \"B\"\n");
+        let e = parse_record(&nested, "m.toml", "en").unwrap_err();
+        assert_eq!(
+            e.0[0].field.as_deref(),
+            Some("highlights[1].speaker"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bidi_controls_in_one_line_fields_are_refused_with_place() {
+        let src = MINIMAL.replace("session = \"S\"", "session = \"S\\u202Egpj.exe\"");
+        let e = parse_record(&src, "m.toml", "en").unwrap_err().to_string();
+        assert!(
+            e.starts_with("m.toml:5:11: session: contains the bidirectional control U+202E"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn far_dates_warn() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        assert!(held_on_warning(d(2021, 12, 1), today).is_none());
+        assert!(held_on_warning(d(2028, 12, 1), today).is_none());
+        assert!(held_on_warning(d(2021, 11, 30), today)
+            .unwrap()
+            .contains("five years ago"));
+        assert!(held_on_warning(d(2028, 12, 2), today)
+            .unwrap()
+            .contains("two years ahead"));
+    }
+
+    #[test]
+    fn image_spans_are_found() {
+        let src = format!("{MINIMAL}[[images]]\nfile = \"a.png\"\nalt = \"A\"\n");
+        let spans = image_file_spans(&src);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(line_col(&src, spans[0].start).0, 11);
     }
 
     #[test]

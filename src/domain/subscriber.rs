@@ -145,23 +145,68 @@ impl<R: Read> Read for QuoteParity<R> {
 }
 
 /// Streams subscribers out of CSV with an `email,name,language` header
-/// (`name` and `language` columns optional, in any order).
+/// (`name` and `language` columns optional, in any order; other columns ignored).
+/// Fields are separated by `,` or by `;` (as spreadsheets in many locales save CSV),
+/// whichever the header line uses.
 pub struct CsvSubscribers<R: Read> {
-    reader: csv::Reader<QuoteParity<R>>,
+    reader: csv::Reader<QuoteParity<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>>,
     email: usize,
     name: Option<usize>,
     language: Option<usize>,
+    ignored: Vec<String>,
+    delimiter: u8,
     record: csv::StringRecord,
 }
 
+/// The longest header line looked at to choose the delimiter.
+const HEADER_PEEK: usize = 64 * 1024;
+
+/// `;` if the header line has more semicolons than commas outside quotes, else `,`.
+fn detect_delimiter(header: &[u8]) -> u8 {
+    let (mut commas, mut semicolons, mut quoted) = (0, 0, false);
+    for b in header {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => commas += 1,
+            b';' if !quoted => semicolons += 1,
+            _ => {}
+        }
+    }
+    if semicolons > commas {
+        b';'
+    } else {
+        b','
+    }
+}
+
 impl<R: Read> CsvSubscribers<R> {
-    /// Reads the header; refuses a file without an `email` column or with unknown columns.
-    pub fn new(input: R) -> Result<Self, String> {
+    /// Reads the header; refuses a file without an `email` column. Columns other than
+    /// email, name and language are ignored (see [`Self::ignored_columns`]).
+    pub fn new(mut input: R) -> Result<Self, String> {
+        // The header line, read a byte at a time (it is short) so that nothing after it
+        // is consumed; it is then read again by the CSV reader.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while head.len() < HEADER_PEEK {
+            match input.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) => {
+                    head.push(byte[0]);
+                    if byte[0] == b'\n' {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("line 1: cannot read the header: {e}")),
+            }
+        }
+        let delimiter = detect_delimiter(&head);
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
+            .delimiter(delimiter)
             .from_reader(QuoteParity {
-                inner: input,
+                inner: std::io::Cursor::new(head).chain(input),
                 quotes: 0,
                 ended: false,
             });
@@ -172,22 +217,25 @@ impl<R: Read> CsvSubscribers<R> {
         let mut email = None;
         let mut name = None;
         let mut language = None;
+        let mut ignored = Vec::new();
         for (i, h) in headers.iter().enumerate() {
-            match h
-                .trim_start_matches('\u{feff}')
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                "email" => email = Some(i),
-                "name" => name = Some(i),
-                "language" => language = Some(i),
-                other => {
-                    return Err(format!(
-                        "line 1: unknown column `{}` (expected email, name, language)",
-                        other.escape_default()
-                    ))
+            let h = h.trim_start_matches('\u{feff}');
+            let slot = match h.to_ascii_lowercase().as_str() {
+                "email" => &mut email,
+                "name" => &mut name,
+                "language" => &mut language,
+                _ => {
+                    ignored.push(h.escape_default().to_string());
+                    continue;
                 }
+            };
+            if slot.is_some() {
+                return Err(format!(
+                    "line 1: the column `{}` appears twice",
+                    h.escape_default()
+                ));
             }
+            *slot = Some(i);
         }
         let email = email.ok_or("line 1: the header has no `email` column")?;
         Ok(Self {
@@ -195,8 +243,20 @@ impl<R: Read> CsvSubscribers<R> {
             email,
             name,
             language,
+            ignored,
+            delimiter,
             record: csv::StringRecord::new(),
         })
+    }
+
+    /// Header columns other than email, name and language: read past, not stored.
+    pub fn ignored_columns(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// The field separator found in the header line: `,` or `;`.
+    pub fn delimiter(&self) -> char {
+        self.delimiter as char
     }
 }
 
@@ -272,10 +332,38 @@ mod tests {
     #[test]
     fn csv_header_is_checked() {
         assert!(CsvSubscribers::new("name\nx\n".as_bytes()).is_err());
-        assert!(CsvSubscribers::new("email,phone\n".as_bytes())
+        assert!(CsvSubscribers::new("email,name,Email\n".as_bytes())
             .err()
             .unwrap()
-            .contains("phone"));
+            .contains("appears twice"));
         assert!(CsvSubscribers::new("email\n".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn extra_columns_are_ignored_and_named() {
+        let csv = "organisation,email,phone,name\nMRC,a@example.org,+66 1,A\n";
+        let r = CsvSubscribers::new(csv.as_bytes()).unwrap();
+        assert_eq!(r.ignored_columns(), ["organisation", "phone"]);
+        let rows: Vec<_> = r.collect();
+        assert_eq!(rows.len(), 1);
+        let s = rows[0].as_ref().unwrap();
+        assert_eq!(
+            (s.email.as_str(), s.name.as_deref()),
+            ("a@example.org", Some("A"))
+        );
+    }
+
+    #[test]
+    fn semicolon_separated_files_are_detected_from_the_header() {
+        let csv = "email;name;language\na@example.org;\"Dupont, A.\";fr\nb@example.org;B;en\n";
+        let r = CsvSubscribers::new(csv.as_bytes()).unwrap();
+        assert_eq!(r.delimiter(), ';');
+        let rows: Vec<_> = r.map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name.as_deref(), Some("Dupont, A."));
+        assert_eq!(rows[1].language.as_deref(), Some("en"));
+        // A comma file whose names hold semicolons stays a comma file.
+        let r = CsvSubscribers::new("email,name\na@example.org,\"x;y;z\"\n".as_bytes()).unwrap();
+        assert_eq!(r.delimiter(), ',');
     }
 }

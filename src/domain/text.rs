@@ -15,7 +15,19 @@ pub fn check_line(value: &str, max_chars: usize, required: bool) -> Result<(), S
             _ => format!("contains control character U+{:04X}", c as u32),
         });
     }
+    if let Some(c) = value.chars().find(|c| is_bidi_control(*c)) {
+        return Err(format!(
+            "contains the bidirectional control U+{:04X}: it can make the line display in \
+             another order than it is written (e.g. a subject reading as \"exe.jpg\")",
+            c as u32
+        ));
+    }
     check_common(value, max_chars)
+}
+
+/// Bidirectional embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks a multi-line (Markdown) field.
@@ -107,6 +119,19 @@ mod tests {
         assert!(check_line("a\u{E000}", 10, true).is_err());
         assert!(check_block("a\nb", 10, true).is_ok());
         assert!(check_block("a\u{7}b", 10, true).is_err());
+    }
+
+    #[test]
+    fn bidi_controls_are_refused_in_one_line_fields() {
+        for c in ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}'] {
+            let e = check_line(&format!("report{c}gpj.exe"), 100, true).unwrap_err();
+            assert!(e.contains(&format!("U+{:04X}", c as u32)), "{e}");
+        }
+        for c in ['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'] {
+            assert!(check_line(&format!("a{c}b"), 100, true).is_err());
+        }
+        // Right-to-left text itself, and the marks U+200E/U+200F, are fine.
+        assert!(check_line("مؤتمر \u{200F}2020", 100, true).is_ok());
     }
 
     #[test]

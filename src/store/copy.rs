@@ -69,6 +69,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("status", Text),
             ("created_at", Int),
             ("updated_at", Int),
+            ("status_changed_at", Int),
         ],
     ),
     (

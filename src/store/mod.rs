@@ -108,6 +108,8 @@ pub struct SubscriberRow {
     pub name: Option<String>,
     pub language: Option<String>,
     pub status: SubscriberStatus,
+    /// When the status last changed (set on creation).
+    pub status_changed_at: DateTime<Utc>,
 }
 
 /// What a subscriber import changed.

@@ -508,8 +508,8 @@ impl Store for PostgresStore {
             match existing {
                 None => {
                     sqlx::query(
-                        "INSERT INTO subscribers (list_id, email, name, language, status, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, 'active', $5, $6) ON CONFLICT (list_id, email) DO NOTHING",
+                        "INSERT INTO subscribers (list_id, email, name, language, status, created_at, updated_at, status_changed_at)
+                         VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) ON CONFLICT (list_id, email) DO NOTHING",
                     )
                     .bind(list_id)
                     .bind(s.email.as_str())
@@ -565,7 +565,8 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE subscribers SET status = $1, updated_at = $2 WHERE list_id = $3 AND email = $4",
+            "UPDATE subscribers SET status_changed_at = CASE WHEN status = $1 THEN status_changed_at ELSE $2 END,
+             status = $1, updated_at = $2 WHERE list_id = $3 AND email = $4",
         )
         .bind(status.as_str())
         .bind(ms(now))
@@ -583,7 +584,7 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<SubscriberRow>> {
         let rows = sqlx::query(
-            "SELECT id, email, name, language, status FROM subscribers WHERE list_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT id, email, name, language, status, status_changed_at FROM subscribers WHERE list_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(list_id)
         .bind(after_id)
@@ -599,6 +600,7 @@ impl Store for PostgresStore {
                     language: r.get("language"),
                     status: SubscriberStatus::parse(r.get("status"))
                         .map_err(StoreError::Corrupt)?,
+                    status_changed_at: from_millis(r.get("status_changed_at")),
                 })
             })
             .collect()
@@ -1296,7 +1298,7 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         let r = sqlx::query(
-            "UPDATE subscribers SET status = 'bounced', updated_at = $1 WHERE email = $2 AND status = 'active'",
+            "UPDATE subscribers SET status = 'bounced', updated_at = $1, status_changed_at = $1 WHERE email = $2 AND status = 'active'",
         )
         .bind(ms(now))
         .bind(email)
@@ -1546,7 +1548,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<SubscriptionRef>> {
         // A bounced address stays bounced; anyone else becomes unsubscribed.
         sqlx::query(
-            "UPDATE subscribers SET status = 'unsubscribed', updated_at = $1
+            "UPDATE subscribers SET status = 'unsubscribed', updated_at = $1, status_changed_at = $1
              WHERE id = $2 AND list_id = $3 AND email = $4 AND status = 'active'",
         )
         .bind(ms(now))

@@ -793,8 +793,8 @@ impl Store for SqliteStore {
             match existing {
                 None => {
                     sqlx::query(
-                        "INSERT INTO subscribers (list_id, email, name, language, status, created_at, updated_at)
-                         VALUES (?, ?, ?, ?, 'active', ?, ?)",
+                        "INSERT INTO subscribers (list_id, email, name, language, status, created_at, updated_at, status_changed_at)
+                         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?6)",
                     )
                     .bind(list_id)
                     .bind(s.email.as_str())
@@ -850,7 +850,8 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE subscribers SET status = ?, updated_at = ? WHERE list_id = ? AND email = ?",
+            "UPDATE subscribers SET status_changed_at = CASE WHEN status = ?1 THEN status_changed_at ELSE ?2 END,
+             status = ?1, updated_at = ?2 WHERE list_id = ?3 AND email = ?4",
         )
         .bind(status.as_str())
         .bind(ms(now))
@@ -868,7 +869,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<SubscriberRow>> {
         let rows = sqlx::query(
-            "SELECT id, email, name, language, status FROM subscribers WHERE list_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, email, name, language, status, status_changed_at FROM subscribers WHERE list_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(list_id)
         .bind(after_id)
@@ -884,6 +885,7 @@ impl Store for SqliteStore {
                     language: r.get("language"),
                     status: SubscriberStatus::parse(r.get("status"))
                         .map_err(StoreError::Corrupt)?,
+                    status_changed_at: from_millis(r.get("status_changed_at")),
                 })
             })
             .collect()
@@ -1783,8 +1785,8 @@ impl Store for SqliteStore {
         // A bounced address stays bounced; anyone else becomes unsubscribed.
         self.health.track(
             sqlx::query(
-                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?
-                 WHERE id = ? AND list_id = ? AND email = ? AND status = 'active'",
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?1, status_changed_at = ?1
+                 WHERE id = ?2 AND list_id = ?3 AND email = ?4 AND status = 'active'",
             )
             .bind(ms(now))
             .bind(subscriber_id)
@@ -1845,7 +1847,7 @@ impl Store for SqliteStore {
         if spans < i64::from(threshold) {
             return Ok(0);
         }
-        let r = sqlx::query("UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE email = ? AND status = 'active'")
+        let r = sqlx::query("UPDATE subscribers SET status = 'bounced', updated_at = ?1, status_changed_at = ?1 WHERE email = ?2 AND status = 'active'")
             .bind(ms(now))
             .bind(email)
             .execute(&self.pool)

@@ -113,7 +113,11 @@ fn secrets_never_reach_output() {
         .unwrap()
         .replace("outbox_dir = \"demo-output/outbox\"\n", "")
         .replace("transport = \"outbox\"", "transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"")
-        .replace("demo-output/", &format!("{}/", dir.path().display()));
+        .replace("demo-output/", &format!("{}/", dir.path().display()))
+        .replace(
+            "base_url = \"http://127.0.0.1:8081\"",
+            "base_url = \"http://127.0.0.1:8081\"\nallow_loopback = true",
+        );
     std::fs::write(&cfg, text).unwrap();
     let out = bulletin()
         .arg("--config")
@@ -216,4 +220,191 @@ fn only_store_init_creates_a_store_other_commands_refuse_a_missing_one() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ready"));
     let out = run(&["lists", "all", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("partners"));
+}
+
+#[test]
+fn retry_without_a_scope_refuses_and_names_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(dir.path().join("none.toml"))
+        .arg("retry")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--bulletin ID, --delivery ID, or --all"),
+        "{err}"
+    );
+    // --all with a scope is a contradiction clap refuses.
+    let out = bulletin()
+        .args(["retry", "--all", "--bulletin", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn every_subcommand_and_option_has_a_one_line_description() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(format!("{path} <{id}>"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let p = format!("{path} {}", sub.get_name());
+            let about = sub.get_about().map(|h| h.to_string()).unwrap_or_default();
+            if about.trim().is_empty() {
+                missing.push(p.clone());
+            }
+            walk(sub, &p, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    let cmd = bulletin::cli::Cli::command();
+    cmd.clone().debug_assert();
+    walk(&cmd, "bulletin", &mut missing);
+    assert!(missing.is_empty(), "no --help text for: {missing:#?}");
+}
+
+/// Commands that do not send run without the SMTP password and the WeChat AppSecret;
+/// `serve` refuses without them, and refuses to send over SMTP with an unsubscribe link
+/// to this machine; `check-config` warns of both.
+#[test]
+fn only_sending_needs_the_secrets_and_a_public_unsubscribe_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("outbox_dir = \"demo-output/outbox\"\n", "")
+        .replace("transport = \"outbox\"", "transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"")
+        .replace("demo-output/", &format!("{}/", dir.path().display()));
+    std::fs::write(&cfg, text).unwrap();
+    let run = |args: &[&str], password: bool| {
+        let mut c = bulletin();
+        c.arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env_remove("BULLETIN_SMTP_PASSWORD")
+            .env_remove("BULLETIN_ADMIN_TOKEN")
+            .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123");
+        if password {
+            c.env("BULLETIN_SMTP_PASSWORD", "pa55-word");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, said) = run(&["check-config"], false);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("warning: ")
+            && said.contains("email.smtp.username: a username is set but no password")
+            && said
+                .contains("unsubscribe.base_url: `http://127.0.0.1:8081` points at this machine"),
+        "{said}"
+    );
+    // A run without the sender role sends nothing and needs no password (it also
+    // creates the store for what follows).
+    let (ok, said) = run(&["serve", "--once", "--roles", "scheduler"], false);
+    assert!(ok, "{said}");
+    for args in [
+        &["status"][..],
+        &["records"],
+        &["lists", "all"],
+        &["deliveries"],
+        &["bulletins"],
+    ] {
+        let (ok, said) = run(args, false);
+        assert!(ok, "{args:?}: {said}");
+    }
+    let (ok, said) = run(&["serve", "--once"], false);
+    assert!(!ok);
+    assert!(
+        said.contains("email.smtp.username: a username is set but no password"),
+        "{said}"
+    );
+    let (ok, said) = run(&["serve", "--once"], true);
+    assert!(!ok);
+    assert!(
+        said.contains("unsubscribe.base_url: `http://127.0.0.1:8081` points at this machine")
+            && said.contains("unsubscribe.allow_loopback = true"),
+        "{said}"
+    );
+}
+
+/// A relative SQLite path is read from the configuration file's folder: run from another
+/// folder, a command opens (and here creates) the same store, not a new one there.
+#[test]
+fn a_relative_store_path_is_resolved_against_the_configuration_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf_dir, elsewhere) = (dir.path().join("etc"), dir.path().join("elsewhere"));
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace(
+            "sqlite://demo-output/bulletin.db",
+            "sqlite://data/bulletin.db",
+        )
+        .replace("demo-output/", &format!("{}/", dir.path().display()))
+        .replace(
+            "config/examples/cover.png",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/cover.png"),
+        );
+    let cfg = conf_dir.join("bulletin.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--once", "--roles", "scheduler"])
+        .current_dir(&elsewhere)
+        .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        conf_dir.join("data/bulletin.db").exists(),
+        "store beside the configuration"
+    );
+    assert!(
+        !elsewhere.join("data").exists(),
+        "no store in the working folder"
+    );
+    let said = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(
+        said.contains(&format!(
+            "store sqlite://{}",
+            conf_dir.join("data/bulletin.db").display()
+        )),
+        "{said}"
+    );
 }

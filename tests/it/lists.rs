@@ -96,3 +96,138 @@ async fn subscribers_are_paged() {
     }
     assert_eq!(seen, 25);
 }
+
+/// Through the binary: a `;`-separated export from a spreadsheet with extra columns is
+/// imported (the extra columns named in a notice), and `lists export` writes it back as
+/// CSV with each subscriber's status and the time it last changed.
+#[test]
+fn semicolon_csv_with_extra_columns_imports_and_exports_with_status() {
+    use crate::crash::{cli, run_ok};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bulletin.toml");
+    std::fs::write(
+        &config,
+        config_text(&dir.path().join("b.db"), &Options::default()),
+    )
+    .unwrap();
+    run_ok(cli(&config).args(["store", "init"]));
+    run_ok(cli(&config).args(["lists", "create", "partners"]));
+    let csv = dir.path().join("partners.csv");
+    std::fs::write(
+        &csv,
+        "\u{feff}Organisation;email;Name;phone\n\
+         MRC;a@example.org;\"Dupont, Anne\";+66 1\n\
+         LMC;b@example.org;Bao;+86 2\n",
+    )
+    .unwrap();
+    let out = cli(&config)
+        .args(["lists", "import", "partners"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("2 added"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: line 1: column(s) ignored (only email, name and language are read): Organisation, phone",
+            csv.display()
+        )),
+        "{stderr}"
+    );
+    run_ok(cli(&config).args([
+        "lists",
+        "set-status",
+        "partners",
+        "b@example.org",
+        "unsubscribed",
+    ]));
+
+    let exported = run_ok(cli(&config).args(["lists", "export", "partners"]));
+    let mut lines = exported.lines();
+    assert_eq!(
+        lines.next(),
+        Some("email,name,language,status,status_changed_at")
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(l.as_bytes())
+                .records()
+                .next()
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{exported}");
+    assert_eq!(
+        rows[0][..4],
+        ["a@example.org", "Dupont, Anne", "", "active"]
+    );
+    assert_eq!(rows[1][..4], ["b@example.org", "Bao", "", "unsubscribed"]);
+    for r in &rows {
+        chrono::DateTime::parse_from_rfc3339(&r[4]).expect("an RFC 3339 time");
+    }
+    // The same to a file with -o.
+    let file = dir.path().join("out.csv");
+    let said = run_ok(
+        cli(&config)
+            .args(["lists", "export", "partners", "-o"])
+            .arg(&file),
+    );
+    assert!(said.contains("2 subscriber(s) written"), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), exported);
+}
+
+/// `status_changed_at` moves when the status changes, and only then (not when a name
+/// is updated, nor when the same status is set again).
+#[tokio::test]
+async fn status_changed_at_follows_status_changes_only() {
+    let t = spawn_app(Options::default()).await;
+    let list = t
+        .list_with("partners", &[("a@example.org", Some("A"))])
+        .await;
+    let created = t.clock_now();
+    let row = |t: &TestApp| {
+        let store = t.app.store.clone();
+        async move { store.subscribers_page(list, 0, 10).await.unwrap().remove(0) }
+    };
+    assert_eq!(row(&t).await.status_changed_at, created);
+    let later = created + chrono::Duration::hours(1);
+    let s = bulletin::domain::subscriber::NewSubscriber::parse("a@example.org", Some("A B"), None)
+        .unwrap();
+    t.app
+        .store
+        .upsert_subscribers(list, &[s], later)
+        .await
+        .unwrap();
+    assert_eq!(
+        row(&t).await.status_changed_at,
+        created,
+        "a name change is not a status change"
+    );
+    t.app
+        .store
+        .set_subscriber_status(list, "a@example.org", SubscriberStatus::Bounced, later)
+        .await
+        .unwrap();
+    assert_eq!(row(&t).await.status_changed_at, later);
+    let even_later = later + chrono::Duration::hours(1);
+    t.app
+        .store
+        .set_subscriber_status(list, "a@example.org", SubscriberStatus::Bounced, even_later)
+        .await
+        .unwrap();
+    assert_eq!(
+        row(&t).await.status_changed_at,
+        later,
+        "same status: unchanged"
+    );
+}

@@ -621,3 +621,76 @@ async fn a_notice_queued_mid_pass_goes_ahead_of_the_rest_of_the_batch() {
         "only {after} of the batch's messages came after the notice"
     );
 }
+
+/// `notice send --json --wait` follows delivery to the end, prints the final counts, and
+/// exits with the documented code 3 when a delivery failed (here a 550 for `hard1@`).
+#[test]
+fn cli_notice_send_waits_with_json_and_exits_3_when_a_delivery_failed() {
+    let smtp = SmtpSink::policy();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, public) = daemon_config(dir.path(), smtp.port);
+    run_ok(bulletin_cli(&config).args(["store", "init"]));
+    run_ok(bulletin_cli(&config).args(["lists", "create", "partners"]));
+    run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "a@example.org"]));
+    run_ok(bulletin_cli(&config).args(["lists", "add", "partners", "hard1@example.org"]));
+    let body = dir.path().join("body.md");
+    std::fs::write(&body, "The venue moves to **Hall B**.").unwrap();
+    let daemon = start_daemon(&config, public);
+    let mut cli = bulletin_cli(&config)
+        .args([
+            "notice",
+            "send",
+            "--title",
+            "Venue change",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--lists",
+            "partners",
+            "--json",
+            "--wait",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cli.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = cli.kill();
+            panic!("notice send --json --wait did not finish");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = cli.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(v["final"]["sent"], 1, "{v}");
+    assert_eq!(v["final"]["failed"], 1, "{v}");
+    assert!(
+        stderr.contains("1 deliveries of notice 1 failed"),
+        "{stderr}"
+    );
+    let (status, log) = stop_daemon(daemon);
+    assert!(status.success(), "{log}");
+
+    // --wait without --json is refused by the parser (it waits anyway).
+    let out = bulletin_cli(&config)
+        .args([
+            "notice",
+            "send",
+            "--title",
+            "T",
+            "--body-file",
+            "-",
+            "--lists",
+            "partners",
+            "--wait",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
