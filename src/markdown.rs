@@ -186,6 +186,9 @@ pub fn fill(text: &str, width: usize, initial: &str, subsequent: &str) -> String
         .initial_indent(initial)
         .subsequent_indent(subsequent)
         .break_words(false)
+        // Fill each line in turn: the optimal-fit algorithm shortens the lines before a
+        // long URL to even out the ragged edge, which reads worse here.
+        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit)
         .word_separator(textwrap::WordSeparator::Custom(find_words))
         .word_splitter(textwrap::WordSplitter::NoHyphenation);
     textwrap::fill(text, opts)
@@ -241,7 +244,10 @@ impl TextWriter {
         let content = self.lists.last().map_or(0, |l| l.content);
         let subsequent = " ".repeat(content);
         let initial = match self.marker.take() {
-            Some(m) => format!("{}{m}", " ".repeat(content - m.chars().count())),
+            Some(m) => format!(
+                "{}{m}",
+                " ".repeat(content.saturating_sub(m.chars().count()))
+            ),
             None => subsequent.clone(),
         };
         let block = fill(p, self.width, &initial, &subsequent);
@@ -368,11 +374,16 @@ pub fn to_text(md: &str, width: usize) -> String {
             }
             Event::End(TagEnd::List(_)) => {
                 w.flush();
+                w.marker = None;
                 w.lists.pop();
             }
             Event::Start(Tag::Item) => w.start_item(),
-            Event::End(TagEnd::Item)
-            | Event::End(TagEnd::Paragraph)
+            Event::End(TagEnd::Item) => {
+                w.flush();
+                // An empty item shows nothing; its marker must not go to the next block.
+                w.marker = None;
+            }
+            Event::End(TagEnd::Paragraph)
             | Event::End(TagEnd::Heading(_))
             | Event::End(TagEnd::CodeBlock)
             | Event::Rule => w.flush(),

@@ -149,6 +149,8 @@ struct HighlightView<'a> {
 
 struct Item<'a> {
     record: &'a SessionRecord,
+    /// The title wrapped for the plain-text part, and a rule as wide as its widest line.
+    title_text: String,
     underline: String,
     date: String,
     format: &'static str,
@@ -196,9 +198,11 @@ fn item<'a>(
     image_widths: &[u32],
     to_html: &mut dyn FnMut(&str) -> String,
 ) -> Item<'a> {
-    let width = unicode_width(&r.title).min(TEXT_WIDTH);
+    let title_text = markdown::fill(&r.title, TEXT_WIDTH, "", "");
+    let width = title_text.lines().map(unicode_width).max().unwrap_or(0);
     Item {
         record: r,
+        title_text,
         underline: "=".repeat(width.max(3)),
         date: format_date(r.held_on, &r.language),
         format: labels.format(r.format),
@@ -302,8 +306,34 @@ pub fn render_bulletin(
         language,
         subject,
         html,
-        text: tidy_text(&text),
+        text: wrap_long_lines(&tidy_text(&text)),
     })
+}
+
+/// Wraps every line wider than [`TEXT_WIDTH`] (the one-line fields, the contact block):
+/// continuation lines keep the line's indent, under the text of a `- ` item. Markdown
+/// fields arrive wrapped already; a line that is one long word (a URL) stays whole.
+fn wrap_long_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        if unicode_width(body) <= TEXT_WIDTH {
+            out.push_str(line);
+            continue;
+        }
+        let rest = body.trim_start_matches(' ');
+        let indent = &body[..body.len() - rest.len()];
+        let hang = if rest.starts_with("- ") {
+            format!("{indent}  ")
+        } else {
+            indent.to_string()
+        };
+        out.push_str(&markdown::fill(rest, TEXT_WIDTH, indent, &hang));
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// WeChat's documented limits, applied conservatively as the reference advises (§4.1).
