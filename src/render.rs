@@ -337,9 +337,9 @@ fn wrap_long_lines(text: &str) -> String {
 }
 
 /// WeChat's documented limits, applied conservatively as the reference advises (§4.1).
-pub const WECHAT_TITLE_MAX: usize = 32;
+pub const WECHAT_TITLE_MAX: usize = crate::domain::record::WECHAT_TITLE_MAX;
 pub const WECHAT_AUTHOR_MAX: usize = 8;
-pub const WECHAT_DIGEST_MAX: usize = 120;
+pub const WECHAT_DIGEST_MAX: usize = crate::domain::record::WECHAT_DIGEST_MAX;
 /// `content` must stay under 20,000 characters (§6).
 pub const WECHAT_CONTENT_MAX: usize = 20_000;
 
@@ -370,6 +370,51 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     }
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out = out.trim_end().to_string();
+    out.push('…');
+    out
+}
+
+/// Ideographs, kana, CJK punctuation and full-width forms: text written without spaces,
+/// where a line (or a cut) may fall between any two characters.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x2E80..=0x303F | 0x3040..=0x30FF | 0x3100..=0x31FF | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFFEF
+        | 0x20000..=0x3FFFF)
+}
+
+/// Cuts `s` to at most `max` characters at a word boundary — a space, or either side of
+/// a CJK character — ending with `…` if cut; punctuation left hanging at the cut goes.
+/// Only text with no boundary at all before the limit (one long word, or Thai, Khmer
+/// or Burmese, which are written without spaces) is cut at a character.
+pub fn truncate_words(s: &str, max: usize) -> String {
+    let s = s.trim();
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= max {
+        return s.to_string();
+    }
+    let limit = max.saturating_sub(1);
+    let boundary = |k: usize| {
+        let (a, b) = (chars[k - 1], chars[k]);
+        a.is_whitespace() || b.is_whitespace() || is_cjk(a) || is_cjk(b)
+    };
+    let hanging = |c: char| c.is_whitespace() || ",;:-–—·/(（、，：；“‘\"'".contains(c);
+    let cut_at = |k: usize| {
+        let kept: String = chars[..k].iter().collect();
+        kept.trim_end_matches(hanging).to_string()
+    };
+    let mut out = (1..=limit)
+        .rev()
+        .filter(|&k| boundary(k))
+        .map(cut_at)
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            chars[..limit]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        });
     out.push('…');
     out
 }
@@ -414,7 +459,10 @@ pub fn render_wechat_article(
         .trim()
         .to_string();
     let title = if records.len() == 1 {
-        first.title.clone()
+        first
+            .wechat_title
+            .clone()
+            .unwrap_or_else(|| first.title.clone())
     } else {
         format!(
             "{}: {} {}",
@@ -423,12 +471,17 @@ pub fn render_wechat_article(
             labels.digest
         )
     };
-    let summary = markdown::to_text(&first.summary, usize::MAX);
-    let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    let digest = match (&first.wechat_digest, records.len()) {
+        (Some(d), 1) => d.clone(),
+        _ => {
+            let summary = markdown::to_text(&first.summary, usize::MAX);
+            summary.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
     Ok(WechatArticle {
-        title: truncate_chars(&title, WECHAT_TITLE_MAX),
+        title: truncate_words(&title, WECHAT_TITLE_MAX),
         author: truncate_chars(author, WECHAT_AUTHOR_MAX),
-        digest: truncate_chars(&summary, WECHAT_DIGEST_MAX),
+        digest: truncate_words(&digest, WECHAT_DIGEST_MAX),
         html: body,
     })
 }
@@ -462,6 +515,45 @@ pub fn personalise(rendered: &str, unsubscribe_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wechat_titles_are_cut_at_words_or_cjk_characters() {
+        let t = "Parallel Session 2: Sharing Practice on Lancang-Mekong Sustainable Infrastructure";
+        assert_eq!(truncate_words(t, 32), "Parallel Session 2: Sharing…");
+        assert_eq!(truncate_words("Short title", 32), "Short title");
+        // Never mid-word; punctuation at the cut goes.
+        assert_eq!(
+            truncate_words("Water, energy, food and ecosystems", 16),
+            "Water, energy…"
+        );
+        assert_eq!(
+            truncate_words(
+                "澜湄合作绿色经济发展带圆桌对话在昆明成功举行并发布联合声明和行动计划",
+                10
+            ),
+            "澜湄合作绿色经济发…"
+        );
+        assert_eq!(
+            truncate_words("澜湄合作：绿色经济发展带圆桌对话", 6),
+            "澜湄合作…"
+        );
+        // Mixed: the cut may fall before an ideograph, never inside the Latin word.
+        assert_eq!(truncate_words("LMC绿色Development圆桌", 12), "LMC绿色…");
+        // No boundary at all: one long word is cut at a character.
+        let thai = "การประชุมโต๊ะกลมแม่โขงล้านช้างว่าด้วยความร่วมมือ";
+        let cut = truncate_words(thai, 10);
+        assert_eq!(cut.chars().count(), 10);
+        assert!(thai.starts_with(cut.trim_end_matches('…')));
+        for s in [
+            t,
+            thai,
+            "澜湄合作绿色经济发展带圆桌对话在昆明成功举行并发布联合声明和行动计划",
+        ] {
+            for max in 2..40 {
+                assert!(truncate_words(s, max).chars().count() <= max);
+            }
+        }
+    }
 
     #[test]
     fn truncation_respects_characters() {

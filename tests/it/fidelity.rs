@@ -301,3 +301,63 @@ fn plain_text_is_wrapped_urls_whole_lists_numbered_tables_aligned() {
         assert!(t.contains("\nSponsored by: Ministry <of> Ecology and Environment of the People's\nRepublic of China;"), "{t}");
     }
 }
+
+/// Item 3: the WeChat title and digest are cut at a word (CJK: a character) with an
+/// ellipsis; a record may give its own short title and digest for WeChat.
+#[test]
+fn wechat_title_and_digest_are_cut_at_words_or_given_by_the_record() {
+    let p = publisher();
+    let (_, seed) = file_records()
+        .into_iter()
+        .find(|(n, _)| n.ends_with(SEED_RECORD))
+        .unwrap();
+    let a = render_wechat_article(std::slice::from_ref(&seed), &p, "en", "LMEC").unwrap();
+    // "Parallel Session 2: Sharing Practice on Lancang-Mekong …" (124 characters).
+    assert_eq!(a.title, "Parallel Session 2: Sharing…");
+    assert!(
+        a.digest.chars().count() <= 120 && a.digest.ends_with('…'),
+        "{}",
+        a.digest
+    );
+    let kept = a.digest.trim_end_matches('…');
+    let summary = seed
+        .summary
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(summary.starts_with(kept), "{kept}");
+    let next = summary[kept.len()..].chars().next();
+    assert!(
+        next.is_none_or(|c| c == ' ' || c == ',' || c == '.'),
+        "cut mid-word: {kept}"
+    );
+
+    let src = std::fs::read_to_string(repo_path(SEED_RECORD)).unwrap().replacen(
+        "\ntitle = ",
+        "\nwechat_title = \"LMC Parallel Session 2\"\nwechat_digest = \"Experts shared practice on green infrastructure.\"\ntitle = ",
+        1,
+    );
+    let r = parse_record(&src, "short.toml", "en").unwrap();
+    let a = render_wechat_article(std::slice::from_ref(&r), &p, "en", "LMEC").unwrap();
+    assert_eq!(a.title, "LMC Parallel Session 2");
+    assert_eq!(a.digest, "Experts shared practice on green infrastructure.");
+    assert!(
+        a.html.contains(&seed.title),
+        "the full title stays in the article"
+    );
+    assert_ne!(
+        r.content_hash(&[]),
+        seed.content_hash(&[]),
+        "the short title is content: changing it needs approval again"
+    );
+
+    let zh = src.replace(
+        "LMC Parallel Session 2",
+        "澜湄合作绿色经济发展带圆桌对话在昆明成功举行并发布联合声明和行动计划",
+    );
+    let e = parse_record(&zh, "zh.toml", "en").unwrap_err().to_string();
+    assert!(
+        e.starts_with("zh.toml:18:16: wechat_title: is 34 characters long; the limit is 32"),
+        "{e}"
+    );
+}
