@@ -338,6 +338,10 @@ async fn approve(
     let Json(body) = body?;
     let by = body.by.trim();
     crate::domain::text::check_line(by, 200, true).map_err(|m| ApiError::invalid("by", m))?;
+    if let Some(r) = ctx.store.record(&id).await? {
+        crate::render::check_approvable(&ctx.config, &r.record)
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "article_too_long", m))?;
+    }
     let outcome = match ctx.store.approve_record(&id, by, ctx.clock.now()).await {
         Err(StoreError::NotFound(_)) => {
             return Err(ApiError::not_found(

@@ -361,3 +361,197 @@ fn wechat_title_and_digest_are_cut_at_words_or_given_by_the_record() {
         "{e}"
     );
 }
+
+/// The seed record with its highlights repeated to `speakers` speakers.
+pub fn record_with_speakers(speakers: usize) -> String {
+    let src = std::fs::read_to_string(repo_path(SEED_RECORD)).unwrap();
+    let start = src.find("[[highlights]]").unwrap();
+    let end = src[start..]
+        .find("[[images]]")
+        .map_or(src.len(), |e| start + e);
+    let blocks: Vec<String> = src[start..end]
+        .split("[[highlights]]")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| format!("[[highlights]]{b}"))
+        .collect();
+    let mut out = src[..start].to_string();
+    for i in 0..speakers {
+        out.push_str(&blocks[i % blocks.len()]);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out.push_str(&src[end..]);
+    out
+}
+
+fn article_size(src: &str) -> usize {
+    let r = parse_record(src, "x.toml", "en").unwrap();
+    let a = render_wechat_article(std::slice::from_ref(&r), &publisher(), "en", "LMEC").unwrap();
+    bulletin::render::wechat_content_size(&a.html)
+}
+
+/// Item 4: a typical session's article fits WeChat's 20,000 characters with room to
+/// spare (before the styles were cut: seed 10,097, 18 speakers 19,562).
+#[test]
+fn a_typical_session_fits_wechat_with_room_to_spare() {
+    let seed = article_size(&std::fs::read_to_string(repo_path(SEED_RECORD)).unwrap());
+    assert!(seed < 9_000, "the seed article is {seed} characters");
+    let eighteen = article_size(&record_with_speakers(18));
+    assert!(eighteen < 18_000, "18 speakers: {eighteen} characters");
+    let thirty = article_size(&record_with_speakers(30));
+    assert!(thirty >= 20_000, "30 speakers: {thirty} characters");
+}
+
+/// A folder with a configuration whose schedule sends over e-mail and WeChat (to the
+/// WeChat outbox: nothing leaves the machine) and a record with `speakers` speakers.
+fn wechat_store(speakers: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bulletin.toml");
+    let o = Options {
+        channels: r#"["email", "wechat"]"#,
+        wechat: Some(format!(
+            "[wechat]\nappid = \"wx0123456789abcdef\"\nauthor = \"LMEC\"\ncover_image = \"{}\"\noutbox_dir = \"{}\"\n",
+            repo_path("config/examples/cover.png").display(),
+            dir.path().join("wechat-outbox").display()
+        )),
+        ..Default::default()
+    };
+    std::fs::write(&config, config_text(&dir.path().join("b.db"), &o)).unwrap();
+    let record = dir.path().join("long.toml");
+    // Without the seed's images, which are not next to the copy.
+    let body = record_with_speakers(speakers);
+    std::fs::write(
+        &record,
+        &body[..body.find("[[images]]").unwrap_or(body.len())],
+    )
+    .unwrap();
+    (dir, config, record)
+}
+
+/// Item 4: the size is shown at import and by `preview --channel wechat`, and a record
+/// whose article is too long cannot be approved while a schedule sends over WeChat.
+#[test]
+fn an_article_too_long_for_wechat_is_shown_and_cannot_be_approved() {
+    use crate::crash::{cli, run_ok};
+    let (_dir, config, record) = wechat_store(30);
+    let size =
+        bulletin::render::thousands(article_size(&std::fs::read_to_string(&record).unwrap()));
+    let out = run_ok(cli(&config).arg("import").arg(&record));
+    assert!(
+        out.contains(&format!("WeChat article: {size} of 20,000 characters; too long to approve while schedule `weekday-morning` sends over WeChat")),
+        "{out}"
+    );
+    let out = cli(&config)
+        .args([
+            "preview",
+            "lmc-2020-parallel-session-2",
+            "--channel",
+            "wechat",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("article: {size} of 20,000 characters")),
+        "{stderr}"
+    );
+
+    let out = cli(&config)
+        .args(["approve", "lmc-2020-parallel-session-2", "--by", "editor"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "approved: {stderr}");
+    assert!(
+        stderr.contains(&format!("record `lmc-2020-parallel-session-2` cannot be approved: its WeChat article is {size} characters and WeChat takes under 20,000 (schedule `weekday-morning` sends over WeChat)")),
+        "{stderr}"
+    );
+    let records = run_ok(cli(&config).args(["records", "--json"]));
+    assert!(records.contains("\"state\": \"draft\""), "{records}");
+}
+
+/// Item 4: the admin API's approve refuses it too (422, with size, limit and schedule);
+/// without a WeChat schedule the same record is approved.
+#[tokio::test]
+async fn the_admin_api_refuses_to_approve_an_article_too_long_for_wechat() {
+    let body = record_with_speakers(30);
+    let body = &body[..body.find("[[images]]").unwrap_or(body.len())];
+    for (channels, refused) in [(r#"["email", "wechat"]"#, true), (r#"["email"]"#, false)] {
+        let t = spawn_app(Options {
+            channels,
+            wechat: Some(format!(
+                "[wechat]\nappid = \"wx0123456789abcdef\"\ncover_image = \"{}\"\noutbox_dir = \"wechat-outbox\"\n",
+                repo_path("config/examples/cover.png").display()
+            )),
+            ..Default::default()
+        })
+        .await;
+        let id = t.import(&t.write_record("long.toml", body)).await;
+        let http = t.start_http().await;
+        let r = http
+            .post(&format!("/api/records/{id}/approve"))
+            .json(&serde_json::json!({"by": "editor"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
+        if refused {
+            assert_eq!(status, 422, "{v}");
+            let m = v.to_string();
+            assert!(
+                m.contains("article_too_long")
+                    && m.contains("WeChat takes under 20,000")
+                    && m.contains("schedule `weekday-morning`"),
+                "{v}"
+            );
+        } else {
+            assert_eq!(status, 200, "{v}");
+        }
+    }
+}
+
+/// Item 4: the dry-run (outbox) WeChat backend refuses what the real API would: the
+/// delivery fails, permanently, with the reason; it is not recorded `sent`.
+#[tokio::test]
+async fn the_wechat_outbox_enforces_the_api_limits() {
+    let body = record_with_speakers(30);
+    let body = &body[..body.find("[[images]]").unwrap_or(body.len())];
+    let t =
+        spawn_app(Options {
+            channels: r#"["wechat"]"#,
+            wechat: Some(format!(
+            "[wechat]\nappid = \"wx0123456789abcdef\"\ncover_image = \"{}\"\noutbox_dir = \"{}\"\n",
+            repo_path("config/examples/cover.png").display(),
+            std::env::temp_dir().join("bulletin-fidelity-outbox").display()
+        )),
+            ..Default::default()
+        })
+        .await;
+    t.list_with("partners", &[("a@example.org", None)]).await;
+    let id = t.import(&t.write_record("long.toml", body)).await;
+    // Approved past the check (as a store written by an older version could hold it).
+    t.app
+        .store
+        .approve_record(&id, "approver", t.clock_now())
+        .await
+        .unwrap();
+    t.app.fire_now("weekday-morning").await.unwrap();
+    t.app.run_pending(None).await.unwrap();
+    let rows = t
+        .app
+        .store
+        .deliveries(&bulletin::store::DeliveryFilter {
+            channel: Some(bulletin::domain::ChannelKind::Wechat),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.status, "failed", "{row:?}");
+    let reply = format!("{row:?}");
+    assert!(reply.contains("WeChat takes under 20,000"), "{reply}");
+}
