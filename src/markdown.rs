@@ -118,9 +118,24 @@ pub fn to_html(md: &str) -> String {
 /// The text a fragment of permitted raw HTML shows: tags removed, `<script>`/`<style>`
 /// with their content, character references decoded.
 fn html_fragment_text(h: &str) -> String {
+    // A line break or a block element parts the words on either side: say so in text
+    // before the tags go.
+    let mut spaced = String::with_capacity(h.len() + 16);
+    let mut rest = h;
+    while let Some(lt) = rest.find('<') {
+        let Some(gt) = rest[lt..].find('>').map(|g| lt + g) else {
+            break;
+        };
+        spaced.push_str(&rest[..=gt]);
+        if let Some(c) = breaking_tag(&rest[lt..=gt]) {
+            spaced.push(c);
+        }
+        rest = &rest[gt + 1..];
+    }
+    spaced.push_str(rest);
     let cleaned = ammonia::Builder::empty()
         .clean_content_tags(["script", "style"].into_iter().collect())
-        .clean(h)
+        .clean(&spaced)
         .to_string();
     // The serialiser escapes exactly these in text.
     cleaned
@@ -128,6 +143,62 @@ fn html_fragment_text(h: &str) -> String {
         .replace("&gt;", ">")
         .replace("&nbsp;", "\u{a0}")
         .replace("&amp;", "&")
+}
+
+/// For one inline HTML tag that parts words: `\n` for `<br>`, a space for a block
+/// element (`<p>`, `<div>`, `<li>`, …); `None` for anything else.
+fn breaking_tag(h: &str) -> Option<char> {
+    let name: String = h
+        .trim_start_matches('<')
+        .trim_start_matches('/')
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    const BLOCKS: &[&str] = &[
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "caption",
+        "center",
+        "dd",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "figcaption",
+        "figure",
+        "footer",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hgroup",
+        "hr",
+        "li",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "summary",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+    ];
+    match name.as_str() {
+        "br" => Some('\n'),
+        n if BLOCKS.contains(&n) => Some(' '),
+        _ => None,
+    }
 }
 
 /// Whether `h` (one inline HTML tag) opens or closes an element whose content the
@@ -417,7 +488,14 @@ pub fn to_text(md: &str, width: usize) -> String {
             }
             Event::InlineHtml(h) => match dropped_content_tag(&h) {
                 Some(opens) => hidden = opens,
-                None => w.para.push_str(&html_fragment_text(&h)),
+                None => {
+                    // A line break, or a block element, parts the words on either side.
+                    match breaking_tag(&h) {
+                        Some('\n') => w.para.push('\n'),
+                        Some(_) => w.para.push(' '),
+                        None => w.para.push_str(&html_fragment_text(&h)),
+                    }
+                }
             },
             Event::Start(Tag::HtmlBlock) => html_block = Some(String::new()),
             Event::Html(h) => match &mut html_block {
@@ -536,6 +614,19 @@ mod tests {
             "<p>a <b>bold</b> &lt;iframe src=x&gt;  end</p>\n"
         );
         assert_eq!(to_text(md, 72), "a bold <iframe src=x>  end");
+        // A line break or a block element parts words, inline or in an HTML block.
+        for md in [
+            "a<br>b <!-- x --> c<div>d</div>",
+            "<!-- x --> a<br>b c<div>d</div>",
+        ] {
+            let t = to_text(md, 72);
+            assert_eq!(
+                t.split_whitespace().collect::<Vec<_>>(),
+                ["a", "b", "c", "d"],
+                "{t:?}"
+            );
+            assert!(t.contains("a\nb"), "{t:?}");
+        }
         // Code is never raw HTML: untouched.
         assert!(to_html("`<and>`").contains("<code>&lt;and&gt;</code>"));
     }
