@@ -222,8 +222,19 @@ fn is_url(token: &str) -> bool {
     t.contains("://") || t.starts_with("www.") || t.starts_with("mailto:")
 }
 
-/// Line-break opportunities: between words (Unicode rules, so CJK text breaks between
-/// characters), but never inside a URL, which the Unicode rules would break at `/`.
+/// Ideographs, kana, CJK punctuation and full-width forms: text written without spaces,
+/// where a line (or a cut) may fall between any two characters.
+pub(crate) fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x2E80..=0x303F | 0x3040..=0x30FF | 0x3100..=0x31FF | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFFEF
+        | 0x20000..=0x3FFFF)
+}
+
+/// Line-break opportunities: at spaces, and in text with CJK characters by the Unicode
+/// rules (between characters); never inside a URL, which those rules break at `/`.
+/// Other runs stay whole: Thai, Khmer and Burmese would need dictionaries the
+/// segmenter does not carry (it logs a warning for each run it is given).
 fn find_words(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
     let mut segments = Vec::new();
     let mut start = 0;
@@ -239,13 +250,14 @@ fn find_words(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> +
     }
     segments.push(&line[start..]);
     Box::new(segments.into_iter().flat_map(|seg| {
-        let words: Vec<textwrap::core::Word<'_>> = if is_url(seg.trim_end_matches(' ')) {
-            vec![textwrap::core::Word::from(seg)]
-        } else {
-            textwrap::WordSeparator::UnicodeBreakProperties
-                .find_words(seg)
-                .collect()
-        };
+        let words: Vec<textwrap::core::Word<'_>> =
+            if is_url(seg.trim_end_matches(' ')) || !seg.chars().any(is_cjk) {
+                vec![textwrap::core::Word::from(seg)]
+            } else {
+                textwrap::WordSeparator::UnicodeBreakProperties
+                    .find_words(seg)
+                    .collect()
+            };
         words
     }))
 }

@@ -387,15 +387,6 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     out
 }
 
-/// Ideographs, kana, CJK punctuation and full-width forms: text written without spaces,
-/// where a line (or a cut) may fall between any two characters.
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x2E80..=0x303F | 0x3040..=0x30FF | 0x3100..=0x31FF | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFFEF
-        | 0x20000..=0x3FFFF)
-}
-
 /// Cuts `s` to at most `max` characters at a word boundary — a space, or either side of
 /// a CJK character — ending with `…` if cut; punctuation left hanging at the cut goes.
 /// Only text with no boundary at all before the limit (one long word, or Thai, Khmer
@@ -409,7 +400,7 @@ pub fn truncate_words(s: &str, max: usize) -> String {
     let limit = max.saturating_sub(1);
     let boundary = |k: usize| {
         let (a, b) = (chars[k - 1], chars[k]);
-        a.is_whitespace() || b.is_whitespace() || is_cjk(a) || is_cjk(b)
+        a.is_whitespace() || b.is_whitespace() || markdown::is_cjk(a) || markdown::is_cjk(b)
     };
     let hanging = |c: char| c.is_whitespace() || ",;:-–—·/(（、，：；“‘\"'".contains(c);
     let cut_at = |k: usize| {
