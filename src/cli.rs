@@ -592,7 +592,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 ImportOutcome::ReturnedToDraft =>
                                     "changed after approval: back to draft, approve it again",
                             }
-                        )
+                        );
+                        wechat_size_line(&app, f, &id).await?;
                     }
                     Err(e) => {
                         failed += 1;
@@ -617,6 +618,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?
             {
                 bail!("{why}");
+            }
+            if let Some(r) = app.store.record(id).await? {
+                crate::render::check_approvable(&app.config, &r.record).map_err(|m| anyhow!(m))?;
             }
             match app.store.approve_record(id, by, Utc::now()).await? {
                 crate::store::ApproveOutcome::Approved => {
@@ -702,6 +706,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         &app.config.default_language,
                         author,
                     )?;
+                    eprintln!(
+                        "article: {} of {} characters",
+                        crate::render::thousands(crate::render::wechat_content_size(&a.html)),
+                        crate::render::thousands(crate::render::WECHAT_CONTENT_MAX)
+                    );
                     format!(
                         "<!-- title: {} | author: {} | digest: {} -->\n{}\n",
                         a.title, a.author, a.digest, a.html
@@ -1645,6 +1654,30 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
                 println!("{t}");
             }
         }
+    }
+    Ok(())
+}
+
+/// After an import, when a schedule sends over WeChat: the size of the record's WeChat
+/// article against WeChat's limit, and whether it is too long to approve.
+async fn wechat_size_line(app: &App, file: &std::path::Path, id: &str) -> anyhow::Result<()> {
+    let Some(r) = app.store.record(id).await? else {
+        return Ok(());
+    };
+    let (size, schedule) = crate::render::wechat_article_size(&app.config, &r.record)?;
+    if let Some(schedule) = schedule {
+        let max = crate::render::WECHAT_CONTENT_MAX;
+        println!(
+            "{}: WeChat article: {} of {} characters{}",
+            file.display(),
+            crate::render::thousands(size),
+            crate::render::thousands(max),
+            if size >= max {
+                format!("; too long to approve while schedule `{schedule}` sends over WeChat")
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(())
 }

@@ -149,6 +149,8 @@ struct HighlightView<'a> {
 
 struct Item<'a> {
     record: &'a SessionRecord,
+    /// The title wrapped for the plain-text part, and a rule as wide as its widest line.
+    title_text: String,
     underline: String,
     date: String,
     format: &'static str,
@@ -196,9 +198,11 @@ fn item<'a>(
     image_widths: &[u32],
     to_html: &mut dyn FnMut(&str) -> String,
 ) -> Item<'a> {
-    let width = unicode_width(&r.title).min(TEXT_WIDTH);
+    let title_text = markdown::fill(&r.title, TEXT_WIDTH, "", "");
+    let width = title_text.lines().map(unicode_width).max().unwrap_or(0);
     Item {
         record: r,
+        title_text,
         underline: "=".repeat(width.max(3)),
         date: format_date(r.held_on, &r.language),
         format: labels.format(r.format),
@@ -302,14 +306,40 @@ pub fn render_bulletin(
         language,
         subject,
         html,
-        text: tidy_text(&text),
+        text: wrap_long_lines(&tidy_text(&text)),
     })
 }
 
+/// Wraps every line wider than [`TEXT_WIDTH`] (the one-line fields, the contact block):
+/// continuation lines keep the line's indent, under the text of a `- ` item. Markdown
+/// fields arrive wrapped already; a line that is one long word (a URL) stays whole.
+fn wrap_long_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        if unicode_width(body) <= TEXT_WIDTH {
+            out.push_str(line);
+            continue;
+        }
+        let rest = body.trim_start_matches(' ');
+        let indent = &body[..body.len() - rest.len()];
+        let hang = if rest.starts_with("- ") {
+            format!("{indent}  ")
+        } else {
+            indent.to_string()
+        };
+        out.push_str(&markdown::fill(rest, TEXT_WIDTH, indent, &hang));
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// WeChat's documented limits, applied conservatively as the reference advises (§4.1).
-pub const WECHAT_TITLE_MAX: usize = 32;
+pub const WECHAT_TITLE_MAX: usize = crate::domain::record::WECHAT_TITLE_MAX;
 pub const WECHAT_AUTHOR_MAX: usize = 8;
-pub const WECHAT_DIGEST_MAX: usize = 120;
+pub const WECHAT_DIGEST_MAX: usize = crate::domain::record::WECHAT_DIGEST_MAX;
 /// `content` must stay under 20,000 characters (§6).
 pub const WECHAT_CONTENT_MAX: usize = 20_000;
 
@@ -326,11 +356,24 @@ pub struct WechatArticle {
 #[derive(Template)]
 #[template(path = "wechat_article.html")]
 struct WechatHtml<'a> {
-    lang: &'a str,
     items: &'a [Item<'a>],
     notes: &'a [String],
     publisher: &'a Publisher,
     labels: &'a Labels,
+    h2_style: &'static str,
+}
+
+/// The style of a WeChat section heading (the border takes the text's colour).
+const WECHAT_H2: &str =
+    "font-size:17px;color:#0b5d4b;border-left:4px solid;padding-left:8px;margin:24px 0 10px";
+
+/// A Markdown fragment of a WeChat article with the inline styles WeChat needs on the
+/// elements that would otherwise run together (it ignores <style>): paragraph and list
+/// spacing. Everything else inherits from the article's container.
+fn wechat_fragment(html: String) -> String {
+    html.replace("<p>", "<p style=\"margin:0 0 14px\">")
+        .replace("<ul>", "<ul style=\"margin:0 0 14px;padding-left:22px\">")
+        .replace("<ol>", "<ol style=\"margin:0 0 14px;padding-left:22px\">")
 }
 
 /// Cuts `s` to at most `max` characters (on a character boundary), ending with `…` if cut.
@@ -340,6 +383,42 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     }
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out = out.trim_end().to_string();
+    out.push('…');
+    out
+}
+
+/// Cuts `s` to at most `max` characters at a word boundary — a space, or either side of
+/// a CJK character — ending with `…` if cut; punctuation left hanging at the cut goes.
+/// Only text with no boundary at all before the limit (one long word, or Thai, Khmer
+/// or Burmese, which are written without spaces) is cut at a character.
+pub fn truncate_words(s: &str, max: usize) -> String {
+    let s = s.trim();
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= max {
+        return s.to_string();
+    }
+    let limit = max.saturating_sub(1);
+    let boundary = |k: usize| {
+        let (a, b) = (chars[k - 1], chars[k]);
+        a.is_whitespace() || b.is_whitespace() || markdown::is_cjk(a) || markdown::is_cjk(b)
+    };
+    let hanging = |c: char| c.is_whitespace() || ",;:-–—·/(（、，：；“‘\"'".contains(c);
+    let cut_at = |k: usize| {
+        let kept: String = chars[..k].iter().collect();
+        kept.trim_end_matches(hanging).to_string()
+    };
+    let mut out = (1..=limit)
+        .rev()
+        .filter(|&k| boundary(k))
+        .map(cut_at)
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            chars[..limit]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        });
     out.push('…');
     out
 }
@@ -364,27 +443,25 @@ pub fn render_wechat_article(
         .iter()
         .map(|r| {
             item(r, labels, &[], &mut |md| {
-                markdown::to_wechat_html(md, &mut notes)
+                wechat_fragment(markdown::to_wechat_html(md, &mut notes))
             })
         })
         .collect();
-    let page = WechatHtml {
-        lang: &language,
+    let html = WechatHtml {
         items: &items,
         notes: &notes,
         publisher,
         labels,
+        h2_style: WECHAT_H2,
     }
-    .render()?;
-    let inlined = css_inline::inline(&page).map_err(|e| RenderError::Css(e.to_string()))?;
-    let body = inlined
-        .split_once("<body>")
-        .and_then(|(_, rest)| rest.rsplit_once("</body>"))
-        .map_or(inlined.as_str(), |(b, _)| b)
-        .trim()
-        .to_string();
+    .render()?
+    .trim()
+    .to_string();
     let title = if records.len() == 1 {
-        first.title.clone()
+        first
+            .wechat_title
+            .clone()
+            .unwrap_or_else(|| first.title.clone())
     } else {
         format!(
             "{}: {} {}",
@@ -393,14 +470,119 @@ pub fn render_wechat_article(
             labels.digest
         )
     };
-    let summary = markdown::to_text(&first.summary, usize::MAX);
-    let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    let digest = match (&first.wechat_digest, records.len()) {
+        (Some(d), 1) => d.clone(),
+        _ => {
+            let summary = markdown::to_text(&first.summary, usize::MAX);
+            summary.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
     Ok(WechatArticle {
-        title: truncate_chars(&title, WECHAT_TITLE_MAX),
+        title: truncate_words(&title, WECHAT_TITLE_MAX),
         author: truncate_chars(author, WECHAT_AUTHOR_MAX),
-        digest: truncate_chars(&summary, WECHAT_DIGEST_MAX),
-        html: body,
+        digest: truncate_words(&digest, WECHAT_DIGEST_MAX),
+        html,
     })
+}
+
+/// What an image's `cid:` reference is counted as in [`wechat_content_size`]: the length
+/// of a long `media/uploadimg` URL (`http://mmbiz.qpic.cn/mmbiz_jpg/…/0?wx_fmt=jpeg`),
+/// which replaces it when the article is sent.
+const WECHAT_IMAGE_URL_CHARS: usize = 160;
+
+/// The size WeChat counts for an article's `content` (§4.1, §6: characters, limit
+/// [`WECHAT_CONTENT_MAX`]), each image reference counted as an uploaded image's URL.
+pub fn wechat_content_size(html: &str) -> usize {
+    let refs = html.matches("src=\"cid:").count();
+    let ref_chars: usize = html
+        .split("src=\"cid:")
+        .skip(1)
+        .map(|rest| "cid:".len() + rest.find('"').unwrap_or(0))
+        .sum();
+    html.chars().count() - ref_chars + refs * WECHAT_IMAGE_URL_CHARS
+}
+
+/// The limits WeChat's draft/add enforces on an article (§4.1, §6), as this client
+/// applies them: title, author and digest lengths and the content size. The outbox
+/// (dry-run) backend refuses what the real API would.
+pub fn check_wechat_limits(a: &WechatArticle) -> Result<(), String> {
+    let over = |what: &str, n: usize, max: usize| {
+        format!("the article's {what} is {n} characters; WeChat takes at most {max}")
+    };
+    let n = a.title.chars().count();
+    if n == 0 || n > WECHAT_TITLE_MAX {
+        return Err(over("title", n, WECHAT_TITLE_MAX));
+    }
+    let n = a.author.chars().count();
+    if n > WECHAT_AUTHOR_MAX {
+        return Err(over("author", n, WECHAT_AUTHOR_MAX));
+    }
+    let n = a.digest.chars().count();
+    if n > WECHAT_DIGEST_MAX {
+        return Err(over("digest", n, WECHAT_DIGEST_MAX));
+    }
+    let n = wechat_content_size(&a.html);
+    if n >= WECHAT_CONTENT_MAX || a.html.len() >= 1 << 20 {
+        return Err(format!(
+            "the article is {} characters; WeChat takes under {} (and under 1 MB)",
+            thousands(n),
+            thousands(WECHAT_CONTENT_MAX)
+        ));
+    }
+    Ok(())
+}
+
+/// `n` with thousands separators (`14,210`), for messages about sizes.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The size of `record`'s WeChat article as `config` renders it, and the first schedule
+/// that sends over WeChat (`None`: no schedule does, the size does not matter).
+pub fn wechat_article_size(
+    config: &crate::config::Config,
+    record: &SessionRecord,
+) -> Result<(usize, Option<String>), RenderError> {
+    let author = config.wechat.as_ref().map_or("", |w| w.author.as_str());
+    let a = render_wechat_article(
+        std::slice::from_ref(record),
+        &config.publisher,
+        &config.default_language,
+        author,
+    )?;
+    let schedule = config
+        .schedules
+        .iter()
+        .find(|s| s.channels.contains(&crate::domain::ChannelKind::Wechat))
+        .map(|s| s.name.clone());
+    Ok((wechat_content_size(&a.html), schedule))
+}
+
+/// The check before a record is approved (CLI and admin API): while a schedule sends
+/// over WeChat, its article must fit WeChat's limit. The error gives the size, the limit
+/// and the schedule.
+pub fn check_approvable(
+    config: &crate::config::Config,
+    record: &SessionRecord,
+) -> Result<(), String> {
+    let (size, schedule) = wechat_article_size(config, record).map_err(|e| e.to_string())?;
+    match schedule {
+        Some(s) if size >= WECHAT_CONTENT_MAX => Err(format!(
+            "record `{}` cannot be approved: its WeChat article is {} characters and WeChat takes under {} (schedule `{s}` sends over WeChat); shorten the record or split it",
+            record.id,
+            thousands(size),
+            thousands(WECHAT_CONTENT_MAX)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Collapses runs of blank lines the template's conditionals leave behind.
@@ -432,6 +614,73 @@ pub fn personalise(rendered: &str, unsubscribe_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wechat_titles_are_cut_at_words_or_cjk_characters() {
+        let t = "Parallel Session 2: Sharing Practice on Lancang-Mekong Sustainable Infrastructure";
+        assert_eq!(truncate_words(t, 32), "Parallel Session 2: Sharing…");
+        assert_eq!(truncate_words("Short title", 32), "Short title");
+        // Never mid-word; punctuation at the cut goes.
+        assert_eq!(
+            truncate_words("Water, energy, food and ecosystems", 16),
+            "Water, energy…"
+        );
+        assert_eq!(
+            truncate_words(
+                "澜湄合作绿色经济发展带圆桌对话在昆明成功举行并发布联合声明和行动计划",
+                10
+            ),
+            "澜湄合作绿色经济发…"
+        );
+        assert_eq!(
+            truncate_words("澜湄合作：绿色经济发展带圆桌对话", 6),
+            "澜湄合作…"
+        );
+        // Mixed: the cut may fall before an ideograph, never inside the Latin word.
+        assert_eq!(truncate_words("LMC绿色Development圆桌", 12), "LMC绿色…");
+        // No boundary at all: one long word is cut at a character.
+        let thai = "การประชุมโต๊ะกลมแม่โขงล้านช้างว่าด้วยความร่วมมือ";
+        let cut = truncate_words(thai, 10);
+        assert_eq!(cut.chars().count(), 10);
+        assert!(thai.starts_with(cut.trim_end_matches('…')));
+        for s in [
+            t,
+            thai,
+            "澜湄合作绿色经济发展带圆桌对话在昆明成功举行并发布联合声明和行动计划",
+        ] {
+            for max in 2..40 {
+                assert!(truncate_words(s, max).chars().count() <= max);
+            }
+        }
+    }
+
+    #[test]
+    fn wechat_size_counts_images_as_uploaded_urls_and_limits_are_checked() {
+        let img = r#"<img src="cid:img0.rec@bulletin" alt="x">"#;
+        let html = format!("<p>ab</p>{img}{img}");
+        let expected =
+            html.chars().count() - 2 * "cid:img0.rec@bulletin".len() + 2 * WECHAT_IMAGE_URL_CHARS;
+        assert_eq!(wechat_content_size(&html), expected);
+        assert_eq!(wechat_content_size("<p>澜湄</p>"), 9);
+        assert_eq!(thousands(19_562), "19,562");
+        assert_eq!(thousands(999), "999");
+        let ok = WechatArticle {
+            title: "t".into(),
+            author: "a".into(),
+            digest: "d".into(),
+            html: "<p>x</p>".into(),
+        };
+        assert_eq!(check_wechat_limits(&ok), Ok(()));
+        let long = |f: &dyn Fn(&mut WechatArticle)| {
+            let mut a = ok.clone();
+            f(&mut a);
+            check_wechat_limits(&a).unwrap_err()
+        };
+        assert!(long(&|a| a.title = "x".repeat(33)).contains("title is 33 characters"));
+        assert!(long(&|a| a.digest = "x".repeat(121)).contains("digest is 121"));
+        assert!(long(&|a| a.html = "x".repeat(20_000))
+            .contains("20,000 characters; WeChat takes under 20,000"));
+    }
 
     #[test]
     fn truncation_respects_characters() {

@@ -14,6 +14,10 @@ const LINE_MAX: usize = 300;
 const TITLE_MAX: usize = 200;
 const BLOCK_MAX: usize = 20_000;
 const ID_MAX: usize = 80;
+/// WeChat's limits on an article's title and digest, in characters, applied
+/// conservatively (the documented 32 and 128; see the WeChat reference §4.1).
+pub const WECHAT_TITLE_MAX: usize = 32;
+pub const WECHAT_DIGEST_MAX: usize = 120;
 
 /// A record's identifier: a slug.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,6 +124,15 @@ pub struct SessionRecord {
     pub organizers: Organizers,
     pub highlights: Vec<Highlight>,
     pub images: Vec<RecordImage>,
+    /// A short title for the WeChat article (≤ [`WECHAT_TITLE_MAX`]); without it the
+    /// title is cut to fit. Left out of the content hash when absent, so records
+    /// approved before the field existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_title: Option<String>,
+    /// The WeChat article's digest (≤ [`WECHAT_DIGEST_MAX`]); without it the summary is
+    /// cut to fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_digest: Option<String>,
 }
 
 impl SessionRecord {
@@ -198,6 +211,8 @@ struct RawRecord {
     highlights: Vec<RawHighlight>,
     #[serde(default)]
     images: Vec<RawImage>,
+    wechat_title: Option<Spanned<String>>,
+    wechat_digest: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -434,6 +449,16 @@ pub fn parse_record(
             }
         })
         .collect();
+    let wechat_title = raw
+        .wechat_title
+        .as_ref()
+        .map(|v| c.text(v, "wechat_title", Kind::Line(WECHAT_TITLE_MAX), false))
+        .filter(|v| !v.is_empty());
+    let wechat_digest = raw
+        .wechat_digest
+        .as_ref()
+        .map(|v| c.text(v, "wechat_digest", Kind::Line(WECHAT_DIGEST_MAX), false))
+        .filter(|v| !v.is_empty());
 
     match (id, held_on, format) {
         (Some(id), Some(held_on), Some(format)) if c.errors.is_empty() => Ok(SessionRecord {
@@ -452,6 +477,8 @@ pub fn parse_record(
             organizers,
             highlights,
             images,
+            wechat_title,
+            wechat_digest,
         }),
         _ => Err(RecordErrors(c.errors)),
     }

@@ -343,6 +343,10 @@ async fn approve(
     {
         return Err(ApiError::invalid("id", why));
     }
+    if let Some(r) = ctx.store.record(&id).await? {
+        crate::render::check_approvable(&ctx.config, &r.record)
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "article_too_long", m))?;
+    }
     let outcome = match ctx.store.approve_record(&id, by, ctx.clock.now()).await {
         Err(StoreError::NotFound(_)) => {
             return Err(ApiError::not_found(

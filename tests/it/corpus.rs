@@ -73,6 +73,10 @@ const RECORDS: &[(&str, &str)] = &[
     ("truncated.toml", ":9:11: invalid multi-line basic string"),
     ("unknown-key.toml", ":13:1: unknown field `speakers`"),
     (
+        "wechat-title-too-long.toml",
+        ":3:16: wechat_title: is 46 characters long; the limit is 32",
+    ),
+    (
         "wrong-type-held-on.toml",
         ":5:11: held_on: invalid type: string \"27 February 2026\", expected a TOML datetime",
     ),

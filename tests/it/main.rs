@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod email_flow;
 mod fake_wechat;
+mod fidelity;
 mod guarantees;
 mod harness;
 mod http_limits;

@@ -1046,6 +1046,10 @@ impl WechatChannel {
             .wechat
             .as_ref()
             .ok_or_else(|| SendError::permanent("the bulletin has no WeChat article"))?;
+        if b.kind != "notice" {
+            // What draft/add would refuse is a failure here too, not `sent`.
+            crate::render::check_wechat_limits(article).map_err(SendError::permanent)?;
+        }
         let folder = dir.join(format!("bulletin-{}", b.id));
         let io = |e: std::io::Error| {
             SendError::transient(format!("WeChat outbox {}: {e}", folder.display()))
