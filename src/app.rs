@@ -537,12 +537,10 @@ impl std::fmt::Display for ReadFileError {
     }
 }
 
-/// Reads a file given by an editor, safely: opened without blocking (a FIFO with no
-/// writer would hang a plain open), refused unless it is a regular file (a FIFO or a
-/// device such as /dev/zero, even behind a symlink, is never read), its size checked
-/// before reading, and at most `limit + 1` bytes read whatever the size said.
-pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileError> {
-    use std::io::Read;
+/// Opens a file given by an operator, safely: without blocking (a FIFO with no writer
+/// would hang a plain open), and refused unless what was opened is a regular file (a
+/// FIFO or a device such as /dev/zero, even behind a symlink, is never read).
+pub fn open_regular_file(path: &Path) -> Result<(std::fs::File, u64), ReadFileError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -579,13 +577,18 @@ pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileE
         };
         return Err(ReadFileError::NotRegular(kind));
     }
-    if meta.len() > limit as u64 {
-        return Err(ReadFileError::TooLarge {
-            size: meta.len(),
-            limit,
-        });
+    Ok((file, meta.len()))
+}
+
+/// Reads a file given by an editor, safely: opened as [`open_regular_file`] does, its
+/// size checked before reading, and at most `limit + 1` bytes read whatever the size said.
+pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileError> {
+    use std::io::Read;
+    let (file, len) = open_regular_file(path)?;
+    if len > limit as u64 {
+        return Err(ReadFileError::TooLarge { size: len, limit });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     file.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(ReadFileError::Io)?;

@@ -1492,8 +1492,9 @@ async fn lists(cli: &Cli, command: &ListCommand) -> anyhow::Result<()> {
         }
         ListCommand::Import { name, file } => {
             let list = get(name).await?;
-            let f = std::fs::File::open(file)
-                .with_context(|| format!("cannot open {}", file.display()))?;
+            // A FIFO or a device is refused, not read (a plain open of a FIFO hangs).
+            let (f, _) = crate::app::open_regular_file(file)
+                .map_err(|e| anyhow!("{} {e}", file.display()))?;
             let rows = CsvSubscribers::new(std::io::BufReader::new(f))
                 .map_err(|e| anyhow!("{}: {e}", file.display()))?;
             if !rows.ignored_columns().is_empty() {

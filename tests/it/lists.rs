@@ -231,3 +231,41 @@ async fn status_changed_at_follows_status_changes_only() {
         "same status: unchanged"
     );
 }
+
+/// A FIFO given as the CSV file is refused at once, never opened for a blocking read
+/// (a plain open waits forever for a writer).
+#[test]
+fn a_fifo_given_as_the_csv_is_refused_without_waiting() {
+    use crate::crash::{cli, run_ok};
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bulletin.toml");
+    std::fs::write(
+        &config,
+        config_text(&dir.path().join("b.db"), &Options::default()),
+    )
+    .unwrap();
+    run_ok(cli(&config).args(["store", "init"]));
+    run_ok(cli(&config).args(["lists", "create", "partners"]));
+    let fifo = dir.path().join("people.csv");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut child = cli(&config)
+        .args(["lists", "import", "partners"])
+        .arg(&fifo)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("lists import hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("FIFO") && err.contains("people.csv"), "{err}");
+}
