@@ -2,6 +2,7 @@
 //! notice's claims stay bounded and stop on pause and on SIGTERM, a lost or late final
 //! reply multiplies no copies, and leases cannot be shorter than a send.
 
+use crate::crash::{cli, run_ok};
 use crate::harness::*;
 use bulletin::domain::DeliveryStatus;
 use bulletin::store::{DeliveryFilter, Store};
@@ -11,25 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn cli(config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bulletin"));
-    c.env("BULLETIN_CONFIG", config)
-        .env_remove("BULLETIN_ADMIN_TOKEN")
-        .env("BULLETIN_UNSUBSCRIBE_SECRET", "0123456789abcdef0123");
-    c
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 async fn count(store: &Arc<dyn Store>, status: DeliveryStatus) -> i64 {
     store
