@@ -986,8 +986,10 @@ impl Config {
                         "{} s is too short: one SMTP send may wait up to {longest} s \
                          (5 x email.smtp.timeout_seconds + email.smtp.data_timeout_seconds), \
                          and the lease must be at least twice that ({} s) so that no send \
-                         outlives its claim",
+                         outlives its claim; raise lease_seconds to {}, or lower those \
+                         timeouts",
                         d.lease_seconds,
+                        2 * longest,
                         2 * longest
                     ),
                 ));
