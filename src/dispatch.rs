@@ -932,6 +932,24 @@ impl Dispatcher {
     /// The dispatcher loop: drain, then sleep until woken, the next row is due, or the poll interval.
     pub async fn run(&self, shutdown: CancellationToken) {
         info!("dispatcher started");
+        // Work queued by another process sharing the store (PostgreSQL NOTIFY) wakes this
+        // dispatcher as work queued here does: the idle wait ends, a pass claims urgent
+        // rows. The poll below stays as the fallback should a notification be missed.
+        // Ended when `run` returns or is dropped.
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _forward = self.store.work_notifications().map(|mut work| {
+            let wake = self.wake.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                while work.next().await.is_some() {
+                    wake.notify_one();
+                }
+            }))
+        });
         // Passes failed in a row (the store refusing writes): the next waits twice as long,
         // from 100 ms up to 30 s, so a full disk is retried, not flooded with passes.
         let mut failures: u32 = 0;
