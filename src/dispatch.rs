@@ -942,7 +942,7 @@ impl Dispatcher {
                 self.0.abort();
             }
         }
-        let _forward = self.store.work_notifications().map(|mut work| {
+        let forward = self.store.work_notifications().map(|mut work| {
             let wake = self.wake.clone();
             AbortOnDrop(tokio::spawn(async move {
                 while work.next().await.is_some() {
@@ -953,6 +953,9 @@ impl Dispatcher {
         // Passes failed in a row (the store refusing writes): the next waits twice as long,
         // from 100 ms up to 30 s, so a full disk is retried, not flooded with passes.
         let mut failures: u32 = 0;
+        // Listening, an idle dispatcher needs no urgent poll: a notice queued anywhere
+        // notifies (its fan-out does), and the poll interval remains the fallback.
+        let listening = forward.is_some();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -1001,9 +1004,10 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.urgent_queued() => {}
+                _ = self.urgent_queued(), if !listening => {}
             }
         }
+        drop(forward);
         info!("dispatcher stopped");
     }
 }

@@ -91,15 +91,28 @@ impl PostgresStore {
         // taken back, whatever its lease says.
         let lease_ms = now_ms + lease.as_millis() as i64;
         let mut rows = Vec::new();
+        let mut taken_from = std::collections::HashMap::new();
         if on_expired == Some(ExpiredLease::Resend) {
-            rows = sqlx::query(CLAIM_EXPIRED)
-                .bind(lease_ms)
-                .bind(now_ms)
+            let expired: Vec<(i64, Option<String>)> = sqlx::query_as(CLAIM_EXPIRED)
                 .bind(now_ms)
                 .bind(&me)
                 .bind(limit as i64)
                 .fetch_all(&mut *tx)
                 .await?;
+            if !expired.is_empty() {
+                let ids: Vec<i64> = expired.iter().map(|e| e.0).collect();
+                rows = sqlx::query(TAKE_OVER)
+                    .bind(lease_ms)
+                    .bind(now_ms)
+                    .bind(&me)
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                taken_from = expired
+                    .into_iter()
+                    .map(|(id, by)| (id, by.unwrap_or_else(|| "an unknown process".into())))
+                    .collect();
+            }
         }
         let left = limit as i64 - rows.len() as i64;
         if left > 0 {
@@ -115,17 +128,6 @@ impl PostgresStore {
                     .await?,
             );
         }
-        let mut taken_from: std::collections::HashMap<i64, String> = rows
-            .iter()
-            .filter(|r| r.get::<bool, _>("taken_over"))
-            .map(|r| {
-                (
-                    r.get::<i64, _>("id"),
-                    r.get::<Option<String>, _>("prev_claimer")
-                        .unwrap_or_else(|| "an unknown process".into()),
-                )
-            })
-            .collect();
         let mut claimed = claimed_in_order(rows, from_millis(lease_ms))?;
         for c in &mut claimed {
             c.taken_from = taken_from.remove(&c.id);
@@ -357,7 +359,7 @@ macro_rules! claim_returning {
         "RETURNING deliveries.id, deliveries.bulletin_id, deliveries.channel, deliveries.recipient,
                    deliveries.recipient_name, deliveries.list_id, deliveries.subscriber_id,
                    deliveries.attempts, deliveries.ambiguous, deliveries.created_at,
-                   deliveries.priority, deliveries.next_attempt_at, deliveries.unconfirmed,"
+                   deliveries.priority, deliveries.next_attempt_at, deliveries.unconfirmed"
     };
 }
 
@@ -369,30 +371,34 @@ macro_rules! sending_bulletins {
     };
 }
 
-/// Takes over rows whose lease expired mid-send (another process stopped, or stalled),
-/// walking `deliveries_leased` from the oldest lease. $1 new lease end, $2 now (updated
-/// at), $3 now, $4 this claimer, $5 limit.
+/// Picks rows whose lease expired mid-send (another process stopped, or stalled) from
+/// `deliveries_leased`, in no particular order (every expired row is taken over within a
+/// pass or two; an ORDER BY would sort them). $1 now, $2 this claimer, $3 limit.
 const CLAIM_EXPIRED: &str = concat!(
-    "WITH picked AS (
-        SELECT d.id, d.claimed_by AS prev_claimer FROM deliveries d
-        WHERE d.status = 'sending' AND d.lease_until < $3 AND d.claimed_by IS DISTINCT FROM $4
-          AND d.bulletin_id = ANY(",
+    "SELECT d.id, d.claimed_by FROM deliveries d
+     WHERE d.status = 'sending' AND d.lease_until < $1 AND d.claimed_by IS DISTINCT FROM $2
+       AND d.bulletin_id = ANY(",
     sending_bulletins!(),
     ")
-        ORDER BY d.lease_until
-        LIMIT $5
-        FOR UPDATE OF d SKIP LOCKED)
-     UPDATE deliveries SET ambiguous = 1, lease_until = $1, updated_at = $2, claimed_by = $4
-     FROM picked WHERE deliveries.id = picked.id ",
-    claim_returning!(),
-    " picked.prev_claimer, true AS taken_over"
+     LIMIT $3
+     FOR UPDATE OF d SKIP LOCKED"
+);
+
+/// Takes over the rows `CLAIM_EXPIRED` picked (and locked). $1 new lease end, $2 now, $3
+/// this claimer, $4 the ids.
+const TAKE_OVER: &str = concat!(
+    "UPDATE deliveries SET ambiguous = 1, lease_until = $1, updated_at = $2, claimed_by = $3
+     WHERE id = ANY($4) ",
+    claim_returning!()
 );
 
 /// Claims rows due now, walking `deliveries_ready` in claim order (most urgent, then
-/// longest due, then id) and stopping at the limit. $1 lease end, $2 now (updated at),
-/// $3 now, $4 this claimer, $5 least priority, $6 limit.
+/// longest due, then id) and stopping at the limit; the rows picked are then updated by
+/// primary key (an array, so no join over the ledger). $1 lease end, $2 now (updated
+/// at), $3 now, $4 this claimer, $5 least priority, $6 limit.
 const CLAIM_READY: &str = concat!(
-    "WITH picked AS (
+    "UPDATE deliveries SET status = 'sending', lease_until = $1, updated_at = $2, claimed_by = $4
+     WHERE id = ANY(ARRAY(
         SELECT d.id FROM deliveries d
         WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $3
           AND d.priority >= $5
@@ -401,11 +407,8 @@ const CLAIM_READY: &str = concat!(
     ")
         ORDER BY d.priority DESC, d.next_attempt_at, d.id
         LIMIT $6
-        FOR UPDATE OF d SKIP LOCKED)
-     UPDATE deliveries SET status = 'sending', lease_until = $1, updated_at = $2, claimed_by = $4
-     FROM picked WHERE deliveries.id = picked.id ",
-    claim_returning!(),
-    " NULL::text AS prev_claimer, false AS taken_over"
+        FOR UPDATE OF d SKIP LOCKED)) ",
+    claim_returning!()
 );
 
 impl PostgresStore {
