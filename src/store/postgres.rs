@@ -1025,7 +1025,7 @@ impl Store for PostgresStore {
             .await?
             .rows_affected();
         if started > 0 {
-            self.notify_work(&mut *tx).await?;
+            self.notify_work(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(total)
@@ -1071,7 +1071,7 @@ impl Store for PostgresStore {
         .await?;
         if r.rows_affected() > 0 {
             // Rows handed back (a stopping instance's) are due now, for any instance.
-            self.notify_work(&mut *tx).await?;
+            self.notify_work(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(r.rows_affected())
@@ -1253,7 +1253,7 @@ impl Store for PostgresStore {
             .await?
             .rows_affected();
         if n > 0 {
-            self.notify_work(&mut *tx).await?;
+            self.notify_work(&mut tx).await?;
         }
         sqlx::query(
             "UPDATE bulletins SET state = 'sending' WHERE state = 'done'
@@ -1594,7 +1594,7 @@ impl Store for PostgresStore {
             .await?
             .rows_affected();
         if changed == 1 && !paused {
-            self.notify_work(&mut *tx).await?; // resumed: its rows are due again
+            self.notify_work(&mut tx).await?; // resumed: its rows are due again
         }
         tx.commit().await?;
         if changed == 1 {

@@ -238,3 +238,111 @@ async fn an_idle_instance_wakes_on_work_another_instance_queued() {
     stop.cancel();
     running.await.unwrap();
 }
+
+/// The claim before this change (one statement joining bulletins and ORing expired
+/// leases), kept here to compare: `claim_figures` prints both.
+const OLD_CLAIM: &str = "WITH picked AS (
+        SELECT d.id FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
+        WHERE b.state = 'sending' AND (
+            (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $1)
+            OR (d.status = 'sending' AND d.lease_until < $1 AND d.claimed_by IS DISTINCT FROM $2))
+        ORDER BY d.priority DESC, d.next_attempt_at, d.id
+        LIMIT $3
+        FOR UPDATE OF d SKIP LOCKED)
+     UPDATE deliveries SET status = 'sending', lease_until = $1 + 60000, updated_at = $1,
+        claimed_by = $2
+     FROM picked WHERE deliveries.id = picked.id RETURNING deliveries.id";
+
+/// Figures, not a timed test: the time of one 500-row claim with 10,000, 100,000 and
+/// 1,000,000 rows queued (BULLETIN_CLAIM_SIZES overrides, comma-separated), by the
+/// store's claim and by the old statement (rolled back). Run with
+/// `cargo test --release --test it pg_scale::claim_figures -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures; minutes at 1,000,000 rows"]
+async fn claim_figures() {
+    let Some(db) = crate::pg::fresh().await else {
+        return;
+    };
+    let sizes: Vec<i64> = std::env::var("BULLETIN_CLAIM_SIZES")
+        .unwrap_or_else(|_| "10000,100000,1000000".into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let store = PostgresStore::connect(&db.url, None).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let bulletin: i64 = sqlx::query_scalar(
+        "INSERT INTO bulletins (kind, language, subject, html, text, lists, channels, state, created_at)
+         VALUES ('record', 'en', 's', 'h', 't', 'partners', 'email', 'sending', 0) RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let mut loaded = 0i64;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for queued in sizes {
+        // Top the queue up to `queued` waiting rows (earlier claims took some), queued
+        // as a fan-out queues them: all due at once, in id order.
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'retrying')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO deliveries (bulletin_id, channel, recipient, status, next_attempt_at,
+             created_at, updated_at)
+             SELECT $1, 'email', 'r' || g || '@example.org', 'queued', 1000, 0, 0
+             FROM generate_series($2 + 1, $2 + $3) AS g",
+        )
+        .bind(bulletin)
+        .bind(loaded)
+        .bind(queued - waiting)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        loaded += queued - waiting;
+        sqlx::query("VACUUM ANALYZE deliveries")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let now = bulletin::clock::from_millis(10_000);
+        let mut new = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            let got = bulletin::store::Store::claim_due(
+                &store,
+                now,
+                500,
+                Duration::from_secs(60),
+                bulletin::config::ExpiredLease::Resend,
+            )
+            .await
+            .unwrap();
+            new.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(got.len(), 500);
+        }
+        let mut old = Vec::new();
+        for _ in 0..7 {
+            let mut tx = conn.begin().await.unwrap();
+            let t = Instant::now();
+            let got = sqlx::query(OLD_CLAIM)
+                .bind(10_000i64)
+                .bind("bench:1/1")
+                .bind(500i64)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            old.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(got.len(), 500);
+            tx.rollback().await.unwrap();
+        }
+        eprintln!(
+            "claim of 500 with {queued:>9} queued: {:6.2} ms (median of 7; before: {:7.2} ms)",
+            median(new),
+            median(old)
+        );
+    }
+}
