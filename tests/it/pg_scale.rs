@@ -134,6 +134,18 @@ async fn claims_walk_their_index_with_no_sort_over_the_ledger() {
             );
         }
     }
+    // The statement these replaced does sort here: the check tells them apart.
+    sqlx::query("SET plan_cache_mode = auto")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let plan = plan_of(
+        &mut conn,
+        OLD_CLAIM,
+        &[Bind::I(500_000), Bind::S("me:1/1".into()), Bind::I(500)],
+    )
+    .await;
+    assert!(plan.iter().any(|(t, _)| t == "Sort"), "{plan:?}");
     // And the statements claim what they should: 500 rows, in claim order.
     let store = PostgresStore::connect(&db.url, None).await.unwrap();
     let t = bulletin::clock::from_millis(500_000);
