@@ -910,9 +910,9 @@ impl Dispatcher {
         }
     }
 
-    /// Returns once an urgent row is due: notices queued by another process (the CLI, or
-    /// another instance's admin API) cannot wake this one, so an idle dispatcher looks for
-    /// them every `delivery.urgent_poll` with a cheap read.
+    /// Returns once an urgent row is due: on SQLite notices queued by another process (the
+    /// CLI) cannot wake this one, so an idle dispatcher looks for them every
+    /// `delivery.urgent_poll` with a cheap read. (On PostgreSQL they notify; see `run`.)
     async fn urgent_queued(&self) {
         let mut tick = tokio::time::interval(self.config.urgent_poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
