@@ -853,6 +853,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "status",
                     "tries",
                     "updated",
+                    "claimed by",
                     "answer",
                 ]);
                 for r in &rows {
@@ -896,6 +897,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         status,
                         r.attempts.to_string(),
                         fmt_time(Some(r.updated_at)),
+                        r.claimed_by.clone().unwrap_or_default(),
                         answer,
                     ]);
                 }

@@ -901,9 +901,9 @@ impl Dispatcher {
         }
     }
 
-    /// Returns once an urgent row is due: notices queued by another process (the CLI, or
-    /// another instance's admin API) cannot wake this one, so an idle dispatcher looks for
-    /// them every `delivery.urgent_poll` with a cheap read.
+    /// Returns once an urgent row is due: on SQLite notices queued by another process (the
+    /// CLI) cannot wake this one, so an idle dispatcher looks for them every
+    /// `delivery.urgent_poll` with a cheap read. (On PostgreSQL they notify; see `run`.)
     async fn urgent_queued(&self) {
         let mut tick = tokio::time::interval(self.config.urgent_poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -923,9 +923,30 @@ impl Dispatcher {
     /// The dispatcher loop: drain, then sleep until woken, the next row is due, or the poll interval.
     pub async fn run(&self, shutdown: CancellationToken) {
         info!("dispatcher started");
+        // Work queued by another process sharing the store (PostgreSQL NOTIFY) wakes this
+        // dispatcher as work queued here does: the idle wait ends, a pass claims urgent
+        // rows. The poll below stays as the fallback should a notification be missed.
+        // Ended when `run` returns or is dropped.
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let forward = self.store.work_notifications().map(|mut work| {
+            let wake = self.wake.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                while work.next().await.is_some() {
+                    wake.notify_one();
+                }
+            }))
+        });
         // Passes failed in a row (the store refusing writes): the next waits twice as long,
         // from 100 ms up to 30 s, so a full disk is retried, not flooded with passes.
         let mut failures: u32 = 0;
+        // Listening, an idle dispatcher needs no urgent poll: a notice queued anywhere
+        // notifies (its fan-out does), and the poll interval remains the fallback.
+        let listening = forward.is_some();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -974,9 +995,10 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.urgent_queued() => {}
+                _ = self.urgent_queued(), if !listening => {}
             }
         }
+        drop(forward);
         info!("dispatcher stopped");
     }
 }

@@ -273,6 +273,10 @@ impl Claimer {
             self.generation.load(std::sync::atomic::Ordering::Relaxed)
         )
     }
+    /// `host:pid` without the generation: this process (this store) across generations.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
     /// Starts a new generation: rows claimed so far count as another process's.
     pub fn next_generation(&self) {
         self.generation
@@ -431,6 +435,8 @@ pub struct DeliveryRow {
     pub message_id: Option<String>,
     pub updated_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The process that last claimed the row (`host:pid/generation`), if any did.
+    pub claimed_by: Option<String>,
 }
 
 /// A count of ledger rows by channel and status.
@@ -616,6 +622,12 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_foreign_leases(&self, now: DateTime<Utc>) -> Result<u64>;
     /// The claimer this store's claims are made under.
     fn claimer(&self) -> &Claimer;
+    /// Wake-ups from other processes sharing this store: the stream yields when one of
+    /// them queued work (PostgreSQL `LISTEN bulletin_work`). None where no other process
+    /// can queue work unannounced but the CLI (SQLite), whose dispatchers poll.
+    fn work_notifications(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+        None
+    }
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;

@@ -5,11 +5,17 @@
 
 use super::*;
 use crate::clock::{from_millis, to_millis};
+use futures::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use std::str::FromStr;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel instances `LISTEN` on and the store `NOTIFY`s when work is queued: a
+/// bulletin fanned out (notices included), rows requeued or handed back, a bulletin
+/// resumed.
+pub const WORK_CHANNEL: &str = "bulletin_work";
 
 /// The shared store: several daemons may use one database.
 #[derive(Debug, Clone)]
@@ -79,52 +85,50 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        // Rows due now, and (resend policy) rows whose lease expired mid-send, which are
-        // flagged ambiguous; a row this process holds itself is never taken back.
-        let rows = sqlx::query(
-            "WITH picked AS (
-                SELECT d.id, d.claimed_by AS prev_claimer, d.status AS prev_status
-                FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
-                WHERE b.state = 'sending' AND (
-                    (d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $3
-                     AND d.priority >= $6)
-                    OR ($7 AND d.status = 'sending' AND d.lease_until < $4
-                        AND d.claimed_by IS DISTINCT FROM $8))
-                ORDER BY d.priority DESC, d.next_attempt_at, d.id
-                LIMIT $5
-                FOR UPDATE OF d SKIP LOCKED)
-             UPDATE deliveries SET
-                ambiguous = CASE WHEN deliveries.status = 'sending' THEN 1 ELSE deliveries.ambiguous END,
-                status = 'sending', lease_until = $1, updated_at = $2, claimed_by = $8
-             FROM picked WHERE deliveries.id = picked.id
-             RETURNING deliveries.id, deliveries.bulletin_id, deliveries.channel, deliveries.recipient,
-                       deliveries.recipient_name, deliveries.list_id, deliveries.subscriber_id,
-                       deliveries.attempts, deliveries.ambiguous, deliveries.created_at,
-                       deliveries.priority, deliveries.next_attempt_at, deliveries.unconfirmed,
-                       picked.prev_claimer, picked.prev_status",
-        )
-        .bind(now_ms + lease.as_millis() as i64)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(limit as i64)
-        .bind(min_priority.unwrap_or(i64::MIN))
-        .bind(on_expired.is_some())
-        .bind(&me)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut taken_from: std::collections::HashMap<i64, String> = rows
-            .iter()
-            .filter(|r| r.get::<&str, _>("prev_status") == "sending")
-            .map(|r| {
-                (
-                    r.get::<i64, _>("id"),
-                    r.get::<Option<String>, _>("prev_claimer")
-                        .unwrap_or_else(|| "an unknown process".into()),
-                )
-            })
-            .collect();
-        let mut claimed = claimed_in_order(rows, from_millis(now_ms + lease.as_millis() as i64))?;
+        // Two claims, each walking its own partial index in order and stopping at `limit`
+        // (no sort over the queue): rows whose lease expired mid-send (resend policy;
+        // flagged ambiguous), then rows due now. A row this process holds itself is never
+        // taken back, whatever its lease says.
+        let lease_ms = now_ms + lease.as_millis() as i64;
+        let mut rows = Vec::new();
+        let mut taken_from = std::collections::HashMap::new();
+        if on_expired == Some(ExpiredLease::Resend) {
+            let expired: Vec<(i64, Option<String>)> = sqlx::query_as(CLAIM_EXPIRED)
+                .bind(now_ms)
+                .bind(&me)
+                .bind(limit as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !expired.is_empty() {
+                let ids: Vec<i64> = expired.iter().map(|e| e.0).collect();
+                rows = sqlx::query(TAKE_OVER)
+                    .bind(lease_ms)
+                    .bind(now_ms)
+                    .bind(&me)
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                taken_from = expired
+                    .into_iter()
+                    .map(|(id, by)| (id, by.unwrap_or_else(|| "an unknown process".into())))
+                    .collect();
+            }
+        }
+        let left = limit as i64 - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query(CLAIM_READY)
+                    .bind(lease_ms)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(&me)
+                    .bind(min_priority.unwrap_or(i64::MIN))
+                    .bind(left)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        let mut claimed = claimed_in_order(rows, from_millis(lease_ms))?;
         for c in &mut claimed {
             c.taken_from = taken_from.remove(&c.id);
         }
@@ -189,6 +193,83 @@ impl PostgresStore {
         })
     }
 
+    /// Tells every instance listening on [`WORK_CHANNEL`] that work was queued; sent in
+    /// the transaction that queues it, so it arrives when (and only if) that commits.
+    /// The payload names this process, whose own dispatcher is woken in-process.
+    async fn notify_work(&self, conn: &mut sqlx::PgConnection) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(WORK_CHANNEL)
+            .bind(self.claimer.base())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// A stream that yields whenever another process queued work (see `notify_work`),
+    /// and after the listening connection was lost and restored (notifications may have
+    /// been missed meanwhile). It reconnects by itself; while it cannot, it yields nothing
+    /// and the dispatcher's poll is all there is.
+    fn listen_for_work(&self) -> BoxStream<'static, ()> {
+        let pool = self.pool.clone();
+        let me = self.claimer.base().to_string();
+        struct State {
+            pool: PgPool,
+            me: String,
+            listener: Option<sqlx::postgres::PgListener>,
+            failures: u32,
+        }
+        let state = State {
+            pool,
+            me,
+            listener: None,
+            failures: 0,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            loop {
+                let Some(listener) = st.listener.as_mut() else {
+                    if st.failures > 0 {
+                        let secs = (1u64 << st.failures.min(5)).min(30);
+                        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                    }
+                    match sqlx::postgres::PgListener::connect_with(&st.pool).await {
+                        Ok(mut l) => match l.listen(WORK_CHANNEL).await {
+                            Ok(()) => {
+                                let reconnected = st.failures > 0;
+                                st.failures = 0;
+                                st.listener = Some(l);
+                                if reconnected {
+                                    return Some(((), st));
+                                }
+                            }
+                            Err(e) => {
+                                st.failures += 1;
+                                tracing::warn!(error = %e, "cannot LISTEN for queued work; polling only");
+                            }
+                        },
+                        Err(e) => {
+                            st.failures += 1;
+                            tracing::warn!(error = %e, "cannot LISTEN for queued work; polling only");
+                        }
+                    }
+                    continue;
+                };
+                match listener.try_recv().await {
+                    Ok(Some(n)) if n.payload() == st.me => continue, // woken in-process
+                    Ok(Some(_)) => return Some(((), st)),
+                    // The connection was lost and will be reopened at the next call:
+                    // anything sent meanwhile was missed, so look now.
+                    Ok(None) => return Some(((), st)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
+                        st.listener = None;
+                        st.failures = 1;
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// The pool, for `store copy`.
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
@@ -239,6 +320,7 @@ impl PostgresStore {
             message_id: r.get("message_id"),
             updated_at: from_millis(r.get("updated_at")),
             sent_at: opt_time(r.get("sent_at")),
+            claimed_by: r.get("claimed_by"),
         }
     }
 
@@ -268,6 +350,73 @@ impl PostgresStore {
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("bulletin WeChat article: {e}")))?,
         })
+    }
+}
+
+/// The columns a claim returns (the same on both claims, as `claimed_in_order` reads them).
+macro_rules! claim_returning {
+    () => {
+        "RETURNING deliveries.id, deliveries.bulletin_id, deliveries.channel, deliveries.recipient,
+                   deliveries.recipient_name, deliveries.list_id, deliveries.subscriber_id,
+                   deliveries.attempts, deliveries.ambiguous, deliveries.created_at,
+                   deliveries.priority, deliveries.next_attempt_at, deliveries.unconfirmed"
+    };
+}
+
+/// The sending bulletins, as an array the claims compare `bulletin_id` with: an InitPlan
+/// read once per statement (from `bulletins_active`), so no join orders the queue.
+macro_rules! sending_bulletins {
+    () => {
+        "ARRAY(SELECT id FROM bulletins WHERE state = 'sending')"
+    };
+}
+
+/// Picks rows whose lease expired mid-send (another process stopped, or stalled) from
+/// `deliveries_leased`, in no particular order (every expired row is taken over within a
+/// pass or two; an ORDER BY would sort them). $1 now, $2 this claimer, $3 limit.
+const CLAIM_EXPIRED: &str = concat!(
+    "SELECT d.id, d.claimed_by FROM deliveries d
+     WHERE d.status = 'sending' AND d.lease_until < $1 AND d.claimed_by IS DISTINCT FROM $2
+       AND d.bulletin_id = ANY(",
+    sending_bulletins!(),
+    ")
+     LIMIT $3
+     FOR UPDATE OF d SKIP LOCKED"
+);
+
+/// Takes over the rows `CLAIM_EXPIRED` picked (and locked). $1 new lease end, $2 now, $3
+/// this claimer, $4 the ids.
+const TAKE_OVER: &str = concat!(
+    "UPDATE deliveries SET ambiguous = 1, lease_until = $1, updated_at = $2, claimed_by = $3
+     WHERE id = ANY($4) ",
+    claim_returning!()
+);
+
+/// Claims rows due now, walking `deliveries_ready` in claim order (most urgent, then
+/// longest due, then id) and stopping at the limit; the rows picked are then updated by
+/// primary key (an array, so no join over the ledger). $1 lease end, $2 now (updated
+/// at), $3 now, $4 this claimer, $5 least priority, $6 limit.
+const CLAIM_READY: &str = concat!(
+    "UPDATE deliveries SET status = 'sending', lease_until = $1, updated_at = $2, claimed_by = $4
+     WHERE id = ANY(ARRAY(
+        SELECT d.id FROM deliveries d
+        WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $3
+          AND d.priority >= $5
+          AND d.bulletin_id = ANY(",
+    sending_bulletins!(),
+    ")
+        ORDER BY d.priority DESC, d.next_attempt_at, d.id
+        LIMIT $6
+        FOR UPDATE OF d SKIP LOCKED)) ",
+    claim_returning!()
+);
+
+impl PostgresStore {
+    /// The claim statements (expired leases, then due rows), for tests that check their
+    /// plans: each must walk its index in order, with no sort over the ledger.
+    #[doc(hidden)]
+    pub fn claim_statements() -> [&'static str; 2] {
+        [CLAIM_EXPIRED, CLAIM_READY]
     }
 }
 
@@ -870,11 +1019,17 @@ impl Store for PostgresStore {
             .await?;
             total += r.rows_affected();
         }
-        sqlx::query("UPDATE bulletins SET state = 'sending', fanned_out_at = $1 WHERE id = $2 AND state = 'fanning_out'")
+        let mut tx = self.begin().await?;
+        let started = sqlx::query("UPDATE bulletins SET state = 'sending', fanned_out_at = $1 WHERE id = $2 AND state = 'fanning_out'")
             .bind(ms(now))
             .bind(bulletin_id)
-            .execute(&self.pool)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if started > 0 {
+            self.notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(total)
     }
 
@@ -904,6 +1059,7 @@ impl Store for PostgresStore {
         }
         let ids: Vec<i64> = claims.iter().map(|c| c.0).collect();
         let leases: Vec<i64> = claims.iter().map(|c| ms(c.1)).collect();
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE deliveries d SET status = CASE WHEN d.attempts = 0 THEN 'queued' ELSE 'retrying' END,
                 lease_until = NULL, updated_at = $3
@@ -913,8 +1069,13 @@ impl Store for PostgresStore {
         .bind(&ids)
         .bind(&leases)
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if r.rows_affected() > 0 {
+            // Rows handed back (a stopping instance's) are due now, for any instance.
+            self.notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 
@@ -948,14 +1109,20 @@ impl Store for PostgresStore {
         &self.claimer
     }
 
+    fn work_notifications(&self) -> Option<BoxStream<'static, ()>> {
+        Some(self.listen_for_work())
+    }
+
     async fn urgent_due(&self, now: DateTime<Utc>, min_priority: i64) -> Result<bool> {
-        let due: Option<i64> = sqlx::query_scalar(
+        let due: Option<i64> = sqlx::query_scalar(concat!(
             "SELECT 1::bigint FROM deliveries d
-             WHERE d.status IN ('queued', 'retrying') AND d.priority >= $1
-               AND d.next_attempt_at <= $2
-               AND d.bulletin_id IN (SELECT id FROM bulletins WHERE state = 'sending')
-             LIMIT 1",
-        )
+                 WHERE d.status IN ('queued', 'retrying') AND d.priority >= $1
+                   AND d.next_attempt_at <= $2 AND d.bulletin_id = ANY(",
+            sending_bulletins!(),
+            ")
+                 ORDER BY d.priority DESC, d.next_attempt_at, d.id
+                 LIMIT 1"
+        ))
         .bind(min_priority)
         .bind(ms(now))
         .fetch_optional(&self.pool)
@@ -1087,6 +1254,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
             .await?
             .rows_affected();
+        if n > 0 {
+            self.notify_work(&mut tx).await?;
+        }
         sqlx::query(
             "UPDATE bulletins SET state = 'sending' WHERE state = 'done'
              AND id IN (SELECT DISTINCT bulletin_id FROM deliveries WHERE status = 'queued')",
@@ -1098,11 +1268,34 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        // A few index probes, never a scan of the waiting or `sending` rows: the first
+        // waiting row of each priority the sending bulletins use (`deliveries_ready`), and
+        // the first lease to end (`deliveries_leased`). Nothing sending: no ledger read.
+        let sending: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, priority FROM bulletins WHERE state = 'sending'")
+                .fetch_all(&self.pool)
+                .await?;
+        if sending.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<i64> = sending.iter().map(|b| b.0).collect();
+        let mut priorities: Vec<i64> = sending.iter().map(|b| b.1).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT min(CASE WHEN d.status = 'sending' THEN d.lease_until ELSE d.next_attempt_at END)
-             FROM deliveries d JOIN bulletins b ON b.id = d.bulletin_id
-             WHERE b.state = 'sending' AND d.status IN ('queued', 'retrying', 'sending')",
+            "SELECT min(t) FROM (
+                SELECT (SELECT d.next_attempt_at FROM deliveries d
+                        WHERE d.status IN ('queued', 'retrying') AND d.priority = p
+                          AND d.bulletin_id = ANY($1)
+                        ORDER BY d.priority DESC, d.next_attempt_at, d.id LIMIT 1) AS t
+                FROM UNNEST($2::bigint[]) AS p
+                UNION ALL
+                SELECT (SELECT d.lease_until FROM deliveries d
+                        WHERE d.status = 'sending' AND d.bulletin_id = ANY($1)
+                        ORDER BY d.lease_until LIMIT 1)) AS due",
         )
+        .bind(&ids)
+        .bind(&priorities)
         .fetch_one(&self.pool)
         .await?;
         Ok(opt_time(v))
@@ -1394,13 +1587,18 @@ impl Store for PostgresStore {
         } else {
             ("paused", "sending")
         };
+        let mut tx = self.begin().await?;
         let changed = sqlx::query("UPDATE bulletins SET state = $1 WHERE id = $2 AND state = $3")
             .bind(to)
             .bind(id)
             .bind(from)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if changed == 1 && !paused {
+            self.notify_work(&mut tx).await?; // resumed: its rows are due again
+        }
+        tx.commit().await?;
         if changed == 1 {
             return Ok(PauseOutcome::Changed);
         }

@@ -428,6 +428,7 @@ impl SqliteStore {
             message_id: r.get("message_id"),
             updated_at: from_millis(r.get("updated_at")),
             sent_at: opt_time(r.get("sent_at")),
+            claimed_by: r.get("claimed_by"),
         }
     }
 

@@ -276,6 +276,13 @@ async fn bulletins_deliveries_with_attempts_retry_pause_resume_and_metrics() {
     assert_eq!(v["deliveries"].as_array().unwrap().len(), 1);
     let d = &v["deliveries"][0];
     assert_eq!(d["history"][0]["code"], 550);
+    // Who sent it: the claimer that attempted the row (this process's store).
+    assert!(
+        d["claimed_by"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(&format!("{}/", t.app.store.claimer().base()))),
+        "{d}"
+    );
     assert!(d["history"][0]["reply"]
         .as_str()
         .unwrap()

@@ -15,6 +15,7 @@ mod lists;
 mod notices;
 mod openapi;
 mod pg;
+mod pg_scale;
 mod records;
 mod roles;
 mod scale;

@@ -54,7 +54,40 @@ both_engines!(
     lost_replies_bounces_and_mass_send_counts,
     urgent_rows_are_found_and_claimed_alone,
     a_late_outcome_from_a_lost_lease_changes_nothing,
+    claimed_rows_show_their_claimer,
 );
+
+async fn claimed_rows_show_their_claimer(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["a@x.org", "b@x.org"]).await;
+    let all = DeliveryFilter::default();
+    let rows = s.deliveries(&all).await.unwrap();
+    assert!(rows.iter().all(|r| r.claimed_by.is_none()), "{rows:?}");
+    let me = s.claimer().current();
+    let c = s
+        .claim_due(t0(), 1, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap()
+        .remove(0);
+    let row = s.delivery(c.id).await.unwrap().unwrap();
+    assert_eq!(row.claimed_by.as_deref(), Some(me.as_str()));
+    let listed = s.deliveries(&all).await.unwrap();
+    let by: Vec<_> = listed.iter().map(|r| r.claimed_by.clone()).collect();
+    assert_eq!(
+        by.iter().filter(|b| b.as_deref() == Some(&me)).count(),
+        1,
+        "{by:?}"
+    );
+    // Taken over after the lease expired: the row names the new claimer.
+    s.claimer().next_generation();
+    let later = t0() + Span::seconds(LEASE.as_secs() as i64 + 1);
+    s.claim_due(later, 10, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    let row = s.delivery(c.id).await.unwrap().unwrap();
+    assert_eq!(row.claimed_by, Some(s.claimer().current()));
+    assert_ne!(row.claimed_by.as_deref(), Some(me.as_str()));
+}
 
 async fn a_late_outcome_from_a_lost_lease_changes_nothing(url: &str) {
     let s = open(url).await;

@@ -549,6 +549,12 @@ async fn secrets_and_tokens_stay_out_of_logs_and_the_ledger_shows_wechat_ids() {
             && ledger.contains("url https://mp.weixin.qq.com/s/"),
         "{ledger}"
     );
+    // Who sent it: the daemon that claimed the row, `host:pid/generation`.
+    let host = hostname::get().unwrap().into_string().unwrap();
+    assert!(
+        ledger.contains("claimed by") && ledger.contains(&format!("{host}:")),
+        "{ledger}"
+    );
     assert!(
         logs.contains("WeChat access token refreshed"),
         "trace logs were captured"
