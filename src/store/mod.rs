@@ -794,6 +794,10 @@ pub async fn copy(from: &str, to: &str, password: Option<&str>) -> Result<copy::
             path.display()
         )));
     }
+    // No daemon may send from the source while it is copied (its later sends would be
+    // missing from the copy); holding the daemon lock also keeps one from starting.
+    let _lock = crate::daemon_lock::acquire(&path)
+        .map_err(|e| StoreError::Refused(format!("--from: {e}")))?;
     let source = SqliteStore::open(&path).await?;
     let target = PostgresStore::connect(to, password).await?;
     copy::sqlite_to_postgres(&source, &target).await
