@@ -559,6 +559,7 @@ impl Dispatcher {
         let mut inflight: HashMap<i64, usize> = HashMap::new();
         let mut urgent_wanted = false;
         let mut watch_wanted = false;
+        let mut newly_halted = false;
         let mut stopped = false;
         // Outcomes wait a little to be written together: each commit appends every page it
         // touched to the WAL, so one row per commit wrote many times what it changed.
@@ -580,8 +581,9 @@ impl Dispatcher {
                 urgent_wanted = false;
                 to_release.extend(queue.drain(..));
             }
-            // Rows of bulletins paused meanwhile do not start: they go back.
-            if !queue.is_empty() && !self.halted_bulletins.lock().expect("pause lock").is_empty() {
+            // Rows of bulletins paused meanwhile do not start: they go back (looked for
+            // when a pause was found; claims never bring in a paused bulletin's rows).
+            if std::mem::take(&mut newly_halted) && !queue.is_empty() {
                 let (back, keep): (VecDeque<Claimed>, VecDeque<Claimed>) = queue
                     .drain(..)
                     .partition(|c| self.is_halted_bulletin(c.bulletin_id));
@@ -703,6 +705,7 @@ impl Dispatcher {
                             for id in watched {
                                 if stopped.contains(&id) {
                                     if halted.insert(id) {
+                                        newly_halted = true;
                                         info!(bulletin = id, "bulletin paused: no new send starts, its unstarted rows are handed back");
                                     }
                                 } else {
