@@ -1332,26 +1332,26 @@ fn read_secret(
     }
 }
 
-/// A URL with any password replaced by `***`, for messages.
+/// A URL with any password replaced by `***`, for messages. Read by the `url` crate, as
+/// sqlx reads it, so the user, host and the rest are shown as the driver sees them; text
+/// that is no URL but has `scheme://…@` shows nothing of what comes before its last `@`.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => match u.set_password(Some("***")) {
+            Ok(()) => u.to_string(),
+            Err(()) => "(a URL with a password)".into(),
+        },
+        Ok(_) => url.to_string(),
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+            _ => url.to_string(),
+        },
     }
 }
 
-/// Whether a URL carries a password (`scheme://user:password@host`).
+/// Whether a URL carries a password (`scheme://user:password@host`), as sqlx will read it.
 fn url_has_password(url: &str) -> bool {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => url[s + 3..at].contains(':'),
-        _ => false,
-    }
+    url::Url::parse(url).is_ok_and(|u| u.password().is_some())
 }
 
 /// A `sqlite:` URL whose path is relative, made absolute against the folder of the
@@ -1624,5 +1624,25 @@ lists = ["partners"]
     fn redacts_passwords_in_urls() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        // An `@` after the host is not the end of the credentials: the host still shows.
+        assert_eq!(
+            redact_url("postgres://u:pw@db.example:5432/b?application_name=a@b"),
+            "postgres://u:***@db.example:5432/b?application_name=a@b"
+        );
+        // A percent-encoded `@` in the password is part of the password.
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@db.example/b"),
+            "postgres://u:***@db.example/b"
+        );
+        assert_eq!(
+            redact_url("postgres://u@db.example/b"),
+            "postgres://u@db.example/b"
+        );
+        // Not a URL (the password's `/` ends the authority): nothing before the `@` shows.
+        let shown = redact_url("postgres://u:p/ss@db.example/b");
+        assert!(
+            !shown.contains("p/ss") && shown.ends_with("@db.example/b"),
+            "{shown}"
+        );
     }
 }

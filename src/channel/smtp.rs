@@ -910,3 +910,6 @@ mod tests {
         assert_eq!(data_payload_("a\n.b"), "a\n.b\r\n.\r\n");
     }
 }
+
+#[cfg(test)]
+mod wire_tests;

@@ -14,6 +14,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
+use axum_extra::extract::cookie::CookieJar;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -42,14 +43,43 @@ pub fn signed_in(ctx: &HttpContext, headers: &HeaderMap) -> bool {
     if let Some(given) = super::admin::bearer(headers) {
         return super::admin::token_matches(given.trim(), token);
     }
-    let want = session_value(token);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && bool::from(v.as_bytes().ct_eq(want.as_bytes())))
+    has_session(headers, &session_value(token))
+}
+
+/// Whether the request's cookies (every `Cookie` header) include the session cookie with
+/// the value `want`, compared in constant time.
+fn has_session(headers: &HeaderMap, want: &str) -> bool {
+    CookieJar::from_headers(headers)
+        .get(COOKIE)
+        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(want.as_bytes())))
+}
+
+#[cfg(test)]
+mod session_cookie_tests {
+    use super::*;
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(header::COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others_and_compared_whole() {
+        let yes = |c: &[&str]| has_session(&headers(c), "abc123");
+        assert!(yes(&["bulletin_session=abc123"]));
+        assert!(yes(&["theme=dark; bulletin_session=abc123; lang=en"]));
+        assert!(yes(&["theme=dark", "bulletin_session=abc123"]));
+        // RFC 6265 §5.2 trims whitespace around the name and the value.
+        assert!(yes(&["theme=dark; bulletin_session = abc123"]));
+        assert!(!yes(&[]));
+        assert!(!yes(&["bulletin_session=abc1234"]));
+        assert!(!yes(&["bulletin_session=abc12"]));
+        assert!(!yes(&["xbulletin_session=abc123"]));
+        assert!(!yes(&["other=bulletin_session=abc123"]));
+    }
 }
 
 #[derive(Template)]

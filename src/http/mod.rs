@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::notice::Notices;
 use crate::store::Store;
 use crate::unsubscribe::UnsubscribeSigner;
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, MatchedPath};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 /// Shared handles every handler may use.
 #[derive(Clone)]
@@ -66,6 +67,22 @@ pub(crate) fn with_security_headers(router: Router) -> Router {
         .layer(set(header::REFERRER_POLICY, "no-referrer"))
 }
 
+/// Runs every request of `router` in an `http_request` span (tower-http's `TraceLayer`)
+/// with its method and route: what a handler logs says which request it served. The
+/// route is the pattern (`/unsubscribe/{token}`), never the URI, which can carry a token.
+/// The request's start and end are logged at debug level.
+fn with_request_spans(router: Router) -> Router {
+    router.layer(TraceLayer::new_for_http().make_span_with(
+        |req: &axum::http::Request<axum::body::Body>| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            tracing::info_span!("http_request", method = %req.method(), route)
+        },
+    ))
+}
+
 /// Serves `router` on `listener` with the default [`HttpLimits`] until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -89,10 +106,10 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let router = router.layer(TimeoutLayer::with_status_code(
+    let router = with_request_spans(router.layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         limits.request_timeout,
-    ));
+    )));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
     let mut full_logged = false;
@@ -192,5 +209,73 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
         _: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(peer(&parts.extensions).map(|a| a.ip())))
+    }
+}
+
+#[cfg(test)]
+mod request_span_tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn a_request_is_logged_in_a_span_with_its_route_not_its_uri() {
+        let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        // This thread's subscriber: the test's runtime runs every task on it.
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let router = Router::new().route(
+            "/unsubscribe/{token}",
+            axum::routing::get(|| async {
+                tracing::info!("handled");
+                "ok"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/unsubscribe/secret-token-77",
+            listener.local_addr().unwrap()
+        );
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, stop.clone()));
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("handled"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(
+            line.contains("http_request{method=GET route=\"/unsubscribe/{token}\"}"),
+            "{line}"
+        );
+        assert!(!logs.contains("secret-token-77"), "{logs}");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
