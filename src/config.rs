@@ -320,6 +320,15 @@ struct RawEmail {
     #[serde(default = "default_outbox")]
     outbox_dir: PathBuf,
     smtp: Option<Spanned<RawSmtp>>,
+    dkim: Option<Spanned<RawDkim>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: String,
+    selector: String,
+    private_key_file: PathBuf,
 }
 
 fn default_transport() -> String {
@@ -587,6 +596,8 @@ pub struct EmailConfig {
     pub from: lettre::message::Mailbox,
     pub reply_to: Option<lettre::message::Mailbox>,
     pub transport: EmailTransport,
+    /// `[email.dkim]`: every message is signed with this key.
+    pub dkim: Option<crate::dkim::DkimSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -834,6 +845,25 @@ impl Config {
                     format!("`{}` is not a mailbox ({e})", r.escape_default()),
                 )
             })?),
+            None => None,
+        };
+        let dkim = match raw_email.dkim {
+            Some(d) => {
+                let span = d.span();
+                let d = d.into_inner();
+                let e = |key: &str, m: String| err(Some(span.clone()), key, m);
+                crate::dkim::check_domain(&d.domain).map_err(|m| e("email.dkim.domain", m))?;
+                crate::dkim::check_selector(&d.selector)
+                    .map_err(|m| e("email.dkim.selector", m))?;
+                let key = crate::dkim::DkimKey::load(&d.private_key_file)
+                    .map_err(|m| e("email.dkim.private_key_file", m))?;
+                Some(crate::dkim::DkimSettings {
+                    domain: d.domain.to_ascii_lowercase(),
+                    selector: d.selector,
+                    private_key_file: d.private_key_file,
+                    key,
+                })
+            }
             None => None,
         };
         let transport = match raw_email.transport.as_str() {
@@ -1199,6 +1229,7 @@ impl Config {
                 from,
                 reply_to,
                 transport,
+                dkim,
             },
             unsubscribe: UnsubscribeConfig {
                 loopback: is_loopback_url(&base_url),
@@ -1299,6 +1330,17 @@ impl Config {
                 self.file.display(),
                 self.unsubscribe.base_url
             ));
+        }
+        if let Some(d) = &self.email.dkim {
+            let from = self.email.from.email.domain().to_ascii_lowercase();
+            if from != d.domain && !from.ends_with(&format!(".{}", d.domain)) {
+                w.push(format!(
+                    "{}: email.dkim.domain: `{}` is not email.from's domain `{from}` nor a parent \
+                     of it: the signature does not align with From, so DMARC does not pass on it",
+                    self.file.display(),
+                    d.domain
+                ));
+            }
         }
         w
     }

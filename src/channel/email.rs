@@ -153,6 +153,8 @@ pub struct EmailChannel {
     limiter: Option<DefaultDirectRateLimiter>,
     /// The longest one send may take (`SmtpConfig::longest_wait`).
     max_wait: std::time::Duration,
+    /// `[email.dkim]`: signs every message once it is whole (link spliced in).
+    dkim: Option<lettre::message::dkim::DkimConfig>,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -160,6 +162,7 @@ impl std::fmt::Debug for EmailChannel {
         f.debug_struct("EmailChannel")
             .field("from", &self.from.to_string())
             .field("concurrency", &self.concurrency)
+            .field("dkim", &self.dkim.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -197,6 +200,7 @@ impl EmailChannel {
             }
         };
         let domain = cfg.from.email.domain().to_string();
+        let dkim = cfg.dkim.as_ref().map(|d| d.signing_config()).transpose()?;
         // Twice the connections in flight: a connection sending one message finds the
         // next one waiting, and pipelines its envelope with this one's data.
         let concurrency = match &mailer {
@@ -221,6 +225,7 @@ impl EmailChannel {
                 EmailTransport::Smtp(s) => s.longest_wait(),
                 EmailTransport::Outbox(_) => std::time::Duration::from_secs(30),
             },
+            dkim,
         })
     }
 
@@ -296,9 +301,15 @@ impl EmailChannel {
                 .singlepart(text_part)
                 .multipart(related)
         };
-        builder
+        let mut message = builder
             .multipart(alternative)
-            .map_err(|e| SendError::permanent(format!("cannot build the message: {e}")))
+            .map_err(|e| SendError::permanent(format!("cannot build the message: {e}")))?;
+        // Signed whole, per recipient: the body hash covers this recipient's link and the
+        // message's own MIME boundaries, so no part of it can be shared between messages.
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
     }
 }
 
