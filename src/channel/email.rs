@@ -1,8 +1,8 @@
 //! The e-mail channel: builds one MIME message per recipient from the prepared bulletin
 //! (multipart/alternative, UTF-8, RFC 2047 subject, List-Unsubscribe one-click) and
-//! hands it to our SMTP pool or to an outbox folder of `.eml` files. The bodies are
-//! encoded once per bulletin ([`EncodedBodies`]); per recipient only the headers and the
-//! unsubscribe link are.
+//! hands it to our SMTP pool or to an outbox folder of `.eml` files, DKIM-signed when
+//! `[email.dkim]` is set. The bodies are encoded once per bulletin ([`EncodedBodies`]);
+//! per recipient only the headers and the unsubscribe link are.
 
 use super::smtp::SmtpPool;
 use super::{Channel, Job, PreparedBulletin, Receipt, SendError};
@@ -301,14 +301,36 @@ impl EmailChannel {
                 .singlepart(text_part)
                 .multipart(related)
         };
+        let cannot = |e: &dyn std::fmt::Display| {
+            SendError::permanent(format!("cannot build the message: {e}"))
+        };
+        let Some(dkim) = &self.dkim else {
+            return builder.multipart(alternative).map_err(|e| cannot(&e));
+        };
+        // lettre writes a multipart body's Content-Type with the body, outside the headers
+        // it signs: the signature would list content-type without covering it, and fail.
+        // So the multipart goes in as a pre-encoded body (its parts are quoted-printable
+        // and base64: 7bit) under a Content-Type header of the message's own.
+        let content_type = alternative
+            .headers()
+            .get_raw("Content-Type")
+            .map(ContentType::parse)
+            .ok_or_else(|| cannot(&"the multipart has no Content-Type"))?
+            .map_err(|e| cannot(&e))?;
+        let mut body = alternative.formatted();
+        let start = memchr::memmem::find(&body, b"\r\n\r\n").map_or(0, |i| i + 4);
+        body.drain(..start);
         let mut message = builder
-            .multipart(alternative)
-            .map_err(|e| SendError::permanent(format!("cannot build the message: {e}")))?;
+            .header(lettre::message::header::MIME_VERSION_1_0)
+            .header(content_type)
+            .body(Body::dangerous_pre_encoded(
+                body,
+                ContentTransferEncoding::SevenBit,
+            ))
+            .map_err(|e| cannot(&e))?;
         // Signed whole, per recipient: the body hash covers this recipient's link and the
         // message's own MIME boundaries, so no part of it can be shared between messages.
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
+        message.sign(dkim);
         Ok(message)
     }
 }
