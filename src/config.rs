@@ -1453,6 +1453,86 @@ lists = ["partners"]
         (n == "BULLETIN_SMTP_PASSWORD").then(|| "hunter2-very-secret".to_string())
     }
 
+    fn with_dkim(domain: &str, selector: &str, key: &Path) -> String {
+        format!(
+            "{GOOD}\n[email.dkim]\ndomain = \"{domain}\"\nselector = \"{selector}\"\nprivate_key_file = \"{}\"\n",
+            key.display()
+        )
+    }
+
+    #[test]
+    fn dkim_key_and_names_are_checked_when_the_configuration_loads() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        let (_, pem) = crate::dkim::DkimKey::generate(crate::dkim::Algorithm::Ed25519).unwrap();
+        std::fs::write(&key, pem.expose_secret()).unwrap();
+        let c = Config::parse(
+            &with_dkim("example.org", "s1", &key),
+            Path::new("b.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        let d = c.email.dkim.as_ref().unwrap();
+        assert_eq!(d.dns_name(), "s1._domainkey.example.org");
+        assert_eq!(d.key.describe(), "Ed25519");
+        // The key is a secret: not in Debug output.
+        let seed = pem.expose_secret().lines().nth(1).unwrap().to_string();
+        assert!(!format!("{c:?}").contains(&seed));
+        assert!(
+            !c.warnings().iter().any(|w| w.contains("dkim")),
+            "{:?}",
+            c.warnings()
+        );
+
+        let fails = |text: String| {
+            Config::parse(&text, Path::new("b.toml"), &env_with_password).unwrap_err()
+        };
+        let e = fails(with_dkim("example", "s1", &key));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.domain"));
+        assert!(e.line.is_some());
+        let e = fails(with_dkim("example.org", "s 1", &key));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.selector"));
+        let e = fails(with_dkim("example.org", "s1", &dir.path().join("none.pem")));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.private_key_file"));
+        assert!(e.message.contains("cannot read the key file"), "{e}");
+        // Not a key: refused without quoting the file.
+        std::fs::write(&key, "topsecret-not-a-key").unwrap();
+        let e = fails(with_dkim("example.org", "s1", &key));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.private_key_file"));
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+        // RSA under 2048 bits.
+        use rsa::pkcs8::EncodePrivateKey;
+        let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let small = small.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        std::fs::write(&key, small.as_bytes()).unwrap();
+        let e = fails(with_dkim("example.org", "s1", &key));
+        assert!(e.message.contains("1024 bits"), "{e}");
+        assert!(!e.to_string().contains("PRIVATE KEY"), "{e}");
+    }
+
+    #[test]
+    fn a_dkim_domain_that_does_not_align_with_from_is_warned_of() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        let (_, pem) = crate::dkim::DkimKey::generate(crate::dkim::Algorithm::Ed25519).unwrap();
+        std::fs::write(&key, pem.expose_secret()).unwrap();
+        let c = Config::parse(
+            &with_dkim("other.example.net", "s1", &key),
+            Path::new("b.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("email.dkim.domain") && w.contains("DMARC")),
+            "{:?}",
+            c.warnings()
+        );
+    }
+
     #[test]
     fn good_config_loads_and_hides_the_password() {
         let c = Config::parse(GOOD, Path::new("b.toml"), &env_with_password).unwrap();

@@ -249,3 +249,50 @@ async fn keygen_writes_a_private_key_whose_printed_record_verifies() {
     let verdict = verify(&m.raw, &printed).unwrap_or_else(|e| panic!("{e}"));
     assert_covers_the_headers(&verdict);
 }
+
+#[test]
+fn check_config_reports_the_key_type_and_dns_name_and_refuses_a_short_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = key_in(dir.path(), Algorithm::Rsa);
+    let check = |key: &Path| {
+        let cfg = dir.path().join("bulletin.toml");
+        let text = config_text(
+            &dir.path().join("bulletin.db"),
+            &Options {
+                smtp_extra: dkim_section(key),
+                ..Default::default()
+            },
+        );
+        std::fs::write(&cfg, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    let out = check(&key);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.contains("RSA 2048 bits"), "{said}");
+    assert!(said.contains("s2026._domainkey.example.org"), "{said}");
+    assert!(said.contains(&record[..40]), "{said}");
+
+    use rsa::pkcs8::EncodePrivateKey;
+    let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024)
+        .unwrap()
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let short = dir.path().join("short.pem");
+    std::fs::write(&short, small.as_bytes()).unwrap();
+    let out = check(&short);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bulletin.toml:")
+            && err.contains("email.dkim.private_key_file")
+            && err.contains("1024 bits"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY") && !said.contains("PRIVATE KEY"));
+}
