@@ -296,3 +296,111 @@ fn check_config_reports_the_key_type_and_dns_name_and_refuses_a_short_key() {
     );
     assert!(!err.contains("PRIVATE KEY") && !said.contains("PRIVATE KEY"));
 }
+
+#[tokio::test]
+async fn an_urgent_notice_is_signed_too() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, record) = key_in(keys.path(), Algorithm::Ed25519);
+    let sink = SmtpSink::start();
+    let t = spawn_app(Options {
+        smtp_port: sink.port,
+        smtp_extra: dkim_section(&key),
+        ..Default::default()
+    })
+    .await;
+    t.list_with("partners", &[("a@example.org", Some("李明宇"))])
+        .await;
+    let http = t.start_http().await;
+    let r = http
+        .post("/api/notices")
+        .json(&serde_json::json!({
+            "title": "会场变更 Venue change",
+            "body": "Session 2 moves to **Hall B** at 14:00.",
+            "severity": "urgent",
+            "lists": ["partners"],
+            "by": "duty officer",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(t.app.run_pending(None).await.unwrap().sent, 1);
+    let m = &sink.wait_for(1)[0];
+    let verdict = verify(&m.raw, &record).unwrap_or_else(|e| panic!("{e}"));
+    assert_covers_the_headers(&verdict);
+}
+
+#[tokio::test]
+async fn messages_written_to_the_outbox_are_signed() {
+    use bulletin::channel::email::EmailChannel;
+    use bulletin::channel::{Channel, Job, PreparedBulletin};
+    use bulletin::domain::ChannelKind;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = key_in(dir.path(), Algorithm::Rsa);
+    let outbox = dir.path().join("outbox");
+    let text = config_text(
+        &dir.path().join("bulletin.db"),
+        &Options {
+            smtp_extra: dkim_section(&key),
+            ..Default::default()
+        },
+    )
+    .replace(
+        "transport = \"smtp\"",
+        &format!(
+            "transport = \"outbox\"\noutbox_dir = \"{}\"",
+            outbox.display()
+        ),
+    );
+    let config = bulletin::config::Config::parse(&text, Path::new("t.toml"), &|_| None).unwrap();
+    let signer = std::sync::Arc::new(bulletin::unsubscribe::UnsubscribeSigner::new(
+        vec![7; 32],
+        "https://news.example.org",
+    ));
+    let channel = EmailChannel::new(&config.email, signer, "tag".into()).unwrap();
+    let mark = bulletin::render::UNSUBSCRIBE_MARK;
+    let prepared = PreparedBulletin {
+        id: 1,
+        kind: "record".into(),
+        subject: "Outbox".into(),
+        html: format!("<p>Hello</p><a href=\"{mark}\">leave</a>"),
+        text: format!("Hello\nLeave: {mark}\n"),
+        images: vec![],
+        wechat: None,
+        email_bodies: Default::default(),
+    };
+    let now = chrono::Utc::now();
+    let claimed = bulletin::store::Claimed {
+        id: 9,
+        bulletin_id: 1,
+        channel: ChannelKind::Email,
+        recipient: "reader@example.org".into(),
+        recipient_name: None,
+        list_id: Some(1),
+        subscriber_id: Some(9),
+        attempts: 0,
+        ambiguous: false,
+        created_at: now,
+        lease_until: now,
+        suppressed_because: None,
+        priority: 0,
+        unconfirmed: 0,
+        taken_from: None,
+    };
+    channel
+        .deliver(Job {
+            delivery: &claimed,
+            bulletin: &prepared,
+        })
+        .await
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read(&files[0]).unwrap();
+    assert!(String::from_utf8_lossy(&raw).contains("/unsubscribe/"));
+    let verdict = verify(&raw, &record).unwrap_or_else(|e| panic!("{e}"));
+    assert_covers_the_headers(&verdict);
+}
