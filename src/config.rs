@@ -326,9 +326,9 @@ struct RawEmail {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
-    domain: String,
-    selector: String,
-    private_key_file: PathBuf,
+    domain: Spanned<String>,
+    selector: Spanned<String>,
+    private_key_file: Spanned<PathBuf>,
 }
 
 fn default_transport() -> String {
@@ -849,18 +849,20 @@ impl Config {
         };
         let dkim = match raw_email.dkim {
             Some(d) => {
-                let span = d.span();
+                // Each error points at its key's value.
                 let d = d.into_inner();
-                let e = |key: &str, m: String| err(Some(span.clone()), key, m);
-                crate::dkim::check_domain(&d.domain).map_err(|m| e("email.dkim.domain", m))?;
-                crate::dkim::check_selector(&d.selector)
-                    .map_err(|m| e("email.dkim.selector", m))?;
-                let key = crate::dkim::DkimKey::load(&d.private_key_file)
-                    .map_err(|m| e("email.dkim.private_key_file", m))?;
+                let e =
+                    |span: std::ops::Range<usize>, key: &str, m: String| err(Some(span), key, m);
+                crate::dkim::check_domain(d.domain.get_ref())
+                    .map_err(|m| e(d.domain.span(), "email.dkim.domain", m))?;
+                crate::dkim::check_selector(d.selector.get_ref())
+                    .map_err(|m| e(d.selector.span(), "email.dkim.selector", m))?;
+                let key = crate::dkim::DkimKey::load(d.private_key_file.get_ref())
+                    .map_err(|m| e(d.private_key_file.span(), "email.dkim.private_key_file", m))?;
                 Some(crate::dkim::DkimSettings {
-                    domain: d.domain.to_ascii_lowercase(),
-                    selector: d.selector,
-                    private_key_file: d.private_key_file,
+                    domain: d.domain.into_inner().to_ascii_lowercase(),
+                    selector: d.selector.into_inner(),
+                    private_key_file: d.private_key_file.into_inner(),
                     key,
                 })
             }
