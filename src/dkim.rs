@@ -136,11 +136,19 @@ impl DkimKey {
         }
     }
 
-    /// Reads and checks the key file; errors name the file, never its content.
+    /// Reads and checks the key file (a regular file: a FIFO or a device is refused
+    /// without waiting on it); errors name the file, never its content.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
-        let text = SecretString::from(text);
+        let bytes = crate::app::read_regular_file(path, 64 * 1024).map_err(|e| match e {
+            crate::app::ReadFileError::Io(e) => {
+                format!("cannot read the key file {}: {e}", path.display())
+            }
+            e => format!("the key file {} {e}", path.display()),
+        })?;
+        let text = SecretString::from(
+            String::from_utf8(bytes)
+                .map_err(|_| format!("{}: not a PEM private key (not text)", path.display()))?,
+        );
         Self::from_pem(text.expose_secret()).map_err(|m| format!("{}: {m}", path.display()))
     }
 

@@ -93,7 +93,7 @@ const CONFIGS: &[(&str, &str)] = &[
     ("cron-never-fires.toml", ":18:1: schedules[1].cron: `0 0 9 30 Feb *` never fires again"),
     ("dkim-bad-selector.toml", ":17:12: email.dkim.selector: `bulletin 2026` is not a DNS name"),
     ("dkim-domain-without-dot.toml", ":16:10: email.dkim.domain: `example` is not a domain name (no dot)"),
-    ("dkim-key-not-pem.toml", ":18:20: email.dkim.private_key_file: /dev/null: not a PEM private key"),
+    ("dkim-key-is-a-device.toml", ":18:20: email.dkim.private_key_file: the key file /dev/null is a device, not a regular file"),
     ("duplicate-schedule.toml", ":23:1: schedules[2].name: schedule `weekday-morning` is defined twice"),
     ("empty.toml", ":1:1: missing field `publisher`"),
     ("enormous-publisher-name.toml", ":4:1: publisher.names[1]: is 100000 characters long; the limit is 300"),
