@@ -276,7 +276,7 @@ pub enum DkimCommand {
 pub enum DkimAlgorithm {
     /// RSA, 2048 bits (every receiver verifies it).
     Rsa,
-    /// Ed25519 (RFC 8463; not every receiver verifies it yet: sign with RSA too).
+    /// Ed25519 (RFC 8463; not every receiver verifies it yet: RSA is the safe choice).
     Ed25519,
 }
 
