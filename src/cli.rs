@@ -59,6 +59,11 @@ pub enum Command {
     },
     /// Validate the configuration and say exactly what is wrong.
     CheckConfig,
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        command: DkimCommand,
+    },
     /// Import session records (TOML files); each is stored as a draft or refused whole.
     Import {
         /// Record files (TOML); images are read from paths relative to each file.
@@ -250,6 +255,81 @@ pub enum PreviewFormat {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DkimCommand {
+    /// Write a new private key (PEM, mode 0600) and print the DNS TXT record to publish.
+    Keygen {
+        /// The signing domain (d=): email.from's domain or a parent of it.
+        #[arg(long)]
+        domain: String,
+        /// The selector (s=), e.g. bulletin2026.
+        #[arg(long)]
+        selector: String,
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: DkimAlgorithm,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DkimAlgorithm {
+    /// RSA, 2048 bits (every receiver verifies it).
+    Rsa,
+    /// Ed25519 (RFC 8463; not every receiver verifies it yet: RSA is the safe choice).
+    Ed25519,
+}
+
+/// `bulletin dkim keygen`: the key goes to a new file (created 0600, never over an
+/// existing one), the record to standard output.
+fn dkim_keygen(
+    domain: &str,
+    selector: &str,
+    out: &std::path::Path,
+    algorithm: DkimAlgorithm,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    use std::io::Write;
+    crate::dkim::check_domain(domain).map_err(|m| anyhow!("--domain: {m}"))?;
+    crate::dkim::check_selector(selector).map_err(|m| anyhow!("--selector: {m}"))?;
+    let alg = match algorithm {
+        DkimAlgorithm::Rsa => crate::dkim::Algorithm::Rsa,
+        DkimAlgorithm::Ed25519 => crate::dkim::Algorithm::Ed25519,
+    };
+    let (key, pem) = crate::dkim::DkimKey::generate(alg).map_err(|m| anyhow!(m))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow!(
+                "{} already exists: not overwritten (a key in use would stop verifying); choose another --out",
+                out.display()
+            )
+        } else {
+            anyhow!("cannot create {}: {e}", out.display())
+        }
+    })?;
+    if let Err(e) = file
+        .write_all(pem.expose_secret().as_bytes())
+        .and_then(|()| file.sync_all())
+    {
+        drop(file);
+        let _ = std::fs::remove_file(out);
+        return Err(anyhow!("cannot write {}: {e}", out.display()));
+    }
+    eprintln!(
+        "wrote a new {} key to {}; publish this record, then set [email.dkim] domain = \"{domain}\", selector = \"{selector}\", private_key_file = \"{}\":",
+        key.describe(),
+        out.display(),
+        out.display()
+    );
+    println!("{}", crate::dkim::dns_record(selector, domain, &key));
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ListCommand {
     /// Create a list.
     Create {
@@ -437,6 +517,15 @@ fn table(headers: &[&str]) -> Table {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Demo { dir } => crate::demo::run(dir).await,
+        Command::Dkim {
+            command:
+                DkimCommand::Keygen {
+                    domain,
+                    selector,
+                    out,
+                    algorithm,
+                },
+        } => dkim_keygen(domain, selector, out, *algorithm),
         Command::CheckConfig => {
             let c = load_config(&cli.config)?;
             for w in c.warnings() {
@@ -462,6 +551,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 c.public.bind,
             );
+            if let Some(d) = &c.email.dkim {
+                println!(
+                    "DKIM: every message signed by d={} s={} with an {} key ({}); the public key must be published at {}:\n{}",
+                    d.domain,
+                    d.selector,
+                    d.key.describe(),
+                    d.private_key_file.display(),
+                    d.dns_name(),
+                    d.dns_record()
+                );
+            }
             Ok(())
         }
         Command::Serve { once, roles } => {

@@ -320,6 +320,15 @@ struct RawEmail {
     #[serde(default = "default_outbox")]
     outbox_dir: PathBuf,
     smtp: Option<Spanned<RawSmtp>>,
+    dkim: Option<Spanned<RawDkim>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: Spanned<String>,
+    selector: Spanned<String>,
+    private_key_file: Spanned<PathBuf>,
 }
 
 fn default_transport() -> String {
@@ -587,6 +596,8 @@ pub struct EmailConfig {
     pub from: lettre::message::Mailbox,
     pub reply_to: Option<lettre::message::Mailbox>,
     pub transport: EmailTransport,
+    /// `[email.dkim]`: every message is signed with this key.
+    pub dkim: Option<crate::dkim::DkimSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -834,6 +845,27 @@ impl Config {
                     format!("`{}` is not a mailbox ({e})", r.escape_default()),
                 )
             })?),
+            None => None,
+        };
+        let dkim = match raw_email.dkim {
+            Some(d) => {
+                // Each error points at its key's value.
+                let d = d.into_inner();
+                let e =
+                    |span: std::ops::Range<usize>, key: &str, m: String| err(Some(span), key, m);
+                crate::dkim::check_domain(d.domain.get_ref())
+                    .map_err(|m| e(d.domain.span(), "email.dkim.domain", m))?;
+                crate::dkim::check_selector(d.selector.get_ref())
+                    .map_err(|m| e(d.selector.span(), "email.dkim.selector", m))?;
+                let key = crate::dkim::DkimKey::load(d.private_key_file.get_ref())
+                    .map_err(|m| e(d.private_key_file.span(), "email.dkim.private_key_file", m))?;
+                Some(crate::dkim::DkimSettings {
+                    domain: d.domain.into_inner().to_ascii_lowercase(),
+                    selector: d.selector.into_inner(),
+                    private_key_file: d.private_key_file.into_inner(),
+                    key,
+                })
+            }
             None => None,
         };
         let transport = match raw_email.transport.as_str() {
@@ -1199,6 +1231,7 @@ impl Config {
                 from,
                 reply_to,
                 transport,
+                dkim,
             },
             unsubscribe: UnsubscribeConfig {
                 loopback: is_loopback_url(&base_url),
@@ -1299,6 +1332,17 @@ impl Config {
                 self.file.display(),
                 self.unsubscribe.base_url
             ));
+        }
+        if let Some(d) = &self.email.dkim {
+            let from = self.email.from.email.domain().to_ascii_lowercase();
+            if from != d.domain && !from.ends_with(&format!(".{}", d.domain)) {
+                w.push(format!(
+                    "{}: email.dkim.domain: `{}` is not email.from's domain `{from}` nor a parent \
+                     of it: the signature does not align with From, so DMARC does not pass on it",
+                    self.file.display(),
+                    d.domain
+                ));
+            }
         }
         w
     }
@@ -1409,6 +1453,86 @@ lists = ["partners"]
 
     fn env_with_password(n: &str) -> Option<String> {
         (n == "BULLETIN_SMTP_PASSWORD").then(|| "hunter2-very-secret".to_string())
+    }
+
+    fn with_dkim(domain: &str, selector: &str, key: &Path) -> String {
+        format!(
+            "{GOOD}\n[email.dkim]\ndomain = \"{domain}\"\nselector = \"{selector}\"\nprivate_key_file = \"{}\"\n",
+            key.display()
+        )
+    }
+
+    #[test]
+    fn dkim_key_and_names_are_checked_when_the_configuration_loads() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        let (_, pem) = crate::dkim::DkimKey::generate(crate::dkim::Algorithm::Ed25519).unwrap();
+        std::fs::write(&key, pem.expose_secret()).unwrap();
+        let c = Config::parse(
+            &with_dkim("example.org", "s1", &key),
+            Path::new("b.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        let d = c.email.dkim.as_ref().unwrap();
+        assert_eq!(d.dns_name(), "s1._domainkey.example.org");
+        assert_eq!(d.key.describe(), "Ed25519");
+        // The key is a secret: not in Debug output.
+        let seed = pem.expose_secret().lines().nth(1).unwrap().to_string();
+        assert!(!format!("{c:?}").contains(&seed));
+        assert!(
+            !c.warnings().iter().any(|w| w.contains("dkim")),
+            "{:?}",
+            c.warnings()
+        );
+
+        let fails = |text: String| {
+            Config::parse(&text, Path::new("b.toml"), &env_with_password).unwrap_err()
+        };
+        let e = fails(with_dkim("example", "s1", &key));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.domain"));
+        assert!(e.line.is_some());
+        let e = fails(with_dkim("example.org", "s 1", &key));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.selector"));
+        let e = fails(with_dkim("example.org", "s1", &dir.path().join("none.pem")));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.private_key_file"));
+        assert!(e.message.contains("cannot read the key file"), "{e}");
+        // Not a key: refused without quoting the file.
+        std::fs::write(&key, "topsecret-not-a-key").unwrap();
+        let e = fails(with_dkim("example.org", "s1", &key));
+        assert_eq!(e.key.as_deref(), Some("email.dkim.private_key_file"));
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+        // RSA under 2048 bits.
+        use rsa::pkcs8::EncodePrivateKey;
+        let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let small = small.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        std::fs::write(&key, small.as_bytes()).unwrap();
+        let e = fails(with_dkim("example.org", "s1", &key));
+        assert!(e.message.contains("1024 bits"), "{e}");
+        assert!(!e.to_string().contains("PRIVATE KEY"), "{e}");
+    }
+
+    #[test]
+    fn a_dkim_domain_that_does_not_align_with_from_is_warned_of() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        let (_, pem) = crate::dkim::DkimKey::generate(crate::dkim::Algorithm::Ed25519).unwrap();
+        std::fs::write(&key, pem.expose_secret()).unwrap();
+        let c = Config::parse(
+            &with_dkim("other.example.net", "s1", &key),
+            Path::new("b.toml"),
+            &env_with_password,
+        )
+        .unwrap();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("email.dkim.domain") && w.contains("DMARC")),
+            "{:?}",
+            c.warnings()
+        );
     }
 
     #[test]

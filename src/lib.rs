@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon_lock;
 pub mod demo;
 pub mod dispatch;
+pub mod dkim;
 pub mod domain;
 pub mod http;
 pub mod markdown;

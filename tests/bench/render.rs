@@ -1,6 +1,7 @@
 //! Render micro-benchmarks (criterion): one full bulletin render of the seed record, and
 //! one personalised e-mail (unsubscribe link, headers, MIME) from an already rendered
-//! bulletin — the per-recipient work on the send path. Run: `cargo bench --bench render`.
+//! bulletin — the per-recipient work on the send path — unsigned and DKIM-signed (RSA-2048,
+//! Ed25519). Run: `cargo bench --bench render`.
 
 use bulletin::channel::email::EmailChannel;
 use bulletin::channel::{Job, PreparedBulletin};
@@ -87,6 +88,44 @@ fn benches(c: &mut Criterion) {
             m.formatted().len()
         })
     });
+
+    // The same, DKIM-signed: the body hash and one signature per message (the body
+    // differs per recipient, so neither can be shared).
+    let keys = std::env::temp_dir().join("bulletin-bench-dkim");
+    std::fs::create_dir_all(&keys).unwrap();
+    for (alg, name) in [
+        (bulletin::dkim::Algorithm::Rsa, "RSA-2048"),
+        (bulletin::dkim::Algorithm::Ed25519, "Ed25519"),
+    ] {
+        use secrecy::ExposeSecret;
+        let (_, pem) = bulletin::dkim::DkimKey::generate(alg).unwrap();
+        let path = keys.join(format!("{name}.pem"));
+        std::fs::write(&path, pem.expose_secret()).unwrap();
+        let text = format!(
+            "{demo}\n[email.dkim]\ndomain = \"example.org\"\nselector = \"bench\"\nprivate_key_file = \"{}\"\n",
+            path.display()
+        );
+        let config = Config::parse(&text, Path::new("demo.toml"), &|_| None).unwrap();
+        let signer = Arc::new(UnsubscribeSigner::new(
+            vec![7; 32],
+            "https://news.example.org",
+        ));
+        let channel = EmailChannel::new(&config.email, signer, "benchtag".into()).unwrap();
+        c.bench_function(
+            &format!("one personalised e-mail, DKIM-signed ({name})"),
+            |b| {
+                b.iter(|| {
+                    let m = channel
+                        .build(&Job {
+                            delivery: &claimed,
+                            bulletin: &prepared,
+                        })
+                        .unwrap();
+                    m.formatted().len()
+                })
+            },
+        );
+    }
 }
 
 criterion_group!(render, benches);

@@ -5,6 +5,7 @@ mod admin;
 mod alerts;
 mod cli;
 mod dashboard;
+mod dkim;
 mod email_flow;
 mod fake_wechat;
 mod fidelity;

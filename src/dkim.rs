@@ -1,0 +1,339 @@
+//! DKIM keys (RFC 6376, RFC 8463): reads an RSA (2048 bits or more) or Ed25519 private
+//! key from PEM, makes new ones (`bulletin dkim keygen`), gives the DNS TXT record to
+//! publish and the signing configuration lettre's `dkim` feature signs each message with.
+//! The private key is a secret: it is never in Debug output, logs or errors.
+
+use base64::Engine;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::HeaderName;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::{Path, PathBuf};
+
+/// The smallest RSA key accepted (RFC 8301 requires 1024; receivers now expect 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The headers every signature covers (those present; an absent one is signed as absent,
+/// so it cannot be added on the way).
+pub const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Reply-To",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Auto-Submitted",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Rsa,
+    Ed25519,
+}
+
+impl Algorithm {
+    /// The `k=` tag of the DNS record.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Algorithm::Rsa => "rsa",
+            Algorithm::Ed25519 => "ed25519",
+        }
+    }
+}
+
+/// A private key read and checked, with its public half.
+#[derive(Clone)]
+pub struct DkimKey {
+    pub algorithm: Algorithm,
+    /// RSA modulus size; None for Ed25519.
+    pub bits: Option<usize>,
+    /// The `p=` value of the DNS record: base64 of the SubjectPublicKeyInfo (RSA) or of
+    /// the 32-byte public key (Ed25519, RFC 8463).
+    pub public_b64: String,
+    /// The form lettre reads: PKCS#1 PEM for RSA, base64 of the 32-byte seed for Ed25519.
+    signing: SecretString,
+}
+
+impl std::fmt::Debug for DkimKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkimKey")
+            .field("algorithm", &self.algorithm)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DkimKey {
+    /// Reads a PEM private key: PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`, RSA
+    /// or Ed25519). Errors never quote the file's content.
+    pub fn from_pem(pem: &str) -> Result<Self, String> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let pem = pem.trim();
+        if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+                .map_err(|e| format!("not a readable PKCS#1 RSA private key ({e})"))?;
+            return Self::from_rsa(key);
+        }
+        if pem.contains("-----BEGIN PRIVATE KEY-----") {
+            if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+                return Self::from_rsa(key);
+            }
+            return match ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
+                Ok(key) => Ok(Self::from_ed25519(&key)),
+                Err(e) => Err(format!(
+                    "not a readable PKCS#8 RSA or Ed25519 private key ({e})"
+                )),
+            };
+        }
+        if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err("the key is encrypted: store it unencrypted, readable only by the daemon's user (mode 0600)".into());
+        }
+        Err("not a PEM private key (expected `-----BEGIN PRIVATE KEY-----` or `-----BEGIN RSA PRIVATE KEY-----`)".into())
+    }
+
+    fn from_rsa(key: rsa::RsaPrivateKey) -> Result<Self, String> {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::EncodePublicKey;
+        use rsa::traits::PublicKeyParts;
+        let bits = key.n().bits();
+        if bits < MIN_RSA_BITS {
+            return Err(format!(
+                "the RSA key has {bits} bits: at least {MIN_RSA_BITS} are needed (make one with `bulletin dkim keygen`)"
+            ));
+        }
+        key.validate()
+            .map_err(|e| format!("the RSA key is not consistent ({e})"))?;
+        let public = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| format!("cannot encode the public key ({e})"))?;
+        let pkcs1 = key
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|e| format!("cannot encode the key ({e})"))?;
+        Ok(Self {
+            algorithm: Algorithm::Rsa,
+            bits: Some(bits),
+            public_b64: base64::engine::general_purpose::STANDARD.encode(public.as_bytes()),
+            signing: SecretString::from(pkcs1.as_str()),
+        })
+    }
+
+    fn from_ed25519(key: &ed25519_dalek::SigningKey) -> Self {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Self {
+            algorithm: Algorithm::Ed25519,
+            bits: None,
+            public_b64: b64.encode(key.verifying_key().as_bytes()),
+            signing: SecretString::from(b64.encode(key.as_bytes())),
+        }
+    }
+
+    /// Reads and checks the key file (a regular file: a FIFO or a device is refused
+    /// without waiting on it); errors name the file, never its content.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let bytes = crate::app::read_regular_file(path, 64 * 1024).map_err(|e| match e {
+            crate::app::ReadFileError::Io(e) => {
+                format!("cannot read the key file {}: {e}", path.display())
+            }
+            e => format!("the key file {} {e}", path.display()),
+        })?;
+        let text = SecretString::from(
+            String::from_utf8(bytes)
+                .map_err(|_| format!("{}: not a PEM private key (not text)", path.display()))?,
+        );
+        Self::from_pem(text.expose_secret()).map_err(|m| format!("{}: {m}", path.display()))
+    }
+
+    /// A new key and its PKCS#8 PEM (the form written by `bulletin dkim keygen`).
+    pub fn generate(algorithm: Algorithm) -> Result<(Self, SecretString), String> {
+        match algorithm {
+            Algorithm::Rsa => {
+                use rsa::pkcs8::EncodePrivateKey;
+                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, MIN_RSA_BITS)
+                    .map_err(|e| format!("cannot make an RSA key: {e}"))?;
+                let pem = key
+                    .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+                    .map_err(|e| format!("cannot encode the key: {e}"))?;
+                let pem = SecretString::from(pem.as_str());
+                Ok((Self::from_rsa(key)?, pem))
+            }
+            Algorithm::Ed25519 => {
+                use ed25519_dalek::pkcs8::EncodePrivateKey;
+                let seed: [u8; 32] = rand::random();
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                let pem = key
+                    .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+                    .map_err(|e| format!("cannot encode the key: {e}"))?;
+                let pem = SecretString::from(pem.as_str());
+                Ok((Self::from_ed25519(&key), pem))
+            }
+        }
+    }
+
+    /// The TXT record's value: `v=DKIM1; k=rsa; p=…`.
+    pub fn txt_value(&self) -> String {
+        format!("v=DKIM1; k={}; p={}", self.algorithm.tag(), self.public_b64)
+    }
+
+    /// A short description for `check-config`: "RSA 2048 bits" or "Ed25519".
+    pub fn describe(&self) -> String {
+        match (self.algorithm, self.bits) {
+            (Algorithm::Rsa, Some(b)) => format!("RSA {b} bits"),
+            _ => "Ed25519".into(),
+        }
+    }
+}
+
+/// `[email.dkim]`, checked.
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    pub domain: String,
+    pub selector: String,
+    pub private_key_file: PathBuf,
+    pub key: DkimKey,
+}
+
+impl DkimSettings {
+    /// `SELECTOR._domainkey.DOMAIN`, where the public key is published.
+    pub fn dns_name(&self) -> String {
+        dns_name(&self.selector, &self.domain)
+    }
+
+    /// The zone-file line to publish.
+    pub fn dns_record(&self) -> String {
+        dns_record(&self.selector, &self.domain, &self.key)
+    }
+
+    /// lettre's signing configuration: relaxed/relaxed over [`SIGNED_HEADERS`].
+    pub fn signing_config(&self) -> Result<DkimConfig, String> {
+        let algorithm = match self.key.algorithm {
+            Algorithm::Rsa => DkimSigningAlgorithm::Rsa,
+            Algorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+        };
+        let key =
+            DkimSigningKey::new(self.key.signing.expose_secret(), algorithm).map_err(|_| {
+                format!(
+                    "{}: the key cannot be used to sign",
+                    self.private_key_file.display()
+                )
+            })?;
+        Ok(DkimConfig::new(
+            self.selector.clone(),
+            self.domain.clone(),
+            key,
+            SIGNED_HEADERS
+                .iter()
+                .map(|h| HeaderName::new_from_ascii_str(h))
+                .collect(),
+            DkimCanonicalization {
+                header: DkimCanonicalizationType::Relaxed,
+                body: DkimCanonicalizationType::Relaxed,
+            },
+        ))
+    }
+}
+
+pub fn dns_name(selector: &str, domain: &str) -> String {
+    format!("{selector}._domainkey.{domain}")
+}
+
+/// `S._domainkey.D IN TXT "v=DKIM1; k=rsa; p=…"`, the value split into strings of at
+/// most 255 characters (a TXT record's limit; resolvers join them).
+pub fn dns_record(selector: &str, domain: &str, key: &DkimKey) -> String {
+    let value = key.txt_value();
+    let chunks: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!("{} IN TXT {}", dns_name(selector, domain), chunks.join(" "))
+}
+
+/// A DNS name: dot-separated labels of letters, digits and hyphens (not at either end),
+/// each 1 to 63 characters, 253 in all.
+fn check_dns_name(name: &str, need_dot: bool) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be 1 to 253 characters".into());
+    }
+    if need_dot && !name.contains('.') {
+        return Err(format!(
+            "`{}` is not a domain name (no dot)",
+            name.escape_default()
+        ));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "`{}` is not a DNS name: labels of letters, digits and inner hyphens, 1 to 63 characters each",
+                name.escape_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_domain(domain: &str) -> Result<(), String> {
+    check_dns_name(domain, true)
+}
+
+pub fn check_selector(selector: &str) -> Result<(), String> {
+    check_dns_name(selector, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_domain("news.example.org").is_ok());
+        assert!(check_domain("example").is_err());
+        assert!(check_domain("bad..example.org").is_err());
+        assert!(check_domain("-x.example.org").is_err());
+        assert!(check_domain("a b.example.org").is_err());
+        assert!(check_selector("bulletin2026").is_ok());
+        assert!(check_selector("s1.news").is_ok());
+        assert!(check_selector("").is_err());
+        assert!(check_selector("x\"y").is_err());
+    }
+
+    #[test]
+    fn generated_keys_read_back_and_debug_hides_them() {
+        for alg in [Algorithm::Ed25519, Algorithm::Rsa] {
+            let (key, pem) = generate_for_test(alg);
+            let back = DkimKey::from_pem(pem.expose_secret()).unwrap();
+            assert_eq!(back.algorithm, alg);
+            assert_eq!(back.public_b64, key.public_b64);
+            let debug = format!("{back:?}");
+            assert!(!debug.contains(back.signing.expose_secret()), "{debug}");
+        }
+    }
+
+    fn generate_for_test(alg: Algorithm) -> (DkimKey, SecretString) {
+        DkimKey::generate(alg).unwrap()
+    }
+
+    #[test]
+    fn garbage_and_small_keys_are_refused_without_quoting_them() {
+        let e = DkimKey::from_pem("hello secret").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let e = DkimKey::from_rsa(small).unwrap_err();
+        assert!(e.contains("1024 bits"), "{e}");
+    }
+}
