@@ -267,6 +267,7 @@ pub enum DkimCommand {
         /// Where to write the key; an existing file is never overwritten.
         #[arg(long)]
         out: PathBuf,
+        /// The key type: rsa (2048 bits, verified everywhere) or ed25519.
         #[arg(long, value_enum, default_value = "rsa")]
         algorithm: DkimAlgorithm,
     },
