@@ -337,6 +337,22 @@ impl SqliteStore {
         // Migrations run with foreign keys off, as SQLite's procedure for rebuilding a table
         // wants (a table that others refer to cannot be dropped and replaced otherwise);
         // they are switched back on, and checked, before the store is used.
+        // How many migrations were applied before this open (none on a new file).
+        let applied = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(&pool)
+            .await
+            .map(|n| n > 0)
+        };
+        let before: i64 = if applied().await? {
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+                .fetch_one(&pool)
+                .await?
+        } else {
+            0
+        };
         sqlx::query("PRAGMA foreign_keys = OFF")
             .execute(&pool)
             .await?;
@@ -359,10 +375,18 @@ impl SqliteStore {
                 None => StoreError::Migrate(e),
             }
         })?;
-        let broken: Vec<(String,)> =
+        // Checked only after migrations ran now: the check reads every referring row,
+        // which every CLI command would otherwise pay for on a large ledger.
+        let after: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await?;
+        let broken: Vec<(String,)> = if after != before {
             sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
                 .fetch_all(&pool)
-                .await?;
+                .await?
+        } else {
+            Vec::new()
+        };
         if let Some((table,)) = broken.first() {
             return Err(StoreError::Corrupt(format!(
                 "the store at {} has rows in `{table}` that refer to rows that are gone ({} in all)",
