@@ -70,6 +70,12 @@ impl FileId {
     }
 }
 
+/// The notice an earlier request with the same key, or the same content within the
+/// dedupe window, created (binds: key, key, content key, window start, key).
+const NOTICE_DEDUPE: &str = "SELECT id FROM bulletins WHERE kind = 'notice'
+     AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?))
+     ORDER BY (idempotency_key IS NOT NULL AND idempotency_key = ?) DESC, id LIMIT 1";
+
 fn ms(t: DateTime<Utc>) -> i64 {
     to_millis(t)
 }
@@ -1690,18 +1696,14 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         if let Some(q) = &meta.wechat_quota {
             // The dedupe comes first: the same notice again returns its id, quota or not.
-            let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM bulletins WHERE kind = 'notice'
-                 AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?))
-                 ORDER BY (idempotency_key IS NOT NULL AND idempotency_key = ?) DESC, id LIMIT 1",
-            )
-            .bind(&meta.idempotency_key)
-            .bind(&meta.idempotency_key)
-            .bind(&meta.content_key)
-            .bind(ms(meta.dedupe_since))
-            .bind(&meta.idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let existing: Option<i64> = sqlx::query_scalar(NOTICE_DEDUPE)
+                .bind(&meta.idempotency_key)
+                .bind(&meta.idempotency_key)
+                .bind(&meta.content_key)
+                .bind(ms(meta.dedupe_since))
+                .bind(&meta.idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await?;
             if let Some(id) = existing {
                 tx.commit().await?;
                 return Ok((id, false));
@@ -1761,18 +1763,14 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok((id, true));
         }
-        let existing: i64 = sqlx::query_scalar(
-            "SELECT id FROM bulletins WHERE kind = 'notice'
-             AND ((? IS NOT NULL AND idempotency_key = ?) OR (content_key = ? AND created_at >= ?))
-             ORDER BY (idempotency_key IS NOT NULL AND idempotency_key = ?) DESC, id LIMIT 1",
-        )
-        .bind(&meta.idempotency_key)
-        .bind(&meta.idempotency_key)
-        .bind(&meta.content_key)
-        .bind(ms(meta.dedupe_since))
-        .bind(&meta.idempotency_key)
-        .fetch_one(&mut *tx)
-        .await?;
+        let existing: i64 = sqlx::query_scalar(NOTICE_DEDUPE)
+            .bind(&meta.idempotency_key)
+            .bind(&meta.idempotency_key)
+            .bind(&meta.content_key)
+            .bind(ms(meta.dedupe_since))
+            .bind(&meta.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok((existing, false))
     }
