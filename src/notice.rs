@@ -92,10 +92,12 @@ impl NoticeRequest {
     pub fn with_channels(mut self, channels: &[String]) -> Result<Self, NoticeError> {
         let mut out = vec![ChannelKind::Email];
         for c in channels {
-            let c: ChannelKind = c
-                .trim()
-                .parse()
-                .map_err(|m: String| invalid("channels", m))?;
+            let c: ChannelKind =
+                c.trim()
+                    .parse()
+                    .map_err(|e: crate::domain::vocab::UnknownValue| {
+                        invalid("channels", e.to_string())
+                    })?;
             if !out.contains(&c) {
                 out.push(c);
             }

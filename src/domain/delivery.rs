@@ -1,53 +1,15 @@
 //! Ledger vocabulary: channels, delivery states and record states, with their text forms.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
-macro_rules! text_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!(
-                        "unknown {} `{}` (expected one of: {})",
-                        stringify!($name),
-                        other.escape_default(),
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
+use super::vocab::text_enum;
 
 text_enum!(
     /// A delivery channel.
-    ChannelKind { Email => "email", Wechat => "wechat" }
+    ChannelKind("channel") { Email => "email", Wechat => "wechat" }
 );
 
 text_enum!(
     /// Where one ledger row stands.
-    DeliveryStatus {
+    DeliveryStatus("delivery status") {
         Queued => "queued",
         Sending => "sending",
         Sent => "sent",
@@ -73,5 +35,5 @@ impl DeliveryStatus {
 
 text_enum!(
     /// The life cycle of a session record.
-    RecordState { Draft => "draft", Approved => "approved", Published => "published" }
+    RecordState("record state") { Draft => "draft", Approved => "approved", Published => "published" }
 );

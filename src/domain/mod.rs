@@ -6,6 +6,7 @@ pub mod record;
 pub mod schedule;
 pub mod subscriber;
 pub mod text;
+pub mod vocab;
 
 pub use delivery::{ChannelKind, DeliveryStatus, RecordState};
 pub use email::EmailAddress;

@@ -414,7 +414,7 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
     let mut results = Vec::new();
     if searched {
         let status = nonempty(&q.status)
-            .map(|s| s.parse::<DeliveryStatus>())
+            .map(|s| s.parse::<DeliveryStatus>().map_err(|e| e.to_string()))
             .transpose();
         let bulletin = nonempty(&q.bulletin)
             .map(|b| {

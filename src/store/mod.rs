@@ -315,10 +315,9 @@ where
             Ok(Claimed {
                 id: r.get("id"),
                 bulletin_id: r.get("bulletin_id"),
-                channel: r
-                    .get::<&str, _>("channel")
-                    .parse()
-                    .map_err(StoreError::Corrupt)?,
+                channel: r.get::<&str, _>("channel").parse().map_err(
+                    |e: crate::domain::vocab::UnknownValue| StoreError::Corrupt(e.to_string()),
+                )?,
                 recipient: r.get("recipient"),
                 recipient_name: r.get("recipient_name"),
                 list_id: r.get("list_id"),

@@ -48,8 +48,9 @@ fn opt_time(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.map(from_millis)
 }
 
-fn parse_enum<T: FromStr<Err = String>>(s: &str) -> Result<T> {
-    s.parse().map_err(StoreError::Corrupt)
+fn parse_enum<T: FromStr<Err = crate::domain::vocab::UnknownValue>>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|e: crate::domain::vocab::UnknownValue| StoreError::Corrupt(e.to_string()))
 }
 
 impl PostgresStore {

@@ -136,7 +136,7 @@ async fn dashboard_sign_in_by_header_or_cookie_only() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("unknown DeliveryStatus `lost`"), "{page}");
+    assert!(page.contains("unknown delivery status `lost`"), "{page}");
 }
 
 fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
