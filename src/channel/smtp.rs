@@ -15,10 +15,11 @@ use super::{FailureKind, SendError};
 use crate::config::{SmtpConfig, TlsMode};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
+use rustls::pki_types::CertificateDer;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
@@ -298,18 +299,125 @@ pub struct SmtpPool {
 struct Relay {
     cfg: SmtpConfig,
     hello: ClientId,
-    tls: Option<TlsParameters>,
+    /// `tls = "starttls"`: lettre upgrades the connection after the greeting.
+    starttls: Option<TlsParameters>,
+    /// `tls = "tls"`: the handshake comes first, on our own socket.
+    implicit_tls: Option<ImplicitTls>,
     creds: Option<Credentials>,
+}
+
+/// Implicit TLS (RFC 8314): rustls over the socket we opened, so it keeps TCP_NODELAY.
+/// Trusts the same roots as lettre's STARTTLS path (the Mozilla set from webpki-roots)
+/// plus any given.
+struct ImplicitTls {
+    connector: tokio_rustls::TlsConnector,
+    server: rustls::pki_types::ServerName<'static>,
+}
+
+impl ImplicitTls {
+    fn new(host: &str, extra_roots: &[CertificateDer<'static>]) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("TLS setup for {host}: a trusted certificate: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup for {host}: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("TLS setup for {host}: {e}"))?;
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server,
+        })
+    }
+
+    async fn connect(&self, tcp: tokio::net::TcpStream) -> std::io::Result<TlsTcp> {
+        Ok(TlsTcp(
+            self.connector.connect(self.server.clone(), tcp).await?,
+        ))
+    }
+}
+
+/// A TLS stream lettre can speak SMTP over (its transport trait wants `peer_addr`).
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 impl SmtpPool {
     pub fn new(cfg: &SmtpConfig) -> Result<Self, String> {
-        let tls = match cfg.tls {
-            TlsMode::None => None,
-            TlsMode::StartTls | TlsMode::Tls => Some(
-                TlsParameters::new(cfg.host.clone())
-                    .map_err(|e| format!("TLS setup for {}: {e}", cfg.host))?,
-            ),
+        Self::with_roots(cfg, &[])
+    }
+
+    /// A pool that also trusts these certificates (a relay with a private CA).
+    pub fn with_roots(
+        cfg: &SmtpConfig,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, String> {
+        let starttls = match cfg.tls {
+            TlsMode::StartTls => {
+                let mut b = TlsParameters::builder(cfg.host.clone());
+                for cert in extra_roots {
+                    let cert =
+                        lettre::transport::smtp::client::Certificate::from_der(cert.to_vec())
+                            .map_err(|e| {
+                                format!("TLS setup for {}: a trusted certificate: {e}", cfg.host)
+                            })?;
+                    b = b.add_root_certificate(cert);
+                }
+                Some(
+                    b.build()
+                        .map_err(|e| format!("TLS setup for {}: {e}", cfg.host))?,
+                )
+            }
+            TlsMode::None | TlsMode::Tls => None,
+        };
+        let implicit_tls = match cfg.tls {
+            TlsMode::Tls => Some(ImplicitTls::new(&cfg.host, extra_roots)?),
+            TlsMode::None | TlsMode::StartTls => None,
         };
         let creds = match (&cfg.username, &cfg.password) {
             (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose_secret().to_string())),
@@ -324,7 +432,8 @@ impl SmtpPool {
                     .map(ClientId::Domain)
                     .unwrap_or_default(),
                 cfg: cfg.clone(),
-                tls,
+                starttls,
+                implicit_tls,
                 creds,
             }),
             queue,
@@ -420,63 +529,39 @@ impl Relay {
             retry_after: None,
             halt_channel: false,
         };
-        let mut conn = if self.cfg.tls == TlsMode::Tls {
-            // Implicit TLS: lettre's own connector (it does not set TCP_NODELAY).
-            let r = tokio::time::timeout(
-                self.cfg.timeout,
-                AsyncSmtpConnection::connect_tokio1(
-                    addr,
-                    Some(self.cfg.timeout),
-                    &self.hello,
-                    self.tls.clone(),
-                    None,
-                ),
-            )
-            .await;
-            match r {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    return Err(halt_if_exhausted(
-                        fail(
-                            FailureKind::Transient,
-                            reply_code(&e),
-                            super::error_chain(&e),
-                        ),
-                        &e,
-                    ))
-                }
-                Err(_) => {
-                    return Err(fail(
-                        FailureKind::Transient,
-                        None,
-                        "connect: timed out".into(),
-                    ))
-                }
+        let tcp = match tokio::time::timeout(self.cfg.timeout, tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                return Err(halt_if_exhausted(
+                    fail(FailureKind::Transient, None, format!("connect: {e}")),
+                    &e,
+                ))
             }
-        } else {
-            let tcp =
-                match tokio::time::timeout(self.cfg.timeout, tokio::net::TcpStream::connect(addr))
+            Err(_) => {
+                return Err(fail(
+                    FailureKind::Transient,
+                    None,
+                    format!("connect: no answer within {} s", self.cfg.timeout.as_secs()),
+                ))
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let transport: Box<dyn AsyncTokioStream> = match &self.implicit_tls {
+            // Implicit TLS: the handshake on our own socket (lettre's connector would open
+            // one without TCP_NODELAY), then lettre speaks SMTP over the secured stream.
+            Some(tls) => Box::new(
+                self.bounded("TLS handshake", tls.connect(tcp))
                     .await
-                {
-                    Ok(Ok(tcp)) => tcp,
-                    Ok(Err(e)) => {
-                        return Err(halt_if_exhausted(
-                            fail(FailureKind::Transient, None, format!("connect: {e}")),
-                            &e,
-                        ))
-                    }
-                    Err(_) => {
-                        return Err(fail(
-                            FailureKind::Transient,
-                            None,
-                            format!("connect: no answer within {} s", self.cfg.timeout.as_secs()),
-                        ))
-                    }
-                };
-            let _ = tcp.set_nodelay(true);
+                    .map_err(|m| fail(FailureKind::Transient, None, m))?,
+            ),
+            None => Box::new(tcp),
+        };
+        let mut conn = {
             let mut c = match tokio::time::timeout(
                 self.cfg.timeout,
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                AsyncSmtpConnection::connect_with_transport(transport, &self.hello),
             )
             .await
             {
@@ -506,7 +591,7 @@ impl Relay {
                     e.halt_channel = true;
                     return Err(e);
                 }
-                let params = self.tls.clone().expect("TLS parameters for STARTTLS");
+                let params = self.starttls.clone().expect("TLS parameters for STARTTLS");
                 self.bounded("STARTTLS", c.starttls(params, &self.hello))
                     .await
                     .map_err(|m| fail(FailureKind::Transient, None, m))?;

@@ -2,13 +2,12 @@
 //! loopback `TcpListener` (the pool connects by host and port) whose script reads the
 //! client's lines and writes replies, so each test states exactly which bytes arrive
 //! before which reply. The smtp-sink tests in `tests/it/smtp_faults.rs` stay as system
-//! tests. Implicit TLS is not covered here: it needs a certificate the pool would trust,
-//! and neither a certificate generator (rcgen) nor a way to give the pool a custom root
-//! is in the tree; the plain path sets TCP_NODELAY the same way and is checked.
+//! tests. The implicit-TLS path is scripted the same way behind a rustls acceptor with a
+//! throwaway certificate (rcgen) the pool is told to trust.
 
 use super::*;
 use lettre::address::Envelope;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The pool's reply timeout and its longer wait for the reply to the end of data: short
@@ -67,15 +66,32 @@ impl Server {
 
     /// The next connection, greeted: banner, lettre's EHLO, and the pool's second EHLO.
     async fn accept(&self) -> Peer {
+        let tcp = self.accept_tcp().await;
+        Peer::greet(tcp, self.pipelining).await
+    }
+
+    async fn accept_tcp(&self) -> TcpStream {
         let (tcp, _) = tokio::time::timeout(WAIT, self.listener.accept())
             .await
             .expect("the pool did not connect")
             .unwrap();
+        tcp
+    }
+}
+
+/// One accepted connection, as the script sees it.
+struct Peer<S = TcpStream> {
+    io: BufReader<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
+    /// Banner, lettre's EHLO, and the pool's second EHLO (to learn about PIPELINING).
+    async fn greet(io: S, pipelining: bool) -> Self {
         let mut p = Peer {
-            io: BufReader::new(tcp),
+            io: BufReader::new(io),
         };
         p.reply("220 server.test ESMTP").await;
-        let ehlo = if self.pipelining {
+        let ehlo = if pipelining {
             "250-server.test\r\n250-PIPELINING\r\n250 8BITMIME"
         } else {
             "250-server.test\r\n250 8BITMIME"
@@ -86,14 +102,7 @@ impl Server {
         }
         p
     }
-}
 
-/// One accepted connection, as the script sees it.
-struct Peer {
-    io: BufReader<TcpStream>,
-}
-
-impl Peer {
     /// The next line, without its CRLF (which it must have).
     async fn line(&mut self) -> String {
         let mut s = String::new();
@@ -551,4 +560,92 @@ async fn the_connection_has_tcp_nodelay() {
     )
     .await;
     assert!(r.is_ok(), "{r:?}");
+}
+
+/// A certificate for 127.0.0.1, and a rustls acceptor serving it.
+fn tls_identity() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    tokio_rustls::TlsAcceptor,
+) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let der = cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone()], key)
+    .unwrap();
+    (der, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn implicit_tls_handshakes_first_then_speaks_smtp_over_a_socket_with_tcp_nodelay() {
+    let (cert, acceptor) = tls_identity();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = config(listener.local_addr().unwrap().port());
+    cfg.tls = TlsMode::Tls;
+    let pool = SmtpPool::with_roots(&cfg, &[cert]).unwrap();
+    let srv = Server {
+        listener,
+        pipelining: true,
+    };
+    let r = run(
+        async move {
+            let tcp = srv.accept_tcp().await;
+            let (client, server) = (tcp.peer_addr().unwrap(), tcp.local_addr().unwrap());
+            // The first bytes on the wire are a TLS ClientHello (record type 22), not
+            // SMTP: implicit TLS speaks only after the handshake.
+            let mut first = [0u8; 1];
+            assert_eq!(tcp.peek(&mut first).await.unwrap(), 1);
+            assert_eq!(first[0], 22, "not a TLS handshake record");
+            if std::path::Path::new("/proc/self/fd").is_dir() {
+                assert_eq!(
+                    nodelay_of(client, server),
+                    Some(true),
+                    "the pool's TLS socket {client} -> {server}"
+                );
+            } else {
+                eprintln!("TCP_NODELAY not checked: no /proc/self/fd to find the socket by");
+            }
+            let tls = acceptor.accept(tcp).await.expect("TLS handshake");
+            let mut p = Peer::greet(tls, true).await;
+            let data = p.transaction("a@example.net", "250 2.0.0 queued").await;
+            assert!(data.contains("hello"), "{data:?}");
+        },
+        pool.send(&envelope("a@example.net"), MESSAGE),
+    )
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+}
+
+#[tokio::test]
+async fn implicit_tls_refuses_a_certificate_it_does_not_trust_and_sends_nothing() {
+    let (_, acceptor) = tls_identity();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = config(listener.local_addr().unwrap().port());
+    cfg.tls = TlsMode::Tls;
+    // Only the public roots: the throwaway certificate is not among them.
+    let pool = SmtpPool::new(&cfg).unwrap();
+    let srv = Server {
+        listener,
+        pipelining: true,
+    };
+    let r = run(
+        async move {
+            let tcp = srv.accept_tcp().await;
+            // The handshake fails on the client's side; no SMTP follows.
+            assert!(acceptor.accept(tcp).await.is_err());
+        },
+        pool.send(&envelope("a@example.net"), MESSAGE),
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind, FailureKind::Transient, "{e:?}");
+    assert!(!e.maybe_delivered, "{e:?}");
+    assert!(e.message.contains("TLS handshake"), "{e:?}");
+    assert!(e.message.to_lowercase().contains("certificate"), "{e:?}");
 }
