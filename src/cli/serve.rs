@@ -170,3 +170,36 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn roles(args: &[&str]) -> Result<Roles, clap::Error> {
+        let cli = Cli::try_parse_from([&["bulletin", "serve"], args].concat())?;
+        match cli.command {
+            Command::Serve(a) => Ok(Role::roles(&a.roles)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn roles_are_parsed_by_clap_with_the_old_default_and_spellings() {
+        assert_eq!(roles(&[]).unwrap(), Roles::ALL);
+        assert_eq!(roles(&["--roles", "all"]).unwrap(), Roles::ALL);
+        let r = roles(&["--roles", "scheduler, admin"]).unwrap();
+        assert!(r.scheduler && r.admin && !r.sender, "{r}");
+        assert_eq!(roles(&["--roles", "sender"]).unwrap().to_string(), "sender");
+
+        let e = roles(&["--roles", "sender,mailer"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        let text = e.to_string();
+        assert!(
+            text.contains("'mailer'") && text.contains("scheduler, sender, admin, all"),
+            "{text}"
+        );
+        assert!(roles(&["--roles", ""]).is_err());
+    }
+}
