@@ -1,0 +1,233 @@
+//! The command line (clap): every operator and editor action. Commands read and write the
+//! store and enqueue work; only `serve` and `demo` send.
+//!
+//! This module owns the global options ([`Cli`]), the [`Command`] enum, `main`, the exit
+//! codes and the helpers every command shares ([`Ctx`], tables, times). Each command (or
+//! command group) is one file holding its clap `Args` struct and its `run`.
+
+mod approve;
+mod bulletins;
+mod check_config;
+mod deliveries;
+mod demo;
+mod dkim;
+mod import;
+pub mod lists;
+pub mod notice;
+mod preview;
+mod records;
+mod retry;
+mod schedule;
+mod serve;
+mod status;
+mod store;
+
+pub use dkim::{DkimAlgorithm, DkimCommand};
+pub use lists::{import_rows, ListCommand};
+pub use notice::{progress_line, NoticeCommand, Progress};
+pub use preview::PreviewFormat;
+pub use schedule::ScheduleCommand;
+pub use serve::Role;
+pub use store::StoreCommand;
+
+use crate::app::{App, AppError};
+use crate::config::Config;
+use crate::telemetry::{self, LogFormat};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bulletin",
+    version,
+    about = "Meeting-session bulletins by e-mail, on a schedule, with a delivery ledger"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "BULLETIN_CONFIG",
+        default_value = "config/bulletin.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: scheduler and dispatcher, until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
+    /// Try it: a fresh embedded store, the example record and list, delivered to an outbox folder.
+    Demo(demo::DemoArgs),
+    /// Validate the configuration and say exactly what is wrong.
+    CheckConfig(check_config::CheckConfigArgs),
+    /// DKIM signing keys.
+    Dkim(dkim::DkimArgs),
+    /// Import session records (TOML files); each is stored as a draft or refused whole.
+    Import(import::ImportArgs),
+    /// Approve a draft record so the next firing sends it.
+    Approve(approve::ApproveArgs),
+    /// List records and their states.
+    Records(records::RecordsArgs),
+    /// Render a record's bulletin as it will be sent.
+    Preview(preview::PreviewArgs),
+    /// Mailing lists and subscribers.
+    Lists(lists::ListsArgs),
+    /// Schedules: list them, or fire one now.
+    Schedule(schedule::ScheduleArgs),
+    /// The delivery ledger.
+    Deliveries(deliveries::DeliveriesArgs),
+    /// Put failed (or held) deliveries back in the queue; the daemon sends them. Name the
+    /// rows: --bulletin, --delivery or --all.
+    Retry(retry::RetryArgs),
+    /// Bulletins with their delivery counts.
+    Bulletins(bulletins::BulletinsArgs),
+    /// Urgent notices: queued now, ahead of scheduled bulletins.
+    Notice(notice::NoticeArgs),
+    /// One-screen summary: schedules, the queue, bulletins in progress, recent failures.
+    Status(status::StatusArgs),
+    /// The store itself: migrations, moving from SQLite to PostgreSQL.
+    Store(store::StoreArgs),
+}
+
+impl Command {
+    /// Runs the command with the global options.
+    async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            Command::Serve(a) => a.run(ctx).await,
+            Command::Demo(a) => a.run(ctx).await,
+            Command::CheckConfig(a) => a.run(ctx).await,
+            Command::Dkim(a) => a.run(ctx).await,
+            Command::Import(a) => a.run(ctx).await,
+            Command::Approve(a) => a.run(ctx).await,
+            Command::Records(a) => a.run(ctx).await,
+            Command::Preview(a) => a.run(ctx).await,
+            Command::Lists(a) => a.run(ctx).await,
+            Command::Schedule(a) => a.run(ctx).await,
+            Command::Deliveries(a) => a.run(ctx).await,
+            Command::Retry(a) => a.run(ctx).await,
+            Command::Bulletins(a) => a.run(ctx).await,
+            Command::Notice(a) => a.run(ctx).await,
+            Command::Status(a) => a.run(ctx).await,
+            Command::Store(a) => a.run(ctx).await,
+        }
+    }
+}
+
+/// Exit code of `notice send` when it followed delivery to the end and at least one
+/// delivery failed (documented in the README).
+pub const EXIT_DELIVERIES_FAILED: u8 = 3;
+
+/// Delivery was followed to the end and some rows failed: `main` exits with
+/// [`EXIT_DELIVERIES_FAILED`].
+#[derive(Debug)]
+pub struct DeliveriesFailed {
+    pub bulletin: i64,
+    pub failed: u64,
+}
+
+impl std::fmt::Display for DeliveriesFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} deliveries of notice {} failed; see `bulletin deliveries --bulletin {} --status failed`",
+            self.failed, self.bulletin, self.bulletin
+        )
+    }
+}
+
+impl std::error::Error for DeliveriesFailed {}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Serve(_) | Command::Demo(_) => "info",
+        _ => "warn",
+    };
+    telemetry::init(cli.log_format, level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The command runs as a task on the worker threads, not on this thread: a future
+    // blocked on here would need a cross-thread wake-up for every socket event, which
+    // costs the dispatcher a context switch per SMTP reply.
+    match rt.block_on(async { tokio::spawn(run(cli)).await }) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<DeliveriesFailed>().is_some() {
+                ExitCode::from(EXIT_DELIVERIES_FAILED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        config,
+        log_format: _,
+        command,
+    } = cli;
+    command.run(&Ctx { config }).await
+}
+
+/// What every command gets from the global options.
+pub struct Ctx {
+    /// The configuration file (`--config`).
+    pub config: PathBuf,
+}
+
+impl Ctx {
+    /// The configuration, loaded and checked.
+    fn load_config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.config).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The app on the configured store, which must exist: only `serve`, `demo` and `store
+    /// init` create one, so a mistyped `store.url` is refused with its path.
+    async fn app(&self) -> anyhow::Result<App> {
+        let config = self.load_config()?;
+        crate::store::require_existing(&config.store_url).map_err(|e| anyhow!("{e}"))?;
+        App::build(config).await.map_err(app_err)
+    }
+}
+
+fn app_err(e: AppError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(headers.to_vec());
+    t
+}
