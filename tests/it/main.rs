@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod bounces;
 mod cli;
 mod dashboard;
 mod dkim;
