@@ -18,6 +18,7 @@ mod notices;
 mod openapi;
 mod pg;
 mod pg_scale;
+mod postfix_relay;
 mod records;
 mod roles;
 mod scale;

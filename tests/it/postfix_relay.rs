@@ -1,0 +1,394 @@
+//! A real relay for the bounce path (issue 15): a private Postfix instance (its own
+//! configuration, queue and data directories in a temporary folder, smtpd on a free
+//! loopback port) whose transport map bounces one domain (`error:`), defers another
+//! (`retry:`, tried once), and hands the DSNs it writes to the VERP return path's domain
+//! to a `pipe` transport command: for now a script that files each message in a folder
+//! (the wiring step puts `bulletin bounces ingest` there). The test proves that such a
+//! DSN, made by Postfix itself, is classified with the right kind and ledger row.
+
+use crate::harness::free_port;
+use bulletin::bounce::{classify, BounceKind, ReturnPath, Verp, VerpKey};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Mail to this domain is accepted, then bounced by Postfix's `error` transport.
+pub const HARD_DOMAIN: &str = "hard.example.net";
+/// Mail to this domain is accepted, then deferred by the `retry` transport; with the
+/// queue lifetime at 0 Postfix gives up after that one try (a DSN with status 4.x.x).
+pub const SOFT_DOMAIN: &str = "soft.example.net";
+/// The VERP return path's domain: Postfix delivers it to the pipe transport.
+pub const BOUNCE_DOMAIN: &str = "bounces.example.org";
+/// The relay's host name (the DSNs' Reporting-MTA).
+pub const RELAY_HOST: &str = "relay.bulletin-test.example";
+
+const POSTFIX: &str = "/usr/sbin/postfix";
+
+/// The pipe command: one message on standard input, filed atomically in the folder
+/// `$1`, with the envelope recipient (`$2`, Postfix's `${recipient}`) beside it.
+const DELIVER_SCRIPT: &str = r#"#!/bin/sh
+umask 022
+name="$1/$(date +%s%N)-$$"
+cat > "$name.tmp" || exit 75
+printf '%s\n' "$2" > "$name.rcpt" || exit 75
+mv "$name.tmp" "$name.eml" || exit 75
+"#;
+
+/// A running private Postfix instance; stopped (and its folder removed) on drop.
+pub struct PostfixRelay {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+/// A message the pipe transport delivered.
+pub struct Piped {
+    pub raw: Vec<u8>,
+    /// The envelope recipient Postfix passed (`${recipient}`).
+    pub recipient: String,
+}
+
+/// Why a private instance cannot run here, if it cannot: Postfix's `postfix` command
+/// refuses anyone but root ("postfix: fatal: the postfix command is reserved for the
+/// superuser"), and a missing package is an installation to make, not a skip.
+pub fn cannot_run() -> Option<String> {
+    assert!(
+        Path::new(POSTFIX).exists(),
+        "Postfix is not installed, so the real-relay test cannot run. Run `tests/run` \
+         (it installs the `postfix` package) or `apt-get install postfix`."
+    );
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    (euid != 0).then(|| {
+        format!(
+            "a private Postfix instance needs root: `postfix -c DIR start` as uid {euid} \
+             fails with \"postfix: fatal: the postfix command is reserved for the superuser\" \
+             (run the suite as root, as tests/run does in CI)"
+        )
+    })
+}
+
+impl PostfixRelay {
+    /// Writes the instance's configuration and starts it; panics with Postfix's log if
+    /// it does not come up. Call [`cannot_run`] first.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let etc = root.join("etc");
+        let inbox = root.join("inbox");
+        for d in [&etc, &root.join("queue"), &root.join("data"), &inbox] {
+            fs::create_dir_all(d).unwrap();
+        }
+        // The pipe command runs as `nobody`: it must reach the script and the folder.
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&inbox, fs::Permissions::from_mode(0o1777)).unwrap();
+        let script = root.join("deliver.sh");
+        fs::write(&script, DELIVER_SCRIPT).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        // Postfix wants its data directory owned by its mail_owner.
+        let chown = Command::new("chown")
+            .arg("postfix")
+            .arg(root.join("data"))
+            .status()
+            .expect("run chown");
+        assert!(
+            chown.success(),
+            "chown postfix {}",
+            root.join("data").display()
+        );
+
+        let port = free_port();
+        let r = root.display();
+        fs::write(
+            etc.join("transport"),
+            format!(
+                "{HARD_DOMAIN} error:5.1.1 no such user\n\
+                 {SOFT_DOMAIN} retry:4.2.2 mailbox full\n\
+                 {BOUNCE_DOMAIN} bulletin-bounces:\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            etc.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6
+config_directory = {r}/etc
+queue_directory = {r}/queue
+data_directory = {r}/data
+meta_directory = /etc/postfix
+daemon_directory = /usr/lib/postfix/sbin
+command_directory = /usr/sbin
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {r}/postfix.log
+maillog_file_prefixes = {r}
+myhostname = {RELAY_HOST}
+mydomain = bulletin-test.example
+myorigin = $myhostname
+# Nothing is delivered locally: every domain goes where transport_maps says.
+mydestination =
+relay_domains =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+# Accept mail for the error domain and bounce it afterwards (by a DSN), as a relay in
+# front of a dead mailbox does, instead of refusing it during the SMTP conversation.
+smtpd_reject_unlisted_recipient = no
+smtpd_peername_lookup = no
+transport_maps = texthash:{r}/etc/transport
+# Give up on a deferred message after its first try: the soft domain's DSN comes at once.
+maximal_queue_lifetime = 0
+# The DSN goes to the envelope sender only; no postmaster copies.
+notify_classes =
+"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            etc.join("master.cf"),
+            format!(
+                "127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix n - n 60 1 pickup
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000 0 flush
+proxymap  unix - - n - - proxymap
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+bulletin-bounces unix - n n - - pipe flags=DRq user=nobody argv={r}/deliver.sh {r}/inbox ${{recipient}}
+"
+            ),
+        )
+        .unwrap();
+
+        let relay = Self { dir, port };
+        let out = Command::new(POSTFIX)
+            .arg("-c")
+            .arg(&etc)
+            .arg("start")
+            .output()
+            .expect("run postfix start");
+        assert!(
+            out.status.success(),
+            "postfix -c {} start failed ({}): {}{}\n{}",
+            etc.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            relay.log()
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Postfix did not listen on 127.0.0.1:{port}:\n{}",
+                relay.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        relay
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Postfix's own log (maillog_file), for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.path("postfix.log")).unwrap_or_default()
+    }
+
+    /// Waits until the pipe transport has delivered `n` messages; panics with the log
+    /// after `timeout`.
+    pub fn wait_for_piped(&self, n: usize, timeout: Duration) -> Vec<Piped> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut names: Vec<PathBuf> = fs::read_dir(self.path("inbox"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                .collect();
+            if names.len() >= n {
+                names.sort();
+                return names
+                    .into_iter()
+                    .map(|p| Piped {
+                        raw: fs::read(&p).unwrap(),
+                        recipient: fs::read_to_string(p.with_extension("rcpt"))
+                            .unwrap()
+                            .trim()
+                            .to_string(),
+                    })
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pipe transport delivered {} of {n} messages in {timeout:?}:\n{}",
+                names.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn master_pid(&self) -> Option<i32> {
+        fs::read_to_string(self.path("queue/pid/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for PostfixRelay {
+    fn drop(&mut self) {
+        let pid = self.master_pid();
+        let etc = self.path("etc");
+        let stopped = Command::new(POSTFIX)
+            .arg("-c")
+            .arg(&etc)
+            .arg("stop")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !stopped {
+            let _ = Command::new(POSTFIX)
+                .arg("-c")
+                .arg(&etc)
+                .arg("abort")
+                .output();
+        }
+        // Wait for the master (and so its children) to exit before the folder goes.
+        if let Some(pid) = pid {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Sends one message through the relay with `mail_from` as the envelope sender.
+fn send(port: u16, mail_from: &str, to: &str, message_id: &str) {
+    use lettre::address::Envelope;
+    use lettre::Transport;
+    let raw = format!(
+        "From: Council Bulletin <news@example.org>\r\n\
+         To: {to}\r\n\
+         Subject: Council session of 30 November\r\n\
+         Date: Tue, 01 Dec 2026 01:14:04 +0000\r\n\
+         Message-ID: <{message_id}>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         The council met on 30 November.\r\n"
+    );
+    let envelope =
+        Envelope::new(Some(mail_from.parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
+    let smtp = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(port)
+        .build();
+    smtp.send_raw(&envelope, raw.as_bytes())
+        .unwrap_or_else(|e| panic!("the relay refused {to}: {e}"));
+}
+
+#[test]
+fn postfix_bounces_come_back_through_the_pipe_and_classify_to_their_rows() {
+    if let Some(why) = cannot_run() {
+        eprintln!("SKIPPED postfix_relay: {why}");
+        return;
+    }
+    let relay = PostfixRelay::start();
+    let verp = Verp::new(
+        ReturnPath::parse(&format!("bounces+{{token}}@{BOUNCE_DOMAIN}")).unwrap(),
+        VerpKey::new(b"postfix-relay-test-key-0123456789".to_vec()).unwrap(),
+    );
+    let hard = format!("ana@{HARD_DOMAIN}");
+    let soft = format!("bo@{SOFT_DOMAIN}");
+    send(
+        relay.port,
+        &verp.address(501),
+        &hard,
+        "b1.r501@bulletin.example.org",
+    );
+    send(
+        relay.port,
+        &verp.address(502),
+        &soft,
+        "b1.r502@bulletin.example.org",
+    );
+
+    let piped = relay.wait_for_piped(2, Duration::from_secs(30));
+    let mut by_row = BTreeMap::new();
+    for p in &piped {
+        // Postfix delivered each DSN to the VERP address of the message that failed.
+        assert!(
+            p.recipient.ends_with(&format!("@{BOUNCE_DOMAIN}")),
+            "{}",
+            p.recipient
+        );
+        let c = classify(&p.raw, Some(&verp), Some(&p.recipient));
+        // The headers alone (Delivered-To, To) name the row too.
+        let from_headers = classify(&p.raw, Some(&verp), None);
+        assert_eq!(from_headers, c, "{}", String::from_utf8_lossy(&p.raw));
+        let row = c
+            .row_id
+            .unwrap_or_else(|| panic!("no row in {}", String::from_utf8_lossy(&p.raw)));
+        by_row.insert(row, c);
+    }
+    let hard_c = &by_row[&501];
+    assert_eq!(hard_c.kind, BounceKind::Hard, "{hard_c:?}");
+    assert_eq!(
+        hard_c.status.map(|s| s.to_string()).as_deref(),
+        Some("5.1.1")
+    );
+    assert_eq!(hard_c.recipient.as_deref(), Some(hard.as_str()));
+    assert_eq!(
+        hard_c.message_id.as_deref(),
+        Some("b1.r501@bulletin.example.org")
+    );
+    assert_eq!(hard_c.reporting_mta.as_deref(), Some(RELAY_HOST));
+    assert!(
+        hard_c
+            .diagnostic
+            .as_deref()
+            .is_some_and(|d| d.contains("no such user")),
+        "{hard_c:?}"
+    );
+    let soft_c = &by_row[&502];
+    assert_eq!(soft_c.kind, BounceKind::Soft, "{soft_c:?}");
+    assert_eq!(
+        soft_c.status.map(|s| s.to_string()).as_deref(),
+        Some("4.2.2")
+    );
+    assert_eq!(soft_c.recipient.as_deref(), Some(soft.as_str()));
+
+    // The same DSN checked with another key names no row: a forged token marks nobody.
+    let other = Verp::new(
+        ReturnPath::parse(&format!("bounces+{{token}}@{BOUNCE_DOMAIN}")).unwrap(),
+        VerpKey::new(b"some-other-key-entirely-0123456789".to_vec()).unwrap(),
+    );
+    for p in &piped {
+        let c = classify(&p.raw, Some(&other), Some(&p.recipient));
+        assert_eq!(c.row_id, None);
+        assert!(c.kind.is_bounce());
+    }
+}
