@@ -1,11 +1,12 @@
 //! A real relay for the bounce path (issue 15): a private Postfix instance (its own
 //! configuration, queue and data directories in a temporary folder, smtpd on a free
 //! loopback port) whose transport map bounces one domain (`error:`), defers another
-//! (`retry:`, tried once), and hands the DSNs it writes to the VERP return path's domain
-//! to a `pipe` transport command: for now a script that files each message in a folder
-//! (the wiring step puts `bulletin bounces ingest` there). The test proves that such a
-//! DSN, made by Postfix itself, is classified with the right kind and ledger row, and
-//! that a vacation reply arriving the same way is an auto-reply.
+//! (`retry:`: given up at once, or warned about after a second), and hands the DSNs it
+//! writes to the VERP return path's domain to a `pipe` transport command: for now a
+//! script that files each message in a folder (the wiring step puts `bulletin bounces
+//! ingest` there). The tests prove that such DSNs, made by Postfix itself, classify
+//! with the right kind and ledger row, and that a vacation reply arriving the same way
+//! is an auto-reply.
 
 use crate::harness::free_port;
 use bulletin::bounce::{classify, BounceKind, ReturnPath, Verp, VerpKey};
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Mail to this domain is accepted, then bounced by Postfix's `error` transport.
 pub const HARD_DOMAIN: &str = "hard.example.net";
-/// Mail to this domain is accepted, then deferred by the `retry` transport; with the
-/// queue lifetime at 0 Postfix gives up after that one try (a DSN with status 4.x.x).
+/// Mail to this domain is accepted, then deferred by the `retry` transport (4.2.2); see
+/// [`Deferred`] for what follows.
 pub const SOFT_DOMAIN: &str = "soft.example.net";
 /// The VERP return path's domain: Postfix delivers it to the pipe transport.
 pub const BOUNCE_DOMAIN: &str = "bounces.example.org";
@@ -37,6 +38,17 @@ cat > "$name.tmp" || exit 75
 printf '%s\n' "$2" > "$name.rcpt" || exit 75
 mv "$name.tmp" "$name.eml" || exit 75
 "#;
+
+/// What the instance does with a deferred message (the soft domain's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// Give up after the first try (`maximal_queue_lifetime = 0`): a DSN with
+    /// Action failed and the 4.x.x status comes at once.
+    GiveUpAtOnce,
+    /// Keep retrying every second and send a delay warning (Action delayed) after one
+    /// second (`delay_warning_time = 1s`).
+    WarnAfterOneSecond,
+}
 
 /// A running private Postfix instance; stopped (and its folder removed) on drop.
 pub struct PostfixRelay {
@@ -77,7 +89,7 @@ fn cannot_run() -> Option<String> {
 /// The relay, or None after saying SKIPPED when it cannot run here and
 /// BULLETIN_SKIP_POSTFIX_RELAY=1 asks to skip knowingly; otherwise the test fails
 /// rather than pass without having run (CI runs as root).
-pub fn relay_or_skip() -> Option<PostfixRelay> {
+pub fn relay_or_skip(deferred: Deferred) -> Option<PostfixRelay> {
     if let Some(why) = cannot_run() {
         if std::env::var_os("BULLETIN_SKIP_POSTFIX_RELAY").is_some() {
             eprintln!("SKIPPED (BULLETIN_SKIP_POSTFIX_RELAY): real-relay test: {why}");
@@ -85,13 +97,13 @@ pub fn relay_or_skip() -> Option<PostfixRelay> {
         }
         panic!("{why}; run as root, or set BULLETIN_SKIP_POSTFIX_RELAY=1 to skip it knowingly");
     }
-    Some(PostfixRelay::start())
+    Some(PostfixRelay::start(deferred))
 }
 
 impl PostfixRelay {
     /// Writes the instance's configuration and starts it; panics with Postfix's log if
     /// it does not come up. Needs root (see [`relay_or_skip`]).
-    pub fn start() -> Self {
+    pub fn start(deferred: Deferred) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         let etc = root.join("etc");
@@ -117,6 +129,19 @@ impl PostfixRelay {
             root.join("data").display()
         );
 
+        let deferred_settings = match deferred {
+            Deferred::GiveUpAtOnce => {
+                "# Give up on a deferred message after its first try: its DSN comes at once.\n\
+                 maximal_queue_lifetime = 0\n"
+            }
+            Deferred::WarnAfterOneSecond => {
+                "# Retry deferred mail every second and warn its sender after one.\n\
+                 delay_warning_time = 1s\n\
+                 queue_run_delay = 1s\n\
+                 minimal_backoff_time = 1s\n\
+                 maximal_backoff_time = 1s\n"
+            }
+        };
         let port = free_port();
         let r = root.display();
         fs::write(
@@ -162,9 +187,7 @@ smtpd_recipient_restrictions = permit_mynetworks, reject
 smtpd_reject_unlisted_recipient = no
 smtpd_peername_lookup = no
 transport_maps = texthash:{r}/etc/transport
-# Give up on a deferred message after its first try: the soft domain's DSN comes at once.
-maximal_queue_lifetime = 0
-# The DSN goes to the envelope sender only; no postmaster copies.
+{deferred_settings}# The DSN goes to the envelope sender only; no postmaster copies.
 notify_classes =
 "
             ),
@@ -338,7 +361,7 @@ fn send(port: u16, mail_from: &str, to: &str, message_id: &str) {
 
 #[test]
 fn postfix_bounces_come_back_through_the_pipe_and_classify_to_their_rows() {
-    let Some(relay) = relay_or_skip() else {
+    let Some(relay) = relay_or_skip(Deferred::GiveUpAtOnce) else {
         return;
     };
     let verp = Verp::new(
@@ -438,4 +461,33 @@ fn postfix_bounces_come_back_through_the_pipe_and_classify_to_their_rows() {
         let c = classify(&p.raw, Some(&other), Some(&p.recipient));
         assert_eq!(c.row_id, None, "{c:?}");
     }
+}
+
+#[test]
+fn a_postfix_delay_warning_is_delayed_not_a_bounce() {
+    let Some(relay) = relay_or_skip(Deferred::WarnAfterOneSecond) else {
+        return;
+    };
+    let verp = Verp::new(
+        ReturnPath::parse(&format!("bounces+{{token}}@{BOUNCE_DOMAIN}")).unwrap(),
+        VerpKey::new(b"postfix-relay-test-key-0123456789".to_vec()).unwrap(),
+    );
+    let slow = format!("cai@{SOFT_DOMAIN}");
+    send(
+        relay.port,
+        &verp.address(504),
+        &slow,
+        "b1.r504@bulletin.example.org",
+    );
+    let piped = relay.wait_for_piped(1, Duration::from_secs(30));
+    let c = classify(&piped[0].raw, Some(&verp), Some(&piped[0].recipient));
+    assert_eq!(c.kind, BounceKind::Delayed, "{c:?}");
+    assert!(!c.kind.is_bounce());
+    assert_eq!(c.status.map(|s| s.to_string()).as_deref(), Some("4.2.2"));
+    assert_eq!(c.recipient.as_deref(), Some(slow.as_str()));
+    assert_eq!(c.row_id, Some(504));
+    assert_eq!(
+        c.message_id.as_deref(),
+        Some("b1.r504@bulletin.example.org")
+    );
 }
