@@ -106,8 +106,34 @@ impl fmt::Display for StatusCode {
     }
 }
 
-/// What one received message says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Text that is not an RFC 3463 status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an enhanced status code (class.subject.detail, e.g. 5.1.1)")]
+pub struct InvalidStatusCode(String);
+
+impl std::str::FromStr for StatusCode {
+    type Err = InvalidStatusCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| InvalidStatusCode(s.escape_default().to_string()))
+    }
+}
+
+/// Serialized as its text (`"5.1.1"`), as stored and shown.
+impl serde::Serialize for StatusCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StatusCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What one received message says (serialized with the text forms, for JSON output).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Classification {
     pub kind: BounceKind,
     pub evidence: Evidence,
@@ -802,6 +828,25 @@ mod tests {
         }
         assert!(StatusCode::parse("5.0.0").unwrap().is_permanent());
         assert!(StatusCode::parse("4.2.2").unwrap().is_transient());
+    }
+
+    #[test]
+    fn status_codes_read_and_write_as_text() {
+        let s: StatusCode = "5.1.10".parse().unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"5.1.10\"");
+        assert_eq!(serde_json::from_str::<StatusCode>("\"5.1.10\"").unwrap(), s);
+        assert!(serde_json::from_str::<StatusCode>("\"550\"").is_err());
+        assert_eq!(
+            "6.0.0\n".parse::<StatusCode>().unwrap_err().to_string(),
+            "`6.0.0\\n` is not an enhanced status code (class.subject.detail, e.g. 5.1.1)"
+        );
+        let mut c = Classification::new(BounceKind::AutoReply, Evidence::Header);
+        c.status = Some(s);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["kind"], "auto_reply");
+        assert_eq!(json["evidence"], "header");
+        assert_eq!(json["status"], "5.1.10");
+        assert_eq!(serde_json::from_value::<Classification>(json).unwrap(), c);
     }
 
     #[test]

@@ -6,5 +6,5 @@
 pub mod classify;
 pub mod verp;
 
-pub use classify::{classify, BounceKind, Classification, Evidence, StatusCode};
+pub use classify::{classify, BounceKind, Classification, Evidence, InvalidStatusCode, StatusCode};
 pub use verp::{ReturnPath, ReturnPathError, Verp, VerpKey, VerpKeyError, VerpRejection};
