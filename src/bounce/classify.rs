@@ -500,12 +500,16 @@ fn from_headers_and_text(msg: &Message<'_>, verp: Option<&Verp>) -> Classificati
     if from_daemon || failed_recipients.is_some() {
         return from_text(msg, verp);
     }
-    if let Some(why) = auto_reply_header(msg) {
-        return auto_reply(msg, Evidence::Header, why);
-    }
+    // A bounce subject makes a bounce even when the message is marked auto-replied (as
+    // NDRs are) and comes from no daemon address (Exchange's sender is
+    // MicrosoftExchange…@domain); without a status code in its text it is unmatched,
+    // for an operator, rather than an ignored auto-reply.
     let subject = msg.subject().unwrap_or("").to_lowercase();
     if BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s)) {
         return from_text(msg, verp);
+    }
+    if let Some(why) = auto_reply_header(msg) {
+        return auto_reply(msg, Evidence::Header, why);
     }
     if VACATION_SUBJECTS.iter().any(|s| subject.contains(s)) {
         let why = format!("Subject: {}", msg.subject().unwrap_or(""));
@@ -929,6 +933,34 @@ mod tests {
             None,
         );
         assert_eq!(c.kind, BounceKind::Delayed, "{c:?}");
+    }
+
+    #[test]
+    fn an_ndr_marked_auto_replied_from_no_daemon_is_still_a_bounce() {
+        let ndr = "From: Microsoft Outlook <MicrosoftExchange329e71ec@contoso.example>\r\n\
+            To: bounces+1-00@bounces.example.org\r\n\
+            Subject: Undeliverable: Council session\r\n\
+            Auto-Submitted: auto-replied\r\n\
+            \r\n\
+            Delivery has failed to these recipients or groups:\r\n\r\n\
+            li.na@contoso.example\r\n\
+            Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound'\r\n";
+        let c = classify(ndr.as_bytes(), None, None);
+        assert_eq!(
+            (c.kind, c.evidence),
+            (BounceKind::Hard, Evidence::Text),
+            "{c:?}"
+        );
+        assert_eq!(c.recipient.as_deref(), Some("li.na@contoso.example"));
+        // The same words without a status code: kept for an operator, not ignored.
+        let vague = ndr.replace("'550 5.1.10 RESOLVER.ADR.RecipientNotFound'", "an error");
+        let c = classify(vague.as_bytes(), None, None);
+        assert_eq!(
+            (c.kind, c.evidence),
+            (BounceKind::Unmatched, Evidence::Text),
+            "{c:?}"
+        );
+        assert_eq!(c.recipient.as_deref(), Some("li.na@contoso.example"));
     }
 
     #[test]
