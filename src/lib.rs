@@ -5,6 +5,7 @@
 //! and dispatcher together. ARCHITECTURE.md has the map and the invariants.
 
 pub mod app;
+pub mod bounce;
 pub mod channel;
 pub mod cli;
 pub mod clock;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod bounces;
 mod cli;
 mod dashboard;
 mod dkim;
@@ -17,6 +18,7 @@ mod notices;
 mod openapi;
 mod pg;
 mod pg_scale;
+mod postfix_relay;
 mod records;
 mod roles;
 mod scale;
