@@ -8,12 +8,13 @@ use crate::channel::Channel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, PassReport};
-use crate::domain::record::{parse_record, RecordError, RecordErrors};
+use crate::domain::record::RecordErrors;
 use crate::http::HttpContext;
 use crate::metrics::Metrics;
 use crate::notice::Notices;
+use crate::ops::{Ops, OpsError};
 use crate::scheduler::{FireOutcome, Scheduler, SchedulerError};
-use crate::store::{self, ImageData, ImportOutcome, NewRecord, Store, StoreError};
+use crate::store::{self, ImageData, ImportOutcome, Store, StoreError};
 use crate::unsubscribe::UnsubscribeSigner;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -230,94 +231,33 @@ impl App {
                 .any(|s| s.channels.contains(&crate::domain::ChannelKind::Wechat))
     }
 
-    /// Reads, validates and stores a record file with its images. Nothing is stored on error.
+    /// Reads, validates and stores a record file with its images. Nothing is stored on
+    /// error (see [`Ops::import_record_file`]).
     pub async fn import_record_file(
         &self,
         path: &Path,
     ) -> Result<(String, ImportOutcome), AppError> {
-        let file = path.display().to_string();
-        let one = |message: String| {
-            RecordErrors(vec![RecordError {
-                file: file.clone(),
-                line: None,
-                column: None,
-                field: None,
-                message,
-            }])
-        };
-        let bytes = read_regular_file(path, crate::domain::record::MAX_FILE_BYTES)
-            .map_err(|e| one(e.to_string()))?;
-        let source = String::from_utf8(bytes).map_err(|e| {
-            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let (line, col) =
-                crate::domain::text::line_col(std::str::from_utf8(valid).unwrap_or(""), usize::MAX);
-            RecordErrors(vec![RecordError {
-                file: file.clone(),
-                line: Some(line),
-                column: Some(col),
-                field: None,
-                message: "the file is not valid UTF-8".into(),
-            }])
-        })?;
-        let record = parse_record(&source, &file, &self.config.default_language)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let spans = crate::domain::record::image_file_spans(&source);
-        let mut images = Vec::new();
-        let mut errors = Vec::new();
-        for (i, im) in record.images.iter().enumerate() {
-            match load_image(&base.join(&im.file)) {
-                Ok(mut data) => {
-                    data.file = im.file.clone();
-                    images.push(data)
-                }
-                Err(message) => errors.push(RecordError {
-                    file: file.clone(),
-                    line: spans
-                        .get(i)
-                        .map(|s| crate::domain::text::line_col(&source, s.start).0),
-                    column: spans
-                        .get(i)
-                        .map(|s| crate::domain::text::line_col(&source, s.start).1),
-                    field: Some(format!("images[{}].file", i + 1)),
-                    message,
-                }),
-            }
+        match self.ops().import_record_file(path).await {
+            Ok(r) => Ok((r.id, r.outcome)),
+            Err(OpsError::Record(e)) => Err(AppError::Record(e)),
+            Err(OpsError::Store(e)) => Err(AppError::Store(e)),
+            Err(e) => Err(AppError::Setup(e.to_string())),
         }
-        // Images WeChat would refuse are refused now, not when the bulletin is sent.
-        if self.sends_to_wechat() {
-            for (i, why) in crate::channel::wechat::record_image_refusals(
-                images
-                    .iter()
-                    .map(|im| (im.file.as_str(), im.content_type.as_str(), im.bytes.len())),
-            ) {
-                errors.push(RecordError {
-                    file: file.clone(),
-                    line: None,
-                    column: None,
-                    field: Some(format!("images[{}].file", i + 1)),
-                    message: format!("WeChat would refuse it: {why}"),
-                });
-            }
+    }
+
+    /// The operations people perform (CLI, admin API, dashboard, demo), on this app's
+    /// store, configuration and clock.
+    pub fn ops(&self) -> Ops {
+        Ops {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            scheduler: self.scheduler.clone(),
+            notices: self.notices.clone(),
+            metrics: self.metrics.clone(),
+            signer: self.signer.clone(),
+            wake: self.wake.clone(),
         }
-        if !errors.is_empty() {
-            return Err(RecordErrors(errors).into());
-        }
-        let hashes: Vec<String> = images.iter().map(|i| i.sha256.clone()).collect();
-        let content_hash = record.content_hash(&hashes);
-        let id = record.id.to_string();
-        let outcome = self
-            .store
-            .import_record(
-                &NewRecord {
-                    record,
-                    images,
-                    content_hash,
-                    source_file: file,
-                },
-                self.clock.now(),
-            )
-            .await?;
-        Ok((id, outcome))
     }
 
     /// Fires a schedule now (operators, tests).
@@ -337,16 +277,12 @@ impl App {
         Ok(self.dispatcher.drain().await?)
     }
 
-    /// What the HTTP servers need: shared handles to the store, signer, metrics, notices.
+    /// What the HTTP servers need: the operations, the configuration and the clock.
     pub fn http_context(&self) -> HttpContext {
         HttpContext {
             config: self.config.clone(),
-            store: self.store.clone(),
             clock: self.clock.clone(),
-            signer: self.signer.clone(),
-            metrics: self.metrics.clone(),
-            notices: self.notices.clone(),
-            wake: self.wake.clone(),
+            ops: self.ops(),
         }
     }
 
@@ -602,7 +538,7 @@ pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileE
 }
 
 /// Reads an image, checks its size and type, and returns its bytes and facts.
-fn load_image(path: &Path) -> Result<ImageData, String> {
+pub(crate) fn load_image(path: &Path) -> Result<ImageData, String> {
     let bytes = read_regular_file(path, MAX_IMAGE_BYTES).map_err(|e| match e {
         ReadFileError::TooLarge { size, limit } => {
             format!("{} is {size} bytes; the limit is {limit}", path.display())

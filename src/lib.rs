@@ -18,6 +18,7 @@ pub mod http;
 pub mod markdown;
 pub mod metrics;
 pub mod notice;
+pub mod ops;
 pub mod render;
 pub mod scheduler;
 pub mod store;
