@@ -14,6 +14,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod dkim;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod markdown;
 pub mod metrics;

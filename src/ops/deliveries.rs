@@ -433,8 +433,8 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_retry_must_name_its_rows_and_they_must_exist() {
-        let t = testing::app().await;
-        let ops = t.app.ops();
+        let t = testing::ops().await;
+        let ops = t.ops.clone();
         match ops.retry(RetryInput::default()).await {
             Err(OpsError::Invalid { field, .. }) => assert_eq!(field, "bulletin"),
             other => panic!("{other:?}"),
@@ -485,8 +485,8 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_delivery_query_is_checked_field_by_field() {
-        let t = testing::app().await;
-        let ops = t.app.ops();
+        let t = testing::ops().await;
+        let ops = t.ops.clone();
         let field = |q: DeliveryQuery<'static>| match ops.delivery_filter(&q) {
             Err(OpsError::Invalid { field, .. }) => field,
             other => panic!("{other:?}"),

@@ -151,38 +151,73 @@ where
         .map_err(|e| OpsError::invalid(field, e))
 }
 
-/// An app on a fresh SQLite store in a temporary folder, with the demo's configuration
-/// (a schedule that sends by e-mail and to WeChat, both to outbox folders) and a manual
-/// clock: for the operations' unit tests.
+/// Operations on a fresh SQLite store in a temporary folder, with the demo's
+/// configuration (a schedule that sends by e-mail and to WeChat, both to outbox folders)
+/// and a manual clock: for the operations' unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::app::App;
+    use super::Ops;
     use crate::clock::ManualClock;
     use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::notice::Notices;
+    use crate::scheduler::Scheduler;
+    use crate::store::SqliteStore;
+    use crate::unsubscribe::UnsubscribeSigner;
     use chrono::{TimeZone, Utc};
     use std::path::Path;
     use std::sync::Arc;
+    use tokio::sync::Notify;
 
-    pub(crate) struct TestApp {
-        pub app: App,
+    pub(crate) struct TestOps {
+        pub ops: Ops,
         pub clock: ManualClock,
         pub dir: tempfile::TempDir,
     }
 
-    pub(crate) async fn app() -> TestApp {
+    pub(crate) async fn ops() -> TestOps {
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path().display().to_string();
         let cover = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/cover.png");
         let source = include_str!("../../config/demo.toml")
             .replace("demo-output/", &format!("{root}/"))
             .replace("config/examples/cover.png", &cover.display().to_string());
-        let config = Config::parse(&source, Path::new("config/demo.toml"), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Arc::new(
+            Config::parse(&source, Path::new("config/demo.toml"), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 30, 0).unwrap());
-        let app = App::build_with_clock(config, Arc::new(clock.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        TestApp { app, clock, dir }
+        let store: Arc<dyn crate::store::Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("bulletin.db"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let wake = Arc::new(Notify::new());
+        let shared_clock: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
+        let ops = Ops {
+            scheduler: Arc::new(Scheduler::new(
+                store.clone(),
+                config.clone(),
+                shared_clock.clone(),
+                wake.clone(),
+            )),
+            notices: Arc::new(Notices::new(
+                store.clone(),
+                config.clone(),
+                shared_clock.clone(),
+                wake.clone(),
+            )),
+            metrics: Arc::new(Metrics::new()),
+            signer: Arc::new(UnsubscribeSigner::new(
+                vec![7; 32],
+                &config.unsubscribe.base_url,
+            )),
+            store,
+            config,
+            clock: shared_clock,
+            wake,
+        };
+        TestOps { ops, clock, dir }
     }
 
     /// The example record, with its highlights repeated `copies` times (30 make its

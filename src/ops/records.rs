@@ -118,7 +118,7 @@ impl Ops {
                 message,
             }])
         };
-        let bytes = crate::app::read_regular_file(path, crate::domain::record::MAX_FILE_BYTES)
+        let bytes = crate::files::read_regular_file(path, crate::domain::record::MAX_FILE_BYTES)
             .map_err(|e| one(e.to_string()))?;
         let source = String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -138,7 +138,7 @@ impl Ops {
         let mut images = Vec::new();
         let mut errors = Vec::new();
         for (i, im) in record.images.iter().enumerate() {
-            match crate::app::load_image(&base.join(&im.file)) {
+            match crate::files::load_image(&base.join(&im.file)) {
                 Ok(mut data) => {
                     data.file = im.file.clone();
                     images.push(data)
@@ -359,8 +359,8 @@ mod tests {
 
     #[tokio::test]
     async fn approval_checks_the_approver_the_record_and_the_wechat_article() {
-        let t = testing::app().await;
-        let ops = t.app.ops();
+        let t = testing::ops().await;
+        let ops = t.ops.clone();
         let file = t.dir.path().join("record.toml");
         // Too long for WeChat, while the demo's schedule sends over WeChat.
         std::fs::write(&file, testing::example_record(30)).unwrap();
@@ -432,8 +432,8 @@ mod tests {
 
     #[tokio::test]
     async fn previews_show_each_channel_with_the_preview_unsubscribe_link() {
-        let t = testing::app().await;
-        let ops = t.app.ops();
+        let t = testing::ops().await;
+        let ops = t.ops.clone();
         let file = t.dir.path().join("record.toml");
         std::fs::write(&file, testing::example_record(0)).unwrap();
         let id = ops.import_record_file(&file).await.unwrap().id;
