@@ -49,6 +49,21 @@ pub struct ImportedRecord {
     pub outcome: ImportOutcome,
 }
 
+/// One file of an import: what happened to it, and what to tell the editor.
+#[derive(Debug)]
+pub struct FileImport {
+    pub file: std::path::PathBuf,
+    /// The record stored, or why the file was refused (nothing of it stored): the
+    /// record's errors by line and field, or `id` when another file of this import has
+    /// the same id.
+    pub outcome: Result<ImportedRecord>,
+    /// `held_on` looks mistyped (far in the past or future): with its line, e.g.
+    /// `warning: a.toml:9: held_on: ...`. Imported anyway.
+    pub warning: Option<String>,
+    /// When a schedule sends over WeChat: the article's size against WeChat's limit.
+    pub wechat_size: Option<WechatSize>,
+}
+
 /// Who approves which record.
 #[derive(Debug, Clone)]
 pub struct ApproveInput<'a> {
@@ -191,6 +206,77 @@ impl Ops {
             )
             .await?;
         Ok(ImportedRecord { id, outcome })
+    }
+
+    /// Imports record files, each stored whole or refused whole. Two files of one import
+    /// with the same id would overwrite each other in turn: all of them are refused
+    /// instead, so the editor picks one. Results are in the order of `files`.
+    pub async fn import_records(&self, files: &[std::path::PathBuf]) -> Result<Vec<FileImport>> {
+        use std::collections::HashMap;
+        let today = self.clock.now().date_naive();
+        let mut by_id: HashMap<String, Vec<&std::path::PathBuf>> = HashMap::new();
+        let mut warnings = HashMap::new();
+        for f in files {
+            // Read as the import reads (regular files only, size-limited): a FIFO given
+            // here must not hang this first pass either.
+            let parsed = crate::files::read_regular_file(f, crate::domain::record::MAX_FILE_BYTES)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|source| {
+                    let r = parse_record(
+                        &source,
+                        &f.display().to_string(),
+                        &self.config.default_language,
+                    )
+                    .ok()?;
+                    Some((r, source))
+                });
+            let Some((r, source)) = parsed else { continue };
+            if let Some(w) = crate::domain::record::held_on_warning(r.held_on, today) {
+                let line = source
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("held_on"))
+                    .map(|l| format!(":{}", l + 1))
+                    .unwrap_or_default();
+                warnings.insert(f, format!("warning: {}{line}: held_on: {w}", f.display()));
+            }
+            let same = by_id.entry(r.id.to_string()).or_default();
+            if !same.contains(&f) {
+                same.push(f);
+            }
+        }
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let duplicate = by_id.iter().find(|(_, v)| v.len() > 1 && v.contains(&f));
+            let outcome = match duplicate {
+                Some((id, same)) => {
+                    let others: Vec<_> = same
+                        .iter()
+                        .filter(|o| **o != f)
+                        .map(|o| o.display().to_string())
+                        .collect();
+                    Err(OpsError::invalid(
+                        "id",
+                        format!(
+                            "`{id}` is also the id of {} in this import; each record needs its own id",
+                            others.join(", ")
+                        ),
+                    ))
+                }
+                None => self.import_record_file(f).await,
+            };
+            let (warning, wechat_size) = match &outcome {
+                Ok(r) => (warnings.get(f).cloned(), self.wechat_size(&r.id).await?),
+                Err(_) => (None, None),
+            };
+            out.push(FileImport {
+                file: f.clone(),
+                outcome,
+                warning,
+                wechat_size,
+            });
+        }
+        Ok(out)
     }
 
     /// Whether WeChat is configured and a schedule delivers to it.
@@ -356,6 +442,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::ops::testing;
+    use chrono::TimeZone;
 
     #[tokio::test]
     async fn approval_checks_the_approver_the_record_and_the_wechat_article() {
@@ -463,5 +550,63 @@ mod tests {
         assert_eq!(size.max, crate::render::WECHAT_CONTENT_MAX);
         assert!(size.size > 0 && !size.too_long);
         assert_eq!(size.schedule.as_deref(), Some("after-each-session"));
+    }
+
+    #[tokio::test]
+    async fn an_import_refuses_every_file_sharing_an_id_and_warns_of_an_odd_date() {
+        let t = testing::ops().await;
+        let ops = t.ops.clone();
+        let example = testing::example_record(0);
+        let write = |name: &str, text: &str| {
+            let f = t.dir.path().join(name);
+            std::fs::write(&f, text).unwrap();
+            f
+        };
+        let a = write("a.toml", &example);
+        let b = write(
+            "b.toml",
+            &example.replace("Parallel Session 2:", "Session 2:"),
+        );
+        // Held more than five years before the (injected) today: a warning, imported anyway.
+        let other = write(
+            "c.toml",
+            &example.replace(
+                "id = \"lmc-2020-parallel-session-2\"",
+                "id = \"lmc-2020-other\"",
+            ),
+        );
+        let out = ops
+            .import_records(&[a.clone(), b.clone(), other.clone(), a.clone()])
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 4);
+        for r in [&out[0], &out[1], &out[3]] {
+            match &r.outcome {
+                Err(OpsError::Invalid { field, message }) => {
+                    assert_eq!(field, "id");
+                    assert!(message.contains("is also the id of"), "{message}");
+                }
+                other => panic!("{}: {other:?}", r.file.display()),
+            }
+        }
+        let c = out[2].outcome.as_ref().unwrap();
+        assert_eq!(c.id, "lmc-2020-other");
+        let warning = out[2].warning.as_deref().unwrap();
+        assert!(
+            warning.contains("c.toml:")
+                && warning.contains("held_on: 2020-07-30 is more than five years ago"),
+            "{warning}"
+        );
+        assert!(out[2].wechat_size.is_some());
+        assert!(ops.record("lmc-2020-parallel-session-2").await.is_err());
+
+        // A year later in the example's own time the date is not odd.
+        t.clock
+            .set(chrono::Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap());
+        let out = ops.import_records(&[a]).await.unwrap();
+        assert!(
+            out[0].outcome.is_ok() && out[0].warning.is_none(),
+            "{out:?}"
+        );
     }
 }
