@@ -8,25 +8,25 @@ use crate::channel::Channel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, PassReport};
-use crate::domain::record::{parse_record, RecordError, RecordErrors};
+use crate::domain::record::RecordErrors;
 use crate::http::HttpContext;
 use crate::metrics::Metrics;
 use crate::notice::Notices;
+use crate::ops::{Ops, OpsError};
 use crate::scheduler::{FireOutcome, Scheduler, SchedulerError};
-use crate::store::{self, ImageData, ImportOutcome, NewRecord, Store, StoreError};
+use crate::store::{self, ImportOutcome, Store, StoreError};
 use crate::unsubscribe::UnsubscribeSigner;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Largest image accepted in a record.
-pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
+use crate::files::load_image;
+pub use crate::files::{open_regular_file, read_regular_file, ReadFileError, MAX_IMAGE_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -230,94 +230,33 @@ impl App {
                 .any(|s| s.channels.contains(&crate::domain::ChannelKind::Wechat))
     }
 
-    /// Reads, validates and stores a record file with its images. Nothing is stored on error.
+    /// Reads, validates and stores a record file with its images. Nothing is stored on
+    /// error (see [`Ops::import_record_file`]).
     pub async fn import_record_file(
         &self,
         path: &Path,
     ) -> Result<(String, ImportOutcome), AppError> {
-        let file = path.display().to_string();
-        let one = |message: String| {
-            RecordErrors(vec![RecordError {
-                file: file.clone(),
-                line: None,
-                column: None,
-                field: None,
-                message,
-            }])
-        };
-        let bytes = read_regular_file(path, crate::domain::record::MAX_FILE_BYTES)
-            .map_err(|e| one(e.to_string()))?;
-        let source = String::from_utf8(bytes).map_err(|e| {
-            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let (line, col) =
-                crate::domain::text::line_col(std::str::from_utf8(valid).unwrap_or(""), usize::MAX);
-            RecordErrors(vec![RecordError {
-                file: file.clone(),
-                line: Some(line),
-                column: Some(col),
-                field: None,
-                message: "the file is not valid UTF-8".into(),
-            }])
-        })?;
-        let record = parse_record(&source, &file, &self.config.default_language)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let spans = crate::domain::record::image_file_spans(&source);
-        let mut images = Vec::new();
-        let mut errors = Vec::new();
-        for (i, im) in record.images.iter().enumerate() {
-            match load_image(&base.join(&im.file)) {
-                Ok(mut data) => {
-                    data.file = im.file.clone();
-                    images.push(data)
-                }
-                Err(message) => errors.push(RecordError {
-                    file: file.clone(),
-                    line: spans
-                        .get(i)
-                        .map(|s| crate::domain::text::line_col(&source, s.start).0),
-                    column: spans
-                        .get(i)
-                        .map(|s| crate::domain::text::line_col(&source, s.start).1),
-                    field: Some(format!("images[{}].file", i + 1)),
-                    message,
-                }),
-            }
+        match self.ops().import_record_file(path).await {
+            Ok(r) => Ok((r.id, r.outcome)),
+            Err(OpsError::Record(e)) => Err(AppError::Record(e)),
+            Err(OpsError::Store(e)) => Err(AppError::Store(e)),
+            Err(e) => Err(AppError::Setup(e.to_string())),
         }
-        // Images WeChat would refuse are refused now, not when the bulletin is sent.
-        if self.sends_to_wechat() {
-            for (i, why) in crate::channel::wechat::record_image_refusals(
-                images
-                    .iter()
-                    .map(|im| (im.file.as_str(), im.content_type.as_str(), im.bytes.len())),
-            ) {
-                errors.push(RecordError {
-                    file: file.clone(),
-                    line: None,
-                    column: None,
-                    field: Some(format!("images[{}].file", i + 1)),
-                    message: format!("WeChat would refuse it: {why}"),
-                });
-            }
+    }
+
+    /// The operations people perform (CLI, admin API, dashboard, demo), on this app's
+    /// store, configuration and clock.
+    pub fn ops(&self) -> Ops {
+        Ops {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            scheduler: self.scheduler.clone(),
+            notices: self.notices.clone(),
+            metrics: self.metrics.clone(),
+            signer: self.signer.clone(),
+            wake: self.wake.clone(),
         }
-        if !errors.is_empty() {
-            return Err(RecordErrors(errors).into());
-        }
-        let hashes: Vec<String> = images.iter().map(|i| i.sha256.clone()).collect();
-        let content_hash = record.content_hash(&hashes);
-        let id = record.id.to_string();
-        let outcome = self
-            .store
-            .import_record(
-                &NewRecord {
-                    record,
-                    images,
-                    content_hash,
-                    source_file: file,
-                },
-                self.clock.now(),
-            )
-            .await?;
-        Ok((id, outcome))
     }
 
     /// Fires a schedule now (operators, tests).
@@ -337,16 +276,12 @@ impl App {
         Ok(self.dispatcher.drain().await?)
     }
 
-    /// What the HTTP servers need: shared handles to the store, signer, metrics, notices.
+    /// What the HTTP servers need: the operations, the configuration and the clock.
     pub fn http_context(&self) -> HttpContext {
         HttpContext {
             config: self.config.clone(),
-            store: self.store.clone(),
             clock: self.clock.clone(),
-            signer: self.signer.clone(),
-            metrics: self.metrics.clone(),
-            notices: self.notices.clone(),
-            wake: self.wake.clone(),
+            ops: self.ops(),
         }
     }
 
@@ -509,126 +444,4 @@ impl App {
             tracing::error!(error = %e, "catching up missed firings failed");
         }
     }
-}
-
-/// Why [`read_regular_file`] refused a file.
-#[derive(Debug)]
-pub enum ReadFileError {
-    /// Opening or reading failed.
-    Io(std::io::Error),
-    /// A FIFO, device, socket or folder: never read.
-    NotRegular(&'static str),
-    /// Larger than the limit (the size found so far, at least `limit + 1`).
-    TooLarge { size: u64, limit: usize },
-}
-
-impl std::fmt::Display for ReadFileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "cannot read: {e}"),
-            Self::NotRegular(kind) => write!(
-                f,
-                "is {kind}, not a regular file: refused without reading it"
-            ),
-            Self::TooLarge { size, limit } => {
-                write!(f, "file is {size} bytes; the limit is {limit}")
-            }
-        }
-    }
-}
-
-/// Opens a file given by an operator, safely: without blocking (a FIFO with no writer
-/// would hang a plain open), and refused unless what was opened is a regular file (a
-/// FIFO or a device such as /dev/zero, even behind a symlink, is never read).
-pub fn open_regular_file(path: &Path) -> Result<(std::fs::File, u64), ReadFileError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    let file = options.open(path).map_err(ReadFileError::Io)?;
-    // The type of what was opened (fstat), not of what the path named a moment before.
-    let meta = file.metadata().map_err(ReadFileError::Io)?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        #[cfg(unix)]
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_dir() {
-            "a folder"
-        } else {
-            #[cfg(unix)]
-            {
-                if ft.is_fifo() {
-                    "a FIFO (named pipe)"
-                } else if ft.is_char_device() || ft.is_block_device() {
-                    "a device"
-                } else if ft.is_socket() {
-                    "a socket"
-                } else {
-                    "not a regular file"
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                "not a regular file"
-            }
-        };
-        return Err(ReadFileError::NotRegular(kind));
-    }
-    Ok((file, meta.len()))
-}
-
-/// Reads a file given by an editor, safely: opened as [`open_regular_file`] does, its
-/// size checked before reading, and at most `limit + 1` bytes read whatever the size said.
-pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileError> {
-    use std::io::Read;
-    let (file, len) = open_regular_file(path)?;
-    if len > limit as u64 {
-        return Err(ReadFileError::TooLarge { size: len, limit });
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadFileError::Io)?;
-    if bytes.len() > limit {
-        return Err(ReadFileError::TooLarge {
-            size: bytes.len() as u64,
-            limit,
-        });
-    }
-    Ok(bytes)
-}
-
-/// Reads an image, checks its size and type, and returns its bytes and facts.
-fn load_image(path: &Path) -> Result<ImageData, String> {
-    let bytes = read_regular_file(path, MAX_IMAGE_BYTES).map_err(|e| match e {
-        ReadFileError::TooLarge { size, limit } => {
-            format!("{} is {size} bytes; the limit is {limit}", path.display())
-        }
-        ReadFileError::Io(e) => format!("cannot read {}: {e}", path.display()),
-        e => format!("{} {e}", path.display()),
-    })?;
-    let content_type = match imagesize::image_type(&bytes) {
-        Ok(imagesize::ImageType::Png) => "image/png",
-        Ok(imagesize::ImageType::Jpeg) => "image/jpeg",
-        Ok(imagesize::ImageType::Gif) => "image/gif",
-        _ => {
-            return Err(format!(
-                "{} is not a PNG, JPEG or GIF image",
-                path.display()
-            ))
-        }
-    };
-    let size = imagesize::blob_size(&bytes)
-        .map_err(|e| format!("{}: cannot read image size: {e}", path.display()))?;
-    Ok(ImageData {
-        file: path.display().to_string(),
-        content_type: content_type.to_string(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        width: size.width as u32,
-        height: size.height as u32,
-        bytes,
-    })
 }

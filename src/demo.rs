@@ -4,10 +4,8 @@
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::subscriber::CsvSubscribers;
-use crate::domain::ListName;
-use crate::scheduler::FireOutcome;
+use crate::ops::records::ApproveInput;
 use anyhow::{anyhow, Context};
-use chrono::Utc;
 use std::path::Path;
 
 const MARKER: &str = ".bulletin-demo";
@@ -52,49 +50,41 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let config = Config::parse(&source, Path::new("config/demo.toml"), &|_| None)
         .map_err(|e| anyhow!("{e}"))?;
     let app = App::build(config).await.map_err(|e| anyhow!("{e}"))?;
+    let ops = app.ops();
 
     println!("1. Embedded store created at {d}/bulletin.db");
     let record_path = dir.join("records").join(RECORD_FILE);
     std::fs::write(&record_path, RECORD)?;
-    let (id, _) = app
-        .import_record_file(&record_path)
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let id = ops.import_record_file(&record_path).await?.id;
     println!("2. Imported the example session record `{id}` (a draft)");
 
-    let list = ListName::parse("partners").map_err(|e| anyhow!(e))?;
-    app.store
-        .create_list(&list, "Partners, embassies and press", Utc::now())
+    ops.create_list("partners", "Partners, embassies and press")
         .await?;
-    let list_id = app
-        .store
-        .list(&list)
-        .await?
-        .ok_or_else(|| anyhow!("list vanished"))?
-        .id;
     let rows = CsvSubscribers::new(SUBSCRIBERS.as_bytes()).map_err(|e| anyhow!(e))?;
-    let (counts, errors) = crate::cli::import_rows(&app, list_id, rows).await?;
+    let imported = ops.import_csv("partners", rows).await?;
     println!(
         "3. Created list `partners` with {} subscribers ({} invalid rows)",
-        counts.added,
-        errors.len()
+        imported.counts.added,
+        imported.rejected.len()
     );
 
-    app.store
-        .approve_record(&id, "demo-approver", Utc::now())
-        .await?;
+    ops.approve(ApproveInput {
+        id: &id,
+        by: "demo-approver",
+    })
+    .await?;
     println!("4. Approved `{id}` as demo-approver");
 
     let schedule = app.config.schedules[0].name.clone();
-    match app.fire_now(&schedule).await.map_err(|e| anyhow!("{e}"))? {
-        FireOutcome::Fired {
-            bulletins,
-            deliveries,
-        } => println!(
-            "5. Fired schedule `{schedule}`: {} bulletin(s), {deliveries} deliveries queued",
-            bulletins.len()
-        ),
-        FireOutcome::AlreadyFired => println!("5. Schedule `{schedule}` had already fired"),
+    let fired = ops.fire(&schedule).await?;
+    if fired.already_fired {
+        println!("5. Schedule `{schedule}` had already fired");
+    } else {
+        println!(
+            "5. Fired schedule `{schedule}`: {} bulletin(s), {} deliveries queued",
+            fired.bulletins.len(),
+            fired.deliveries
+        );
     }
 
     let report = app.dispatcher.drain().await?;
@@ -124,7 +114,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         );
     }
     println!("\nDelivery ledger:");
-    for c in app.store.delivery_counts(None).await? {
+    for c in ops.ledger().await? {
         println!("  {} {}: {}", c.channel, c.status, c.count);
     }
     println!(

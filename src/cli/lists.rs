@@ -1,6 +1,5 @@
 //! `bulletin lists`: mailing lists and their subscribers (create, CSV import and export,
-//! add, remove, status, show, all), and [`import_rows`], the batched CSV import `demo`
-//! uses too.
+//! add, remove, status, show, all).
 
 use super::{table, Ctx};
 use crate::app::App;
@@ -173,7 +172,11 @@ async fn import(app: &App, name: &str, file: &Path) -> anyhow::Result<()> {
             rows.ignored_columns().join(", ")
         );
     }
-    let (counts, errors) = import_rows(app, list.id, rows).await?;
+    let crate::ops::lists::SubscriberImport {
+        counts,
+        rejected: errors,
+        ..
+    } = crate::ops::lists::import_rows(&app.ops(), list.id, rows).await?;
     for e in &errors {
         eprintln!("{}: {e}: skipped", file.display());
     }
@@ -307,38 +310,3 @@ async fn all(store: &dyn Store, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Imports CSV rows in batches; returns the counts and the refused rows.
-pub async fn import_rows<R: std::io::Read>(
-    app: &App,
-    list_id: i64,
-    rows: CsvSubscribers<R>,
-) -> anyhow::Result<(
-    crate::store::UpsertCounts,
-    Vec<crate::domain::subscriber::RowError>,
-)> {
-    let mut counts = crate::store::UpsertCounts::default();
-    let mut errors = Vec::new();
-    let mut batch = Vec::with_capacity(1000);
-    let flush = |batch: &mut Vec<NewSubscriber>| {
-        let b = std::mem::take(batch);
-        let store = app.store.clone();
-        async move { store.upsert_subscribers(list_id, &b, Utc::now()).await }
-    };
-    for row in rows {
-        match row {
-            Ok(s) => batch.push(s),
-            Err(e) => errors.push(e),
-        }
-        if batch.len() >= 1000 {
-            let c = flush(&mut batch).await?;
-            counts.added += c.added;
-            counts.updated += c.updated;
-            counts.unchanged += c.unchanged;
-        }
-    }
-    let c = flush(&mut batch).await?;
-    counts.added += c.added;
-    counts.updated += c.updated;
-    counts.unchanged += c.unchanged;
-    Ok((counts, errors))
-}

@@ -23,7 +23,7 @@ mod status;
 mod store;
 
 pub use dkim::{DkimAlgorithm, DkimCommand};
-pub use lists::{import_rows, ListCommand};
+pub use lists::ListCommand;
 pub use notice::{progress_line, NoticeCommand, Progress};
 pub use preview::PreviewFormat;
 pub use schedule::ScheduleCommand;

@@ -4,83 +4,25 @@
 //! that sets an HttpOnly cookie derived from the token (never the token itself; `Secure`
 //! when `admin.public_url` is https). Failed sign-ins back off per client address.
 
+use super::auth::{bearer, session_value, signed_in, token_matches, COOKIE};
 use super::throttle::{retry_after_seconds, LoginThrottle};
 use super::{ClientAddr, HttpContext};
 use crate::domain::{ChannelKind, DeliveryStatus};
-use crate::store::{DeliveryFilter, DeliveryRow, StoreError};
+use crate::ops::deliveries::DeliveryQuery;
+use crate::ops::OpsError;
+use crate::store::DeliveryRow;
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use axum_extra::extract::cookie::CookieJar;
-use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::Sha256;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
-pub const COOKIE: &str = "bulletin_session";
 /// How long a browser keeps the session cookie.
 const SESSION_SECONDS: u32 = 8 * 3600;
-
-/// The cookie value for a token: HMAC(token, label). Changing the token ends every session.
-fn session_value(token: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
-    mac.update(b"bulletin-dashboard-session-v1");
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// Whether the request carries the bearer token or a valid session cookie.
-pub fn signed_in(ctx: &HttpContext, headers: &HeaderMap) -> bool {
-    let Some(token) = &ctx.config.admin.token else {
-        return false;
-    };
-    let token = token.expose_secret();
-    if let Some(given) = super::admin::bearer(headers) {
-        return super::admin::token_matches(given.trim(), token);
-    }
-    has_session(headers, &session_value(token))
-}
-
-/// Whether the request's cookies (every `Cookie` header) include the session cookie with
-/// the value `want`, compared in constant time.
-fn has_session(headers: &HeaderMap, want: &str) -> bool {
-    CookieJar::from_headers(headers)
-        .get(COOKIE)
-        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(want.as_bytes())))
-}
-
-#[cfg(test)]
-mod session_cookie_tests {
-    use super::*;
-
-    fn headers(cookies: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for c in cookies {
-            h.append(header::COOKIE, HeaderValue::from_str(c).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn the_session_cookie_is_found_among_others_and_compared_whole() {
-        let yes = |c: &[&str]| has_session(&headers(c), "abc123");
-        assert!(yes(&["bulletin_session=abc123"]));
-        assert!(yes(&["theme=dark; bulletin_session=abc123; lang=en"]));
-        assert!(yes(&["theme=dark", "bulletin_session=abc123"]));
-        // RFC 6265 §5.2 trims whitespace around the name and the value.
-        assert!(yes(&["theme=dark; bulletin_session = abc123"]));
-        assert!(!yes(&[]));
-        assert!(!yes(&["bulletin_session=abc1234"]));
-        assert!(!yes(&["bulletin_session=abc12"]));
-        assert!(!yes(&["xbulletin_session=abc123"]));
-        assert!(!yes(&["other=bulletin_session=abc123"]));
-    }
-}
 
 #[derive(Template)]
 #[template(path = "admin/login.html")]
@@ -170,7 +112,7 @@ pub async fn login(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return r;
     }
-    if !super::admin::token_matches(f.token.trim(), token.expose_secret()) {
+    if !token_matches(f.token.trim(), token.expose_secret()) {
         if let Some(ip) = client.0 {
             if let Some(lock) = throttle.failed(ip, now) {
                 tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed dashboard sign-ins: address locked out");
@@ -277,7 +219,7 @@ pub async fn dashboard(
     q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Response {
     // A bearer header here is a sign-in like any other: it counts in the back-off.
-    let bearer = super::admin::bearer(&headers).is_some();
+    let bearer = bearer(&headers).is_some();
     let now = ctx.clock.now();
     if let Some(wait) = client
         .0
@@ -306,7 +248,7 @@ pub async fn dashboard(
     // A malformed query string is shown as an empty search, not an error page.
     let q = q.map(|Query(q)| q).unwrap_or_default();
     match render(&ctx, q).await {
-        Ok(body) => html(StatusCode::OK, Ok(body)),
+        Ok(body) => html(StatusCode::OK, body),
         Err(e) => {
             tracing::error!(error = %e, "dashboard: store error");
             (
@@ -318,45 +260,31 @@ pub async fn dashboard(
     }
 }
 
-async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError> {
-    let store = &ctx.store;
+/// The page, from the operations' results; Err: the store did not answer.
+async fn render(
+    ctx: &HttpContext,
+    q: SearchQuery,
+) -> Result<Result<String, askama::Error>, OpsError> {
+    let ops = &ctx.ops;
     let now = ctx.clock.now();
     let mut bulletins = Vec::new();
-    for b in store.bulletins(20).await? {
-        let counts = store.delivery_counts(Some(b.id)).await?;
+    for b in ops.bulletins(20).await? {
         let mut channels = Vec::new();
         for ch in ChannelKind::ALL {
-            let n = |st: DeliveryStatus| {
-                counts
-                    .iter()
-                    .filter(|c| c.channel == ch.as_str() && c.status == st.as_str())
-                    .map(|c| c.count)
-                    .sum::<i64>()
-            };
-            let total: i64 = counts
-                .iter()
-                .filter(|c| c.channel == ch.as_str())
-                .map(|c| c.count)
-                .sum();
-            if total == 0 {
+            let p = b.deliveries.channel(*ch);
+            if p.total == 0 {
                 continue;
             }
-            let (sent, failed, suppressed) = (
-                n(DeliveryStatus::Sent),
-                n(DeliveryStatus::Failed),
-                n(DeliveryStatus::Suppressed),
-            );
-            let unconfirmed = n(DeliveryStatus::Unconfirmed);
-            let remaining = total - sent - failed - suppressed - unconfirmed;
+            let n = |v: u64| v as i64;
             channels.push(ChannelProgress {
                 channel: ch.as_str().to_string(),
-                sent,
-                failed,
-                suppressed,
-                unconfirmed,
-                remaining,
-                total,
-                percent: (total - remaining) * 100 / total,
+                sent: n(p.sent),
+                failed: n(p.failed),
+                suppressed: n(p.suppressed),
+                unconfirmed: n(p.unconfirmed),
+                remaining: n(p.open()),
+                total: n(p.total),
+                percent: n(p.percent_done()),
             });
         }
         bulletins.push(BulletinView {
@@ -369,43 +297,23 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
         });
     }
     // The latest failures: the last page of failed rows.
-    let failed = DeliveryFilter {
-        status: Some(DeliveryStatus::Failed),
-        ..Default::default()
-    };
-    let failures_total = store.count_deliveries(&failed).await?;
-    let mut failures = store
-        .deliveries(&DeliveryFilter {
-            limit: 20,
-            offset: (failures_total - 20).max(0) as u32,
-            ..failed
-        })
-        .await?;
-    failures.reverse();
+    let failures = ops.latest_failures(20).await?;
 
-    let mut schedules = Vec::new();
-    for s in &ctx.config.schedules {
-        schedules.push(ScheduleView {
-            name: s.name.clone(),
-            cron: s.cron_text.clone(),
-            timezone: s.timezone.to_string(),
-            last: store
-                .last_firing(&s.name)
-                .await?
-                .map(fmt)
-                .unwrap_or_else(|| "never".into()),
-            next: s
-                .next_after(now)
-                .map(|n| {
-                    format!(
-                        "{} ({})",
-                        n.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z"),
-                        fmt(n)
-                    )
-                })
-                .unwrap_or_default(),
-        });
-    }
+    let schedules = ops
+        .schedules()
+        .await?
+        .into_iter()
+        .map(|s| ScheduleView {
+            last: s.last_firing.map(fmt).unwrap_or_else(|| "never".into()),
+            next: match (s.next_firing_local(), s.next_firing) {
+                (Some(local), Some(n)) => format!("{local} ({})", fmt(n)),
+                _ => String::new(),
+            },
+            name: s.name,
+            cron: s.cron,
+            timezone: s.timezone,
+        })
+        .collect();
 
     let searched = nonempty(&q.recipient).is_some()
         || nonempty(&q.status).is_some()
@@ -413,36 +321,35 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
     let mut search_error = None;
     let mut results = Vec::new();
     if searched {
-        let status = nonempty(&q.status)
-            .map(|s| s.parse::<DeliveryStatus>().map_err(|e| e.to_string()))
-            .transpose();
+        let query = |bulletin| DeliveryQuery {
+            status: nonempty(&q.status),
+            bulletin,
+            recipient: nonempty(&q.recipient),
+            limit: 50,
+            ..Default::default()
+        };
         let bulletin = nonempty(&q.bulletin)
             .map(|b| {
                 b.parse::<i64>()
                     .map_err(|_| format!("bulletin `{}` is not a number", b.escape_default()))
             })
             .transpose();
-        match (status, bulletin) {
-            (Ok(status), Ok(bulletin)) => {
-                results = store
-                    .deliveries(&DeliveryFilter {
-                        status,
-                        bulletin,
-                        recipient: nonempty(&q.recipient).map(str::to_string),
-                        limit: 50,
-                        ..Default::default()
-                    })
-                    .await?;
-            }
-            (Err(e), _) | (_, Err(e)) => search_error = Some(e),
+        // A bad status is reported before a bad bulletin id.
+        let checked = ops
+            .delivery_filter(&query(None))
+            .map_err(search_message)
+            .and(bulletin);
+        match checked {
+            Ok(bulletin) => results = ops.delivery_rows(&query(bulletin)).await?,
+            Err(e) => search_error = Some(e),
         }
     }
-    DashboardPage {
+    Ok(DashboardPage {
         publisher: &ctx.config.publisher.names[0],
         now: fmt(now),
         bulletins,
-        failures,
-        failures_total,
+        failures: failures.rows,
+        failures_total: failures.total,
         schedules,
         searched,
         search_error,
@@ -452,6 +359,13 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
         q_bulletin: q.bulletin.unwrap_or_default(),
         statuses: DeliveryStatus::ALL,
     }
-    .render()
-    .map_err(|e| StoreError::Corrupt(format!("dashboard template: {e}")))
+    .render())
+}
+
+/// A refused search field, as the page shows it (the reason alone).
+fn search_message(e: OpsError) -> String {
+    match e {
+        OpsError::Invalid { message, .. } => message,
+        other => other.to_string(),
+    }
 }

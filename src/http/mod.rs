@@ -1,24 +1,25 @@
 //! The HTTP side (axum on our own hyper accept loop): the admin API with /metrics and
 //! health on one bind, the public one-click unsubscribe on another, each with a connection
-//! limit, header and request timeouts and a shutdown deadline. Handlers read and write the
-//! store and wake the dispatcher; they never send.
+//! limit, header and request timeouts and a shutdown deadline. Handlers parse input,
+//! call one operation (`crate::ops`) and format its result; they never touch the store
+//! and never send.
 
 mod admin;
+mod auth;
 mod dashboard;
+mod error;
 mod public;
 mod throttle;
 
 pub use admin::{admin_router, AUTHED_ROUTES, OPEN_ROUTES};
+pub use error::ApiError;
 pub use public::public_router;
 pub use throttle::{LoginThrottle, FREE_FAILURES};
 
 use crate::clock::Clock;
 use crate::config::Config;
 pub use crate::config::HttpLimits;
-use crate::metrics::Metrics;
-use crate::notice::Notices;
-use crate::store::Store;
-use crate::unsubscribe::UnsubscribeSigner;
+use crate::ops::Ops;
 use axum::extract::{ConnectInfo, MatchedPath};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
@@ -26,23 +27,20 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-/// Shared handles every handler may use.
+/// Shared handles every handler may use: the operations, the configuration (sign-in,
+/// page headings) and the clock (the sign-in back-off).
 #[derive(Clone)]
 pub struct HttpContext {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub signer: Arc<UnsubscribeSigner>,
-    pub metrics: Arc<Metrics>,
-    pub notices: Arc<Notices>,
-    pub wake: Arc<Notify>,
+    pub ops: Ops,
 }
 
 /// The Content-Security-Policy of every response: our pages load nothing (their CSS is

@@ -5,15 +5,13 @@
 
 use super::HttpContext;
 use crate::domain::subscriber::SubscriberStatus;
-use crate::store::SubscriptionRef;
-use crate::unsubscribe::UnsubscribeToken;
+use crate::ops::OpsError;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tracing::info;
 
 #[derive(Template)]
 #[template(path = "public/unsubscribe.html")]
@@ -90,54 +88,20 @@ fn gone(ctx: &HttpContext) -> Response {
     )
 }
 
-/// The subscription a link names, once its tag is checked against the address it was
-/// issued for; otherwise the page to answer with (nothing changed).
-///
-/// Links name the list and subscriber ids and, since ids could be reused (SQLite before
-/// subscriber ids were made AUTOINCREMENT), carry a tag over the address too: a link
-/// matches only the address it was sent to. A link of the earlier kind (ids only) is
-/// honoured only when the ledger shows e-mails under those ids went to the current
-/// address alone; if the id went to someone else too, it changes nothing.
-async fn check(
-    ctx: &HttpContext,
-    token: &str,
-) -> Result<(UnsubscribeToken, SubscriptionRef), Response> {
-    let Some(t) = ctx.signer.parse(token) else {
-        return Err(invalid(ctx));
-    };
-    let sub = match ctx.store.subscription(t.list_id, t.subscriber_id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(gone(ctx)),
-        Err(e) => return Err(store_failed(ctx, e)),
-    };
-    if ctx.signer.issued_for(&t, &sub.email) {
-        return Ok((t, sub));
-    }
-    if !ctx.signer.is_legacy(&t) {
-        return Err(invalid(ctx));
-    }
-    match ctx.store.link_recipients(t.list_id, t.subscriber_id).await {
-        Ok(r) if !r.is_empty() && r.iter().all(|a| a.eq_ignore_ascii_case(&sub.email)) => {
-            Ok((t, sub))
-        }
-        Ok(r) => {
-            info!(
-                list = %sub.list,
-                subscriber = t.subscriber_id,
-                addresses = r.len(),
-                "an unsubscribe link of the earlier kind names an id whose address changed: \
-                 nothing changed"
-            );
-            Err(gone(ctx))
-        }
-        Err(e) => Err(store_failed(ctx, e)),
+/// The page for an operation's refusal: a link that does not verify, a subscription
+/// that is gone, or a store that did not answer (nothing changed in any case).
+fn refused(ctx: &HttpContext, e: OpsError) -> Response {
+    match e {
+        OpsError::Invalid { .. } => invalid(ctx),
+        OpsError::NotFound { .. } => gone(ctx),
+        e => store_failed(ctx, e),
     }
 }
 
 async fn confirm_page(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
-    let sub = match check(&ctx, &token).await {
-        Ok((_, s)) => s,
-        Err(page) => return page,
+    let sub = match ctx.ops.unsubscribe_target(&token).await {
+        Ok(s) => s,
+        Err(e) => return refused(&ctx, e),
     };
     let active = sub.status == SubscriberStatus::Active;
     page(
@@ -163,31 +127,10 @@ async fn confirm_page(State(ctx): State<HttpContext>, Path(token): Path<String>)
 }
 
 async fn unsubscribe(State(ctx): State<HttpContext>, Path(token): Path<String>) -> Response {
-    let (target, checked) = match check(&ctx, &token).await {
-        Ok(v) => v,
-        Err(page) => return page,
+    let sub = match ctx.ops.unsubscribe(&token).await {
+        Ok(s) => s,
+        Err(e) => return refused(&ctx, e),
     };
-    // The address is checked again as the row changes, should the id change hands between.
-    let sub = match ctx
-        .store
-        .unsubscribe(
-            target.list_id,
-            target.subscriber_id,
-            &checked.email,
-            ctx.clock.now(),
-        )
-        .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return gone(&ctx),
-        Err(e) => return store_failed(&ctx, e),
-    };
-    info!(
-        list = %sub.list,
-        subscriber = target.subscriber_id,
-        status = %sub.status,
-        "unsubscribe link used"
-    );
     page(
         &ctx,
         StatusCode::OK,
@@ -202,7 +145,7 @@ async fn unsubscribe(State(ctx): State<HttpContext>, Path(token): Path<String>) 
     )
 }
 
-fn store_failed(ctx: &HttpContext, e: crate::store::StoreError) -> Response {
+fn store_failed(ctx: &HttpContext, e: OpsError) -> Response {
     tracing::error!(error = %e, "unsubscribe: store error");
     page(
         ctx,

@@ -30,7 +30,11 @@ async fn csv_import_skips_bad_rows_merges_duplicates_and_respects_unsubscribes()
                c@example.org,\"Evil\r\nBcc: x@y.org\",en\n\
                d@example.org,Dee,xx-not-a-tag-!\n";
     let rows = CsvSubscribers::new(csv.as_bytes()).unwrap();
-    let (counts, errors) = bulletin::cli::import_rows(&t.app, list, rows)
+    let bulletin::ops::lists::SubscriberImport {
+        counts,
+        rejected: errors,
+        ..
+    } = bulletin::ops::lists::import_rows(&t.app.ops(), list, rows)
         .await
         .unwrap();
     let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();

@@ -20,7 +20,7 @@ const FORCE_SPACING: Duration = Duration::from_secs(30);
 
 /// A failed WeChat call.
 #[derive(Debug, Clone)]
-pub enum ApiError {
+pub enum WechatApiError {
     /// WeChat answered with an errcode (HTTP 200, §1.3). `body` is the whole reply.
     Wechat {
         errcode: i64,
@@ -41,7 +41,7 @@ pub enum ApiError {
     Decode(String),
 }
 
-impl ApiError {
+impl WechatApiError {
     pub fn errcode(&self) -> Option<i64> {
         match self {
             Self::Wechat { errcode, .. } | Self::TokenRefused { errcode, .. } => Some(*errcode),
@@ -247,7 +247,7 @@ impl WechatClient {
     /// A valid token: the cached one, the one another instance shared through the store,
     /// or one fetched now (and shared). Concurrent callers wait for the same fetch (the
     /// lock is held across it) and then reuse its result.
-    async fn token(&self) -> Result<SecretString, ApiError> {
+    async fn token(&self) -> Result<SecretString, WechatApiError> {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref() {
             if Instant::now() < t.refresh_at {
@@ -304,11 +304,14 @@ impl WechatClient {
     /// POST /cgi-bin/stable_token in normal mode (§2.2): the same token while it is valid,
     /// with its remaining lifetime. Cached until `expires_in` minus a margin (a fifth of the
     /// lifetime, at most 300 s), never a fixed 7200.
-    async fn fetch_token(&self) -> Result<(SecretString, Duration), ApiError> {
+    async fn fetch_token(&self) -> Result<(SecretString, Duration), WechatApiError> {
         self.fetch_token_mode(false).await
     }
 
-    async fn fetch_token_mode(&self, force: bool) -> Result<(SecretString, Duration), ApiError> {
+    async fn fetch_token_mode(
+        &self,
+        force: bool,
+    ) -> Result<(SecretString, Duration), WechatApiError> {
         let body = json!({
             "grant_type": "client_credential",
             "appid": self.appid,
@@ -327,7 +330,9 @@ impl WechatClient {
             .get("access_token")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::Decode("stable_token reply has no access_token".into()))?;
+            .ok_or_else(|| {
+                WechatApiError::Decode("stable_token reply has no access_token".into())
+            })?;
         let expires_in = v.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
         let margin = (expires_in / 5).min(300);
         self.refreshes.fetch_add(1, Ordering::Relaxed);
@@ -343,7 +348,7 @@ impl WechatClient {
     /// if WeChat refuses that one too, one forced refresh (§2.2: a new token, at most 20
     /// a day, so at most one per 30 s) and a last retry; a token errcode after that (or
     /// when a forced refresh was made less than 30 s ago) is `TokenRefused`.
-    async fn with_token<F, Fut>(&self, call: F) -> Result<Value, ApiError>
+    async fn with_token<F, Fut>(&self, call: F) -> Result<Value, WechatApiError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
@@ -354,7 +359,7 @@ impl WechatClient {
         };
         let token = self.token().await?;
         match run(token.clone()).await {
-            Err(ApiError::Wechat { errcode, .. }) if TOKEN_ERRORS.contains(&errcode) => {
+            Err(WechatApiError::Wechat { errcode, .. }) if TOKEN_ERRORS.contains(&errcode) => {
                 tracing::warn!(appid = %self.appid, errcode, "WeChat rejected the access token; refreshing once");
                 self.invalidate(&token).await;
             }
@@ -362,14 +367,14 @@ impl WechatClient {
         }
         let token = self.token().await?;
         match run(token.clone()).await {
-            Err(ApiError::Wechat {
+            Err(WechatApiError::Wechat {
                 errcode, errmsg, ..
             }) if TOKEN_ERRORS.contains(&errcode) => {
                 // Force mode: 20 a day, at least 30 s apart (§2.2, §11).
                 let now = Instant::now();
                 let mut last = self.last_force.lock().expect("force lock");
                 if last.is_some_and(|t| now.duration_since(t) < FORCE_SPACING) {
-                    return Err(ApiError::TokenRefused { errcode, errmsg });
+                    return Err(WechatApiError::TokenRefused { errcode, errmsg });
                 }
                 *last = Some(now);
                 tracing::warn!(appid = %self.appid, errcode, "WeChat rejected the refreshed access token too; forcing a new one");
@@ -378,10 +383,10 @@ impl WechatClient {
         }
         let token = self.force_refresh(&token).await?;
         match run(token).await {
-            Err(ApiError::Wechat {
+            Err(WechatApiError::Wechat {
                 errcode, errmsg, ..
             }) if TOKEN_ERRORS.contains(&errcode) => {
-                Err(ApiError::TokenRefused { errcode, errmsg })
+                Err(WechatApiError::TokenRefused { errcode, errmsg })
             }
             other => other,
         }
@@ -389,7 +394,7 @@ impl WechatClient {
 
     /// A new token by `stable_token` in force mode (§2.2), cached and shared; unless
     /// another caller already replaced the refused one meanwhile.
-    async fn force_refresh(&self, refused: &SecretString) -> Result<SecretString, ApiError> {
+    async fn force_refresh(&self, refused: &SecretString) -> Result<SecretString, WechatApiError> {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref() {
             if t.value.expose_secret() != refused.expose_secret() && Instant::now() < t.refresh_at {
@@ -418,7 +423,7 @@ impl WechatClient {
     }
 
     /// POST a JSON body to a business endpoint.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, WechatApiError> {
         let url = format!("{}{path}", self.base);
         self.with_token(|token| {
             self.http
@@ -439,7 +444,7 @@ impl WechatClient {
         filename: &str,
         content_type: &str,
         bytes: &[u8],
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, WechatApiError> {
         let url = format!("{}{path}", self.base);
         self.with_token(|token| {
             let part = reqwest::multipart::Part::bytes(bytes.to_vec())
@@ -456,7 +461,7 @@ impl WechatClient {
     }
 }
 
-fn transport(e: reqwest::Error) -> ApiError {
+fn transport(e: reqwest::Error) -> WechatApiError {
     // without_url: the URL carries the access token.
     let e = e.without_url();
     let connect = e.is_connect();
@@ -474,32 +479,32 @@ fn transport(e: reqwest::Error) -> ApiError {
         src = s.source();
     }
     if connect {
-        ApiError::Connect(msg)
+        WechatApiError::Connect(msg)
     } else {
-        ApiError::Transport(msg)
+        WechatApiError::Transport(msg)
     }
 }
 
 /// Reads a reply: non-2xx is an HTTP error; a JSON body with a non-zero errcode is a
 /// WeChat error; errcode absent means success (§1.3).
-async fn read(resp: reqwest::Response) -> Result<Value, ApiError> {
+async fn read(resp: reqwest::Response) -> Result<Value, WechatApiError> {
     let status = resp.status();
     let text = resp.text().await.map_err(transport)?;
     if !status.is_success() {
-        return Err(ApiError::Http {
+        return Err(WechatApiError::Http {
             status: status.as_u16(),
             body: text,
         });
     }
     let v: Value = serde_json::from_str(&text).map_err(|e| {
-        ApiError::Decode(format!(
+        WechatApiError::Decode(format!(
             "{e}: {}",
             text.chars().take(200).collect::<String>()
         ))
     })?;
     match v.get("errcode").and_then(Value::as_i64) {
         None | Some(0) => Ok(v),
-        Some(errcode) => Err(ApiError::Wechat {
+        Some(errcode) => Err(WechatApiError::Wechat {
             errcode,
             errmsg: v
                 .get("errmsg")
@@ -524,7 +529,7 @@ mod tests {
 
     #[test]
     fn errcodes_are_classified_with_advice() {
-        let e = ApiError::Wechat {
+        let e = WechatApiError::Wechat {
             errcode: 40164,
             errmsg: "invalid ip 39.156.73.10 ipv6 ::ffff:39.156.73.10, not in whitelist rid: 6584fd9e-56fbbc7e-310e0214".into(),
             body: json!({}),
@@ -537,27 +542,27 @@ mod tests {
             "{}",
             e.message
         );
-        let busy = ApiError::Wechat {
+        let busy = WechatApiError::Wechat {
             errcode: -1,
             errmsg: "system error".into(),
             body: json!({}),
         }
         .to_send_error("x");
         assert!(busy.is_transient());
-        let quota = ApiError::Wechat {
+        let quota = WechatApiError::Wechat {
             errcode: 45009,
             errmsg: "reach max api daily quota limit".into(),
             body: json!({}),
         }
         .to_send_error("x");
         assert!(quota.is_transient() && quota.retry_after == Some(Duration::from_secs(3600)));
-        assert!(ApiError::Http {
+        assert!(WechatApiError::Http {
             status: 503,
             body: String::new()
         }
         .to_send_error("x")
         .is_transient());
-        assert!(ApiError::Http {
+        assert!(WechatApiError::Http {
             status: 404,
             body: String::new()
         }

@@ -18,7 +18,7 @@ use crate::domain::ChannelKind;
 use crate::render::{WechatArticle, WECHAT_CONTENT_MAX};
 use crate::store::{ImageData, Store, WechatJob, WechatMedia};
 use async_trait::async_trait;
-use client::{id_string, ApiError, WechatClient};
+use client::{id_string, WechatApiError, WechatClient};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -382,7 +382,7 @@ impl WechatChannel {
 
     /// An API error as the ledger takes it, with advice for the configured mode, and the
     /// quota errcodes as a wait until WeChat's daily reset (no attempt spent).
-    fn send_err(&self, e: &ApiError, call: &str) -> SendError {
+    fn send_err(&self, e: &WechatApiError, call: &str) -> SendError {
         let call = call.trim_start_matches("/cgi-bin/");
         let mut err = e.to_send_error(call);
         match e.errcode() {
@@ -416,7 +416,7 @@ impl WechatChannel {
                         " — mass sending by API needs a verified account; set wechat.mode = \"draft\" and send from the WeChat back office"
                     }
                 };
-                if let ApiError::Wechat { errmsg, .. } = e {
+                if let WechatApiError::Wechat { errmsg, .. } = e {
                     err.message = format!("{call}: WeChat errcode 48001: {errmsg}{advice}");
                 }
             }
@@ -427,7 +427,7 @@ impl WechatChannel {
 
     /// A call whose answer was lost: the row waits (no attempt spent) and is flagged as
     /// possibly delivered until WeChat is asked.
-    fn lost_answer(&self, e: &ApiError, call: &str, what: &str) -> SendError {
+    fn lost_answer(&self, e: &WechatApiError, call: &str, what: &str) -> SendError {
         let mut w = SendError::pending(
             format!(
                 "{call}: {}; {what}",
@@ -803,7 +803,7 @@ impl WechatChannel {
             .await
         {
             Ok(_) => Ok(true),
-            Err(ApiError::Wechat { errcode: 40007, .. }) => Ok(false),
+            Err(WechatApiError::Wechat { errcode: 40007, .. }) => Ok(false),
             Err(e) => Err(self.send_err(&e, "draft/get")),
         }
     }
@@ -1000,7 +1000,7 @@ impl WechatChannel {
         };
         let (v, dedup) = match api.post_json("/cgi-bin/message/mass/sendall", &body).await {
             Ok(v) => (v, false),
-            Err(ApiError::Wechat {
+            Err(WechatApiError::Wechat {
                 errcode: 45065,
                 body,
                 ..
