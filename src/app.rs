@@ -2,13 +2,14 @@
 //! offers the operations the CLI (and tests) use. `run_pending` is the "do what is due
 //! now" call that lets tests run without sleeping.
 
-use crate::channel::email::EmailChannel;
-use crate::channel::wechat::WechatChannel;
+use crate::channel::email::{EmailChannel, EmailSetupError};
+use crate::channel::wechat::{WechatChannel, WechatSetupError};
 use crate::channel::Channel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, PassReport};
 use crate::domain::record::{parse_record, RecordError, RecordErrors};
+pub use crate::files::{open_regular_file, read_regular_file, ReadFileError};
 use crate::http::HttpContext;
 use crate::metrics::Metrics;
 use crate::notice::Notices;
@@ -19,7 +20,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,21 @@ pub enum AppError {
     Scheduler(#[from] SchedulerError),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Email(#[from] EmailSetupError),
+    #[error(transparent)]
+    Wechat(#[from] WechatSetupError),
+    #[error("wechat.cover_image: {0}")]
+    CoverImage(ImageError),
+}
+
+/// A `--roles` list that names no role, or a word that is none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolesError {
+    #[error("unknown role `{0}` (expected scheduler, sender, admin or all)")]
+    Unknown(String),
+    #[error("name at least one role: scheduler, sender, admin")]
+    None,
 }
 
 /// What one daemon instance runs (`serve --roles`); several instances on one PostgreSQL
@@ -60,7 +76,7 @@ impl Roles {
     };
 
     /// Parses a comma-separated list: `scheduler`, `sender`, `admin` (or `all`).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, RolesError> {
         let mut r = Roles {
             scheduler: false,
             sender: false,
@@ -72,12 +88,7 @@ impl Roles {
                 "sender" => r.sender = true,
                 "admin" => r.admin = true,
                 "all" => r = Roles::ALL,
-                other => {
-                    return Err(format!(
-                        "unknown role `{}` (expected scheduler, sender, admin or all)",
-                        other.escape_default()
-                    ))
-                }
+                other => return Err(RolesError::Unknown(other.escape_default().to_string())),
             }
         }
         if r == (Roles {
@@ -85,7 +96,7 @@ impl Roles {
             sender: false,
             admin: false,
         }) {
-            return Err("name at least one role: scheduler, sender, admin".into());
+            return Err(RolesError::None);
         }
         Ok(r)
     }
@@ -161,10 +172,11 @@ impl App {
                 .await?
         };
         let signer = Arc::new(UnsubscribeSigner::new(key, &config.unsubscribe.base_url));
-        let email: Arc<dyn Channel> = Arc::new(
-            EmailChannel::new(&config.email, signer.clone(), id_tag.clone())
-                .map_err(AppError::Setup)?,
-        );
+        let email: Arc<dyn Channel> = Arc::new(EmailChannel::new(
+            &config.email,
+            signer.clone(),
+            id_tag.clone(),
+        )?);
         let mut channels = vec![email];
         let mut wechat = None;
         // Without its AppSecret the WeChat channel cannot be built; the commands that do
@@ -174,12 +186,14 @@ impl App {
             .as_ref()
             .filter(|w| w.secret.is_some() || w.outbox_dir.is_some())
         {
-            let cover = load_image(&w.cover_image)
-                .map_err(|e| AppError::Setup(format!("wechat.cover_image: {e}")))?;
-            let ch = Arc::new(
-                WechatChannel::new(w, store.clone(), clock.clone(), cover, id_tag)
-                    .map_err(AppError::Setup)?,
-            );
+            let cover = load_image(&w.cover_image).map_err(AppError::CoverImage)?;
+            let ch = Arc::new(WechatChannel::new(
+                w,
+                store.clone(),
+                clock.clone(),
+                cover,
+                id_tag,
+            )?);
             wechat = Some(ch.clone());
             channels.push(ch);
         }
@@ -270,7 +284,7 @@ impl App {
                     data.file = im.file.clone();
                     images.push(data)
                 }
-                Err(message) => errors.push(RecordError {
+                Err(e) => errors.push(RecordError {
                     file: file.clone(),
                     line: spans
                         .get(i)
@@ -279,7 +293,7 @@ impl App {
                         .get(i)
                         .map(|s| crate::domain::text::line_col(&source, s.start).1),
                     field: Some(format!("images[{}].file", i + 1)),
-                    message,
+                    message: e.to_string(),
                 }),
             }
         }
@@ -511,118 +525,56 @@ impl App {
     }
 }
 
-/// Why [`read_regular_file`] refused a file.
-#[derive(Debug)]
-pub enum ReadFileError {
-    /// Opening or reading failed.
-    Io(std::io::Error),
-    /// A FIFO, device, socket or folder: never read.
-    NotRegular(&'static str),
-    /// Larger than the limit (the size found so far, at least `limit + 1`).
-    TooLarge { size: u64, limit: usize },
-}
-
-impl std::fmt::Display for ReadFileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "cannot read: {e}"),
-            Self::NotRegular(kind) => write!(
-                f,
-                "is {kind}, not a regular file: refused without reading it"
-            ),
-            Self::TooLarge { size, limit } => {
-                write!(f, "file is {size} bytes; the limit is {limit}")
-            }
-        }
-    }
-}
-
-/// Opens a file given by an operator, safely: without blocking (a FIFO with no writer
-/// would hang a plain open), and refused unless what was opened is a regular file (a
-/// FIFO or a device such as /dev/zero, even behind a symlink, is never read).
-pub fn open_regular_file(path: &Path) -> Result<(std::fs::File, u64), ReadFileError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    let file = options.open(path).map_err(ReadFileError::Io)?;
-    // The type of what was opened (fstat), not of what the path named a moment before.
-    let meta = file.metadata().map_err(ReadFileError::Io)?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        #[cfg(unix)]
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_dir() {
-            "a folder"
-        } else {
-            #[cfg(unix)]
-            {
-                if ft.is_fifo() {
-                    "a FIFO (named pipe)"
-                } else if ft.is_char_device() || ft.is_block_device() {
-                    "a device"
-                } else if ft.is_socket() {
-                    "a socket"
-                } else {
-                    "not a regular file"
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                "not a regular file"
-            }
-        };
-        return Err(ReadFileError::NotRegular(kind));
-    }
-    Ok((file, meta.len()))
-}
-
-/// Reads a file given by an editor, safely: opened as [`open_regular_file`] does, its
-/// size checked before reading, and at most `limit + 1` bytes read whatever the size said.
-pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileError> {
-    use std::io::Read;
-    let (file, len) = open_regular_file(path)?;
-    if len > limit as u64 {
-        return Err(ReadFileError::TooLarge { size: len, limit });
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadFileError::Io)?;
-    if bytes.len() > limit {
-        return Err(ReadFileError::TooLarge {
-            size: bytes.len() as u64,
-            limit,
-        });
-    }
-    Ok(bytes)
+/// Why a record's image (or the WeChat cover) was refused; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{} is {size} bytes; the limit is {limit}", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: usize,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} {kind}", path.display())]
+    Refused { path: PathBuf, kind: ReadFileError },
+    #[error("{} is not a PNG, JPEG or GIF image", path.display())]
+    NotAnImage { path: PathBuf },
+    #[error("{}: cannot read image size: {reason}", path.display())]
+    NoSize { path: PathBuf, reason: String },
 }
 
 /// Reads an image, checks its size and type, and returns its bytes and facts.
-fn load_image(path: &Path) -> Result<ImageData, String> {
+fn load_image(path: &Path) -> Result<ImageData, ImageError> {
+    let path_buf = || path.to_path_buf();
     let bytes = read_regular_file(path, MAX_IMAGE_BYTES).map_err(|e| match e {
-        ReadFileError::TooLarge { size, limit } => {
-            format!("{} is {size} bytes; the limit is {limit}", path.display())
-        }
-        ReadFileError::Io(e) => format!("cannot read {}: {e}", path.display()),
-        e => format!("{} {e}", path.display()),
+        ReadFileError::TooLarge { size, limit } => ImageError::TooLarge {
+            path: path_buf(),
+            size,
+            limit,
+        },
+        ReadFileError::Io(source) => ImageError::Unreadable {
+            path: path_buf(),
+            source,
+        },
+        kind => ImageError::Refused {
+            path: path_buf(),
+            kind,
+        },
     })?;
     let content_type = match imagesize::image_type(&bytes) {
         Ok(imagesize::ImageType::Png) => "image/png",
         Ok(imagesize::ImageType::Jpeg) => "image/jpeg",
         Ok(imagesize::ImageType::Gif) => "image/gif",
-        _ => {
-            return Err(format!(
-                "{} is not a PNG, JPEG or GIF image",
-                path.display()
-            ))
-        }
+        _ => return Err(ImageError::NotAnImage { path: path_buf() }),
     };
-    let size = imagesize::blob_size(&bytes)
-        .map_err(|e| format!("{}: cannot read image size: {e}", path.display()))?;
+    let size = imagesize::blob_size(&bytes).map_err(|e| ImageError::NoSize {
+        path: path_buf(),
+        reason: e.to_string(),
+    })?;
     Ok(ImageData {
         file: path.display().to_string(),
         content_type: content_type.to_string(),

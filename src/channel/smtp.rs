@@ -132,8 +132,38 @@ enum Step {
     EndOfData,
 }
 
-/// What a step got back instead of a positive reply: the server's error, or no answer.
-type StepError = (Step, Result<lettre::transport::smtp::Error, String>);
+/// What a step got back instead of a positive reply.
+#[derive(Debug)]
+enum Failure {
+    /// The server's error: a negative reply, or the connection failing.
+    Server(lettre::transport::smtp::Error),
+    /// No answer within this long.
+    NoAnswer(Duration),
+}
+
+/// A failed step and what it got back.
+type StepError = (Step, Failure);
+
+/// A command of the connection's set-up (STARTTLS, AUTH) that failed or got no answer.
+#[derive(Debug, thiserror::Error)]
+enum SetupStepError {
+    #[error("{step}: {message}")]
+    Failed { step: &'static str, message: String },
+    #[error("{step}: no answer within {} s", .timeout.as_secs())]
+    NoAnswer {
+        step: &'static str,
+        timeout: Duration,
+    },
+}
+
+/// The pool could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS setup for {host}: {source}")]
+pub struct TlsSetupError {
+    host: String,
+    #[source]
+    source: lettre::transport::smtp::Error,
+}
 
 fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
     e.status().and_then(|c| c.to_string().parse().ok())
@@ -141,13 +171,16 @@ fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
 
 /// Whether a failure came with no reply from the server (lost connection, timeout).
 fn without_reply(e: &StepError) -> bool {
-    e.1.as_ref().map_or(true, |e| e.status().is_none())
+    match &e.1 {
+        Failure::Server(e) => e.status().is_none(),
+        Failure::NoAnswer(_) => true,
+    }
 }
 
 /// Whether the server said it is closing the session (421, RFC 5321 §3.8): relays send it
 /// when a session has carried as many messages as they allow, or when shutting down.
 fn closing(e: &StepError) -> bool {
-    e.1.as_ref().is_ok_and(|e| reply_code(e) == Some(421))
+    matches!(&e.1, Failure::Server(e) if reply_code(e) == Some(421))
 }
 
 /// Whether an OS error is this machine running out of something (file descriptors,
@@ -303,12 +336,14 @@ struct Relay {
 }
 
 impl SmtpPool {
-    pub fn new(cfg: &SmtpConfig) -> Result<Self, String> {
+    pub fn new(cfg: &SmtpConfig) -> Result<Self, TlsSetupError> {
         let tls = match cfg.tls {
             TlsMode::None => None,
             TlsMode::StartTls | TlsMode::Tls => Some(
-                TlsParameters::new(cfg.host.clone())
-                    .map_err(|e| format!("TLS setup for {}: {e}", cfg.host))?,
+                TlsParameters::new(cfg.host.clone()).map_err(|source| TlsSetupError {
+                    host: cfg.host.clone(),
+                    source,
+                })?,
             ),
         };
         let creds = match (&cfg.username, &cfg.password) {
@@ -395,16 +430,19 @@ impl SmtpPool {
 impl Relay {
     async fn bounded<T, E: std::fmt::Display>(
         &self,
-        step: &str,
+        step: &'static str,
         fut: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, SetupStepError> {
         match tokio::time::timeout(self.cfg.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{step}: {e}")),
-            Err(_) => Err(format!(
-                "{step}: no answer within {} s",
-                self.cfg.timeout.as_secs()
-            )),
+            Ok(Err(e)) => Err(SetupStepError::Failed {
+                step,
+                message: e.to_string(),
+            }),
+            Err(_) => Err(SetupStepError::NoAnswer {
+                step,
+                timeout: self.cfg.timeout,
+            }),
         }
     }
 
@@ -509,7 +547,7 @@ impl Relay {
                 let params = self.tls.clone().expect("TLS parameters for STARTTLS");
                 self.bounded("STARTTLS", c.starttls(params, &self.hello))
                     .await
-                    .map_err(|m| fail(FailureKind::Transient, None, m))?;
+                    .map_err(|m| fail(FailureKind::Transient, None, m.to_string()))?;
             }
             c
         };
@@ -699,8 +737,8 @@ impl Relay {
                     return Err(failed.expect("an earlier failure"));
                 }
                 Ok(_) => {}
-                Err((s, Ok(e))) if e.status().is_some() => {
-                    failed.get_or_insert((s, Ok(e)));
+                Err((s, Failure::Server(e))) if e.status().is_some() => {
+                    failed.get_or_insert((s, Failure::Server(e)));
                 }
                 Err(e) => return Err(e),
             }
@@ -826,11 +864,7 @@ impl Relay {
     }
 
     /// Reads a failure by step and reply (issue 5's classification).
-    fn classify(
-        &self,
-        step: Step,
-        err: Result<lettre::transport::smtp::Error, String>,
-    ) -> SendError {
+    fn classify(&self, step: Step, err: Failure) -> SendError {
         let what = match step {
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
@@ -838,8 +872,8 @@ impl Relay {
             Step::EndOfData => "end of data",
         };
         let (code, text, permanent) = match &err {
-            Ok(e) => (reply_code(e), super::error_chain(e), e.is_permanent()),
-            Err(m) => (None, m.clone(), false),
+            Failure::Server(e) => (reply_code(e), super::error_chain(e), e.is_permanent()),
+            Failure::NoAnswer(t) => (None, format!("no answer within {} s", t.as_secs()), false),
         };
         let mut e = SendError {
             kind: if permanent {
@@ -873,8 +907,8 @@ type Reply = Result<Result<Response, lettre::transport::smtp::Error>, tokio::tim
 fn step(s: Step, t: Duration, r: Reply) -> Result<Response, StepError> {
     match r {
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err((s, Ok(e))),
-        Err(_) => Err((s, Err(format!("no answer within {} s", t.as_secs())))),
+        Ok(Err(e)) => Err((s, Failure::Server(e))),
+        Err(_) => Err((s, Failure::NoAnswer(t))),
     }
 }
 

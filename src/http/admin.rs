@@ -344,8 +344,13 @@ async fn approve(
         return Err(ApiError::invalid("id", why));
     }
     if let Some(r) = ctx.store.record(&id).await? {
-        crate::render::check_approvable(&ctx.config, &r.record)
-            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "article_too_long", m))?;
+        crate::render::check_approvable(&ctx.config, &r.record).map_err(|m| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "article_too_long",
+                m.to_string(),
+            )
+        })?;
     }
     let outcome = match ctx.store.approve_record(&id, by, ctx.clock.now()).await {
         Err(StoreError::NotFound(_)) => {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 const RECORDS: &[(&str, &str)] = &[
     (
         "bad-format.toml",
-        ":6:10: format: `telepathy` is not a format",
+        ":6:10: format: unknown session format `telepathy` (expected one of: online, in-person, hybrid)",
     ),
     (
         "bad-id.toml",
