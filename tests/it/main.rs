@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod architecture;
 mod cli;
 mod dashboard;
 mod dkim;
