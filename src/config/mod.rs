@@ -90,6 +90,51 @@ impl Source<'_> {
     }
 }
 
+/// The key a TOML error at `offset` is about, as the validation errors name keys
+/// (`email.smtp.tls`, `schedules[2].mode`): the key of a `key = value` line under the
+/// table header before it, or the table itself on a header line. None where the line is
+/// neither (a syntax error, a multi-line value, a quoted key).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let bare = |k: &str| {
+        let k = k.trim();
+        let ok = !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        ok.then(|| k.to_string())
+    };
+    // The table each header line opens, counting `[[array]]` entries from 1.
+    let mut table: Option<String> = None;
+    let mut entries: std::collections::HashMap<String, usize> = Default::default();
+    let mut header = |line: &str| -> Option<Option<String>> {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            let name = bare(name)?;
+            let n = entries.entry(name.clone()).or_default();
+            *n += 1;
+            return Some(Some(format!("{name}[{n}]")));
+        }
+        let (name, _) = line.strip_prefix('[')?.split_once(']')?;
+        Some(bare(name))
+    };
+    for line in text[..start].lines() {
+        if let Some(t) = header(line) {
+            table = t;
+        }
+    }
+    let line = text[start..].lines().next().unwrap_or("");
+    if line.trim_start().starts_with('[') {
+        return header(line).flatten();
+    }
+    let key = bare(line.split_once('=')?.0)?;
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key,
+    })
+}
+
 /// Looks up an environment variable (injected for tests).
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -228,8 +273,10 @@ impl Config {
             file: path.display().to_string(),
             text: source,
         };
-        let raw: RawConfig =
-            toml::from_str(source).map_err(|e| src.error(e.span(), "", e.message().trim()))?;
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            let key = e.span().and_then(|s| key_at(source, s.start));
+            src.error(e.span(), key.as_deref().unwrap_or(""), e.message().trim())
+        })?;
         let default_language = raw.defaults.validate(&src)?;
         let (store_url, store_password) = raw.store.validate(&src, path, env)?;
         let publisher = publisher::validate(raw.publisher, &src)?;

@@ -406,3 +406,36 @@ fn section_checks_name_their_key() {
     assert_eq!(e.key.as_deref(), Some("schedules[1].name"), "{e}");
     assert!(e.message.contains("schedule name"), "{e}");
 }
+
+#[test]
+fn toml_errors_name_the_key_they_are_about() {
+    let text = "[a]\nx = 1\n\n[[s]]\nname = \"one\"\n[[s]]\nmode = \"weekly\" # = not\n[b.c]\n";
+    let at = |needle: &str| key_at(text, text.find(needle).unwrap());
+    assert_eq!(at("x = 1").as_deref(), Some("a.x"));
+    assert_eq!(at("\"one\"").as_deref(), Some("s[1].name"));
+    assert_eq!(at("\"weekly\"").as_deref(), Some("s[2].mode"));
+    assert_eq!(at("[b.c]").as_deref(), Some("b.c"));
+    assert_eq!(key_at("x = 1\n", 4).as_deref(), Some("x"));
+    assert_eq!(key_at("\"quoted key\" = 1\n", 0), None);
+    assert_eq!(key_at("[unclosed\n", 0), None);
+    assert_eq!(key_at("", 0), None);
+
+    let e = Config::parse(
+        &GOOD.replace("tls = \"none\"", "tls = \"ssl\""),
+        Path::new("b.toml"),
+        &env_with_password,
+    )
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("email.smtp.tls"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("b.toml:11:7: email.smtp.tls: unknown variant `ssl`"),
+        "{e}"
+    );
+    let src = GOOD.replace(
+        "lists = [\"partners\"]",
+        "lists = [\"partners\"]\nmode = \"weekly\"",
+    );
+    let e = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("schedules[1].mode"), "{e}");
+}
