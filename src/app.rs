@@ -543,8 +543,11 @@ pub enum ImageError {
     Refused { path: PathBuf, kind: ReadFileError },
     #[error("{} is not a PNG, JPEG or GIF image", path.display())]
     NotAnImage { path: PathBuf },
-    #[error("{}: cannot read image size: {reason}", path.display())]
-    NoSize { path: PathBuf, reason: String },
+    #[error("{}: cannot read image size: {source}", path.display())]
+    NoSize {
+        path: PathBuf,
+        source: imagesize::ImageError,
+    },
 }
 
 /// Reads an image, checks its size and type, and returns its bytes and facts.
@@ -571,9 +574,9 @@ fn load_image(path: &Path) -> Result<ImageData, ImageError> {
         Ok(imagesize::ImageType::Gif) => "image/gif",
         _ => return Err(ImageError::NotAnImage { path: path_buf() }),
     };
-    let size = imagesize::blob_size(&bytes).map_err(|e| ImageError::NoSize {
+    let size = imagesize::blob_size(&bytes).map_err(|source| ImageError::NoSize {
         path: path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     Ok(ImageData {
         file: path.display().to_string(),
