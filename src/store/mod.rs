@@ -8,6 +8,7 @@ mod health;
 mod postgres;
 mod sqlite;
 
+pub use crate::db_url::is_postgres_url;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -751,8 +752,6 @@ pub fn require_existing(url: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
-
-pub use crate::db_url::is_postgres_url;
 
 /// Opens the store named by a URL, with the PostgreSQL password (used when the URL has
 /// none), and applies migrations.
