@@ -2,8 +2,8 @@
 //! offers the operations the CLI (and tests) use. `run_pending` is the "do what is due
 //! now" call that lets tests run without sleeping.
 
-use crate::channel::email::EmailChannel;
-use crate::channel::wechat::WechatChannel;
+use crate::channel::email::{EmailChannel, EmailSetupError};
+use crate::channel::wechat::{WechatChannel, WechatSetupError};
 use crate::channel::Channel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::files::load_image;
+use crate::files::{load_image, ImageError};
 pub use crate::files::{open_regular_file, read_regular_file, ReadFileError, MAX_IMAGE_BYTES};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,21 @@ pub enum AppError {
     Scheduler(#[from] SchedulerError),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Email(#[from] EmailSetupError),
+    #[error(transparent)]
+    Wechat(#[from] WechatSetupError),
+    #[error("wechat.cover_image: {0}")]
+    CoverImage(ImageError),
+}
+
+/// A `--roles` list that names no role, or a word that is none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolesError {
+    #[error("unknown role `{0}` (expected scheduler, sender, admin or all)")]
+    Unknown(String),
+    #[error("name at least one role: scheduler, sender, admin")]
+    None,
 }
 
 /// What one daemon instance runs (`serve --roles`); several instances on one PostgreSQL
@@ -60,7 +75,7 @@ impl Roles {
     };
 
     /// Parses a comma-separated list: `scheduler`, `sender`, `admin` (or `all`).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, RolesError> {
         let mut r = Roles {
             scheduler: false,
             sender: false,
@@ -72,12 +87,7 @@ impl Roles {
                 "sender" => r.sender = true,
                 "admin" => r.admin = true,
                 "all" => r = Roles::ALL,
-                other => {
-                    return Err(format!(
-                        "unknown role `{}` (expected scheduler, sender, admin or all)",
-                        other.escape_default()
-                    ))
-                }
+                other => return Err(RolesError::Unknown(other.escape_default().to_string())),
             }
         }
         if r == (Roles {
@@ -85,7 +95,7 @@ impl Roles {
             sender: false,
             admin: false,
         }) {
-            return Err("name at least one role: scheduler, sender, admin".into());
+            return Err(RolesError::None);
         }
         Ok(r)
     }
@@ -161,10 +171,11 @@ impl App {
                 .await?
         };
         let signer = Arc::new(UnsubscribeSigner::new(key, &config.unsubscribe.base_url));
-        let email: Arc<dyn Channel> = Arc::new(
-            EmailChannel::new(&config.email, signer.clone(), id_tag.clone())
-                .map_err(AppError::Setup)?,
-        );
+        let email: Arc<dyn Channel> = Arc::new(EmailChannel::new(
+            &config.email,
+            signer.clone(),
+            id_tag.clone(),
+        )?);
         let mut channels = vec![email];
         let mut wechat = None;
         // Without its AppSecret the WeChat channel cannot be built; the commands that do
@@ -174,12 +185,14 @@ impl App {
             .as_ref()
             .filter(|w| w.secret.is_some() || w.outbox_dir.is_some())
         {
-            let cover = load_image(&w.cover_image)
-                .map_err(|e| AppError::Setup(format!("wechat.cover_image: {e}")))?;
-            let ch = Arc::new(
-                WechatChannel::new(w, store.clone(), clock.clone(), cover, id_tag)
-                    .map_err(AppError::Setup)?,
-            );
+            let cover = load_image(&w.cover_image).map_err(AppError::CoverImage)?;
+            let ch = Arc::new(WechatChannel::new(
+                w,
+                store.clone(),
+                clock.clone(),
+                cover,
+                id_tag,
+            )?);
             wechat = Some(ch.clone());
             channels.push(ch);
         }

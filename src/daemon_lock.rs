@@ -14,6 +14,45 @@ use std::path::{Path, PathBuf};
 /// fail on the first ledger write.
 pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 
+/// Why the daemon lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonLockError {
+    #[error("cannot open the daemon lock file {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another process holds it (`holder`: ", process PID" when the file says).
+    #[error(
+        "another `bulletin serve` is already running on the store {} (it holds the lock \
+         {}{holder}); stop it first, or give this daemon its own store. Other commands \
+         (lists, deliveries, retry, notice send, ...) work beside the running daemon",
+        db.display(),
+        path.display()
+    )]
+    Held {
+        db: PathBuf,
+        path: PathBuf,
+        holder: String,
+    },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the disk holding the store {} has {free} bytes free; the daemon needs at least \
+         {MIN_FREE_BYTES} to record deliveries: free space, then start it again",
+        db.display()
+    )]
+    DiskFull { db: PathBuf, free: u64 },
+    #[error("cannot write the daemon lock file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Held while the daemon runs; dropping it (or the process ending) releases the lock.
 #[derive(Debug)]
 pub struct DaemonLock {
@@ -29,7 +68,7 @@ pub fn lock_path(db: &Path) -> PathBuf {
 }
 
 /// Takes the lock for the database at `db`, or says who holds it.
-pub fn acquire(db: &Path) -> Result<DaemonLock, String> {
+pub fn acquire(db: &Path) -> Result<DaemonLock, DaemonLockError> {
     let path = lock_path(db);
     let mut file = OpenOptions::new()
         .read(true)
@@ -37,28 +76,29 @@ pub fn acquire(db: &Path) -> Result<DaemonLock, String> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| format!("cannot open the daemon lock file {}: {e}", path.display()))?;
+        .map_err(|source| DaemonLockError::Open {
+            path: path.clone(),
+            source,
+        })?;
     // Called through the trait: std's own `File::try_lock` is newer than our MSRV.
     match FileExt::try_lock(&file) {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let pid = holder
+            let holder = holder
                 .trim()
                 .parse::<u32>()
                 .map(|p| format!(", process {p}"))
                 .unwrap_or_default();
-            return Err(format!(
-                "another `bulletin serve` is already running on the store {} (it holds the lock \
-                 {}{pid}); stop it first, or give this daemon its own store. Other commands \
-                 (lists, deliveries, retry, notice send, ...) work beside the running daemon",
-                db.display(),
-                path.display()
-            ));
+            return Err(DaemonLockError::Held {
+                db: db.to_path_buf(),
+                path,
+                holder,
+            });
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()));
+        Err(TryLockError::Error(source)) => {
+            return Err(DaemonLockError::Lock { path, source });
         }
     }
     let dir = path
@@ -67,11 +107,10 @@ pub fn acquire(db: &Path) -> Result<DaemonLock, String> {
         .unwrap_or(Path::new("."));
     if let Ok(free) = fs4::available_space(dir) {
         if free < MIN_FREE_BYTES {
-            return Err(format!(
-                "the disk holding the store {} has {free} bytes free; the daemon needs at least \
-                 {MIN_FREE_BYTES} to record deliveries: free space, then start it again",
-                db.display()
-            ));
+            return Err(DaemonLockError::DiskFull {
+                db: db.to_path_buf(),
+                free,
+            });
         }
     }
     let written = file
@@ -79,7 +118,9 @@ pub fn acquire(db: &Path) -> Result<DaemonLock, String> {
         .and_then(|()| file.seek(SeekFrom::Start(0)))
         .and_then(|_| writeln!(file, "{}", std::process::id()))
         .and_then(|()| file.flush());
-    written.map_err(|e| format!("cannot write the daemon lock file {}: {e}", path.display()))?;
+    if let Err(source) = written {
+        return Err(DaemonLockError::Write { path, source });
+    }
     Ok(DaemonLock { _file: file, path })
 }
 
@@ -93,7 +134,7 @@ mod tests {
         let db = dir.path().join("b.db");
         assert_eq!(lock_path(&db), dir.path().join("b.db.lock"));
         let first = acquire(&db).unwrap();
-        let err = acquire(&db).unwrap_err();
+        let err = acquire(&db).unwrap_err().to_string();
         assert!(err.contains("already running"), "{err}");
         assert!(err.contains(&db.display().to_string()), "{err}");
         assert!(

@@ -32,6 +32,67 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "Auto-Submitted",
 ];
 
+/// Why a DKIM key cannot be used. Never quotes the key: the causes shown are the
+/// decoders' own words, which do not include the input.
+#[derive(Debug, thiserror::Error)]
+pub enum DkimError {
+    #[error("not a readable PKCS#1 RSA private key ({0})")]
+    Pkcs1(rsa::pkcs1::Error),
+    #[error("not a readable PKCS#8 RSA or Ed25519 private key ({0})")]
+    Pkcs8(ed25519_dalek::pkcs8::Error),
+    #[error("the key is encrypted: store it unencrypted, readable only by the daemon's user (mode 0600)")]
+    Encrypted,
+    #[error("not a PEM private key (expected `-----BEGIN PRIVATE KEY-----` or `-----BEGIN RSA PRIVATE KEY-----`)")]
+    NotPem,
+    #[error("the RSA key has {0} bits: at least {MIN_RSA_BITS} are needed (make one with `bulletin dkim keygen`)")]
+    RsaTooSmall(usize),
+    #[error("the RSA key is not consistent ({0})")]
+    RsaInconsistent(rsa::Error),
+    /// Writing a key or its public half out failed (the cause, in the encoder's words).
+    #[error("cannot encode the {what} ({reason})")]
+    Encode { what: &'static str, reason: String },
+    #[error("cannot make an RSA key: {0}")]
+    Generate(rsa::Error),
+    #[error("cannot read the key file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the key file {} {kind}", path.display())]
+    Refused {
+        path: PathBuf,
+        kind: crate::files::ReadFileError,
+    },
+    #[error("{}: not a PEM private key (not text)", path.display())]
+    NotText { path: PathBuf },
+    /// The key in a file is refused.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<DkimError>,
+    },
+    #[error("{}: the key cannot be used to sign", path.display())]
+    CannotSign { path: PathBuf },
+}
+
+fn encode_error(what: &'static str, e: impl std::fmt::Display) -> DkimError {
+    DkimError::Encode {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// A domain or selector that is not a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DnsNameError {
+    #[error("must be 1 to 253 characters")]
+    Length,
+    #[error("`{0}` is not a domain name (no dot)")]
+    NoDot(String),
+    #[error("`{0}` is not a DNS name: labels of letters, digits and inner hyphens, 1 to 63 characters each")]
+    BadLabel(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Rsa,
@@ -73,13 +134,12 @@ impl std::fmt::Debug for DkimKey {
 impl DkimKey {
     /// Reads a PEM private key: PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`, RSA
     /// or Ed25519). Errors never quote the file's content.
-    pub fn from_pem(pem: &str) -> Result<Self, String> {
+    pub fn from_pem(pem: &str) -> Result<Self, DkimError> {
         use rsa::pkcs1::DecodeRsaPrivateKey;
         use rsa::pkcs8::DecodePrivateKey;
         let pem = pem.trim();
         if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
-            let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
-                .map_err(|e| format!("not a readable PKCS#1 RSA private key ({e})"))?;
+            let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem).map_err(DkimError::Pkcs1)?;
             return Self::from_rsa(key);
         }
         if pem.contains("-----BEGIN PRIVATE KEY-----") {
@@ -88,36 +148,31 @@ impl DkimKey {
             }
             return match ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
                 Ok(key) => Ok(Self::from_ed25519(&key)),
-                Err(e) => Err(format!(
-                    "not a readable PKCS#8 RSA or Ed25519 private key ({e})"
-                )),
+                Err(e) => Err(DkimError::Pkcs8(e)),
             };
         }
         if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-            return Err("the key is encrypted: store it unencrypted, readable only by the daemon's user (mode 0600)".into());
+            return Err(DkimError::Encrypted);
         }
-        Err("not a PEM private key (expected `-----BEGIN PRIVATE KEY-----` or `-----BEGIN RSA PRIVATE KEY-----`)".into())
+        Err(DkimError::NotPem)
     }
 
-    fn from_rsa(key: rsa::RsaPrivateKey) -> Result<Self, String> {
+    fn from_rsa(key: rsa::RsaPrivateKey) -> Result<Self, DkimError> {
         use rsa::pkcs1::EncodeRsaPrivateKey;
         use rsa::pkcs8::EncodePublicKey;
         use rsa::traits::PublicKeyParts;
         let bits = key.n().bits();
         if bits < MIN_RSA_BITS {
-            return Err(format!(
-                "the RSA key has {bits} bits: at least {MIN_RSA_BITS} are needed (make one with `bulletin dkim keygen`)"
-            ));
+            return Err(DkimError::RsaTooSmall(bits));
         }
-        key.validate()
-            .map_err(|e| format!("the RSA key is not consistent ({e})"))?;
+        key.validate().map_err(DkimError::RsaInconsistent)?;
         let public = key
             .to_public_key()
             .to_public_key_der()
-            .map_err(|e| format!("cannot encode the public key ({e})"))?;
+            .map_err(|e| encode_error("public key", e))?;
         let pkcs1 = key
             .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-            .map_err(|e| format!("cannot encode the key ({e})"))?;
+            .map_err(|e| encode_error("key", e))?;
         Ok(Self {
             algorithm: Algorithm::Rsa,
             bits: Some(bits),
@@ -138,30 +193,37 @@ impl DkimKey {
 
     /// Reads and checks the key file (a regular file: a FIFO or a device is refused
     /// without waiting on it); errors name the file, never its content.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes = crate::app::read_regular_file(path, 64 * 1024).map_err(|e| match e {
-            crate::app::ReadFileError::Io(e) => {
-                format!("cannot read the key file {}: {e}", path.display())
-            }
-            e => format!("the key file {} {e}", path.display()),
+    pub fn load(path: &Path) -> Result<Self, DkimError> {
+        let path_buf = || path.to_path_buf();
+        let bytes = crate::files::read_regular_file(path, 64 * 1024).map_err(|e| match e {
+            crate::files::ReadFileError::Io(source) => DkimError::Unreadable {
+                path: path_buf(),
+                source,
+            },
+            kind => DkimError::Refused {
+                path: path_buf(),
+                kind,
+            },
         })?;
         let text = SecretString::from(
-            String::from_utf8(bytes)
-                .map_err(|_| format!("{}: not a PEM private key (not text)", path.display()))?,
+            String::from_utf8(bytes).map_err(|_| DkimError::NotText { path: path_buf() })?,
         );
-        Self::from_pem(text.expose_secret()).map_err(|m| format!("{}: {m}", path.display()))
+        Self::from_pem(text.expose_secret()).map_err(|e| DkimError::InFile {
+            path: path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// A new key and its PKCS#8 PEM (the form written by `bulletin dkim keygen`).
-    pub fn generate(algorithm: Algorithm) -> Result<(Self, SecretString), String> {
+    pub fn generate(algorithm: Algorithm) -> Result<(Self, SecretString), DkimError> {
         match algorithm {
             Algorithm::Rsa => {
                 use rsa::pkcs8::EncodePrivateKey;
                 let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, MIN_RSA_BITS)
-                    .map_err(|e| format!("cannot make an RSA key: {e}"))?;
+                    .map_err(DkimError::Generate)?;
                 let pem = key
                     .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
-                    .map_err(|e| format!("cannot encode the key: {e}"))?;
+                    .map_err(|e| encode_error("key", e))?;
                 let pem = SecretString::from(pem.as_str());
                 Ok((Self::from_rsa(key)?, pem))
             }
@@ -171,7 +233,7 @@ impl DkimKey {
                 let key = ed25519_dalek::SigningKey::from_bytes(&seed);
                 let pem = key
                     .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-                    .map_err(|e| format!("cannot encode the key: {e}"))?;
+                    .map_err(|e| encode_error("key", e))?;
                 let pem = SecretString::from(pem.as_str());
                 Ok((Self::from_ed25519(&key), pem))
             }
@@ -213,17 +275,16 @@ impl DkimSettings {
     }
 
     /// lettre's signing configuration: relaxed/relaxed over [`SIGNED_HEADERS`].
-    pub fn signing_config(&self) -> Result<DkimConfig, String> {
+    pub fn signing_config(&self) -> Result<DkimConfig, DkimError> {
         let algorithm = match self.key.algorithm {
             Algorithm::Rsa => DkimSigningAlgorithm::Rsa,
             Algorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
         };
         let key =
             DkimSigningKey::new(self.key.signing.expose_secret(), algorithm).map_err(|_| {
-                format!(
-                    "{}: the key cannot be used to sign",
-                    self.private_key_file.display()
-                )
+                DkimError::CannotSign {
+                    path: self.private_key_file.clone(),
+                }
             })?;
         Ok(DkimConfig::new(
             self.selector.clone(),
@@ -259,15 +320,12 @@ pub fn dns_record(selector: &str, domain: &str, key: &DkimKey) -> String {
 
 /// A DNS name: dot-separated labels of letters, digits and hyphens (not at either end),
 /// each 1 to 63 characters, 253 in all.
-fn check_dns_name(name: &str, need_dot: bool) -> Result<(), String> {
+fn check_dns_name(name: &str, need_dot: bool) -> Result<(), DnsNameError> {
     if name.is_empty() || name.len() > 253 {
-        return Err("must be 1 to 253 characters".into());
+        return Err(DnsNameError::Length);
     }
     if need_dot && !name.contains('.') {
-        return Err(format!(
-            "`{}` is not a domain name (no dot)",
-            name.escape_default()
-        ));
+        return Err(DnsNameError::NoDot(name.escape_default().to_string()));
     }
     for label in name.split('.') {
         let ok = !label.is_empty()
@@ -278,20 +336,17 @@ fn check_dns_name(name: &str, need_dot: bool) -> Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!(
-                "`{}` is not a DNS name: labels of letters, digits and inner hyphens, 1 to 63 characters each",
-                name.escape_default()
-            ));
+            return Err(DnsNameError::BadLabel(name.escape_default().to_string()));
         }
     }
     Ok(())
 }
 
-pub fn check_domain(domain: &str) -> Result<(), String> {
+pub fn check_domain(domain: &str) -> Result<(), DnsNameError> {
     check_dns_name(domain, true)
 }
 
-pub fn check_selector(selector: &str) -> Result<(), String> {
+pub fn check_selector(selector: &str) -> Result<(), DnsNameError> {
     check_dns_name(selector, false)
 }
 
@@ -330,10 +385,10 @@ mod tests {
 
     #[test]
     fn garbage_and_small_keys_are_refused_without_quoting_them() {
-        let e = DkimKey::from_pem("hello secret").unwrap_err();
+        let e = DkimKey::from_pem("hello secret").unwrap_err().to_string();
         assert!(!e.contains("secret"), "{e}");
         let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
-        let e = DkimKey::from_rsa(small).unwrap_err();
+        let e = DkimKey::from_rsa(small).unwrap_err().to_string();
         assert!(e.contains("1024 bits"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::store::ImageData;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest image accepted in a record.
 pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -98,28 +98,61 @@ pub fn read_regular_file(path: &Path, limit: usize) -> Result<Vec<u8>, ReadFileE
     Ok(bytes)
 }
 
+impl std::error::Error for ReadFileError {}
+
+/// Why a record's image (or the WeChat cover) was refused; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{} is {size} bytes; the limit is {limit}", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: usize,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} {kind}", path.display())]
+    Refused { path: PathBuf, kind: ReadFileError },
+    #[error("{} is not a PNG, JPEG or GIF image", path.display())]
+    NotAnImage { path: PathBuf },
+    #[error("{}: cannot read image size: {source}", path.display())]
+    NoSize {
+        path: PathBuf,
+        source: imagesize::ImageError,
+    },
+}
+
 /// Reads an image, checks its size and type, and returns its bytes and facts.
-pub(crate) fn load_image(path: &Path) -> Result<ImageData, String> {
+pub(crate) fn load_image(path: &Path) -> Result<ImageData, ImageError> {
+    let path_buf = || path.to_path_buf();
     let bytes = read_regular_file(path, MAX_IMAGE_BYTES).map_err(|e| match e {
-        ReadFileError::TooLarge { size, limit } => {
-            format!("{} is {size} bytes; the limit is {limit}", path.display())
-        }
-        ReadFileError::Io(e) => format!("cannot read {}: {e}", path.display()),
-        e => format!("{} {e}", path.display()),
+        ReadFileError::TooLarge { size, limit } => ImageError::TooLarge {
+            path: path_buf(),
+            size,
+            limit,
+        },
+        ReadFileError::Io(source) => ImageError::Unreadable {
+            path: path_buf(),
+            source,
+        },
+        kind => ImageError::Refused {
+            path: path_buf(),
+            kind,
+        },
     })?;
     let content_type = match imagesize::image_type(&bytes) {
         Ok(imagesize::ImageType::Png) => "image/png",
         Ok(imagesize::ImageType::Jpeg) => "image/jpeg",
         Ok(imagesize::ImageType::Gif) => "image/gif",
-        _ => {
-            return Err(format!(
-                "{} is not a PNG, JPEG or GIF image",
-                path.display()
-            ))
-        }
+        _ => return Err(ImageError::NotAnImage { path: path_buf() }),
     };
-    let size = imagesize::blob_size(&bytes)
-        .map_err(|e| format!("{}: cannot read image size: {e}", path.display()))?;
+    let size = imagesize::blob_size(&bytes).map_err(|source| ImageError::NoSize {
+        path: path_buf(),
+        source,
+    })?;
     Ok(ImageData {
         file: path.display().to_string(),
         content_type: content_type.to_string(),

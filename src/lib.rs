@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon_lock;
+pub mod db_url;
 pub mod demo;
 pub mod dispatch;
 pub mod dkim;

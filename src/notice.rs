@@ -7,13 +7,14 @@
 use crate::clock::Clock;
 use crate::config::{Config, Publisher};
 use crate::domain::text::{check_block, check_line, normalize_newlines};
+use crate::domain::vocab::text_enum;
 use crate::domain::{ChannelKind, ListName};
 use crate::markdown;
 use crate::render::{tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK};
 use crate::scheduler::FAN_OUT_PAGE;
 use crate::store::{BulletinKind, NewBulletin, NoticeMeta, Store, StoreError, WechatQuotaCheck};
 use askama::Template;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -25,31 +26,10 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 10_000;
 const TEXT_WIDTH: usize = 72;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Urgent,
-}
-
-impl Severity {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "info" => Ok(Self::Info),
-            "urgent" => Ok(Self::Urgent),
-            o => Err(format!(
-                "unknown severity `{}` (expected info or urgent)",
-                o.escape_default()
-            )),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Urgent => "urgent",
-        }
-    }
-}
+text_enum!(
+    /// How pressing a notice is.
+    Severity("severity") { Info => "info", Urgent => "urgent" }
+);
 
 /// A bad notice request: which field, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +44,10 @@ pub enum NoticeError {
     Render(#[from] RenderError),
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> NoticeError {
+fn invalid(field: &str, message: impl std::fmt::Display) -> NoticeError {
     NoticeError::Invalid {
         field: field.into(),
-        message: message.into(),
+        message: message.to_string(),
     }
 }
 
@@ -126,7 +106,9 @@ impl NoticeRequest {
         check_line(title, MAX_TITLE_CHARS, true).map_err(|m| invalid("title", m))?;
         let body = normalize_newlines(body.trim());
         check_block(&body, MAX_BODY_CHARS, true).map_err(|m| invalid("body", m))?;
-        let severity = Severity::parse(severity).map_err(|m| invalid("severity", m))?;
+        let severity = severity
+            .parse::<Severity>()
+            .map_err(|m| invalid("severity", m))?;
         if lists.is_empty() {
             return Err(invalid("lists", "name at least one list"));
         }

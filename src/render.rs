@@ -7,6 +7,7 @@
 
 use crate::config::Publisher;
 use crate::domain::record::{SessionFormat, SessionRecord};
+pub use crate::domain::wechat::WechatArticle;
 use crate::markdown;
 use askama::Template;
 
@@ -343,16 +344,6 @@ pub const WECHAT_DIGEST_MAX: usize = crate::domain::record::WECHAT_DIGEST_MAX;
 /// `content` must stay under 20,000 characters (§6).
 pub const WECHAT_CONTENT_MAX: usize = 20_000;
 
-/// A WeChat article rendered once: inline styles only, no scripts, outside links as notes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WechatArticle {
-    pub title: String,
-    pub author: String,
-    pub digest: String,
-    /// The `content` fragment; images are `cid:` references until uploaded.
-    pub html: String,
-}
-
 #[derive(Template)]
 #[template(path = "wechat_article.html")]
 struct WechatHtml<'a> {
@@ -502,13 +493,31 @@ pub fn wechat_content_size(html: &str) -> usize {
     html.chars().count() - ref_chars + refs * WECHAT_IMAGE_URL_CHARS
 }
 
+/// An article over one of WeChat's limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WechatLimitError {
+    /// The title, author or digest is too long (or the title empty).
+    #[error("the article's {part} is {chars} characters; WeChat takes at most {max}")]
+    Part {
+        part: &'static str,
+        chars: usize,
+        max: usize,
+    },
+    /// The content is too large.
+    #[error(
+        "the article is {} characters; WeChat takes under {} (and under 1 MB)",
+        thousands(*chars),
+        thousands(WECHAT_CONTENT_MAX)
+    )]
+    Content { chars: usize },
+}
+
 /// The limits WeChat's draft/add enforces on an article (§4.1, §6), as this client
 /// applies them: title, author and digest lengths and the content size. The outbox
 /// (dry-run) backend refuses what the real API would.
-pub fn check_wechat_limits(a: &WechatArticle) -> Result<(), String> {
-    let over = |what: &str, n: usize, max: usize| {
-        format!("the article's {what} is {n} characters; WeChat takes at most {max}")
-    };
+pub fn check_wechat_limits(a: &WechatArticle) -> Result<(), WechatLimitError> {
+    let over =
+        |part: &'static str, chars: usize, max: usize| WechatLimitError::Part { part, chars, max };
     let n = a.title.chars().count();
     if n == 0 || n > WECHAT_TITLE_MAX {
         return Err(over("title", n, WECHAT_TITLE_MAX));
@@ -523,11 +532,7 @@ pub fn check_wechat_limits(a: &WechatArticle) -> Result<(), String> {
     }
     let n = wechat_content_size(&a.html);
     if n >= WECHAT_CONTENT_MAX || a.html.len() >= 1 << 20 {
-        return Err(format!(
-            "the article is {} characters; WeChat takes under {} (and under 1 MB)",
-            thousands(n),
-            thousands(WECHAT_CONTENT_MAX)
-        ));
+        return Err(WechatLimitError::Content { chars: n });
     }
     Ok(())
 }
@@ -566,21 +571,38 @@ pub fn wechat_article_size(
     Ok((wechat_content_size(&a.html), schedule))
 }
 
+/// Why a record cannot be approved.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// Its WeChat article is over WeChat's limit while a schedule sends over WeChat.
+    #[error(
+        "record `{record}` cannot be approved: its WeChat article is {} characters and WeChat takes under {} (schedule `{schedule}` sends over WeChat); shorten the record or split it",
+        thousands(*size),
+        thousands(WECHAT_CONTENT_MAX)
+    )]
+    ArticleTooLong {
+        record: String,
+        size: usize,
+        schedule: String,
+    },
+}
+
 /// The check before a record is approved (CLI and admin API): while a schedule sends
 /// over WeChat, its article must fit WeChat's limit. The error gives the size, the limit
 /// and the schedule.
 pub fn check_approvable(
     config: &crate::config::Config,
     record: &SessionRecord,
-) -> Result<(), String> {
-    let (size, schedule) = wechat_article_size(config, record).map_err(|e| e.to_string())?;
+) -> Result<(), ApprovalError> {
+    let (size, schedule) = wechat_article_size(config, record)?;
     match schedule {
-        Some(s) if size >= WECHAT_CONTENT_MAX => Err(format!(
-            "record `{}` cannot be approved: its WeChat article is {} characters and WeChat takes under {} (schedule `{s}` sends over WeChat); shorten the record or split it",
-            record.id,
-            thousands(size),
-            thousands(WECHAT_CONTENT_MAX)
-        )),
+        Some(schedule) if size >= WECHAT_CONTENT_MAX => Err(ApprovalError::ArticleTooLong {
+            record: record.id.to_string(),
+            size,
+            schedule,
+        }),
         _ => Ok(()),
     }
 }
@@ -674,7 +696,7 @@ mod tests {
         let long = |f: &dyn Fn(&mut WechatArticle)| {
             let mut a = ok.clone();
             f(&mut a);
-            check_wechat_limits(&a).unwrap_err()
+            check_wechat_limits(&a).unwrap_err().to_string()
         };
         assert!(long(&|a| a.title = "x".repeat(33)).contains("title is 33 characters"));
         assert!(long(&|a| a.digest = "x".repeat(121)).contains("digest is 121"));

@@ -1,12 +1,21 @@
 //! Logging setup: `tracing` to stderr, human-readable or JSON.
 
+use crate::domain::vocab::text_enum;
 use tracing_subscriber::EnvFilter;
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Plain,
-    Json,
+text_enum!(
+    /// Log line format (`--log-format`).
+    LogFormat("log format") { Plain => "plain", Json => "json" }
+);
+
+/// `--log-format` takes the same words.
+impl clap::ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 /// Installs the global subscriber; `RUST_LOG` overrides the default level.

@@ -141,7 +141,7 @@ impl ReturnPath {
         // The address with the longest token must be a valid address; braces or an @
         // left over make it invalid.
         let longest = rp.with_token(&"9".repeat(MAX_TOKEN_LEN));
-        crate::domain::EmailAddress::parse(&longest).map_err(invalid)?;
+        crate::domain::EmailAddress::parse(&longest).map_err(|e| invalid(e.to_string()))?;
         if rp.prefix.contains(['{', '}']) || rp.suffix.contains(['{', '}']) {
             return Err(invalid("it has braces besides `{token}`".into()));
         }

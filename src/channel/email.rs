@@ -4,7 +4,7 @@
 //! `[email.dkim]` is set. The bodies are encoded once per bulletin ([`EncodedBodies`]);
 //! per recipient only the headers and the unsubscribe link are.
 
-use super::smtp::SmtpPool;
+use super::smtp::{SmtpPool, TlsSetupError};
 use super::{Channel, Job, PreparedBulletin, Receipt, SendError};
 use crate::config::{EmailConfig, EmailTransport};
 use crate::domain::ChannelKind;
@@ -167,12 +167,26 @@ impl std::fmt::Debug for EmailChannel {
     }
 }
 
+/// Why the e-mail channel could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailSetupError {
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot create the outbox folder {}: {source}", dir.display())]
+    Outbox {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Dkim(#[from] crate::dkim::DkimError),
+}
+
 impl EmailChannel {
     pub fn new(
         cfg: &EmailConfig,
         signer: Arc<UnsubscribeSigner>,
         id_tag: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EmailSetupError> {
         let (mailer, connections, limiter) = match &cfg.transport {
             EmailTransport::Smtp(s) => {
                 let limiter = s.rate_per_second.map(|r| {
@@ -193,8 +207,9 @@ impl EmailChannel {
                 )
             }
             EmailTransport::Outbox(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    format!("cannot create the outbox folder {}: {e}", dir.display())
+                std::fs::create_dir_all(dir).map_err(|source| EmailSetupError::Outbox {
+                    dir: dir.clone(),
+                    source,
                 })?;
                 (Mailer::Outbox(AsyncFileTransport::new(dir)), 4, None)
             }

@@ -22,7 +22,7 @@ pub struct PreparedBulletin {
     pub text: String,
     /// (Content-ID, image) pairs for inline images.
     pub images: Vec<(String, ImageData)>,
-    pub wechat: Option<crate::render::WechatArticle>,
+    pub wechat: Option<crate::domain::WechatArticle>,
     /// The e-mail bodies, encoded once on first use and shared by every recipient.
     pub email_bodies: std::sync::OnceLock<std::sync::Arc<email::EncodedBodies>>,
 }

@@ -133,8 +133,49 @@ enum Step {
     EndOfData,
 }
 
-/// What a step got back instead of a positive reply: the server's error, or no answer.
-type StepError = (Step, Result<lettre::transport::smtp::Error, String>);
+/// What a step got back instead of a positive reply.
+#[derive(Debug)]
+enum Failure {
+    /// The server's error: a negative reply, or the connection failing.
+    Server(lettre::transport::smtp::Error),
+    /// No answer within this long.
+    NoAnswer(Duration),
+}
+
+/// A failed step and what it got back.
+type StepError = (Step, Failure);
+
+/// A command of the connection's set-up (STARTTLS, AUTH) that failed or got no answer.
+#[derive(Debug, thiserror::Error)]
+enum SetupStepError {
+    #[error("{step}: {message}")]
+    Failed { step: &'static str, message: String },
+    #[error("{step}: no answer within {} s", .timeout.as_secs())]
+    NoAnswer {
+        step: &'static str,
+        timeout: Duration,
+    },
+}
+
+/// The pool could not be set up.
+/// Why the pool's TLS could not be set up; names the relay host.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("TLS setup for {host}: {source}")]
+    Lettre {
+        host: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("TLS setup for {host}: {source}")]
+    Rustls {
+        host: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("TLS setup for {host}: `{host}` is not a valid server name")]
+    ServerName { host: String },
+}
 
 fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
     e.status().and_then(|c| c.to_string().parse().ok())
@@ -142,13 +183,16 @@ fn reply_code(e: &lettre::transport::smtp::Error) -> Option<i64> {
 
 /// Whether a failure came with no reply from the server (lost connection, timeout).
 fn without_reply(e: &StepError) -> bool {
-    e.1.as_ref().map_or(true, |e| e.status().is_none())
+    match &e.1 {
+        Failure::Server(e) => e.status().is_none(),
+        Failure::NoAnswer(_) => true,
+    }
 }
 
 /// Whether the server said it is closing the session (421, RFC 5321 §3.8): relays send it
 /// when a session has carried as many messages as they allow, or when shutting down.
 fn closing(e: &StepError) -> bool {
-    e.1.as_ref().is_ok_and(|e| reply_code(e) == Some(421))
+    matches!(&e.1, Failure::Server(e) if reply_code(e) == Some(421))
 }
 
 /// Whether an OS error is this machine running out of something (file descriptors,
@@ -315,23 +359,28 @@ struct ImplicitTls {
 }
 
 impl ImplicitTls {
-    fn new(host: &str, extra_roots: &[CertificateDer<'static>]) -> Result<Self, String> {
+    fn new(host: &str, extra_roots: &[CertificateDer<'static>]) -> Result<Self, TlsSetupError> {
+        let rustls_err = |source| TlsSetupError::Rustls {
+            host: host.to_string(),
+            source,
+        };
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
         for cert in extra_roots {
-            roots
-                .add(cert.clone())
-                .map_err(|e| format!("TLS setup for {host}: a trusted certificate: {e}"))?;
+            roots.add(cert.clone()).map_err(rustls_err)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup for {host}: {e}"))?
+            .map_err(rustls_err)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let server = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| format!("TLS setup for {host}: {e}"))?;
+        let server = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| {
+            TlsSetupError::ServerName {
+                host: host.to_string(),
+            }
+        })?;
         Ok(Self {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             server,
@@ -388,7 +437,7 @@ impl tokio::io::AsyncWrite for TlsTcp {
 }
 
 impl SmtpPool {
-    pub fn new(cfg: &SmtpConfig) -> Result<Self, String> {
+    pub fn new(cfg: &SmtpConfig) -> Result<Self, TlsSetupError> {
         Self::with_roots(cfg, &[])
     }
 
@@ -396,22 +445,21 @@ impl SmtpPool {
     pub fn with_roots(
         cfg: &SmtpConfig,
         extra_roots: &[CertificateDer<'static>],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TlsSetupError> {
+        let lettre_err = |source| TlsSetupError::Lettre {
+            host: cfg.host.clone(),
+            source,
+        };
         let starttls = match cfg.tls {
             TlsMode::StartTls => {
                 let mut b = TlsParameters::builder(cfg.host.clone());
                 for cert in extra_roots {
                     let cert =
                         lettre::transport::smtp::client::Certificate::from_der(cert.to_vec())
-                            .map_err(|e| {
-                                format!("TLS setup for {}: a trusted certificate: {e}", cfg.host)
-                            })?;
+                            .map_err(lettre_err)?;
                     b = b.add_root_certificate(cert);
                 }
-                Some(
-                    b.build()
-                        .map_err(|e| format!("TLS setup for {}: {e}", cfg.host))?,
-                )
+                Some(b.build().map_err(lettre_err)?)
             }
             TlsMode::None | TlsMode::Tls => None,
         };
@@ -504,16 +552,19 @@ impl SmtpPool {
 impl Relay {
     async fn bounded<T, E: std::fmt::Display>(
         &self,
-        step: &str,
+        step: &'static str,
         fut: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, SetupStepError> {
         match tokio::time::timeout(self.cfg.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{step}: {e}")),
-            Err(_) => Err(format!(
-                "{step}: no answer within {} s",
-                self.cfg.timeout.as_secs()
-            )),
+            Ok(Err(e)) => Err(SetupStepError::Failed {
+                step,
+                message: e.to_string(),
+            }),
+            Err(_) => Err(SetupStepError::NoAnswer {
+                step,
+                timeout: self.cfg.timeout,
+            }),
         }
     }
 
@@ -554,7 +605,7 @@ impl Relay {
             Some(tls) => Box::new(
                 self.bounded("TLS handshake", tls.connect(tcp))
                     .await
-                    .map_err(|m| fail(FailureKind::Transient, None, m))?,
+                    .map_err(|m| fail(FailureKind::Transient, None, m.to_string()))?,
             ),
             None => Box::new(tcp),
         };
@@ -594,7 +645,7 @@ impl Relay {
                 let params = self.starttls.clone().expect("TLS parameters for STARTTLS");
                 self.bounded("STARTTLS", c.starttls(params, &self.hello))
                     .await
-                    .map_err(|m| fail(FailureKind::Transient, None, m))?;
+                    .map_err(|m| fail(FailureKind::Transient, None, m.to_string()))?;
             }
             c
         };
@@ -784,8 +835,8 @@ impl Relay {
                     return Err(failed.expect("an earlier failure"));
                 }
                 Ok(_) => {}
-                Err((s, Ok(e))) if e.status().is_some() => {
-                    failed.get_or_insert((s, Ok(e)));
+                Err((s, Failure::Server(e))) if e.status().is_some() => {
+                    failed.get_or_insert((s, Failure::Server(e)));
                 }
                 Err(e) => return Err(e),
             }
@@ -911,11 +962,7 @@ impl Relay {
     }
 
     /// Reads a failure by step and reply (issue 5's classification).
-    fn classify(
-        &self,
-        step: Step,
-        err: Result<lettre::transport::smtp::Error, String>,
-    ) -> SendError {
+    fn classify(&self, step: Step, err: Failure) -> SendError {
         let what = match step {
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
@@ -923,8 +970,8 @@ impl Relay {
             Step::EndOfData => "end of data",
         };
         let (code, text, permanent) = match &err {
-            Ok(e) => (reply_code(e), super::error_chain(e), e.is_permanent()),
-            Err(m) => (None, m.clone(), false),
+            Failure::Server(e) => (reply_code(e), super::error_chain(e), e.is_permanent()),
+            Failure::NoAnswer(t) => (None, format!("no answer within {} s", t.as_secs()), false),
         };
         let mut e = SendError {
             kind: if permanent {
@@ -958,8 +1005,8 @@ type Reply = Result<Result<Response, lettre::transport::smtp::Error>, tokio::tim
 fn step(s: Step, t: Duration, r: Reply) -> Result<Response, StepError> {
     match r {
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err((s, Ok(e))),
-        Err(_) => Err((s, Err(format!("no answer within {} s", t.as_secs())))),
+        Ok(Err(e)) => Err((s, Failure::Server(e))),
+        Err(_) => Err((s, Failure::NoAnswer(t))),
     }
 }
 

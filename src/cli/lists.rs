@@ -309,4 +309,3 @@ async fn all(store: &dyn Store, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

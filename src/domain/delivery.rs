@@ -1,4 +1,5 @@
-//! Ledger vocabulary: channels, delivery states and record states, with their text forms.
+//! Ledger vocabulary: channels, delivery states, record states and what an expired lease
+//! means, with their text forms.
 
 use super::vocab::text_enum;
 
@@ -32,6 +33,16 @@ impl DeliveryStatus {
         )
     }
 }
+
+text_enum!(
+    /// What an expired `sending` lease means after a crash (`delivery.on_expired_lease`).
+    ExpiredLease("expired-lease policy") {
+        /// Send again (the recipient may get it twice; the row is marked ambiguous).
+        Resend => "resend",
+        /// Park the row as `held` for an operator to decide.
+        Hold => "hold",
+    }
+);
 
 text_enum!(
     /// The life cycle of a session record.

@@ -8,33 +8,43 @@ use std::fmt;
 #[serde(try_from = "String", into = "String")]
 pub struct EmailAddress(String);
 
+/// Why text is not an e-mail address (the text shown escaped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmailError {
+    #[error("e-mail address is empty")]
+    Empty,
+    #[error("e-mail address is {0} bytes long; the limit is 254")]
+    TooLong(usize),
+    #[error("`{0}` contains spaces or control characters")]
+    Spaces(String),
+    #[error("`{shown}` is not a valid e-mail address ({reason})")]
+    Invalid {
+        shown: String,
+        reason: lettre::address::AddressError,
+    },
+    #[error("`{0}` has no dot in its domain")]
+    NoDot(String),
+}
+
 impl EmailAddress {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
         let s = raw.trim();
         if s.is_empty() {
-            return Err("e-mail address is empty".into());
+            return Err(EmailError::Empty);
         }
         if s.len() > 254 {
-            return Err(format!(
-                "e-mail address is {} bytes long; the limit is 254",
-                s.len()
-            ));
+            return Err(EmailError::TooLong(s.len()));
         }
         if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!(
-                "`{}` contains spaces or control characters",
-                s.escape_default()
-            ));
+            return Err(EmailError::Spaces(s.escape_default().to_string()));
         }
         let lower = s.to_lowercase();
-        let addr: lettre::Address = lower.parse().map_err(|e| {
-            format!(
-                "`{}` is not a valid e-mail address ({e})",
-                s.escape_default()
-            )
+        let addr: lettre::Address = lower.parse().map_err(|reason| EmailError::Invalid {
+            shown: s.escape_default().to_string(),
+            reason,
         })?;
         if !addr.domain().contains('.') && addr.domain() != "localhost" {
-            return Err(format!("`{s}` has no dot in its domain"));
+            return Err(EmailError::NoDot(s.to_string()));
         }
         Ok(Self(lower))
     }
@@ -55,7 +65,7 @@ impl fmt::Display for EmailAddress {
 }
 
 impl TryFrom<String> for EmailAddress {
-    type Error = String;
+    type Error = EmailError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         Self::parse(&value)
     }

@@ -7,9 +7,11 @@ pub mod schedule;
 pub mod subscriber;
 pub mod text;
 pub mod vocab;
+pub mod wechat;
 
-pub use delivery::{ChannelKind, DeliveryStatus, RecordState};
+pub use delivery::{ChannelKind, DeliveryStatus, ExpiredLease, RecordState};
 pub use email::EmailAddress;
 pub use record::{RecordId, SessionRecord};
 pub use schedule::{Schedule, ScheduleMode};
 pub use subscriber::{ListName, SubscriberStatus};
+pub use wechat::WechatArticle;

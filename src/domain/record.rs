@@ -1,7 +1,8 @@
 //! Session records: parsed from TOML into a [`SessionRecord`] or refused whole with
 //! errors that say where (line, column, field) and what.
 
-use super::text::{self, check_block, check_line, line_col, normalize_newlines};
+use super::text::{self, check_block, check_line, line_col, normalize_newlines, TextError};
+use super::vocab::text_enum;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,7 +26,7 @@ pub const WECHAT_DIGEST_MAX: usize = 120;
 pub struct RecordId(String);
 
 impl RecordId {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, TextError> {
         text::check_slug(s, ID_MAX)?;
         Ok(Self(s.to_string()))
     }
@@ -41,8 +42,8 @@ impl fmt::Display for RecordId {
 }
 
 impl TryFrom<String> for RecordId {
-    type Error = String;
-    fn try_from(v: String) -> Result<Self, String> {
+    type Error = TextError;
+    fn try_from(v: String) -> Result<Self, TextError> {
         Self::parse(&v)
     }
 }
@@ -53,28 +54,14 @@ impl From<RecordId> for String {
     }
 }
 
-/// How the session was held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SessionFormat {
-    Online,
-    InPerson,
-    Hybrid,
-}
-
-impl SessionFormat {
-    fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "online" => Ok(Self::Online),
-            "in-person" => Ok(Self::InPerson),
-            "hybrid" => Ok(Self::Hybrid),
-            other => Err(format!(
-                "`{}` is not a format (expected online, in-person or hybrid)",
-                other.escape_default()
-            )),
-        }
+text_enum!(
+    /// How the session was held.
+    SessionFormat("session format") {
+        Online => "online",
+        InPerson => "in-person",
+        Hybrid => "hybrid",
     }
-}
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Organizers {
@@ -254,14 +241,14 @@ enum Kind {
 }
 
 impl Checker<'_> {
-    fn error_at(&mut self, span: std::ops::Range<usize>, field: &str, message: String) {
+    fn error_at(&mut self, span: std::ops::Range<usize>, field: &str, message: impl fmt::Display) {
         let (line, col) = line_col(self.source, span.start);
         self.errors.push(RecordError {
             file: self.file.to_string(),
             line: Some(line),
             column: Some(col),
             field: Some(field.to_string()),
-            message,
+            message: message.to_string(),
         });
     }
 
@@ -381,7 +368,7 @@ pub fn parse_record(
             None
         }
     };
-    let format = match SessionFormat::parse(raw.format.get_ref()) {
+    let format = match raw.format.get_ref().parse::<SessionFormat>() {
         Ok(f) => Some(f),
         Err(m) => {
             c.error_at(raw.format.span(), "format", m);
@@ -435,7 +422,7 @@ pub fn parse_record(
                 c.error_at(
                     im.file.span(),
                     &format!("{at}.file"),
-                    "must be a path inside the record's folder (no leading / and no ..)".into(),
+                    "must be a path inside the record's folder (no leading / and no ..)",
                 );
             }
             RecordImage {
@@ -554,16 +541,25 @@ pub fn held_on_warning(held_on: NaiveDate, today: NaiveDate) -> Option<String> {
     }
 }
 
-fn date_of(dt: &toml::value::Datetime) -> Result<NaiveDate, String> {
+/// Why `held_on` is not a usable date.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DateError {
+    #[error("`{0}` must be a date without a time (e.g. 2020-07-30)")]
+    NotADate(toml::value::Datetime),
+    #[error("`{0}` is not a date")]
+    Invalid(toml::value::Datetime),
+    #[error("year {0} is out of range (1900–2200)")]
+    YearOutOfRange(i32),
+}
+
+fn date_of(dt: &toml::value::Datetime) -> Result<NaiveDate, DateError> {
     let (Some(d), None, None) = (dt.date, dt.time, dt.offset) else {
-        return Err(format!(
-            "`{dt}` must be a date without a time (e.g. 2020-07-30)"
-        ));
+        return Err(DateError::NotADate(*dt));
     };
     let date = NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
-        .ok_or_else(|| format!("`{dt}` is not a date"))?;
+        .ok_or(DateError::Invalid(*dt))?;
     if !(1900..=2200).contains(&date.year()) {
-        return Err(format!("year {} is out of range (1900–2200)", date.year()));
+        return Err(DateError::YearOutOfRange(date.year()));
     }
     Ok(date)
 }
@@ -599,7 +595,8 @@ attendees = "All"
         assert_eq!(e.0[0].field.as_deref(), Some("format"));
         assert_eq!(e.0[0].line, Some(7));
         assert!(
-            e.to_string().starts_with("m.toml:7:10: format: `hybird`"),
+            e.to_string()
+                .starts_with("m.toml:7:10: format: unknown session format `hybird`"),
             "{e}"
         );
     }

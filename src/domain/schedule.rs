@@ -2,20 +2,58 @@
 //! and whether it sends one bulletin per record or one digest.
 
 use super::delivery::ChannelKind;
-use super::subscriber::ListName;
+use super::subscriber::{ListName, ListNameError};
+use super::text::TextError;
+use super::vocab::text_enum;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// How a firing turns records into bulletins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScheduleMode {
-    /// One bulletin per approved record.
-    PerRecord,
-    /// One bulletin holding every record approved since the last firing.
-    Digest,
+text_enum!(
+    /// How a firing turns records into bulletins.
+    ScheduleMode("schedule mode") {
+        /// One bulletin per approved record.
+        PerRecord => "per_record",
+        /// One bulletin holding every record approved since the last firing.
+        Digest => "digest",
+    }
+);
+
+/// A part of a schedule that is wrong; [`ScheduleError::field`] names the part.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("schedule name {0}")]
+    Name(TextError),
+    #[error(
+        "`{shown}` is not a cron expression: {reason} (six or seven fields: sec min hour day-of-month month day-of-week [year], e.g. \"0 0 9 * * Mon-Fri\")"
+    )]
+    Cron {
+        shown: String,
+        reason: cron::error::Error,
+    },
+    #[error("`{0}` is not an IANA time zone (e.g. Asia/Shanghai)")]
+    Timezone(String),
+    #[error("`{0}` never fires again")]
+    NeverFires(String),
+    #[error("a schedule must name at least one list")]
+    NoList,
+    #[error(transparent)]
+    List(ListNameError),
+    #[error("a schedule must name at least one channel")]
+    NoChannel,
+}
+
+impl ScheduleError {
+    /// The schedule's field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Name(_) => "name",
+            Self::Cron { .. } | Self::NeverFires(_) => "cron",
+            Self::Timezone(_) => "timezone",
+            Self::NoList | Self::List(_) => "lists",
+            Self::NoChannel => "channels",
+        }
+    }
 }
 
 /// A validated schedule.
@@ -39,42 +77,28 @@ impl Schedule {
         lists: &[String],
         mode: ScheduleMode,
         channels: &[ChannelKind],
-    ) -> Result<Self, (&'static str, String)> {
-        super::text::check_slug(name, 64).map_err(|m| ("name", format!("schedule name {m}")))?;
-        let cron = cron::Schedule::from_str(cron_text).map_err(|e| {
-            (
-                "cron",
-                format!(
-                    "`{}` is not a cron expression: {e} (six or seven fields: sec min hour day-of-month month day-of-week [year], e.g. \"0 0 9 * * Mon-Fri\")",
-                    cron_text.escape_default()
-                ),
-            )
+    ) -> Result<Self, ScheduleError> {
+        super::text::check_slug(name, 64).map_err(ScheduleError::Name)?;
+        let cron = cron::Schedule::from_str(cron_text).map_err(|reason| ScheduleError::Cron {
+            shown: cron_text.escape_default().to_string(),
+            reason,
         })?;
-        let tz: Tz = timezone.parse().map_err(|_| {
-            (
-                "timezone",
-                format!(
-                    "`{}` is not an IANA time zone (e.g. Asia/Shanghai)",
-                    timezone.escape_default()
-                ),
-            )
-        })?;
+        let tz: Tz = timezone
+            .parse()
+            .map_err(|_| ScheduleError::Timezone(timezone.escape_default().to_string()))?;
         if cron.upcoming(tz).next().is_none() {
-            return Err(("cron", format!("`{cron_text}` never fires again")));
+            return Err(ScheduleError::NeverFires(cron_text.to_string()));
         }
         if lists.is_empty() {
-            return Err(("lists", "a schedule must name at least one list".into()));
+            return Err(ScheduleError::NoList);
         }
         let lists = lists
             .iter()
             .map(|l| ListName::parse(l))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| ("lists", m))?;
+            .map_err(ScheduleError::List)?;
         if channels.is_empty() {
-            return Err((
-                "channels",
-                "a schedule must name at least one channel".into(),
-            ));
+            return Err(ScheduleError::NoChannel);
         }
         Ok(Self {
             name: name.to_string(),
@@ -116,7 +140,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn sched(cron: &str, tz: &str) -> Result<Schedule, (&'static str, String)> {
+    fn sched(cron: &str, tz: &str) -> Result<Schedule, ScheduleError> {
         Schedule::parse(
             "s",
             cron,
@@ -142,11 +166,16 @@ mod tests {
 
     #[test]
     fn bad_parts_are_named() {
-        assert_eq!(sched("0 0 9 * *", "UTC").unwrap_err().0, "cron");
+        assert_eq!(sched("0 0 9 * *", "UTC").unwrap_err().field(), "cron");
+        let e = sched("0 0 9 * * *", "Mars/Olympus").unwrap_err();
+        assert_eq!(e.field(), "timezone");
         assert_eq!(
-            sched("0 0 9 * * *", "Mars/Olympus").unwrap_err().0,
-            "timezone"
+            e.to_string(),
+            "`Mars/Olympus` is not an IANA time zone (e.g. Asia/Shanghai)"
         );
-        assert_eq!(sched("0 0 0 30 2 * 2020", "UTC").unwrap_err().0, "cron");
+        assert_eq!(
+            sched("0 0 0 30 2 * 2020", "UTC").unwrap_err().field(),
+            "cron"
+        );
     }
 }

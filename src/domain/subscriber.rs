@@ -1,7 +1,8 @@
 //! Mailing lists and subscribers: list names, subscriber states, and the CSV import format.
 
-use super::email::EmailAddress;
-use super::text;
+use super::email::{EmailAddress, EmailError};
+use super::text::{self, TextError};
+use super::vocab::{text_enum, UnknownValue};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Read;
@@ -11,9 +12,14 @@ use std::io::Read;
 #[serde(try_from = "String", into = "String")]
 pub struct ListName(String);
 
+/// Why text is not a list name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("list name {0}")]
+pub struct ListNameError(#[source] pub TextError);
+
 impl ListName {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        text::check_slug(s, 64).map_err(|m| format!("list name {m}"))?;
+    pub fn parse(s: &str) -> Result<Self, ListNameError> {
+        text::check_slug(s, 64).map_err(ListNameError)?;
         Ok(Self(s.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -28,8 +34,8 @@ impl fmt::Display for ListName {
 }
 
 impl TryFrom<String> for ListName {
-    type Error = String;
-    fn try_from(v: String) -> Result<Self, String> {
+    type Error = ListNameError;
+    fn try_from(v: String) -> Result<Self, ListNameError> {
         Self::parse(&v)
     }
 }
@@ -40,39 +46,19 @@ impl From<ListName> for String {
     }
 }
 
-/// A subscriber's standing on one list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubscriberStatus {
-    Active,
-    Unsubscribed,
-    Bounced,
-}
+text_enum!(
+    /// A subscriber's standing on one list.
+    SubscriberStatus("subscriber status") {
+        Active => "active",
+        Unsubscribed => "unsubscribed",
+        Bounced => "bounced",
+    }
+);
 
 impl SubscriberStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Unsubscribed => "unsubscribed",
-            Self::Bounced => "bounced",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "active" => Ok(Self::Active),
-            "unsubscribed" => Ok(Self::Unsubscribed),
-            "bounced" => Ok(Self::Bounced),
-            o => Err(format!(
-                "unknown subscriber status `{}`",
-                o.escape_default()
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SubscriberStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    /// The status a text names (as `str::parse`; the store and the CLI call it by name).
+    pub fn parse(s: &str) -> Result<Self, UnknownValue> {
+        s.parse()
     }
 }
 
@@ -84,13 +70,31 @@ pub struct NewSubscriber {
     pub language: Option<String>,
 }
 
+/// Why one subscriber's fields were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubscriberError {
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    #[error("name {0}")]
+    Name(TextError),
+    #[error("language `{shown}` is not a BCP 47 tag: {reason}")]
+    Language {
+        shown: String,
+        reason: language_tags::ParseError,
+    },
+}
+
 impl NewSubscriber {
     /// Validates the three fields of one subscriber.
-    pub fn parse(email: &str, name: Option<&str>, language: Option<&str>) -> Result<Self, String> {
+    pub fn parse(
+        email: &str,
+        name: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<Self, SubscriberError> {
         let email = EmailAddress::parse(email)?;
         let name = match name.map(str::trim).filter(|s| !s.is_empty()) {
             Some(n) => {
-                text::check_line(n, 200, false).map_err(|m| format!("name {m}"))?;
+                text::check_line(n, 200, false).map_err(SubscriberError::Name)?;
                 Some(n.to_string())
             }
             None => None,
@@ -98,8 +102,9 @@ impl NewSubscriber {
         let language = match language.map(str::trim).filter(|s| !s.is_empty()) {
             Some(l) => Some(
                 language_tags::LanguageTag::parse(l)
-                    .map_err(|e| {
-                        format!("language `{}` is not a BCP 47 tag: {e}", l.escape_default())
+                    .map_err(|reason| SubscriberError::Language {
+                        shown: l.escape_default().to_string(),
+                        reason,
                     })?
                     .to_string(),
             ),
@@ -124,6 +129,20 @@ impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}: {}", self.line, self.message)
     }
+}
+
+/// A CSV header that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvHeaderError {
+    #[error("line 1: cannot read the header: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("line 1: cannot read the header: {0}")]
+    Csv(#[source] csv::Error),
+    /// A column named twice (the name, escaped).
+    #[error("line 1: the column `{0}` appears twice")]
+    Duplicate(String),
+    #[error("line 1: the header has no `email` column")]
+    NoEmail,
 }
 
 /// Counts the quote characters read, so that a file ending inside a quoted field (cut
@@ -182,7 +201,7 @@ fn detect_delimiter(header: &[u8]) -> u8 {
 impl<R: Read> CsvSubscribers<R> {
     /// Reads the header; refuses a file without an `email` column. Columns other than
     /// email, name and language are ignored (see [`Self::ignored_columns`]).
-    pub fn new(mut input: R) -> Result<Self, String> {
+    pub fn new(mut input: R) -> Result<Self, CsvHeaderError> {
         // The header line, read a byte at a time (it is short) so that nothing after it
         // is consumed; it is then read again by the CSV reader.
         let mut head = Vec::new();
@@ -197,7 +216,7 @@ impl<R: Read> CsvSubscribers<R> {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("line 1: cannot read the header: {e}")),
+                Err(e) => return Err(CsvHeaderError::Io(e)),
             }
         }
         let delimiter = detect_delimiter(&head);
@@ -210,10 +229,7 @@ impl<R: Read> CsvSubscribers<R> {
                 quotes: 0,
                 ended: false,
             });
-        let headers = reader
-            .headers()
-            .map_err(|e| format!("line 1: cannot read the header: {e}"))?
-            .clone();
+        let headers = reader.headers().map_err(CsvHeaderError::Csv)?.clone();
         let mut email = None;
         let mut name = None;
         let mut language = None;
@@ -230,14 +246,11 @@ impl<R: Read> CsvSubscribers<R> {
                 }
             };
             if slot.is_some() {
-                return Err(format!(
-                    "line 1: the column `{}` appears twice",
-                    h.escape_default()
-                ));
+                return Err(CsvHeaderError::Duplicate(h.escape_default().to_string()));
             }
             *slot = Some(i);
         }
-        let email = email.ok_or("line 1: the header has no `email` column")?;
+        let email = email.ok_or(CsvHeaderError::NoEmail)?;
         Ok(Self {
             reader,
             email,
@@ -293,7 +306,10 @@ impl<R: Read> Iterator for CsvSubscribers<R> {
                         get(self.name),
                         get(self.language),
                     )
-                    .map_err(|message| RowError { line, message }),
+                    .map_err(|e| RowError {
+                        line,
+                        message: e.to_string(),
+                    }),
                 )
             }
         }
@@ -335,6 +351,7 @@ mod tests {
         assert!(CsvSubscribers::new("email,name,Email\n".as_bytes())
             .err()
             .unwrap()
+            .to_string()
             .contains("appears twice"));
         assert!(CsvSubscribers::new("email\n".as_bytes()).is_ok());
     }

@@ -4,23 +4,44 @@
 /// character; no input text may contain it.
 pub const RESERVED: char = '\u{E000}';
 
+/// What is wrong with a text field; the field's name is added by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be one line (contains a line break)")]
+    LineBreak,
+    #[error("contains control character U+{0:04X}")]
+    Control(u32),
+    #[error(
+        "contains the bidirectional control U+{0:04X}: it can make the line display in \
+         another order than it is written (e.g. a subject reading as \"exe.jpg\")"
+    )]
+    Bidi(u32),
+    #[error("contains the reserved character U+E000")]
+    Reserved,
+    #[error("is {len} characters long; the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    /// A slug with other characters (the value, escaped).
+    #[error("`{0}` may only contain a-z, 0-9 and '-'")]
+    NotSlug(String),
+    #[error("must start with a letter or digit")]
+    LeadingHyphen,
+}
+
 /// Checks a single-line field; returns the problem in words.
-pub fn check_line(value: &str, max_chars: usize, required: bool) -> Result<(), String> {
+pub fn check_line(value: &str, max_chars: usize, required: bool) -> Result<(), TextError> {
     if required && value.trim().is_empty() {
-        return Err("must not be empty".into());
+        return Err(TextError::Empty);
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(match c {
-            '\r' | '\n' => "must be one line (contains a line break)".into(),
-            _ => format!("contains control character U+{:04X}", c as u32),
+            '\r' | '\n' => TextError::LineBreak,
+            _ => TextError::Control(c as u32),
         });
     }
     if let Some(c) = value.chars().find(|c| is_bidi_control(*c)) {
-        return Err(format!(
-            "contains the bidirectional control U+{:04X}: it can make the line display in \
-             another order than it is written (e.g. a subject reading as \"exe.jpg\")",
-            c as u32
-        ));
+        return Err(TextError::Bidi(c as u32));
     }
     check_common(value, max_chars)
 }
@@ -31,26 +52,29 @@ pub fn is_bidi_control(c: char) -> bool {
 }
 
 /// Checks a multi-line (Markdown) field.
-pub fn check_block(value: &str, max_chars: usize, required: bool) -> Result<(), String> {
+pub fn check_block(value: &str, max_chars: usize, required: bool) -> Result<(), TextError> {
     if required && value.trim().is_empty() {
-        return Err("must not be empty".into());
+        return Err(TextError::Empty);
     }
     if let Some(c) = value
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
-        return Err(format!("contains control character U+{:04X}", c as u32));
+        return Err(TextError::Control(c as u32));
     }
     check_common(value, max_chars)
 }
 
-fn check_common(value: &str, max_chars: usize) -> Result<(), String> {
+fn check_common(value: &str, max_chars: usize) -> Result<(), TextError> {
     if value.contains(RESERVED) {
-        return Err("contains the reserved character U+E000".into());
+        return Err(TextError::Reserved);
     }
     let n = value.chars().count();
     if n > max_chars {
-        return Err(format!("is {n} characters long; the limit is {max_chars}"));
+        return Err(TextError::TooLong {
+            len: n,
+            max: max_chars,
+        });
     }
     Ok(())
 }
@@ -77,27 +101,24 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Checks that `value` is a slug: 1..=max chars of a-z, 0-9 and '-', starting with a letter or digit.
-pub fn check_slug(value: &str, max: usize) -> Result<(), String> {
+pub fn check_slug(value: &str, max: usize) -> Result<(), TextError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(TextError::Empty);
     }
     if value.len() > max {
-        return Err(format!(
-            "is {} characters long; the limit is {max}",
-            value.len()
-        ));
+        return Err(TextError::TooLong {
+            len: value.len(),
+            max,
+        });
     }
     if !value
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        return Err(format!(
-            "`{}` may only contain a-z, 0-9 and '-'",
-            value.escape_default()
-        ));
+        return Err(TextError::NotSlug(value.escape_default().to_string()));
     }
     if value.starts_with('-') {
-        return Err("must start with a letter or digit".into());
+        return Err(TextError::LeadingHyphen);
     }
     Ok(())
 }
@@ -109,13 +130,10 @@ mod tests {
     #[test]
     fn line_checks() {
         assert!(check_line("ok", 10, true).is_ok());
-        assert!(check_line("", 10, true).unwrap_err().contains("empty"));
-        assert!(check_line("a\r\nBcc: x", 100, true)
-            .unwrap_err()
-            .contains("one line"));
-        assert!(check_line("ab", 1, true)
-            .unwrap_err()
-            .contains("limit is 1"));
+        let message = |r: Result<(), TextError>| r.unwrap_err().to_string();
+        assert!(message(check_line("", 10, true)).contains("empty"));
+        assert!(message(check_line("a\r\nBcc: x", 100, true)).contains("one line"));
+        assert!(message(check_line("ab", 1, true)).contains("limit is 1"));
         assert!(check_line("a\u{E000}", 10, true).is_err());
         assert!(check_block("a\nb", 10, true).is_ok());
         assert!(check_block("a\u{7}b", 10, true).is_err());
@@ -124,7 +142,9 @@ mod tests {
     #[test]
     fn bidi_controls_are_refused_in_one_line_fields() {
         for c in ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}'] {
-            let e = check_line(&format!("report{c}gpj.exe"), 100, true).unwrap_err();
+            let e = check_line(&format!("report{c}gpj.exe"), 100, true)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(&format!("U+{:04X}", c as u32)), "{e}");
         }
         for c in ['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'] {
@@ -145,7 +165,10 @@ mod tests {
     #[test]
     fn slugs() {
         assert!(check_slug("lmc-2020-s2", 80).is_ok());
-        assert!(check_slug("Bad", 80).is_err());
+        assert_eq!(
+            check_slug("Bad", 80).unwrap_err().to_string(),
+            "`Bad` may only contain a-z, 0-9 and '-'"
+        );
         assert!(check_slug("-x", 80).is_err());
         assert!(check_slug("", 80).is_err());
     }

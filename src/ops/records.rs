@@ -167,7 +167,7 @@ impl Ops {
                         .get(i)
                         .map(|s| crate::domain::text::line_col(&source, s.start).1),
                     field: Some(format!("images[{}].file", i + 1)),
-                    message,
+                    message: message.to_string(),
                 }),
             }
         }
@@ -433,7 +433,7 @@ async fn check_approvable(ops: &Ops, r: &StoredRecord) -> Result<()> {
     }
     crate::render::check_approvable(&ops.config, &r.record).map_err(|message| OpsError::Refused {
         why: Refusal::ArticleTooLong,
-        message,
+        message: message.to_string(),
     })
 }
 

@@ -8,11 +8,12 @@ mod health;
 mod postgres;
 mod sqlite;
 
+pub use crate::db_url::is_postgres_url;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use crate::config::ExpiredLease;
 use crate::domain::subscriber::{NewSubscriber, SubscriberStatus};
+use crate::domain::ExpiredLease;
 use crate::domain::{ChannelKind, DeliveryStatus, ListName, RecordState, SessionRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -135,7 +136,7 @@ pub struct NewBulletin {
     pub priority: i64,
     pub record_ids: Vec<String>,
     /// The WeChat article, when the bulletin goes to WeChat too.
-    pub wechat: Option<crate::render::WechatArticle>,
+    pub wechat: Option<crate::domain::WechatArticle>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,7 +172,7 @@ pub struct StoredBulletin {
     pub channels: Vec<String>,
     pub state: String,
     pub created_at: DateTime<Utc>,
-    pub wechat: Option<crate::render::WechatArticle>,
+    pub wechat: Option<crate::domain::WechatArticle>,
 }
 
 /// Where a WeChat delivery stands: each step's result, stored as it arrives so a
@@ -746,15 +747,10 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// Only `serve`, `demo` and `store init` create a store; every other command calls this
 /// first, so a mistyped `store.url` is an error rather than a new empty store.
 pub fn require_existing(url: &str) -> Result<()> {
-    match crate::config::sqlite_path(url) {
+    match crate::db_url::sqlite_path(url) {
         Some(path) if !path.exists() => Err(sqlite::missing(&path)),
         _ => Ok(()),
     }
-}
-
-/// Whether a store URL names PostgreSQL.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Opens the store named by a URL, with the PostgreSQL password (used when the URL has
@@ -763,11 +759,11 @@ pub async fn open_with_password(url: &str, password: Option<&str>) -> Result<Arc
     if is_postgres_url(url) {
         return Ok(Arc::new(PostgresStore::connect(url, password).await?));
     }
-    match crate::config::sqlite_path(url) {
+    match crate::db_url::sqlite_path(url) {
         Some(path) => Ok(Arc::new(SqliteStore::open(&path).await?)),
         None => Err(StoreError::Refused(format!(
             "unsupported store URL `{}`: use sqlite://PATH or postgres://USER@HOST/DB",
-            crate::config::redact_url(url)
+            crate::db_url::redact_url(url)
         ))),
     }
 }
@@ -775,16 +771,16 @@ pub async fn open_with_password(url: &str, password: Option<&str>) -> Result<Arc
 /// Copies a SQLite store (`from`, a sqlite:// URL) into an empty PostgreSQL one (`to`),
 /// running the target's migrations first.
 pub async fn copy(from: &str, to: &str, password: Option<&str>) -> Result<copy::CopyReport> {
-    let Some(path) = crate::config::sqlite_path(from) else {
+    let Some(path) = crate::db_url::sqlite_path(from) else {
         return Err(StoreError::Refused(format!(
             "--from `{}` must be a sqlite:// URL",
-            crate::config::redact_url(from)
+            crate::db_url::redact_url(from)
         )));
     };
     if !is_postgres_url(to) {
         return Err(StoreError::Refused(format!(
             "--to `{}` must be a postgres:// URL",
-            crate::config::redact_url(to)
+            crate::db_url::redact_url(to)
         )));
     }
     if !path.exists() {

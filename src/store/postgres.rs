@@ -155,7 +155,7 @@ impl PostgresStore {
     /// `pg_advisory_lock` on a key derived from the database name while it runs, so
     /// instances starting together apply each migration once.
     pub async fn connect(url: &str, password: Option<&str>) -> Result<Self> {
-        let shown = crate::config::redact_url(url);
+        let shown = crate::db_url::redact_url(url);
         let mut opts = PgConnectOptions::from_str(url).map_err(|e| {
             StoreError::Refused(format!(
                 "store.url `{shown}` is not a PostgreSQL URL: {}",
@@ -749,7 +749,7 @@ impl Store for PostgresStore {
                     name: r.get("name"),
                     language: r.get("language"),
                     status: SubscriberStatus::parse(r.get("status"))
-                        .map_err(StoreError::Corrupt)?,
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     status_changed_at: from_millis(r.get("status_changed_at")),
                 })
             })
@@ -1732,7 +1732,8 @@ impl Store for PostgresStore {
             Ok(SubscriptionRef {
                 list: r.get("name"),
                 email: r.get("email"),
-                status: SubscriberStatus::parse(r.get("status")).map_err(StoreError::Corrupt)?,
+                status: SubscriberStatus::parse(r.get("status"))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             })
         })
         .transpose()

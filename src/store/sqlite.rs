@@ -916,7 +916,7 @@ impl Store for SqliteStore {
                     name: r.get("name"),
                     language: r.get("language"),
                     status: SubscriberStatus::parse(r.get("status"))
-                        .map_err(StoreError::Corrupt)?,
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     status_changed_at: from_millis(r.get("status_changed_at")),
                 })
             })
@@ -1793,7 +1793,8 @@ impl Store for SqliteStore {
             Ok(SubscriptionRef {
                 list: r.get("name"),
                 email: r.get("email"),
-                status: SubscriberStatus::parse(r.get("status")).map_err(StoreError::Corrupt)?,
+                status: SubscriberStatus::parse(r.get("status"))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             })
         })
         .transpose()

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 const RECORDS: &[(&str, &str)] = &[
     (
         "bad-format.toml",
-        ":6:10: format: `telepathy` is not a format",
+        ":6:10: format: unknown session format `telepathy` (expected one of: online, in-person, hybrid)",
     ),
     (
         "bad-id.toml",
@@ -100,13 +100,14 @@ const CONFIGS: &[(&str, &str)] = &[
     ("header-injection-from.toml", ":7:1: email.from: `LMEC Bulletin <bulletin@example.org>\\r\\nBcc: everyone@example.org` is not a mailbox"),
     ("invalid-utf8.toml", ":5:52: the file is not valid UTF-8"),
     ("messages-per-connection-zero.toml", ":10:1: email.smtp.messages_per_connection: must be at least 1 (leave it out for no limit)"),
-    ("port-out-of-range.toml", ":12:8: invalid value: integer `70000`, expected u16"),
+    ("port-out-of-range.toml", ":12:8: email.smtp.port: invalid value: integer `70000`, expected u16"),
     ("truncated.toml", ":10:7: unclosed table"),
-    ("unknown-key.toml", ":14:1: unknown field `retries`"),
+    ("unknown-key.toml", ":14:1: email.smtp.retries: unknown field `retries`"),
+    ("unknown-tls-mode.toml", ":13:7: email.smtp.tls: unknown variant `ssl`, expected one of `none`, `starttls`, `tls`"),
     ("unsubscribe-url-not-http.toml", ":15:1: unsubscribe.base_url: `javascript:alert(1)` must start with http:// or https://"),
     ("unsubscribe-url-query.toml", ":15:1: unsubscribe.base_url: `https://news.example.org/?list=partners` must not have a query (?) or fragment (#)"),
     ("unknown-time-zone.toml", ":18:1: schedules[1].timezone: `Mars/Olympus_Mons` is not an IANA time zone"),
-    ("wrong-type-port.toml", ":12:8: invalid type: string \"twenty-five\", expected u16"),
+    ("wrong-type-port.toml", ":12:8: email.smtp.port: invalid type: string \"twenty-five\", expected u16"),
 ];
 
 /// CSV files: `lists import partners FILE` reports `FILE` followed by this; no row is added.

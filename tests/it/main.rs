@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod architecture;
 mod bounces;
 mod cli;
 mod dashboard;

@@ -63,7 +63,9 @@ async fn bad_records_are_refused_whole_with_file_line_and_field() {
 
     let e = refused(&t, "format.toml", &good.replace("in-person", "virtual")).await;
     assert!(
-        e.contains("format.toml:6:10: format: `virtual` is not a format"),
+        e.contains(
+            "format.toml:6:10: format: unknown session format `virtual` (expected one of: online, in-person, hybrid)"
+        ),
         "{e}"
     );
 

@@ -12,7 +12,7 @@ fn roles_parse_and_name_the_bad_one() {
     let s = Roles::parse("sender").unwrap();
     assert!(s.sender && !s.scheduler && !s.admin);
     assert_eq!(s.to_string(), "sender");
-    let e = Roles::parse("sender,mailer").unwrap_err();
+    let e = Roles::parse("sender,mailer").unwrap_err().to_string();
     assert!(e.contains("mailer"), "{e}");
     assert!(Roles::parse("").is_err());
 }

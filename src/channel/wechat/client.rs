@@ -18,6 +18,11 @@ const TOKEN_ERRORS: [i64; 3] = [40001, 40014, 42001];
 /// The least time between two forced token refreshes (§2.2: at least 30 s apart).
 const FORCE_SPACING: Duration = Duration::from_secs(30);
 
+/// The HTTP client could not be set up (TLS backend, system configuration).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientBuildError(#[source] reqwest::Error);
+
 /// A failed WeChat call.
 #[derive(Debug, Clone)]
 pub enum WechatApiError {
@@ -217,12 +222,12 @@ impl WechatClient {
         secret: SecretString,
         timeout: Duration,
         shared: Option<std::sync::Arc<dyn crate::store::Store>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientBuildError)?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),

@@ -15,15 +15,30 @@ use super::{Channel, Job, Receipt, SendError};
 use crate::clock::Clock;
 use crate::config::{WechatConfig, WechatMode};
 use crate::domain::ChannelKind;
-use crate::render::{WechatArticle, WECHAT_CONTENT_MAX};
+use crate::domain::WechatArticle;
+use crate::render::WECHAT_CONTENT_MAX;
 use crate::store::{ImageData, Store, WechatJob, WechatMedia};
 use async_trait::async_trait;
-use client::{id_string, WechatApiError, WechatClient};
+use client::{id_string, ClientBuildError, WechatApiError, WechatClient};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why the WeChat channel could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WechatSetupError {
+    #[error("cannot create the WeChat outbox {}: {source}", dir.display())]
+    Outbox {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    #[error("wechat: no AppSecret configured")]
+    NoSecret,
+}
 
 /// The ledger recipient of an account-wide WeChat delivery.
 pub fn account_recipient(appid: &str) -> String {
@@ -216,11 +231,12 @@ impl WechatChannel {
         clock: Arc<dyn Clock>,
         cover: ImageData,
         id_tag: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WechatSetupError> {
         let backend = match (&cfg.outbox_dir, &cfg.secret) {
             (Some(dir), _) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    format!("cannot create the WeChat outbox {}: {e}", dir.display())
+                std::fs::create_dir_all(dir).map_err(|source| WechatSetupError::Outbox {
+                    dir: dir.clone(),
+                    source,
                 })?;
                 Backend::Outbox(dir.clone())
             }
@@ -231,7 +247,7 @@ impl WechatChannel {
                 cfg.timeout,
                 Some(store.clone()),
             )?),
-            (None, None) => return Err("wechat: no AppSecret configured".into()),
+            (None, None) => return Err(WechatSetupError::NoSecret),
         };
         Ok(Self {
             cfg: cfg.clone(),
@@ -1048,7 +1064,8 @@ impl WechatChannel {
             .ok_or_else(|| SendError::permanent("the bulletin has no WeChat article"))?;
         if b.kind != "notice" {
             // What draft/add would refuse is a failure here too, not `sent`.
-            crate::render::check_wechat_limits(article).map_err(SendError::permanent)?;
+            crate::render::check_wechat_limits(article)
+                .map_err(|e| SendError::permanent(e.to_string()))?;
         }
         let folder = dir.join(format!("bulletin-{}", b.id));
         let io = |e: std::io::Error| {
