@@ -17,7 +17,8 @@ fire`, the scheduler's work) and sent by 1 and by 3 `serve --once --roles sender
 instances started together on one database (pool 4 each), with the CPU of bulletin and
 of the server's backends for that database; then the time of one 500-row claim with
 10,000, 100,000 and 1,000,000 rows queued (1,000,000 only without --quick), taken by the
-ignored test `pg_scale::claim_figures` in a release build: it is the claim's one timing
+ignored test `pg_scale::claim_figures` in a release build (under --quick the debug build
+the test suite shares, so CI compiles nothing more): it is the claim's one timing
 harness (with the statement it replaced beside it), so the bench runs it rather than a
 copy. Each PostgreSQL run creates its own database and drops it.
 Usage: tests/bench/run [--quick] [--store sqlite|postgres|both] [--out FILE] [-n N]
@@ -327,12 +328,16 @@ def bench_postgres(work, port, admin, instances, n):
 CLAIM_LINE = re.compile(r"claim of 500 with\s+(\d+) queued:\s+([\d.]+) ms \(median of 7; before:\s+([\d.]+) ms\)")
 
 
-def claim_figures(sizes):
+def claim_figures(sizes, release):
     """[(rows queued, ms of one 500-row claim, ms of the statement it replaced)] from the
-    ignored test pg_scale::claim_figures, built in release (the first time, a while)."""
-    print("claim figures: cargo test --release --test it pg_scale::claim_figures (building first)", file=sys.stderr)
+    ignored test pg_scale::claim_figures, built in release (the first time, a while) or,
+    for --quick, in the debug build the test suite uses anyway (CI builds nothing more;
+    those figures only show the path works)."""
+    profile = ["--release"] if release else []
+    print(f"claim figures: cargo test {' '.join(profile)} --test it pg_scale::claim_figures (building first)",
+          file=sys.stderr)
     env = dict(os.environ, BULLETIN_CLAIM_SIZES=",".join(map(str, sizes)))
-    r = subprocess.run(["cargo", "test", "--release", "--quiet", "--test", "it", "pg_scale::claim_figures",
+    r = subprocess.run(["cargo", "test", *profile, "--quiet", "--test", "it", "pg_scale::claim_figures",
                         "--", "--ignored", "--exact", "--nocapture"], cwd=ROOT, capture_output=True, text=True, env=env)
     rows = [(int(q), float(new), float(old)) for q, new, old in CLAIM_LINE.findall(r.stdout + r.stderr)]
     if r.returncode != 0 or [q for q, _, _ in rows] != sizes:
@@ -552,12 +557,13 @@ def main():
                 p(f"| {how} | {statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f}) |")
         if postgres and claim_sizes:
             p()
+            build = "a debug build (--quick: not figures to read)" if a.quick else "a release build"
             p("PostgreSQL claim: one claim of 500 rows with this many queued (median of 7, by")
-            p("`pg_scale::claim_figures`), and the single statement it replaced (rolled back).")
+            p(f"`pg_scale::claim_figures` in {build}), and the single statement it replaced (rolled back).")
             p()
             p("| rows queued | claim ms | replaced statement ms |")
             p("|---|---|---|")
-            for queued, new, old in claim_figures(claim_sizes):
+            for queued, new, old in claim_figures(claim_sizes, release=not a.quick):
                 p(f"| {queued} | {new:.2f} | {old:.2f} |")
         text = "\n".join(lines)
         print(text)
