@@ -353,7 +353,7 @@ def stores(choice):
     if admin is None:
         if choice is not None:
             raise SystemExit(f"--store {choice}: PostgreSQL does not answer ({why})")
-        print(f"PostgreSQL does not answer on 127.0.0.1:5432 ({why}): SQLite only "
+        print(f"PostgreSQL does not answer ({why}): SQLite only "
               "(--store postgres or both to insist)", file=sys.stderr)
         return True, False, None
     if choice is None:
@@ -557,9 +557,10 @@ def main():
                 p(f"| {how} | {statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f}) |")
         if postgres and claim_sizes:
             p()
-            build = "a debug build (--quick: not figures to read)" if a.quick else "a release build"
+            build = "debug build under --quick: not figures to read" if a.quick else "release build"
             p("PostgreSQL claim: one claim of 500 rows with this many queued (median of 7, by")
-            p(f"`pg_scale::claim_figures` in {build}), and the single statement it replaced (rolled back).")
+            p(f"`pg_scale::claim_figures`, {build}), and the single statement it replaced")
+            p("(rolled back).")
             p()
             p("| rows queued | claim ms | replaced statement ms |")
             p("|---|---|---|")
