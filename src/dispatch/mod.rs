@@ -1,6 +1,10 @@
 //! The dispatcher: claim due ledger rows (committed as `sending` under a lease before any
 //! network call), deliver them through their channel, record each outcome, and schedule
 //! retries with exponential backoff and jitter. It never holds a transaction across a send.
+//! A pass over a batch is `pass::Pass`; the rules it applies are in `policy`.
+
+mod pass;
+mod policy;
 
 use crate::channel::{Channel, Job, PreparedBulletin, SendError};
 use crate::clock::Clock;
@@ -10,10 +14,11 @@ use crate::metrics::Metrics;
 use crate::render::image_cid;
 use crate::store::{Claimed, Outcome, OutcomeKind, Store, StoreError};
 use chrono::{DateTime, Utc};
-use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use pass::Pass;
+use policy::{RetryRules, StormRule, Tries};
 use rand::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -37,50 +42,16 @@ impl PassReport {
         self.failed += o.failed;
         self.suppressed += o.suppressed;
     }
-}
 
-/// An outcome waiting for the ledger, with what the steps after its commit need.
-struct Recorded {
-    outcome: Outcome,
-    channel: ChannelKind,
-    recipient: String,
-}
-
-/// How long an outcome may wait for others to be written with it.
-const GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Store work of a pass, run one at a time beside the sends.
-enum DbJob {
-    Record(Vec<Recorded>),
-    Pause(i64),
-    /// Hands these claimed, unstarted rows back (then, with `urgent > 0`, claims up to
-    /// that many urgent rows, which go first).
-    ClaimUrgent {
-        release: Vec<Claimed>,
-        urgent: u32,
-    },
-    /// The next batch (this many rows), claimed while the rest of this one sends.
-    Refill(u32),
-    /// Which of these bulletins stopped `sending` (paused by an operator or another
-    /// process, or done).
-    Watch(Vec<i64>),
-    /// Hands claimed rows whose send never started back.
-    Release(Vec<Claimed>),
-}
-
-enum DbDone {
-    Recorded,
-    Paused,
-    /// Urgent rows: they go first.
-    Claimed(Vec<Claimed>),
-    /// The next batch: it goes last.
-    Refilled(Vec<Claimed>),
-    /// Of the bulletins watched, those no longer sending.
-    Stopped {
-        watched: Vec<i64>,
-        stopped: Vec<i64>,
-    },
-    Released,
+    /// Counts one outcome.
+    fn count(&mut self, result: OutcomeKind) {
+        match result {
+            OutcomeKind::Sent => self.sent += 1,
+            OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => self.retrying += 1,
+            OutcomeKind::Failed | OutcomeKind::Unconfirmed => self.failed += 1,
+            OutcomeKind::Suppressed => self.suppressed += 1,
+        }
+    }
 }
 
 /// What became of one claimed row in a pass.
@@ -148,9 +119,7 @@ impl Dispatcher {
         channel: ChannelKind,
         (attempts, failures): (u32, u32),
     ) -> bool {
-        if attempts < self.config.storm_min_attempts
-            || f64::from(failures) < self.config.storm_failure_share * f64::from(attempts)
-        {
+        if !StormRule::from(&self.config).is_storm((attempts, failures)) {
             return false;
         }
         if !self.stormed.lock().expect("storm lock").insert(bulletin) {
@@ -213,12 +182,11 @@ impl Dispatcher {
     /// could not send that many within half the lease (claims would expire while their
     /// rows wait, and be claimed and sent again).
     fn claim_size(&self) -> u32 {
-        let lease = self.config.lease.as_secs_f64();
-        self.channels
-            .values()
-            .filter_map(|c| c.max_rate())
-            .map(|rate| (rate * lease / 2.0).floor().max(1.0) as u32)
-            .fold(self.config.batch_size.max(1), u32::min)
+        policy::claim_size(
+            self.config.batch_size,
+            self.config.lease,
+            self.channels.values().filter_map(|c| c.max_rate()),
+        )
     }
 
     /// Loads a bulletin's snapshot and images once, then serves it from memory.
@@ -255,49 +223,16 @@ impl Dispatcher {
         Ok(p)
     }
 
+    /// Retry, wait or fail after a failed attempt (see `RetryRules::after_failure`), the
+    /// retry's place within its backoff drawn at random.
     fn retry_or_fail(&self, c: &Claimed, err: &SendError, now: DateTime<Utc>) -> OutcomeKind {
-        let kind = self.retry_or_fail_plain(c, err, now);
-        // A message that may have been delivered (no final reply) is sent again at most
-        // `max_unconfirmed_resends` times, and never ends `failed`: it may be in the
-        // mailbox, and `retry` of failed rows would send yet another copy.
-        if err.maybe_delivered
-            && err.kind != crate::channel::FailureKind::Pending
-            && (kind == OutcomeKind::Failed || c.unconfirmed >= self.config.max_unconfirmed_resends)
-        {
-            return OutcomeKind::Unconfirmed;
-        }
-        kind
-    }
-
-    fn retry_or_fail_plain(&self, c: &Claimed, err: &SendError, now: DateTime<Utc>) -> OutcomeKind {
-        if err.is_permanent() {
-            return OutcomeKind::Failed;
-        }
-        if err.kind == crate::channel::FailureKind::Pending {
-            let after = err.retry_after.unwrap_or(self.config.retry_base);
-            return OutcomeKind::Wait {
-                at: now
-                    + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::seconds(60)),
-            };
-        }
-        let attempts = c.attempts + 1;
-        if attempts >= self.config.max_attempts {
-            return OutcomeKind::Failed;
-        }
-        let base = self.config.retry_base.as_secs_f64();
-        let max = self.config.retry_max.as_secs_f64();
-        let full = (base * 2f64.powi(attempts as i32 - 1)).min(max);
-        // Jitter: anywhere in [full/2, full], so a burst of failures does not retry in step.
-        let delay = full / 2.0 + rand::rng().random_range(0.0..=full / 2.0);
-        let delay = delay.max(err.retry_after.map_or(0.0, |d| d.as_secs_f64()));
-        let at = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
-        let deadline = c.created_at
-            + chrono::Duration::from_std(self.config.deadline).unwrap_or(chrono::Duration::MAX);
-        if at > deadline {
-            OutcomeKind::Failed
-        } else {
-            OutcomeKind::Retry { at }
-        }
+        let tries = Tries {
+            attempts: c.attempts,
+            unconfirmed: c.unconfirmed,
+            created_at: c.created_at,
+        };
+        RetryRules::from(&self.config)
+            .after_failure(tries, err, now, || rand::rng().random_range(0.0..=1.0))
     }
 
     /// Whether a claimed row may start now: not if its bulletin was paused meanwhile or
@@ -510,266 +445,46 @@ impl Dispatcher {
         &self,
         refill_until: Option<&CancellationToken>,
     ) -> Result<PassReport, StoreError> {
-        let now = self.clock.now();
         let claim_size = self.claim_size();
         let claimed = self
             .store
             .claim_due(
-                now,
+                self.clock.now(),
                 claim_size,
                 self.config.lease,
                 self.config.on_expired_lease,
             )
             .await?;
-        let mut report = PassReport {
-            claimed: claimed.len(),
-            ..Default::default()
-        };
         if claimed.is_empty() {
-            return Ok(report);
+            return Ok(PassReport::default());
         }
         self.log_takeovers(&claimed);
-        let concurrency = self.widest(|c| c.concurrency());
-        let connections = self.widest(|c| c.connections());
-        let unrecorded_max = self.config.unrecorded_max.max(1);
-        // Deliveries in flight plus outcomes not yet committed never exceed this, so a
-        // crash leaves at most this many delivered but unrecorded, however many sends
-        // wait inside a channel for a connection.
-        let budget = connections + unrecorded_max;
         self.stormed.lock().expect("storm lock").clear();
         self.halted_bulletins.lock().expect("pause lock").clear();
-        let mut tally: HashMap<(i64, ChannelKind), (u32, u32)> = HashMap::new();
-        // More may be due if the last claim was full; the next one is made once the queue
-        // is this short, early enough to be back before it runs dry.
-        let mut more_due = claimed.len() >= claim_size as usize;
-        let low_water = (claim_size as usize / 4).max(2 * concurrency);
-        let max_held = claim_size as usize + low_water;
-        let mut refilling = false;
-        let mut queue: VecDeque<Claimed> = claimed.into();
-        let mut sending = FuturesUnordered::new();
-        // Store work of the pass runs one job at a time in `db`, polled alongside the sends:
-        // a job holding a write transaction is never left unpolled while another waits for
-        // the lock. Waiting: outcomes to record, bulletins to pause, an urgent claim.
-        let mut db = FuturesUnordered::new();
-        let mut unrecorded: Vec<Recorded> = Vec::new();
-        let mut recording = 0;
-        let mut to_pause: Vec<i64> = Vec::new();
-        let mut to_release: Vec<Claimed> = Vec::new();
-        // Sends in flight per bulletin (watched for a pause too: some wait for the rate limit).
-        let mut inflight: HashMap<i64, usize> = HashMap::new();
-        let mut urgent_wanted = false;
-        let mut watch_wanted = false;
-        let mut newly_halted = false;
-        let mut stopped = false;
-        // Outcomes wait a little to be written together: each commit appends every page it
-        // touched to the WAL, so one row per commit wrote many times what it changed.
-        let group_min = (unrecorded_max / 2).clamp(1, 16);
-        let mut oldest_unrecorded = tokio::time::Instant::now();
-        let mut urgent_poll = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.config.urgent_poll,
-            self.config.urgent_poll,
-        );
-        urgent_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let never = CancellationToken::new();
-        let stop = refill_until.unwrap_or(&never);
-        loop {
-            if stop.is_cancelled() {
-                // Shutdown: nothing new starts; what was claimed and not started goes back
-                // (also rows a claim in flight at the moment of the stop brought in).
-                stopped = true;
-                more_due = false;
-                urgent_wanted = false;
-                to_release.extend(queue.drain(..));
-            }
-            // Rows of bulletins paused meanwhile do not start: they go back (looked for
-            // when a pause was found; claims never bring in a paused bulletin's rows).
-            if std::mem::take(&mut newly_halted) && !queue.is_empty() {
-                let (back, keep): (VecDeque<Claimed>, VecDeque<Claimed>) = queue
-                    .drain(..)
-                    .partition(|c| self.is_halted_bulletin(c.bulletin_id));
-                queue = keep;
-                to_release.extend(back);
-            }
-            while sending.len() < concurrency
-                && unrecorded.len() + recording < unrecorded_max
-                && sending.len() + unrecorded.len() + recording < budget
-            {
-                let Some(c) = queue.pop_front() else { break };
-                *inflight.entry(c.bulletin_id).or_default() += 1;
-                let key = (c.bulletin_id, c.channel, c.recipient.clone());
-                sending.push(async move { (key, self.deliver_or_return(c, refill_until).await) });
-            }
-            if db.is_empty() {
-                let job = if let Some(b) = to_pause.pop() {
-                    Some(DbJob::Pause(b))
-                } else if !to_release.is_empty() {
-                    Some(DbJob::Release(std::mem::take(&mut to_release)))
-                } else if urgent_wanted {
-                    urgent_wanted = false;
-                    self.urgent_job(&mut queue, claim_size, low_water, max_held)
-                } else if watch_wanted {
-                    watch_wanted = false;
-                    let mut ids: Vec<i64> = queue
-                        .iter()
-                        .map(|c| c.bulletin_id)
-                        .chain(inflight.keys().copied())
-                        .collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    (!ids.is_empty()).then_some(DbJob::Watch(ids))
-                } else if !unrecorded.is_empty()
-                    && (unrecorded.len() >= group_min
-                        || sending.is_empty()
-                        || oldest_unrecorded.elapsed() >= GROUP_LINGER)
-                {
-                    let group = std::mem::take(&mut unrecorded);
-                    recording = group.len();
-                    Some(DbJob::Record(group))
-                } else if more_due
-                    && !refilling
-                    && queue.len() <= low_water
-                    && !stop.is_cancelled()
-                    && refill_until.is_some()
-                {
-                    refilling = true;
-                    Some(DbJob::Refill(
-                        claim_size.min(max_held.saturating_sub(queue.len()) as u32),
-                    ))
-                } else {
-                    None
-                };
-                if let Some(job) = job {
-                    db.push(self.run_db_job(job));
-                }
-            }
-            if sending.is_empty() && db.is_empty() && (queue.is_empty() || stopped) {
-                if to_release.is_empty() && unrecorded.is_empty() {
-                    break;
-                }
-                continue;
-            }
-            tokio::select! {
-                Some(((bulletin, channel, recipient), d)) = sending.next(), if !sending.is_empty() => {
-                    if let Some(n) = inflight.get_mut(&bulletin) {
-                        *n -= 1;
-                        if *n == 0 {
-                            inflight.remove(&bulletin);
-                        }
-                    }
-                    let o = match d {
-                        Delivered::Done(o) => o,
-                        Delivered::Unstarted(c) => {
-                            to_release.push(c);
-                            continue;
-                        }
-                    };
-                    let failed = matches!(o.result, OutcomeKind::Failed | OutcomeKind::Retry { .. });
-                    if failed || o.result == OutcomeKind::Sent {
-                        let t = tally.entry((bulletin, channel)).or_default();
-                        t.0 += 1;
-                        t.1 += u32::from(failed);
-                        if self.is_storm(bulletin, channel, *t) {
-                            to_pause.push(bulletin);
-                        }
-                    }
-                    match o.result {
-                        OutcomeKind::Sent => report.sent += 1,
-                        OutcomeKind::Retry { .. } | OutcomeKind::Wait { .. } => report.retrying += 1,
-                        OutcomeKind::Failed | OutcomeKind::Unconfirmed => report.failed += 1,
-                        OutcomeKind::Suppressed => report.suppressed += 1,
-                    }
-                    if unrecorded.is_empty() {
-                        oldest_unrecorded = tokio::time::Instant::now();
-                    }
-                    unrecorded.push(Recorded { outcome: o, channel, recipient });
-                }
-                Some(done) = db.next(), if !db.is_empty() => {
-                    match done? {
-                        DbDone::Recorded => recording = 0,
-                        DbDone::Claimed(urgent) => {
-                            self.log_takeovers(&urgent);
-                            report.claimed += urgent.len();
-                            for c in urgent.into_iter().rev() {
-                                queue.push_front(c);
-                            }
-                        }
-                        DbDone::Refilled(next) => {
-                            refilling = false;
-                            self.log_takeovers(&next);
-                            more_due = !next.is_empty();
-                            report.claimed += next.len();
-                            queue.extend(next);
-                        }
-                        DbDone::Stopped { watched, stopped } => {
-                            let mut halted = self.halted_bulletins.lock().expect("pause lock");
-                            for id in watched {
-                                if stopped.contains(&id) {
-                                    if halted.insert(id) {
-                                        newly_halted = true;
-                                        info!(bulletin = id, "bulletin paused: no new send starts, its unstarted rows are handed back");
-                                    }
-                                } else {
-                                    halted.remove(&id); // resumed
-                                }
-                            }
-                        }
-                        DbDone::Paused | DbDone::Released => {}
-                    }
-                }
-                _ = tokio::time::sleep_until(oldest_unrecorded + GROUP_LINGER),
-                    if db.is_empty() && !unrecorded.is_empty() => {}
-                _ = self.wake.notified() => {
-                    urgent_wanted = !stopped;
-                    watch_wanted = true;
-                }
-                _ = urgent_poll.tick() => {
-                    urgent_wanted = !stopped;
-                    watch_wanted = true;
-                }
-                _ = stop.cancelled(), if !stopped => {}
-            }
-        }
-        self.store.finish_bulletins().await?;
-        Ok(report)
+        Pass::new(self, refill_until, claimed, claim_size)
+            .run()
+            .await
     }
 
-    /// The urgent claim to make now, if any: only while at most `low_water` urgent rows
-    /// wait, of the room left under `max_held` claimed rows; when that room is less than
-    /// `low_water`, routine rows at the end of the queue are handed back to make that much
-    /// (they are claimed again after the notice).
-    fn urgent_job(
-        &self,
-        queue: &mut VecDeque<Claimed>,
-        claim_size: u32,
-        low_water: usize,
-        max_held: usize,
-    ) -> Option<DbJob> {
-        let urgent_waiting = queue
-            .iter()
-            .filter(|c| c.priority >= crate::notice::NOTICE_PRIORITY)
-            .count();
-        if urgent_waiting > low_water {
-            return None;
-        }
-        let mut release = Vec::new();
-        while max_held.saturating_sub(queue.len()) < low_water {
-            match queue.back() {
-                Some(c) if c.priority < crate::notice::NOTICE_PRIORITY => {
-                    release.push(queue.pop_back().expect("a row"));
+    /// Notes which of the `watched` bulletins stopped sending (paused or done) and which
+    /// resumed. True when one was newly found stopped: its unstarted rows go back.
+    fn note_stopped(&self, watched: Vec<i64>, stopped: &[i64]) -> bool {
+        let mut halted = self.halted_bulletins.lock().expect("pause lock");
+        let mut newly = false;
+        for id in watched {
+            if stopped.contains(&id) {
+                if halted.insert(id) {
+                    newly = true;
+                    info!(
+                        bulletin = id,
+                        "bulletin paused: no new send starts, its unstarted rows are handed back"
+                    );
                 }
-                _ => break,
+            } else {
+                halted.remove(&id); // resumed
             }
         }
-        let room = max_held
-            .saturating_sub(queue.len())
-            .min(claim_size as usize) as u32;
-        if room == 0 && release.is_empty() {
-            return None;
-        }
-        Some(DbJob::ClaimUrgent {
-            release,
-            urgent: room,
-        })
+        newly
     }
 
     /// Logs the rows a claim took over from another claim whose lease expired.
@@ -789,97 +504,6 @@ impl Dispatcher {
                  (it stopped mid-send?): they are flagged ambiguous"
             );
         }
-    }
-
-    async fn run_db_job(&self, job: DbJob) -> Result<DbDone, StoreError> {
-        match job {
-            DbJob::Record(group) => {
-                let outcomes: Vec<Outcome> = group.iter().map(|r| r.outcome.clone()).collect();
-                self.store.record_outcomes(&outcomes).await?;
-                self.after_recorded(&group).await?;
-                Ok(DbDone::Recorded)
-            }
-            DbJob::Pause(bulletin) => {
-                self.store.set_bulletin_paused(bulletin, true).await?;
-                Ok(DbDone::Paused)
-            }
-            DbJob::ClaimUrgent { release, urgent } => {
-                self.release(&release).await?;
-                if urgent == 0 {
-                    return Ok(DbDone::Claimed(Vec::new()));
-                }
-                let urgent = self
-                    .store
-                    .claim_urgent(
-                        self.clock.now(),
-                        urgent,
-                        self.config.lease,
-                        crate::notice::NOTICE_PRIORITY,
-                    )
-                    .await?;
-                if !urgent.is_empty() {
-                    info!(
-                        rows = urgent.len(),
-                        "urgent rows claimed ahead of the batch in flight"
-                    );
-                }
-                Ok(DbDone::Claimed(urgent))
-            }
-            DbJob::Watch(watched) => {
-                let stopped = self.store.not_sending(&watched).await?;
-                Ok(DbDone::Stopped { watched, stopped })
-            }
-            DbJob::Release(rows) => {
-                self.release(&rows).await?;
-                Ok(DbDone::Released)
-            }
-            DbJob::Refill(rows) => Ok(DbDone::Refilled(
-                self.store
-                    .claim_due(
-                        self.clock.now(),
-                        rows,
-                        self.config.lease,
-                        self.config.on_expired_lease,
-                    )
-                    .await?,
-            )),
-        }
-    }
-
-    /// Hands claimed rows that never started back to the queue.
-    async fn release(&self, rows: &[Claimed]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let claims: Vec<(i64, DateTime<Utc>)> =
-            rows.iter().map(|c| (c.id, c.lease_until)).collect();
-        let n = self.store.release(&claims, self.clock.now()).await?;
-        info!(rows = n, "claimed rows handed back unsent");
-        Ok(())
-    }
-
-    /// What follows a group's commit: an address whose hard failures span enough
-    /// bulletins is marked bounced (it counts the failures now in the ledger).
-    async fn after_recorded(&self, group: &[Recorded]) -> Result<(), StoreError> {
-        for r in group {
-            if r.outcome.result == OutcomeKind::Failed
-                && r.channel == ChannelKind::Email
-                && r.outcome.code.is_some_and(|c| c >= 500)
-            {
-                let n = self
-                    .store
-                    .note_hard_failure(
-                        &r.recipient,
-                        self.config.bounce_after_hard_failures,
-                        self.clock.now(),
-                    )
-                    .await?;
-                if n > 0 {
-                    warn!(recipient = %r.recipient, lists = n, "address marked bounced after repeated hard failures");
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Runs passes until nothing is due now.
@@ -944,8 +568,7 @@ impl Dispatcher {
                 }
             }))
         });
-        // Passes failed in a row (the store refusing writes): the next waits twice as long,
-        // from 100 ms up to 30 s, so a full disk is retried, not flooded with passes.
+        // Passes failed in a row (the store refusing writes): see `failed_pass_backoff`.
         let mut failures: u32 = 0;
         // Listening, an idle dispatcher needs no urgent poll: a notice queued anywhere
         // notifies (its fan-out does), and the poll interval remains the fallback.
@@ -976,9 +599,7 @@ impl Dispatcher {
                     // their lease expires (a claim never takes back its own rows).
                     self.store.claimer().next_generation();
                     failures = failures.saturating_add(1);
-                    let backoff = std::time::Duration::from_millis(100)
-                        .saturating_mul(1 << failures.min(9))
-                        .min(std::time::Duration::from_secs(30));
+                    let backoff = policy::failed_pass_backoff(failures);
                     warn!(error = %e, failures, retry_in = ?backoff, "dispatch pass failed; will try again");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
