@@ -78,9 +78,8 @@ fn print_wechat_size(file: &Path, s: &WechatSize) {
         crate::render::thousands(s.size),
         crate::render::thousands(s.max),
         match (&s.schedule, s.too_long) {
-            (Some(schedule), true) => format!(
-                "; too long to approve while schedule `{schedule}` sends over WeChat"
-            ),
+            (Some(schedule), true) =>
+                format!("; too long to approve while schedule `{schedule}` sends over WeChat"),
             _ => String::new(),
         }
     );

@@ -97,7 +97,12 @@ impl ListsArgs {
         let err = |e: crate::ops::OpsError| ops_error(e, &["list", "email", "status"]);
         match self.command {
             ListCommand::Create { name, description } => {
-                if ops.create_list(&name, &description).await.map_err(err)?.created {
+                if ops
+                    .create_list(&name, &description)
+                    .await
+                    .map_err(err)?
+                    .created
+                {
                     println!("list `{name}` created");
                 } else {
                     println!("list `{name}` already exists");

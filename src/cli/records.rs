@@ -15,10 +15,7 @@ pub struct RecordsArgs {
 impl RecordsArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
         let ops = ctx.ops().await?;
-        let records = ops
-            .records(self.state.as_deref())
-            .await
-            .map_err(ops_err)?;
+        let records = ops.records(self.state.as_deref()).await.map_err(ops_err)?;
         if self.json {
             // Through a JSON value: its keys come out sorted, as they always have.
             let v = serde_json::to_value(&records)?;

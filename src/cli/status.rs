@@ -19,7 +19,10 @@ impl StatusArgs {
         if self.json {
             print_json(&summary)
         } else {
-            println!("store {}", crate::config::redact_url(&ops.config().store_url));
+            println!(
+                "store {}",
+                crate::config::redact_url(&ops.config().store_url)
+            );
             print_tables(&summary);
             Ok(())
         }
