@@ -218,17 +218,15 @@ impl Ctx {
         crate::store::require_existing(&config.store_url).map_err(|e| anyhow!("{e}"))?;
         App::build(config).await.map_err(app_err)
     }
-}
 
-fn app_err(e: AppError) -> anyhow::Error {
-    anyhow!("{e}")
-}
-
-impl Ctx {
     /// The operations on the configured store (which must exist, as for [`Ctx::app`]).
     async fn ops(&self) -> anyhow::Result<Ops> {
         Ok(self.app().await?.ops())
     }
+}
+
+fn app_err(e: AppError) -> anyhow::Error {
+    anyhow!("{e}")
 }
 
 /// An operation's error as the command line says it. A refused value names its option
@@ -264,4 +262,32 @@ fn table(headers: &[&str]) -> Table {
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_header(headers.to_vec());
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Missing;
+
+    #[test]
+    fn a_refused_value_names_its_option_unless_it_was_positional() {
+        let invalid = |field: &str| OpsError::Invalid {
+            field: field.into(),
+            message: "must be one line".into(),
+        };
+        assert_eq!(ops_err(invalid("by")).to_string(), "--by: must be one line");
+        assert_eq!(
+            ops_err(invalid("body_file")).to_string(),
+            "--body-file: must be one line"
+        );
+        assert_eq!(
+            ops_error(invalid("email"), &["list", "email"]).to_string(),
+            "must be one line"
+        );
+        let missing = OpsError::NotFound {
+            what: Missing::Record,
+            message: "no record `x`".into(),
+        };
+        assert_eq!(ops_error(missing, &["id"]).to_string(), "no record `x`");
+    }
 }
