@@ -1,8 +1,8 @@
 //! `bulletin approve`: a draft record approved, so the next firing sends it.
 
-use super::Ctx;
-use anyhow::{anyhow, bail};
-use chrono::Utc;
+use super::{ops_error, Ctx};
+use crate::ops::records::ApproveInput;
+use crate::store::ApproveOutcome;
 
 #[derive(clap::Args, Debug)]
 pub struct ApproveArgs {
@@ -15,24 +15,20 @@ pub struct ApproveArgs {
 
 impl ApproveArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let app = ctx.app().await?;
-        let id = &self.id;
-        let by = self.by.trim();
-        crate::domain::text::check_line(by, 200, true).map_err(|m| anyhow!("--by {m}"))?;
-        if let Some(why) =
-            crate::channel::wechat::approval_refusal(&app.config, app.store.as_ref(), id).await?
-        {
-            bail!("{why}");
-        }
-        if let Some(r) = app.store.record(id).await? {
-            crate::render::check_approvable(&app.config, &r.record).map_err(|m| anyhow!(m))?;
-        }
-        match app.store.approve_record(id, by, Utc::now()).await? {
-            crate::store::ApproveOutcome::Approved => {
-                println!("record `{id}` approved by {by}")
+        let ops = ctx.ops().await?;
+        let done = ops
+            .approve(ApproveInput {
+                id: &self.id,
+                by: &self.by,
+            })
+            .await
+            .map_err(|e| ops_error(e, &["id"]))?;
+        match done.outcome {
+            ApproveOutcome::Approved => {
+                println!("record `{}` approved by {}", done.id, done.by)
             }
-            crate::store::ApproveOutcome::AlreadyApproved => {
-                println!("record `{id}` was already approved")
+            ApproveOutcome::AlreadyApproved => {
+                println!("record `{}` was already approved", done.id)
             }
         }
         Ok(())

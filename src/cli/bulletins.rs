@@ -1,6 +1,6 @@
 //! `bulletin bulletins`: the latest bulletins with their delivery counts.
 
-use super::{fmt_time, table, Ctx};
+use super::{fmt_time, ops_err, table, Ctx};
 
 #[derive(clap::Args, Debug)]
 pub struct BulletinsArgs {
@@ -11,20 +11,15 @@ pub struct BulletinsArgs {
 
 impl BulletinsArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let app = ctx.app().await?;
-        let bulletins = app.store.bulletins(100).await?;
-        let mut out = Vec::new();
-        for b in &bulletins {
-            let counts = app.store.delivery_counts(Some(b.id)).await?;
-            out.push((b, counts));
-        }
+        let ops = ctx.ops().await?;
+        let bulletins = ops.bulletins(100).await.map_err(ops_err)?;
         if self.json {
-            let v: Vec<_> = out
+            let v: Vec<_> = bulletins
                 .iter()
-                .map(|(b, c)| serde_json::json!({
+                .map(|b| serde_json::json!({
                     "id": b.id, "kind": b.kind, "schedule": b.schedule, "subject": b.subject,
-                    "state": b.state, "lists": b.lists, "records": b.record_ids, "created_at": b.created_at,
-                    "deliveries": c,
+                    "state": b.state, "lists": b.lists, "records": b.records, "created_at": b.created_at,
+                    "deliveries": b.deliveries.counts,
                 }))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -37,8 +32,10 @@ impl BulletinsArgs {
                 "deliveries",
                 "subject",
             ]);
-            for (b, c) in &out {
-                let counts = c
+            for b in &bulletins {
+                let counts = b
+                    .deliveries
+                    .counts
                     .iter()
                     .map(|s| format!("{} {}:{}", s.channel, s.status, s.count))
                     .collect::<Vec<_>>()

@@ -1,12 +1,9 @@
 //! `bulletin deliveries`: the delivery ledger, filtered and paged, as a table or JSON
 //! (WeChat rows with the ids each step got back).
 
-use super::{fmt_time, table, Ctx};
-use crate::domain::{ChannelKind, DeliveryStatus};
-use crate::store::{DeliveryFilter, DeliveryRow, WechatJob};
-use anyhow::anyhow;
-use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use super::{fmt_time, ops_err, table, Ctx};
+use crate::ops::deliveries::{DeliveryPage, DeliveryQuery};
+use crate::store::{DeliveryRow, WechatJob};
 
 #[derive(clap::Args, Debug)]
 pub struct DeliveriesArgs {
@@ -41,25 +38,29 @@ pub struct DeliveriesArgs {
 
 impl DeliveriesArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let app = ctx.app().await?;
-        let filter = self.filter()?;
-        let rows = app.store.deliveries(&filter).await?;
-        // WeChat rows also show the ids each step got back (draft, publish, article, msg).
-        let mut wechat = HashMap::new();
-        for r in rows
-            .iter()
-            .filter(|r| r.channel == ChannelKind::Wechat.as_str())
-        {
-            if let Some(j) = app.store.wechat_job(r.id).await? {
-                wechat.insert(r.id, j);
-            }
-        }
+        let ops = ctx.ops().await?;
+        let page = ops
+            .deliveries(&DeliveryQuery {
+                bulletin: self.bulletin,
+                channel: self.channel.as_deref(),
+                status: self.status.as_deref(),
+                recipient: self.recipient.as_deref(),
+                since: self.since.as_deref(),
+                ambiguous: self.ambiguous,
+                limit: self.limit,
+                offset: self.offset,
+            })
+            .await
+            .map_err(ops_err)?;
         if self.json {
-            let v: Vec<_> = rows
+            // Each row with, for WeChat, the ids each step got back (draft, publish,
+            // article, msg).
+            let v: Vec<_> = page
+                .deliveries
                 .iter()
-                .map(|r| {
-                    let mut v = serde_json::to_value(r).expect("row serialises");
-                    if let Some(j) = wechat.get(&r.id) {
+                .map(|d| {
+                    let mut v = serde_json::to_value(&d.row).expect("row serialises");
+                    if let Some(j) = &d.wechat {
                         v["wechat"] = serde_json::to_value(j).expect("job serialises");
                     }
                     v
@@ -67,48 +68,14 @@ impl DeliveriesArgs {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            print_table(&rows, &wechat, &filter);
+            print_table(&page);
         }
         Ok(())
     }
-
-    /// The store's filter from the options, each checked.
-    fn filter(&self) -> anyhow::Result<DeliveryFilter> {
-        Ok(DeliveryFilter {
-            bulletin: self.bulletin,
-            channel: self
-                .channel
-                .as_deref()
-                .map(|c| c.parse::<ChannelKind>())
-                .transpose()
-                .map_err(|e| anyhow!("--channel: {e}"))?,
-            status: self
-                .status
-                .as_deref()
-                .map(|s| s.parse::<DeliveryStatus>())
-                .transpose()
-                .map_err(|e| anyhow!("--status: {e}"))?,
-            recipient: self.recipient.clone(),
-            since: self.since.as_deref().map(parse_since).transpose()?,
-            ambiguous_only: self.ambiguous,
-            limit: self.limit,
-            offset: self.offset,
-        })
-    }
-}
-
-fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let d = humantime::parse_duration(s).map_err(|_| {
-        anyhow!("--since `{s}`: give an RFC 3339 time or a duration such as 24h or 7d")
-    })?;
-    Ok(Utc::now() - chrono::Duration::from_std(d)?)
 }
 
 /// The rows as a table, and a hint at the next page when this one is full.
-fn print_table(rows: &[DeliveryRow], wechat: &HashMap<i64, WechatJob>, filter: &DeliveryFilter) {
+fn print_table(page: &DeliveryPage) {
     let mut t = table(&[
         "id",
         "bulletin",
@@ -120,7 +87,8 @@ fn print_table(rows: &[DeliveryRow], wechat: &HashMap<i64, WechatJob>, filter: &
         "claimed by",
         "answer",
     ]);
-    for r in rows {
+    for d in &page.deliveries {
+        let r = &d.row;
         let mut status = r.status.clone();
         if r.ambiguous {
             status.push_str(" (ambiguous)");
@@ -134,12 +102,12 @@ fn print_table(rows: &[DeliveryRow], wechat: &HashMap<i64, WechatJob>, filter: &
             r.attempts.to_string(),
             fmt_time(Some(r.updated_at)),
             r.claimed_by.clone().unwrap_or_default(),
-            answer(r, wechat.get(&r.id)),
+            answer(r, d.wechat.as_ref()),
         ]);
     }
     println!("{t}");
-    if rows.len() as u32 == filter.limit {
-        println!("(more rows: use --offset {})", filter.offset + filter.limit);
+    if page.deliveries.len() as u32 == page.limit {
+        println!("(more rows: use --offset {})", page.offset + page.limit);
     }
 }
 

@@ -1,13 +1,11 @@
 //! `bulletin lists`: mailing lists and their subscribers (create, CSV import and export,
 //! add, remove, status, show, all).
 
-use super::{table, Ctx};
-use crate::app::App;
-use crate::domain::subscriber::{CsvSubscribers, NewSubscriber, SubscriberStatus};
-use crate::domain::ListName;
-use crate::store::{ListSummary, Store};
-use anyhow::{anyhow, bail, Context};
-use chrono::Utc;
+use super::{ops_error, table, Ctx};
+use crate::domain::subscriber::CsvSubscribers;
+use crate::ops::lists::{AddOutcome, AddSubscriberInput};
+use crate::ops::Ops;
+use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 
@@ -93,73 +91,81 @@ pub enum ListCommand {
 
 impl ListsArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let app = ctx.app().await?;
-        let store = app.store.as_ref();
+        let ops = ctx.ops().await?;
+        // The list, the address and the status are positional: a refused one is named
+        // by its message.
+        let err = |e: crate::ops::OpsError| ops_error(e, &["list", "email", "status"]);
         match self.command {
             ListCommand::Create { name, description } => {
-                let ln = ListName::parse(&name).map_err(|e| anyhow!("{e}"))?;
-                if store.create_list(&ln, &description, Utc::now()).await? {
+                if ops
+                    .create_list(&name, &description)
+                    .await
+                    .map_err(err)?
+                    .created
+                {
                     println!("list `{name}` created");
                 } else {
                     println!("list `{name}` already exists");
                 }
             }
-            ListCommand::Import { name, file } => import(&app, &name, &file).await?,
-            ListCommand::Export { name, out } => export(store, &name, out.as_deref()).await?,
+            ListCommand::Import { name, file } => import(&ops, &name, &file).await?,
+            ListCommand::Export { name, out } => export(&ops, &name, out.as_deref()).await?,
             ListCommand::Add {
                 name,
                 email,
                 display_name,
                 language,
             } => {
-                let list = get(store, &name).await?;
-                let s = NewSubscriber::parse(&email, display_name.as_deref(), language.as_deref())
-                    .map_err(|e| anyhow!("{e}"))?;
-                let c = store.upsert_subscribers(list.id, &[s], Utc::now()).await?;
+                let added = ops
+                    .add_subscriber(AddSubscriberInput {
+                        list: &name,
+                        email: &email,
+                        name: display_name.as_deref(),
+                        language: language.as_deref(),
+                    })
+                    .await
+                    .map_err(err)?;
                 println!(
                     "{email}: {}",
-                    if c.added == 1 {
-                        "added"
-                    } else if c.updated == 1 {
-                        "updated"
-                    } else {
-                        "already on the list"
+                    match added.outcome {
+                        AddOutcome::Added => "added",
+                        AddOutcome::Updated => "updated",
+                        AddOutcome::Unchanged => "already on the list",
                     }
                 );
             }
             ListCommand::Remove { name, email } => {
-                let list = get(store, &name).await?;
-                let e = crate::domain::EmailAddress::parse(&email).map_err(|e| anyhow!("{e}"))?;
-                if store.remove_subscriber(list.id, e.as_str()).await? {
-                    println!("{e} removed from `{name}`");
-                } else {
-                    bail!("{e} is not on list `{name}`");
-                }
+                let removed = ops.remove_subscriber(&name, &email).await.map_err(err)?;
+                println!("{} removed from `{name}`", removed.email);
             }
             ListCommand::SetStatus {
                 name,
                 email,
                 status,
-            } => set_status(store, &name, &email, &status).await?,
-            ListCommand::Show { name, limit, json } => show(store, &name, limit, json).await?,
-            ListCommand::All { json } => all(store, json).await?,
+            } => {
+                let changed = ops
+                    .set_subscriber_status(&name, &email, &status)
+                    .await
+                    .map_err(err)?;
+                if let Some(st) = changed.status {
+                    println!("{} on `{name}` is now {st}", changed.email);
+                }
+            }
+            ListCommand::Show { name, limit, json } => show(&ops, &name, limit, json).await?,
+            ListCommand::All { json } => all(&ops, json).await?,
         }
         Ok(())
     }
 }
 
-/// The list called `name`, or an error saying how to create it.
-async fn get(store: &dyn Store, name: &str) -> anyhow::Result<ListSummary> {
-    let ln = ListName::parse(name).map_err(|e| anyhow!("{e}"))?;
-    store
-        .list(&ln)
-        .await?
-        .ok_or_else(|| anyhow!("no list `{name}` (create it with `bulletin lists create {name}`)"))
+fn list_err(e: crate::ops::OpsError) -> anyhow::Error {
+    ops_error(e, &["list"])
 }
 
 /// `lists import`: the CSV's valid rows upserted, the invalid ones named and skipped.
-async fn import(app: &App, name: &str, file: &Path) -> anyhow::Result<()> {
-    let list = get(app.store.as_ref(), name).await?;
+async fn import(ops: &Ops, name: &str, file: &Path) -> anyhow::Result<()> {
+    // The list first: a missing one is named before the file is read.
+    let list = ops.list(name).await.map_err(list_err)?;
     // A FIFO or a device is refused, not read (a plain open of a FIFO hangs).
     let (f, _) =
         crate::app::open_regular_file(file).map_err(|e| anyhow!("{} {e}", file.display()))?;
@@ -176,7 +182,9 @@ async fn import(app: &App, name: &str, file: &Path) -> anyhow::Result<()> {
         counts,
         rejected: errors,
         ..
-    } = crate::ops::lists::import_rows(&app.ops(), list.id, rows).await?;
+    } = crate::ops::lists::import_rows(ops, list.id, rows)
+        .await
+        .map_err(list_err)?;
     for e in &errors {
         eprintln!("{}: {e}: skipped", file.display());
     }
@@ -191,8 +199,9 @@ async fn import(app: &App, name: &str, file: &Path) -> anyhow::Result<()> {
 }
 
 /// `lists export`: every subscriber as CSV, page by page, to `out` or standard output.
-async fn export(store: &dyn Store, name: &str, out: Option<&Path>) -> anyhow::Result<()> {
-    let list = get(store, name).await?;
+async fn export(ops: &Ops, name: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    // The list first: no file is created for a list that does not exist.
+    ops.list(name).await.map_err(list_err)?;
     let sink: Box<dyn std::io::Write + Send> = match out {
         Some(path) => Box::new(
             std::fs::File::create(path)
@@ -200,59 +209,24 @@ async fn export(store: &dyn Store, name: &str, out: Option<&Path>) -> anyhow::Re
         ),
         None => Box::new(std::io::stdout()),
     };
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(sink));
-    w.write_record(["email", "name", "language", "status", "status_changed_at"])?;
-    let (mut after, mut n) = (0, 0u64);
-    loop {
-        let page = store.subscribers_page(list.id, after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for s in &page {
-            w.write_record([
-                s.email.as_str(),
-                s.name.as_deref().unwrap_or(""),
-                s.language.as_deref().unwrap_or(""),
-                s.status.as_str(),
-                &s.status_changed_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ])?;
-            n += 1;
-        }
-    }
-    w.flush()?;
+    let written = ops
+        .export_csv(name, std::io::BufWriter::new(sink))
+        .await
+        .map_err(list_err)?;
     if let Some(path) = out {
         println!(
-            "list `{name}`: {n} subscriber(s) written to {}",
+            "list `{name}`: {} subscriber(s) written to {}",
+            written.written,
             path.display()
         );
     }
     Ok(())
 }
 
-/// `lists set-status`.
-async fn set_status(
-    store: &dyn Store,
-    name: &str,
-    email: &str,
-    status: &str,
-) -> anyhow::Result<()> {
-    let list = get(store, name).await?;
-    let e = crate::domain::EmailAddress::parse(email).map_err(|e| anyhow!("{e}"))?;
-    let st = SubscriberStatus::parse(status).map_err(|e| anyhow!("{e}"))?;
-    if !store
-        .set_subscriber_status(list.id, e.as_str(), st, Utc::now())
-        .await?
-    {
-        bail!("{e} is not on list `{name}`");
-    }
-    println!("{e} on `{name}` is now {st}");
-    Ok(())
-}
-
 /// `lists show`: the list's counts and its first `limit` subscribers.
-async fn show(store: &dyn Store, name: &str, limit: u32, json: bool) -> anyhow::Result<()> {
-    let list = get(store, name).await?;
-    let subs = store.subscribers_page(list.id, 0, limit).await?;
+async fn show(ops: &Ops, name: &str, limit: u32, json: bool) -> anyhow::Result<()> {
+    let detail = ops.list_detail(name, limit).await.map_err(list_err)?;
+    let (list, subs) = (&detail.list, &detail.subscribers);
     if json {
         println!(
             "{}",
@@ -273,7 +247,7 @@ async fn show(store: &dyn Store, name: &str, limit: u32, json: bool) -> anyhow::
         list.bounced
     );
     let mut t = table(&["email", "name", "language", "status"]);
-    for s in &subs {
+    for s in subs {
         t.add_row(vec![
             s.email.clone(),
             s.name.clone().unwrap_or_default(),
@@ -282,16 +256,15 @@ async fn show(store: &dyn Store, name: &str, limit: u32, json: bool) -> anyhow::
         ]);
     }
     println!("{t}");
-    let total = list.active + list.unsubscribed + list.bounced;
-    if total > subs.len() as i64 {
-        println!("(first {} of {total}; use --limit)", subs.len());
+    if detail.total > subs.len() as i64 {
+        println!("(first {} of {}; use --limit)", subs.len(), detail.total);
     }
     Ok(())
 }
 
 /// `lists all`: every list with its counts.
-async fn all(store: &dyn Store, json: bool) -> anyhow::Result<()> {
-    let all = store.lists().await?;
+async fn all(ops: &Ops, json: bool) -> anyhow::Result<()> {
+    let all = ops.lists().await.map_err(list_err)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {

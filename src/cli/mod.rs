@@ -1,9 +1,12 @@
-//! The command line (clap): every operator and editor action. Commands read and write the
-//! store and enqueue work; only `serve` and `demo` send.
+//! The command line (clap): every operator and editor action. Commands parse their
+//! arguments, call the operations layer ([`crate::ops`]) and format its results; only
+//! `serve` and `demo` send. No command calls the store itself (`store init/migrate/copy`
+//! use the store module's functions, not an open store).
 //!
 //! This module owns the global options ([`Cli`]), the [`Command`] enum, `main`, the exit
-//! codes and the helpers every command shares ([`Ctx`], tables, times). Each command (or
-//! command group) is one file holding its clap `Args` struct and its `run`.
+//! codes and the helpers every command shares ([`Ctx`], [`ops_error`], tables, times).
+//! Each command (or command group) is one file holding its clap `Args` struct and its
+//! `run`.
 
 mod approve;
 mod bulletins;
@@ -24,7 +27,7 @@ mod store;
 
 pub use dkim::{DkimAlgorithm, DkimCommand};
 pub use lists::ListCommand;
-pub use notice::{progress_line, NoticeCommand, Progress};
+pub use notice::{progress_line, NoticeCommand};
 pub use preview::PreviewFormat;
 pub use schedule::ScheduleCommand;
 pub use serve::Role;
@@ -32,6 +35,7 @@ pub use store::StoreCommand;
 
 use crate::app::{App, AppError};
 use crate::config::Config;
+use crate::ops::{Ops, OpsError};
 use crate::telemetry::{self, LogFormat};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -214,10 +218,38 @@ impl Ctx {
         crate::store::require_existing(&config.store_url).map_err(|e| anyhow!("{e}"))?;
         App::build(config).await.map_err(app_err)
     }
+
+    /// The operations on the configured store (which must exist, as for [`Ctx::app`]).
+    async fn ops(&self) -> anyhow::Result<Ops> {
+        Ok(self.app().await?.ops())
+    }
 }
 
 fn app_err(e: AppError) -> anyhow::Error {
     anyhow!("{e}")
+}
+
+/// An operation's error as the command line says it. A refused value names its option
+/// (`--by: must be one line`), unless it was given as one of the command's positional
+/// arguments (`positional`, by the operation's field name): then the message alone,
+/// which names the value. Record errors carry their file, line and field already.
+fn ops_error(e: OpsError, positional: &[&str]) -> anyhow::Error {
+    match e {
+        OpsError::Invalid { field, message } if positional.contains(&field.as_str()) => {
+            anyhow!("{message}")
+        }
+        OpsError::Invalid { field, message } => {
+            anyhow!("--{}: {message}", field.replace('_', "-"))
+        }
+        // The store's error as it was, with its sources for `{:#}`.
+        OpsError::Store(e) => e.into(),
+        e => anyhow!("{e}"),
+    }
+}
+
+/// [`ops_error`] for a command whose values are all options.
+fn ops_err(e: OpsError) -> anyhow::Error {
+    ops_error(e, &[])
 }
 
 fn fmt_time(t: Option<DateTime<Utc>>) -> String {
@@ -230,4 +262,32 @@ fn table(headers: &[&str]) -> Table {
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_header(headers.to_vec());
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Missing;
+
+    #[test]
+    fn a_refused_value_names_its_option_unless_it_was_positional() {
+        let invalid = |field: &str| OpsError::Invalid {
+            field: field.into(),
+            message: "must be one line".into(),
+        };
+        assert_eq!(ops_err(invalid("by")).to_string(), "--by: must be one line");
+        assert_eq!(
+            ops_err(invalid("body_file")).to_string(),
+            "--body-file: must be one line"
+        );
+        assert_eq!(
+            ops_error(invalid("email"), &["list", "email"]).to_string(),
+            "must be one line"
+        );
+        let missing = OpsError::NotFound {
+            what: Missing::Record,
+            message: "no record `x`".into(),
+        };
+        assert_eq!(ops_error(missing, &["id"]).to_string(), "no record `x`");
+    }
 }

@@ -1,13 +1,14 @@
 //! `bulletin notice send`: an urgent notice queued ahead of scheduled bulletins, then its
-//! delivery followed with a progress line ([`Progress`], [`progress_line`]) until it is
-//! over or Ctrl-C detaches.
+//! delivery followed with a progress line ([`progress_line`], over the operations'
+//! [`Progress`]) until it is over or Ctrl-C detaches.
 
-use super::{Ctx, DeliveriesFailed};
-use crate::app::App;
-use crate::domain::{ChannelKind, DeliveryStatus};
+use super::{ops_err, Ctx, DeliveriesFailed};
+use crate::domain::ChannelKind;
 use crate::notice::NoticeRequest;
-use crate::store::DeliveryFilter;
-use anyhow::{anyhow, Context};
+use crate::ops::deliveries::Progress;
+use crate::ops::notices::NoticeInput;
+use crate::ops::Ops;
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -81,26 +82,29 @@ impl NoticeArgs {
         let by = by
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "cli".into());
-        let req = NoticeRequest::parse(&title, &body, &severity, &lists, &by, key.as_deref())
-            .map_err(|e| anyhow!("{e}"))?
-            .with_channels(&channels)
-            .map_err(|e| anyhow!("{e}"))?;
-        let app = ctx.app().await?;
+        let ops = ctx.ops().await?;
+        let req = ops
+            .check_notice(NoticeInput {
+                title: &title,
+                body: &body,
+                severity: &severity,
+                lists: &lists,
+                by: &by,
+                key: key.as_deref(),
+                channels: &channels,
+            })
+            .map_err(ops_err)?;
         if json {
-            return send_json(&app, &req, wait).await;
+            return send_json(&ops, &req, wait).await;
         }
         if req.channels.contains(&ChannelKind::Wechat) {
-            let q = app
-                .notices
-                .wechat_quota()
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
+            let q = ops.wechat_quota().await.map_err(ops_err)?;
             println!(
                 "WeChat mass-send quota: {} of {} used in the last 24 h",
                 q.used, q.limit
             );
         }
-        let out = app.notices.send(&req).await.map_err(|e| anyhow!("{e}"))?;
+        let out = ops.send_notice(&req).await.map_err(ops_err)?;
         if out.created {
             println!(
                 "notice {} queued for {} recipient(s), ahead of scheduled bulletins",
@@ -115,8 +119,8 @@ impl NoticeArgs {
         if no_wait {
             return Ok(());
         }
-        match follow(&app, out.id, true).await? {
-            Some(fin) => fin.result(out.id),
+        match follow(&ops, out.id, true).await? {
+            Some(fin) => failures(&fin, out.id),
             None => Ok(()),
         }
     }
@@ -124,78 +128,32 @@ impl NoticeArgs {
 
 /// `notice send --json`: the result once queued, or with `--wait` once delivery is over
 /// (with the final counts).
-async fn send_json(app: &App, req: &NoticeRequest, wait: bool) -> anyhow::Result<()> {
-    let out = app.notices.send(req).await.map_err(|e| anyhow!("{e}"))?;
+async fn send_json(ops: &Ops, req: &NoticeRequest, wait: bool) -> anyhow::Result<()> {
+    let out = ops.send_notice(req).await.map_err(ops_err)?;
     if !wait {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    let Some(fin) = follow(app, out.id, false).await? else {
+    let Some(fin) = follow(ops, out.id, false).await? else {
         return Ok(());
     };
     let mut v = serde_json::to_value(out)?;
     v["final"] = serde_json::to_value(fin)?;
     println!("{}", serde_json::to_string_pretty(&v)?);
-    fin.result(out.id)
+    failures(&fin, out.id)
 }
 
-/// A notice's deliveries by state, as `notice send` follows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Progress {
-    pub total: u64,
-    pub sent: u64,
-    pub failed: u64,
-    pub suppressed: u64,
-    pub unconfirmed: u64,
-    /// Waiting for a later try (a temporary failure).
-    pub retrying: u64,
-    /// Parked after an expired lease: an operator decides (`bulletin retry --held`).
-    pub held: u64,
-    /// Queued or being sent now.
-    pub remaining: u64,
-}
-
-impl Progress {
-    fn from_counts(counts: &[crate::store::StatusCount]) -> Self {
-        let n = |st: &str| -> u64 {
-            counts
-                .iter()
-                .filter(|c| c.status == st)
-                .map(|c| c.count as u64)
-                .sum()
-        };
-        Self {
-            total: counts.iter().map(|c| c.count as u64).sum(),
-            sent: n("sent"),
-            failed: n("failed"),
-            suppressed: n("suppressed"),
-            unconfirmed: n("unconfirmed"),
-            retrying: n("retrying"),
-            held: n("held"),
-            remaining: n("queued") + n("sending"),
+/// A followed delivery that is over: an error when rows failed (`main` exits with
+/// [`super::EXIT_DELIVERIES_FAILED`]).
+fn failures(p: &Progress, id: i64) -> anyhow::Result<()> {
+    if p.failed > 0 {
+        return Err(DeliveriesFailed {
+            bulletin: id,
+            failed: p.failed,
         }
+        .into());
     }
-
-    /// Rows with a final state.
-    pub fn done(&self) -> u64 {
-        self.sent + self.failed + self.suppressed + self.unconfirmed
-    }
-
-    /// Nothing is left for the daemon to do (held rows wait for an operator).
-    pub fn over(&self) -> bool {
-        self.remaining == 0 && self.retrying == 0
-    }
-
-    fn result(&self, id: i64) -> anyhow::Result<()> {
-        if self.failed > 0 {
-            return Err(DeliveriesFailed {
-                bulletin: id,
-                failed: self.failed,
-            }
-            .into());
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// `h:mm:ss` or `m:ss`.
@@ -281,7 +239,7 @@ pub fn progress_line(
 
 /// Follows a notice's delivery until nothing is left for the daemon to do (held rows
 /// wait for an operator), showing a progress line when `show`; `None` on Ctrl-C.
-async fn follow(app: &App, id: i64, show: bool) -> anyhow::Result<Option<Progress>> {
+async fn follow(ops: &Ops, id: i64, show: bool) -> anyhow::Result<Option<Progress>> {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
     let bar = if show {
         ProgressBar::new(0)
@@ -295,12 +253,7 @@ async fn follow(app: &App, id: i64, show: bool) -> anyhow::Result<Option<Progres
     let started = std::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
-        let p = Progress::from_counts(&app.store.delivery_counts(Some(id)).await?);
-        let next_retry = if p.retrying > 0 {
-            next_retry(app, id).await?
-        } else {
-            None
-        };
+        let (p, next_retry) = ops.progress(id).await.map_err(ops_err)?;
         bar.set_message(progress_line(&p, started.elapsed(), next_retry));
         if p.over() {
             bar.finish_and_clear();
@@ -318,22 +271,6 @@ async fn follow(app: &App, id: i64, show: bool) -> anyhow::Result<Option<Progres
             }
         }
     }
-}
-
-/// When the first of the notice's rows waiting for a retry is tried again.
-async fn next_retry(app: &App, id: i64) -> anyhow::Result<Option<DateTime<Utc>>> {
-    Ok(app
-        .store
-        .deliveries(&DeliveryFilter {
-            bulletin: Some(id),
-            status: Some(DeliveryStatus::Retrying),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await?
-        .iter()
-        .filter_map(|r| r.next_attempt_at)
-        .min())
 }
 
 /// The lines after a followed delivery is over: the counts, and what needs an operator.
@@ -453,14 +390,16 @@ mod tests {
             ..Default::default()
         };
         assert!(p.over());
-        let e = p.result(7).unwrap_err();
+        let e = failures(&p, 7).unwrap_err();
         assert!(e.downcast_ref::<DeliveriesFailed>().is_some());
-        assert!(Progress {
-            total: 1,
-            sent: 1,
-            ..Default::default()
-        }
-        .result(7)
+        assert!(failures(
+            &Progress {
+                total: 1,
+                sent: 1,
+                ..Default::default()
+            },
+            7
+        )
         .is_ok());
         assert!(!Progress {
             total: 1,

@@ -1,9 +1,8 @@
 //! `bulletin retry`: failed, held or unconfirmed deliveries put back in the queue.
 
-use super::Ctx;
-use crate::domain::DeliveryStatus;
+use super::{ops_err, Ctx};
+use crate::ops::deliveries::RetryInput;
 use anyhow::bail;
-use chrono::Utc;
 
 #[derive(clap::Args, Debug)]
 pub struct RetryArgs {
@@ -29,30 +28,29 @@ pub struct RetryArgs {
 
 impl RetryArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        // Said in the options' words, and before the configuration is read.
         if self.bulletin.is_none() && self.delivery.is_none() && !self.all {
             bail!(
                 "say which deliveries to retry: --bulletin ID, --delivery ID, or --all \
                  (every failed row in the whole history)"
             );
         }
-        let app = ctx.app().await?;
-        let mut statuses = Vec::new();
-        if self.failed || !(self.held || self.unconfirmed) {
-            statuses.push(DeliveryStatus::Failed);
-        }
-        if self.held {
-            statuses.push(DeliveryStatus::Held);
-        }
-        if self.unconfirmed {
-            statuses.push(DeliveryStatus::Unconfirmed);
-        }
-        let n = app
-            .store
-            .requeue(self.bulletin, self.delivery, &statuses, Utc::now())
-            .await?;
-        let which: Vec<_> = statuses.iter().map(|s| s.as_str()).collect();
+        let ops = ctx.ops().await?;
+        let out = ops
+            .retry(RetryInput {
+                bulletin: self.bulletin,
+                delivery: self.delivery,
+                all: self.all,
+                held: self.held,
+                unconfirmed: self.unconfirmed,
+                failed: self.failed,
+            })
+            .await
+            .map_err(ops_err)?;
+        let which: Vec<_> = out.statuses.iter().map(|s| s.as_str()).collect();
         println!(
-            "{n} {} deliveries queued again; the daemon sends them",
+            "{} {} deliveries queued again; the daemon sends them",
+            out.requeued,
             which.join("/")
         );
         Ok(())

@@ -1,8 +1,6 @@
 //! `bulletin schedule`: the configured schedules with their firings, or one fired now.
 
-use super::{app_err, fmt_time, table, Ctx};
-use crate::scheduler::FireOutcome;
-use chrono::Utc;
+use super::{fmt_time, ops_err, table, Ctx};
 use clap::Subcommand;
 
 #[derive(clap::Args, Debug)]
@@ -33,8 +31,7 @@ impl ScheduleArgs {
 
 /// `schedule list`: each schedule with its last and next firing.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let app = ctx.app().await?;
-    let now = Utc::now();
+    let ops = ctx.ops().await?;
     let mut t = table(&[
         "name",
         "cron",
@@ -44,27 +41,19 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         "last firing",
         "next firing",
     ]);
-    for s in &app.config.schedules {
+    for s in ops.schedules().await.map_err(ops_err)? {
+        let next = s
+            .next_firing_local()
+            .map(|local| format!("{local} ({})", fmt_time(s.next_firing)))
+            .unwrap_or_default();
         t.add_row(vec![
-            s.name.clone(),
-            s.cron_text.clone(),
-            s.timezone.to_string(),
+            s.name,
+            s.cron,
+            s.timezone,
             format!("{:?}", s.mode),
-            s.lists
-                .iter()
-                .map(|l| l.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            fmt_time(app.store.last_firing(&s.name).await?),
-            s.next_after(now)
-                .map(|n| {
-                    format!(
-                        "{} ({})",
-                        n.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z"),
-                        fmt_time(Some(n))
-                    )
-                })
-                .unwrap_or_default(),
+            s.lists.join(","),
+            fmt_time(s.last_firing),
+            next,
         ]);
     }
     println!("{t}");
@@ -73,17 +62,17 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// `schedule fire`: composes and enqueues now.
 async fn fire(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let app = ctx.app().await?;
-    match app.fire_now(name).await.map_err(app_err)? {
-        FireOutcome::AlreadyFired => println!("schedule `{name}` already fired this second"),
-        FireOutcome::Fired {
-            bulletins,
-            deliveries,
-        } => println!(
-            "schedule `{name}` fired: {} bulletin(s) {:?}, {deliveries} deliveries queued (the daemon sends them)",
-            bulletins.len(),
-            bulletins
-        ),
+    let ops = ctx.ops().await?;
+    let f = ops.fire(name).await.map_err(ops_err)?;
+    if f.already_fired {
+        println!("schedule `{name}` already fired this second");
+    } else {
+        println!(
+            "schedule `{name}` fired: {} bulletin(s) {:?}, {} deliveries queued (the daemon sends them)",
+            f.bulletins.len(),
+            f.bulletins,
+            f.deliveries
+        );
     }
     Ok(())
 }

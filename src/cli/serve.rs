@@ -123,8 +123,8 @@ impl ServeArgs {
 /// then resent or held as configured).
 async fn take_over_leases(app: &App) -> anyhow::Result<()> {
     let n = app
-        .store
-        .expire_foreign_leases(app.clock.now())
+        .ops()
+        .take_over_leases()
         .await
         .map_err(|e| anyhow!("{e}"))?;
     if n > 0 {

@@ -326,6 +326,16 @@ impl Ops {
     }
 }
 
+impl Ops {
+    /// Rows left `sending` by a process that stopped, taken over now rather than after
+    /// their lease (then resent or held as configured). Only for a store nobody else can
+    /// be sending from: `serve` calls it on SQLite, under the daemon lock. Returns the
+    /// rows.
+    pub async fn take_over_leases(&self) -> Result<u64> {
+        Ok(self.store.expire_foreign_leases(self.clock.now()).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,6 +245,85 @@ fn retry_without_a_scope_refuses_and_names_the_choices() {
     assert!(!out.status.success());
 }
 
+/// Issue 13, item 1: the CLI runs the operations the admin API runs, so it refuses what
+/// the API refuses, in the options' words. Deliberate changes from the CLI's own rules:
+/// a page of more than 1,000 ledger rows is refused (the API's limit), and a retry of a
+/// bulletin or delivery that does not exist is an error instead of "0 ... queued again".
+#[test]
+fn the_cli_applies_the_operations_rules_and_names_the_option_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let cfg = dir.path().join("bulletin.toml");
+    std::fs::write(
+        &cfg,
+        crate::harness::config_text(&db, &crate::harness::Options::default()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = bulletin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = run(&["store", "init"]);
+    assert!(ok, "{err}");
+
+    let (ok, _, err) = run(&["deliveries", "--limit", "1001"]);
+    assert!(!ok);
+    assert!(err.contains("--limit: must be 1 to 1000"), "{err}");
+    let (ok, out, err) = run(&["deliveries", "--limit", "1000"]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(&["deliveries", "--since", "yesterday"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--since: `yesterday`: give an RFC 3339 time"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["deliveries", "--status", "lost"]);
+    assert!(!ok);
+    assert!(err.contains("--status: "), "{err}");
+
+    let (ok, _, err) = run(&["retry", "--bulletin", "99"]);
+    assert!(!ok);
+    assert!(err.contains("no bulletin 99"), "{err}");
+    let (ok, _, err) = run(&["retry", "--delivery", "99"]);
+    assert!(!ok);
+    assert!(err.contains("no delivery 99"), "{err}");
+    let (ok, out, err) = run(&["retry", "--all", "--held"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0 held deliveries queued again; the daemon sends them"),
+        "{out}"
+    );
+
+    let (ok, _, err) = run(&["records", "--state", "lost"]);
+    assert!(!ok);
+    assert!(err.contains("--state: "), "{err}");
+    let (ok, _, err) = run(&["approve", "no-such-record", "--by", "two\nlines"]);
+    assert!(!ok);
+    assert!(err.contains("--by: "), "{err}");
+    let (ok, _, err) = run(&["approve", "no-such-record", "--by", "editor"]);
+    assert!(!ok);
+    assert!(err.contains("no record `no-such-record`"), "{err}");
+    // A positional argument is named by its message alone, as before.
+    let (ok, _, err) = run(&["lists", "show", "nobody-here"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no list `nobody-here` (create it with `bulletin lists create nobody-here`)"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["lists", "create", "Not A Name"]);
+    assert!(!ok);
+    assert!(!err.contains("--list"), "{err}");
+}
+
 #[test]
 fn every_subcommand_and_option_has_a_one_line_description() {
     use clap::CommandFactory;
