@@ -233,16 +233,6 @@ impl App {
         })
     }
 
-    /// Whether WeChat is configured and a schedule delivers to it.
-    pub fn sends_to_wechat(&self) -> bool {
-        self.config.wechat.is_some()
-            && self
-                .config
-                .schedules
-                .iter()
-                .any(|s| s.channels.contains(&crate::domain::ChannelKind::Wechat))
-    }
-
     /// Reads, validates and stores a record file with its images. Nothing is stored on
     /// error (see [`Ops::import_record_file`]).
     pub async fn import_record_file(
