@@ -925,10 +925,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let rows = app.store.deliveries(&filter).await?;
             // WeChat rows also show the ids each step got back (draft, publish, article, msg).
             let mut wechat = std::collections::HashMap::new();
-            for r in rows
-                .iter()
-                .filter(|r| r.channel == ChannelKind::Wechat.as_str())
-            {
+            for r in rows.iter().filter(|r| r.channel == ChannelKind::Wechat) {
                 if let Some(j) = app.store.wechat_job(r.id).await? {
                     wechat.insert(r.id, j);
                 }
@@ -958,12 +955,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "answer",
                 ]);
                 for r in &rows {
-                    let mut status = r.status.clone();
+                    let mut status = r.status.to_string();
                     if r.ambiguous {
                         status.push_str(" (ambiguous)");
                     }
-                    let answer = match (&r.status[..], &r.last_error, &r.next_attempt_at) {
-                        ("retrying", Some(e), Some(n)) => {
+                    let answer = match (r.status, &r.last_error, &r.next_attempt_at) {
+                        (DeliveryStatus::Retrying, Some(e), Some(n)) => {
                             format!("{e} — next try {}", fmt_time(Some(*n)))
                         }
                         (_, Some(e), _) => e.clone(),
@@ -993,7 +990,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.add_row(vec![
                         r.id.to_string(),
                         r.bulletin_id.to_string(),
-                        r.channel.clone(),
+                        r.channel.to_string(),
                         r.recipient.clone(),
                         status,
                         r.attempts.to_string(),
@@ -1082,7 +1079,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         b.id.to_string(),
                         fmt_time(Some(b.created_at)),
                         b.schedule.clone().unwrap_or_default(),
-                        b.state.clone(),
+                        b.state.to_string(),
                         counts,
                         b.subject.clone(),
                     ]);
@@ -1261,7 +1258,7 @@ pub struct Progress {
 
 impl Progress {
     fn from_counts(counts: &[crate::store::StatusCount]) -> Self {
-        let n = |st: &str| -> u64 {
+        let n = |st: DeliveryStatus| -> u64 {
             counts
                 .iter()
                 .filter(|c| c.status == st)
@@ -1270,13 +1267,13 @@ impl Progress {
         };
         Self {
             total: counts.iter().map(|c| c.count as u64).sum(),
-            sent: n("sent"),
-            failed: n("failed"),
-            suppressed: n("suppressed"),
-            unconfirmed: n("unconfirmed"),
-            retrying: n("retrying"),
-            held: n("held"),
-            remaining: n("queued") + n("sending"),
+            sent: n(DeliveryStatus::Sent),
+            failed: n(DeliveryStatus::Failed),
+            suppressed: n(DeliveryStatus::Suppressed),
+            unconfirmed: n(DeliveryStatus::Unconfirmed),
+            retrying: n(DeliveryStatus::Retrying),
+            held: n(DeliveryStatus::Held),
+            remaining: n(DeliveryStatus::Queued) + n(DeliveryStatus::Sending),
         }
     }
 
@@ -1464,7 +1461,7 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
         }));
     }
     let counts = app.store.delivery_counts(None).await?;
-    let by_status = |st: &str| -> i64 {
+    let by_status = |st: DeliveryStatus| -> i64 {
         counts
             .iter()
             .filter(|c| c.status == st)
@@ -1481,18 +1478,14 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
         .await?;
     let mut active = Vec::new();
     for b in app.store.bulletins(100).await? {
-        if b.state == "done" {
+        if b.state == crate::store::BulletinState::Done {
             continue;
         }
         let c = app.store.delivery_counts(Some(b.id)).await?;
         let total: i64 = c.iter().map(|x| x.count).sum();
         let remaining: i64 = c
             .iter()
-            .filter(|x| {
-                x.status
-                    .parse::<DeliveryStatus>()
-                    .is_ok_and(|s| !s.is_terminal())
-            })
+            .filter(|x| !x.status.is_terminal())
             .map(|x| x.count)
             .sum();
         active.push(serde_json::json!({
@@ -1503,12 +1496,7 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
     if json {
         let queue: serde_json::Map<String, serde_json::Value> = DeliveryStatus::ALL
             .iter()
-            .map(|s| {
-                (
-                    s.as_str().to_string(),
-                    serde_json::json!(by_status(s.as_str())),
-                )
-            })
+            .map(|s| (s.as_str().to_string(), serde_json::json!(by_status(*s))))
             .collect();
         println!(
             "{}",
@@ -1537,14 +1525,14 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
     println!("{t}");
     println!(
         "queue: {} queued, {} sending (in flight), {} retrying, {} held · all time: {} sent, {} failed, {} suppressed, {} unconfirmed",
-        by_status("queued"),
-        by_status("sending"),
-        by_status("retrying"),
-        by_status("held"),
-        by_status("sent"),
-        by_status("failed"),
-        by_status("suppressed"),
-        by_status("unconfirmed")
+        by_status(DeliveryStatus::Queued),
+        by_status(DeliveryStatus::Sending),
+        by_status(DeliveryStatus::Retrying),
+        by_status(DeliveryStatus::Held),
+        by_status(DeliveryStatus::Sent),
+        by_status(DeliveryStatus::Failed),
+        by_status(DeliveryStatus::Suppressed),
+        by_status(DeliveryStatus::Unconfirmed)
     );
     println!(
         "failed in the last 24 h: {failed_24h}{}",

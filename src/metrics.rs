@@ -349,7 +349,7 @@ impl Metrics {
             for st in DeliveryStatus::ALL {
                 let n = counts
                     .iter()
-                    .find(|c| c.channel == ch.as_str() && c.status == st.as_str())
+                    .find(|c| c.channel == *ch && c.status == *st)
                     .map_or(0, |c| c.count);
                 self.ledger
                     .get_or_create(&LedgerLabels {

@@ -440,14 +440,12 @@ async fn progress(ctx: &HttpContext, id: i64) -> ApiResult<Value> {
     let (mut total, mut open) = (0i64, 0i64);
     for c in &counts {
         let entry = by_channel
-            .entry(c.channel.clone())
+            .entry(c.channel.to_string())
             .or_insert_with(|| json!({}));
         entry[c.status.as_str()] = json!(c.count);
         total += c.count;
-        if let Ok(s) = c.status.parse::<DeliveryStatus>() {
-            if !s.is_terminal() {
-                open += c.count;
-            }
+        if !c.status.is_terminal() {
+            open += c.count;
         }
     }
     Ok(json!({ "total": total, "remaining": open, "by_channel": by_channel }))

@@ -329,13 +329,13 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
             let n = |st: DeliveryStatus| {
                 counts
                     .iter()
-                    .filter(|c| c.channel == ch.as_str() && c.status == st.as_str())
+                    .filter(|c| c.channel == *ch && c.status == st)
                     .map(|c| c.count)
                     .sum::<i64>()
             };
             let total: i64 = counts
                 .iter()
-                .filter(|c| c.channel == ch.as_str())
+                .filter(|c| c.channel == *ch)
                 .map(|c| c.count)
                 .sum();
             if total == 0 {
@@ -361,9 +361,9 @@ async fn render(ctx: &HttpContext, q: SearchQuery) -> Result<String, StoreError>
         }
         bulletins.push(BulletinView {
             id: b.id,
-            kind: b.kind,
+            kind: b.kind.to_string(),
             subject: b.subject,
-            state: b.state,
+            state: b.state.to_string(),
             created: fmt(b.created_at),
             channels,
         });
