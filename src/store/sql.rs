@@ -1345,16 +1345,26 @@ where
     }
 
     async fn delivery_counts(&self, bulletin: Option<i64>) -> Result<Vec<StatusCount>> {
-        sqlx::query(
-            "SELECT channel, status, count(*) AS n FROM deliveries WHERE ($1 IS NULL OR bulletin_id = $1)
-             GROUP BY channel, status ORDER BY channel, status",
-        )
-        .bind(bulletin)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::status_count_from_row)
-        .collect()
+        // Two statements, not `$1 IS NULL OR …`: one bulletin's counts walk its index.
+        let rows =
+            match bulletin {
+                Some(b) => sqlx::query(
+                    "SELECT channel, status, count(*) AS n FROM deliveries WHERE bulletin_id = $1
+                 GROUP BY channel, status ORDER BY channel, status",
+                )
+                .bind(b)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(
+                        "SELECT channel, status, count(*) AS n FROM deliveries
+                 GROUP BY channel, status ORDER BY channel, status",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+        rows.iter().map(Self::status_count_from_row).collect()
     }
 
     async fn wechat_job(&self, delivery_id: i64) -> Result<Option<WechatJob>> {
