@@ -266,7 +266,10 @@ impl App {
     pub async fn fire_now(&self, schedule: &str) -> Result<FireOutcome, AppError> {
         let now = self.clock.now();
         let at = DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-        Ok(self.scheduler.fire(schedule, at, "manual").await?)
+        Ok(self
+            .scheduler
+            .fire(schedule, at, crate::store::FiringTrigger::Manual)
+            .await?)
     }
 
     /// Does everything due now: resumes unfinished work, fires schedules due in

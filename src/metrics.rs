@@ -59,9 +59,6 @@ const OUTCOME_STATUSES: &[DeliveryStatus] = &[
 /// WeChat errcodes the alert rules watch (quota, IP whitelist).
 const ALERTED_ERRCODES: &[i64] = &[45009, 45028, 40164];
 
-/// The triggers a firing is recorded with.
-const TRIGGERS: &[&str] = &["cron", "catch-up", "manual"];
-
 fn lag_histogram() -> Histogram {
     // 10 ms … ~82 min
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
@@ -304,7 +301,7 @@ impl Metrics {
     /// Creates the firing counters of the configured schedules at zero (every trigger).
     pub fn known_schedules<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         for schedule in names {
-            for trigger in TRIGGERS {
+            for trigger in crate::store::FiringTrigger::TEXTS {
                 let _ = self.firings.get_or_create(&FiringLabels {
                     schedule: schedule.to_string(),
                     trigger: trigger.to_string(),
@@ -349,7 +346,7 @@ impl Metrics {
             for st in DeliveryStatus::ALL {
                 let n = counts
                     .iter()
-                    .find(|c| c.channel == ch.as_str() && c.status == st.as_str())
+                    .find(|c| c.channel == *ch && c.status == *st)
                     .map_or(0, |c| c.count);
                 self.ledger
                     .get_or_create(&LedgerLabels {

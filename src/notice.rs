@@ -12,7 +12,9 @@ use crate::domain::{ChannelKind, ListName};
 use crate::markdown;
 use crate::render::{tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK};
 use crate::scheduler::FAN_OUT_PAGE;
-use crate::store::{BulletinKind, NewBulletin, NoticeMeta, Store, StoreError, WechatQuotaCheck};
+use crate::store::{
+    BulletinKind, FanOutAccounts, NewBulletin, NoticeMeta, Store, StoreError, WechatQuotaCheck,
+};
 use askama::Template;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -285,17 +287,8 @@ impl Notices {
     }
 
     /// The account-wide WeChat row, when WeChat is configured.
-    fn accounts(&self) -> Vec<(ChannelKind, String)> {
-        self.config
-            .wechat
-            .iter()
-            .map(|w| {
-                (
-                    ChannelKind::Wechat,
-                    crate::channel::wechat::account_recipient(&w.appid),
-                )
-            })
-            .collect()
+    fn accounts(&self) -> FanOutAccounts {
+        FanOutAccounts::new(self.config.wechat.as_ref().map(|w| w.appid.as_str()))
     }
 
     /// WeChat mass sends in the last 24 h against `wechat.mass_send_daily_quota` (§7.1, §11

@@ -8,7 +8,9 @@ use crate::domain::schedule::{Schedule, ScheduleMode};
 use crate::domain::ChannelKind;
 use crate::metrics::Metrics;
 use crate::render::{render_bulletin, render_wechat_article};
-use crate::store::{BulletinKind, NewBulletin, Store, StoreError, StoredRecord};
+use crate::store::{
+    BulletinKind, FanOutAccounts, FiringTrigger, NewBulletin, Store, StoreError, StoredRecord,
+};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -67,17 +69,8 @@ impl Scheduler {
     }
 
     /// Channels that deliver to one account rather than to each subscriber.
-    fn accounts(&self) -> Vec<(ChannelKind, String)> {
-        self.config
-            .wechat
-            .iter()
-            .map(|w| {
-                (
-                    ChannelKind::Wechat,
-                    crate::channel::wechat::account_recipient(&w.appid),
-                )
-            })
-            .collect()
+    fn accounts(&self) -> FanOutAccounts {
+        FanOutAccounts::new(self.config.wechat.as_ref().map(|w| w.appid.as_str()))
     }
 
     /// Counts firings into `metrics` (the App's registry).
@@ -97,7 +90,7 @@ impl Scheduler {
         &self,
         name: &str,
         fire_time: DateTime<Utc>,
-        trigger: &str,
+        trigger: FiringTrigger,
     ) -> Result<FireOutcome, SchedulerError> {
         self.schedule(name)?;
         let now = self.clock.now();
@@ -109,10 +102,10 @@ impl Scheduler {
             info!(schedule = name, %fire_time, "firing already recorded; not running it again");
             return Ok(FireOutcome::AlreadyFired);
         }
-        info!(schedule = name, %fire_time, trigger, "schedule fired");
+        info!(schedule = name, %fire_time, %trigger, "schedule fired");
         self.metrics.fired(
             name,
-            trigger,
+            trigger.as_str(),
             (now - fire_time).to_std().unwrap_or_default(),
         );
         self.process_firing(name, fire_time).await
@@ -249,7 +242,7 @@ impl Scheduler {
                     warn!(schedule = %s.name, skipped = missed.len() - 1, "several firings were missed while down; catching up the latest only");
                 }
                 info!(schedule = %s.name, fire_time = %latest, "catching up a firing missed while down");
-                out.push(self.fire(&s.name, latest, "catch-up").await?);
+                out.push(self.fire(&s.name, latest, FiringTrigger::CatchUp).await?);
             } else {
                 warn!(schedule = %s.name, missed = missed.len(), latest = %latest, "firings missed while down are outside the catch-up window; skipped");
             }
@@ -266,7 +259,7 @@ impl Scheduler {
         let mut out = Vec::new();
         for s in &self.config.schedules {
             if let Some(&t) = s.fire_times_between(after, until, 10_000).last() {
-                out.push(self.fire(&s.name, t, "cron").await?);
+                out.push(self.fire(&s.name, t, FiringTrigger::Cron).await?);
             }
         }
         Ok(out)

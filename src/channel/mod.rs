@@ -16,7 +16,7 @@ use std::fmt;
 pub struct PreparedBulletin {
     pub id: i64,
     /// `record`, `digest` or `notice`.
-    pub kind: String,
+    pub kind: crate::store::BulletinKind,
     pub subject: String,
     pub html: String,
     pub text: String,

@@ -2,6 +2,7 @@
 //! (WeChat rows with the ids each step got back).
 
 use super::{fmt_time, ops_err, table, Ctx};
+use crate::domain::DeliveryStatus;
 use crate::ops::deliveries::{DeliveryPage, DeliveryQuery};
 use crate::store::{DeliveryRow, WechatJob};
 
@@ -89,14 +90,14 @@ fn print_table(page: &DeliveryPage) {
     ]);
     for d in &page.deliveries {
         let r = &d.row;
-        let mut status = r.status.clone();
+        let mut status = r.status.to_string();
         if r.ambiguous {
             status.push_str(" (ambiguous)");
         }
         t.add_row(vec![
             r.id.to_string(),
             r.bulletin_id.to_string(),
-            r.channel.clone(),
+            r.channel.to_string(),
             r.recipient.clone(),
             status,
             r.attempts.to_string(),
@@ -114,8 +115,8 @@ fn print_table(page: &DeliveryPage) {
 /// The "answer" column: the error (with the next try) or the message id, and for WeChat
 /// rows the ids each step got back.
 fn answer(r: &DeliveryRow, job: Option<&WechatJob>) -> String {
-    let answer = match (&r.status[..], &r.last_error, &r.next_attempt_at) {
-        ("retrying", Some(e), Some(n)) => {
+    let answer = match (r.status, &r.last_error, &r.next_attempt_at) {
+        (DeliveryStatus::Retrying, Some(e), Some(n)) => {
             format!("{e} — next try {}", fmt_time(Some(*n)))
         }
         (_, Some(e), _) => e.clone(),

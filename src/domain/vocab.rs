@@ -40,7 +40,7 @@ macro_rules! text_enum {
 
         impl std::str::FromStr for $name {
             type Err = $crate::domain::vocab::UnknownValue;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
+            fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
                     other => Err($crate::domain::vocab::UnknownValue {

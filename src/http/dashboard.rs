@@ -289,9 +289,9 @@ async fn render(
         }
         bulletins.push(BulletinView {
             id: b.id,
-            kind: b.kind,
+            kind: b.kind.to_string(),
             subject: b.subject,
-            state: b.state,
+            state: b.state.to_string(),
             created: fmt(b.created_at),
             channels,
         });

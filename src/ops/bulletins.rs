@@ -28,9 +28,9 @@ impl LedgerCounts {
         let mut by_channel: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         for c in &counts {
             *by_channel
-                .entry(c.channel.clone())
+                .entry(c.channel.to_string())
                 .or_default()
-                .entry(c.status.clone())
+                .entry(c.status.to_string())
                 .or_default() += c.count;
         }
         Self {
@@ -72,14 +72,14 @@ impl BulletinSummary {
     fn new(b: StoredBulletin, deliveries: LedgerCounts) -> Self {
         Self {
             id: b.id,
-            kind: b.kind,
+            kind: b.kind.to_string(),
             schedule: b.schedule,
             subject: b.subject,
             language: b.language,
-            state: b.state,
-            lists: b.lists,
+            state: b.state.to_string(),
+            lists: b.lists.iter().map(|l| l.to_string()).collect(),
             records: b.record_ids,
-            channels: b.channels,
+            channels: b.channels.iter().map(|c| c.to_string()).collect(),
             created_at: b.created_at,
             deliveries,
         }
@@ -156,7 +156,7 @@ impl Ops {
         }
         Ok(PauseResult {
             id,
-            state: b.state,
+            state: b.state.to_string(),
             changed: outcome == PauseOutcome::Changed,
         })
     }

@@ -103,15 +103,14 @@ impl Progress {
         for c in counts {
             let n = c.count.max(0) as u64;
             p.total += n;
-            match c.status.parse::<DeliveryStatus>() {
-                Ok(DeliveryStatus::Sent) => p.sent += n,
-                Ok(DeliveryStatus::Failed) => p.failed += n,
-                Ok(DeliveryStatus::Suppressed) => p.suppressed += n,
-                Ok(DeliveryStatus::Unconfirmed) => p.unconfirmed += n,
-                Ok(DeliveryStatus::Retrying) => p.retrying += n,
-                Ok(DeliveryStatus::Held) => p.held += n,
-                Ok(DeliveryStatus::Queued | DeliveryStatus::Sending) => p.remaining += n,
-                Err(_) => {}
+            match c.status {
+                DeliveryStatus::Sent => p.sent += n,
+                DeliveryStatus::Failed => p.failed += n,
+                DeliveryStatus::Suppressed => p.suppressed += n,
+                DeliveryStatus::Unconfirmed => p.unconfirmed += n,
+                DeliveryStatus::Retrying => p.retrying += n,
+                DeliveryStatus::Held => p.held += n,
+                DeliveryStatus::Queued | DeliveryStatus::Sending => p.remaining += n,
             }
         }
         p
@@ -119,7 +118,7 @@ impl Progress {
 
     /// One channel's rows of these counts.
     pub fn of_channel(counts: &[StatusCount], channel: ChannelKind) -> Self {
-        Self::from_counts(counts.iter().filter(|c| c.channel == channel.as_str()))
+        Self::from_counts(counts.iter().filter(|c| c.channel == channel))
     }
 
     /// Rows with a final state.
@@ -205,7 +204,7 @@ impl Ops {
         let mut attempts = self.store.attempts(&ids).await?;
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {
-            let wechat = if row.channel == ChannelKind::Wechat.as_str() {
+            let wechat = if row.channel == ChannelKind::Wechat {
                 self.store.wechat_job(row.id).await?
             } else {
                 None
@@ -343,8 +342,8 @@ mod tests {
 
     fn count(channel: &str, status: &str, n: i64) -> StatusCount {
         StatusCount {
-            channel: channel.into(),
-            status: status.into(),
+            channel: channel.parse().unwrap(),
+            status: status.parse().unwrap(),
             count: n,
         }
     }

@@ -70,7 +70,10 @@ impl Ops {
     pub async fn fire(&self, schedule: &str) -> Result<Firing> {
         let now = self.clock.now();
         let at = DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-        let outcome = self.scheduler.fire(schedule, at, "manual").await?;
+        let outcome = self
+            .scheduler
+            .fire(schedule, at, crate::store::FiringTrigger::Manual)
+            .await?;
         Ok(match outcome {
             FireOutcome::AlreadyFired => Firing {
                 schedule: schedule.to_string(),

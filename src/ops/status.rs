@@ -57,7 +57,7 @@ impl Ops {
             .map(|s| {
                 let n = counts
                     .iter()
-                    .filter(|c| c.status == s.as_str())
+                    .filter(|c| c.status == *s)
                     .map(|c| c.count)
                     .sum();
                 (s.as_str().to_string(), n)
@@ -66,14 +66,14 @@ impl Ops {
         let failed_last_24h = self.failed_since(now - chrono::Duration::hours(24)).await?;
         let mut active = Vec::new();
         for b in self.store.bulletins(100).await? {
-            if b.state == "done" {
+            if b.state == crate::store::BulletinState::Done {
                 continue;
             }
             let c = self.ledger_counts(b.id).await?;
             active.push(ActiveBulletin {
                 id: b.id,
-                kind: b.kind,
-                state: b.state,
+                kind: b.kind.to_string(),
+                state: b.state.to_string(),
                 subject: b.subject,
                 total: c.total,
                 remaining: c.remaining,

@@ -2,7 +2,7 @@
 //! (and the unsubscribe endpoint's single-statement write) reports here, and a failure
 //! keeps the store "not ready" until a later write succeeds.
 
-use super::{Result, StoreError};
+use super::{Engine, Result, StoreError};
 use chrono::{DateTime, Utc};
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
@@ -90,29 +90,25 @@ impl WriteHealth {
 /// sqlx's (`&mut *tx`); dropped without commit, it rolls back. While writes are failing,
 /// only the commit of a transaction that changed something counts as a success: one that
 /// wrote nothing commits even on a full disk.
-pub struct Tx<'h, DB: sqlx::Database> {
+pub struct Tx<'h, DB: Engine> {
     inner: sqlx::Transaction<'static, DB>,
     health: &'h WriteHealth,
-    /// SQLite: `total_changes()` at the start, read only while writes are failing.
+    /// [`Engine::changes`] at the start, read only while writes are failing.
     changes_before: Option<i64>,
 }
 
-impl<'h> Tx<'h, sqlx::Sqlite> {
-    /// Begins `BEGIN IMMEDIATE` on the pool.
-    pub async fn begin_sqlite(
-        pool: &sqlx::SqlitePool,
+impl<'h, DB: Engine> Tx<'h, DB> {
+    /// Begins the engine's write transaction on the pool.
+    pub async fn begin(
+        pool: &sqlx::Pool<DB>,
         health: &'h WriteHealth,
     ) -> std::result::Result<Self, sqlx::Error> {
         let mut inner = pool
-            .begin_with("BEGIN IMMEDIATE")
+            .begin_with(DB::BEGIN)
             .await
             .inspect_err(|e| health.failed(e.to_string()))?;
         let changes_before = if health.is_failing() {
-            Some(
-                sqlx::query_scalar("SELECT total_changes()")
-                    .fetch_one(&mut *inner)
-                    .await?,
-            )
+            Some(DB::changes(&mut *inner).await?)
         } else {
             None
         };
@@ -127,11 +123,10 @@ impl<'h> Tx<'h, sqlx::Sqlite> {
         let wrote = match self.changes_before {
             None => true,
             Some(before) => {
-                let now: i64 = sqlx::query_scalar("SELECT total_changes()")
-                    .fetch_one(&mut *self.inner)
+                DB::changes(&mut *self.inner)
                     .await
-                    .inspect_err(|e| self.health.failed(e.to_string()))?;
-                now != before
+                    .inspect_err(|e| self.health.failed(e.to_string()))?
+                    != before
             }
         };
         let r = self.inner.commit().await;
@@ -139,42 +134,14 @@ impl<'h> Tx<'h, sqlx::Sqlite> {
     }
 }
 
-impl<'h> Tx<'h, sqlx::Postgres> {
-    pub async fn begin_postgres(
-        pool: &sqlx::PgPool,
-        health: &'h WriteHealth,
-    ) -> std::result::Result<Self, sqlx::Error> {
-        let inner = pool
-            .begin()
-            .await
-            .inspect_err(|e| health.failed(e.to_string()))?;
-        Ok(Self {
-            inner,
-            health,
-            changes_before: None,
-        })
-    }
-
-    pub async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
-        // A transaction that wrote has a transaction id; a read-only one has none.
-        let wrote = !self.health.is_failing()
-            || sqlx::query_scalar::<_, bool>("SELECT txid_current_if_assigned() IS NOT NULL")
-                .fetch_one(&mut *self.inner)
-                .await
-                .inspect_err(|e| self.health.failed(e.to_string()))?;
-        let r = self.inner.commit().await;
-        self.health.committed(wrote, r)
-    }
-}
-
-impl<DB: sqlx::Database> Deref for Tx<'_, DB> {
+impl<DB: Engine> Deref for Tx<'_, DB> {
     type Target = DB::Connection;
     fn deref(&self) -> &DB::Connection {
         &self.inner
     }
 }
 
-impl<DB: sqlx::Database> DerefMut for Tx<'_, DB> {
+impl<DB: Engine> DerefMut for Tx<'_, DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
         &mut self.inner
     }

@@ -1,15 +1,26 @@
 //! The store: the only module with SQL. One trait shaped by intent (import a record,
-//! record a firing once, fan out, claim due deliveries, record outcomes) with the
-//! SQLite implementation (one host) and the PostgreSQL one (several instances on one
-//! database) behind it.
+//! record a firing once, fan out, claim due deliveries, record outcomes), implemented
+//! once in `sql.rs` over both engines: SQLite (one host) and PostgreSQL (several
+//! instances on one database), whose differences are `sqlite.rs` and `postgres.rs`.
+
+/// The columns every claim returns, as the claim reads them (a macro, so that the
+/// engines' claim statements can `concat!` it).
+macro_rules! claimed_columns {
+    () => {
+        "id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
+         attempts, ambiguous, created_at, priority, next_attempt_at, unconfirmed"
+    };
+}
 
 pub mod copy;
 mod health;
 mod postgres;
+mod sql;
 mod sqlite;
 
 pub use crate::db_url::is_postgres_url;
 pub use postgres::PostgresStore;
+pub use sql::{AttemptInsert, Engine, LedgerUpdate, SqlStore};
 pub use sqlite::SqliteStore;
 
 use crate::domain::subscriber::{NewSubscriber, SubscriberStatus};
@@ -139,40 +150,88 @@ pub struct NewBulletin {
     pub wechat: Option<crate::domain::WechatArticle>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BulletinKind {
-    Record,
-    Digest,
-    Notice,
-}
+mod words {
+    //! The store's own vocabularies (inside a module: `text_enum!` names `Result`, which
+    //! the store's alias shadows).
+    use crate::domain::vocab::text_enum;
 
-impl BulletinKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Record => "record",
-            Self::Digest => "digest",
-            Self::Notice => "notice",
+    text_enum!(
+        /// What a bulletin carries: one record, a digest of several, or a notice.
+        BulletinKind("bulletin kind") { Record => "record", Digest => "digest", Notice => "notice" }
+    );
+
+    text_enum!(
+        /// Where a bulletin stands: its ledger rows are being written, then sent (unless
+        /// paused), until nothing is left to do.
+        BulletinState("bulletin state") {
+            FanningOut => "fanning_out",
+            Sending => "sending",
+            Paused => "paused",
+            Done => "done",
         }
-    }
+    );
+
+    text_enum!(
+        /// What made a schedule fire: its cron, the catch-up at start, or an operator.
+        FiringTrigger("firing trigger") { Cron => "cron", CatchUp => "catch-up", Manual => "manual" }
+    );
 }
+pub use words::{BulletinKind, BulletinState, FiringTrigger};
 
 /// A stored bulletin (its rendered snapshot).
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredBulletin {
     pub id: i64,
-    pub kind: String,
+    pub kind: BulletinKind,
     pub schedule: Option<String>,
     pub language: String,
     pub subject: String,
     pub html: String,
     pub text: String,
-    pub lists: Vec<String>,
+    pub lists: Vec<ListName>,
     pub record_ids: Vec<String>,
-    pub channels: Vec<String>,
-    pub state: String,
+    pub channels: Vec<ChannelKind>,
+    pub state: BulletinState,
+    /// Its rows' priority: notices (urgent rows) have `notice::NOTICE_PRIORITY`.
+    pub priority: i64,
     pub created_at: DateTime<Utc>,
     pub wechat: Option<crate::domain::WechatArticle>,
+}
+
+/// The fan-out rule for channels that deliver to an account rather than to each
+/// subscriber of a bulletin's lists: WeChat gets one ledger row per bulletin, to the
+/// configured official account (`account:APPID`). E-mail fans out per subscriber.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanOutAccounts {
+    wechat_appid: Option<String>,
+}
+
+impl FanOutAccounts {
+    /// The accounts configured (`wechat.appid`, if WeChat is).
+    pub fn new(wechat_appid: Option<&str>) -> Self {
+        Self {
+            wechat_appid: wechat_appid.map(str::to_string),
+        }
+    }
+
+    /// The ledger recipient of a WeChat official account.
+    pub fn wechat_recipient(appid: &str) -> String {
+        format!("account:{appid}")
+    }
+
+    /// The account rows (channel, recipient) a bulletin on `channels` gets.
+    pub fn rows(&self, channels: &[ChannelKind]) -> Vec<(ChannelKind, String)> {
+        channels
+            .iter()
+            .filter_map(|c| match c {
+                ChannelKind::Email => None,
+                ChannelKind::Wechat => self
+                    .wechat_appid
+                    .as_deref()
+                    .map(|a| (ChannelKind::Wechat, Self::wechat_recipient(a))),
+            })
+            .collect()
+    }
 }
 
 /// Where a WeChat delivery stands: each step's result, stored as it arrives so a
@@ -291,72 +350,6 @@ impl Default for Claimer {
     }
 }
 
-/// A claim's RETURNING rows as `Claimed`, in claim order (most urgent first, then by due
-/// time, then by id): RETURNING gives rows in no particular order, and PostgreSQL really
-/// returned a notice after routine rows. Both engines' claims return the same columns.
-fn claimed_in_order<R>(mut rows: Vec<R>, lease_until: DateTime<Utc>) -> Result<Vec<Claimed>>
-where
-    R: sqlx::Row,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'static str: sqlx::ColumnIndex<R>,
-{
-    rows.sort_by_key(|r| {
-        (
-            std::cmp::Reverse(r.get::<i64, _>("priority")),
-            r.get::<i64, _>("next_attempt_at"),
-            r.get::<i64, _>("id"),
-        )
-    });
-    rows.iter()
-        .map(|r| {
-            Ok(Claimed {
-                id: r.get("id"),
-                bulletin_id: r.get("bulletin_id"),
-                channel: r.get::<&str, _>("channel").parse().map_err(
-                    |e: crate::domain::vocab::UnknownValue| StoreError::Corrupt(e.to_string()),
-                )?,
-                recipient: r.get("recipient"),
-                recipient_name: r.get("recipient_name"),
-                list_id: r.get("list_id"),
-                subscriber_id: r.get("subscriber_id"),
-                attempts: r.get::<i64, _>("attempts") as u32,
-                ambiguous: r.get::<i64, _>("ambiguous") != 0,
-                created_at: crate::clock::from_millis(r.get("created_at")),
-                lease_until,
-                suppressed_because: None,
-                priority: r.get("priority"),
-                unconfirmed: r.get::<i64, _>("unconfirmed") as u32,
-                taken_from: None,
-            })
-        })
-        .collect()
-}
-
-/// Marks the claimed rows whose subscriber left, or was removed from the list, after
-/// fan-out (`status`: each subscriber id's status and address now): they are not sent to.
-/// The address must match too: in a store that reused ids (SQLite before AUTOINCREMENT),
-/// a removed subscriber's id may now belong to someone else.
-fn suppress_departed(
-    claimed: &mut [Claimed],
-    status: &std::collections::HashMap<i64, (String, String)>,
-) {
-    for c in claimed {
-        let Some(id) = c.subscriber_id else { continue };
-        c.suppressed_because = match status.get(&id) {
-            Some((_, email)) if !email.eq_ignore_ascii_case(&c.recipient) => {
-                Some("subscriber was removed from the list".into())
-            }
-            Some((s, _)) if s == "active" => None,
-            Some((s, _)) => Some(format!("subscriber is {s}")),
-            None => Some("subscriber was removed from the list".into()),
-        };
-    }
-}
-
 /// What happened to one claimed row.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -424,9 +417,9 @@ pub struct DeliveryFilter {
 pub struct DeliveryRow {
     pub id: i64,
     pub bulletin_id: i64,
-    pub channel: String,
+    pub channel: ChannelKind,
     pub recipient: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub ambiguous: bool,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -442,8 +435,8 @@ pub struct DeliveryRow {
 /// A count of ledger rows by channel and status.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StatusCount {
-    pub channel: String,
-    pub status: String,
+    pub channel: ChannelKind,
+    pub status: DeliveryStatus,
     pub count: i64,
 }
 
@@ -558,7 +551,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         schedule: &str,
         fire_time: DateTime<Utc>,
-        trigger: &str,
+        trigger: FiringTrigger,
         now: DateTime<Utc>,
     ) -> Result<bool>;
     async fn last_firing(&self, schedule: &str) -> Result<Option<DateTime<Utc>>>;
@@ -579,13 +572,13 @@ pub trait Store: Send + Sync + 'static {
     async fn bulletins(&self, limit: u32) -> Result<Vec<StoredBulletin>>;
     /// Bulletins whose fan-out has not finished (after a crash too).
     async fn bulletins_fanning_out(&self) -> Result<Vec<i64>>;
-    /// One ledger row per active recipient of the bulletin's lists, in pages, plus one row per
-    /// `accounts` entry (channels that deliver to an account, e.g. WeChat); idempotent.
+    /// One e-mail row per active recipient of the bulletin's lists, in pages, plus the rows
+    /// `accounts` gives for its other channels (e.g. one for WeChat); idempotent.
     async fn fan_out(
         &self,
         bulletin_id: i64,
         page: u32,
-        accounts: &[(ChannelKind, String)],
+        accounts: &FanOutAccounts,
         now: DateTime<Utc>,
     ) -> Result<u64>;
 

@@ -47,7 +47,7 @@ fn benches(c: &mut Criterion) {
     let rendered = render_bulletin(&records, &[vec![]], &config.publisher, "en").unwrap();
     let prepared = PreparedBulletin {
         id: 1,
-        kind: "record".into(),
+        kind: bulletin::store::BulletinKind::Record,
         subject: rendered.subject,
         html: rendered.html,
         text: rendered.text,

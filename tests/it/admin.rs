@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use bulletin::domain::RecordState;
+use bulletin::store::BulletinState;
 use serde_json::{json, Value};
 
 const PEOPLE: &[(&str, Option<&str>)] = &[
@@ -354,7 +355,7 @@ async fn bulletins_deliveries_with_attempts_retry_pause_resume_and_metrics() {
     assert_eq!((s, code(&v)), (404, "delivery_not_found"));
     assert_eq!(
         t.app.store.bulletin(bid).await.unwrap().unwrap().state,
-        "done",
+        BulletinState::Done,
         "nothing requeued"
     );
 

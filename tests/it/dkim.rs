@@ -361,7 +361,7 @@ async fn messages_written_to_the_outbox_are_signed() {
     let mark = bulletin::render::UNSUBSCRIBE_MARK;
     let prepared = PreparedBulletin {
         id: 1,
-        kind: "record".into(),
+        kind: bulletin::store::BulletinKind::Record,
         subject: "Outbox".into(),
         html: format!("<p>Hello</p><a href=\"{mark}\">leave</a>"),
         text: format!("Hello\nLeave: {mark}\n"),

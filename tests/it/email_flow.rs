@@ -2,7 +2,9 @@
 
 use crate::harness::*;
 use bulletin::domain::subscriber::SubscriberStatus;
+use bulletin::domain::DeliveryStatus;
 use bulletin::scheduler::FireOutcome;
+use bulletin::store::BulletinState;
 use bulletin::store::DeliveryFilter;
 use mail_parser::MimeHeaders;
 
@@ -44,7 +46,7 @@ async fn seed_bulletin_reaches_a_real_smtp_server_with_every_section() {
         .unwrap();
     assert_eq!(rows.len(), 3);
     for r in &rows {
-        assert_eq!(r.status, "sent");
+        assert_eq!(r.status, DeliveryStatus::Sent);
         assert_eq!(r.attempts, 1);
         assert_eq!(r.last_code, Some(250));
         assert!(r.message_id.as_deref().unwrap().ends_with("@example.org>"));
@@ -267,7 +269,7 @@ async fn a_subscriber_who_leaves_after_fan_out_is_suppressed_not_sent() {
         .iter()
         .find(|r| r.recipient == "press@example.com")
         .unwrap();
-    assert_eq!(press.status, "suppressed");
+    assert_eq!(press.status, DeliveryStatus::Suppressed);
     assert!(press
         .last_error
         .as_deref()
@@ -304,7 +306,7 @@ async fn smtp_server_down_means_retry_later_then_delivered_once() {
         .await
         .unwrap();
     for row in &rows {
-        assert_eq!(row.status, "retrying");
+        assert_eq!(row.status, DeliveryStatus::Retrying);
         let next = row.next_attempt_at.unwrap();
         let wait = next - t.clock_now();
         assert!(
@@ -328,7 +330,9 @@ async fn smtp_server_down_means_retry_later_then_delivered_once() {
         .deliveries(&DeliveryFilter::default())
         .await
         .unwrap();
-    assert!(rows.iter().all(|r| r.status == "sent" && r.attempts == 2));
+    assert!(rows
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Sent && r.attempts == 2));
 }
 
 #[tokio::test]
@@ -361,7 +365,7 @@ async fn hard_rejects_fail_at_once_with_the_server_answer() {
         .await
         .unwrap()[0];
     assert_eq!((r.sent, r.failed), (0, 1), "{r:?} {row:?}");
-    assert_eq!(row.status, "failed");
+    assert_eq!(row.status, DeliveryStatus::Failed);
     assert_eq!(row.last_code, Some(550), "{row:?}");
     assert!(
         row.last_error.as_deref().unwrap().contains("no such user"),
@@ -384,7 +388,7 @@ async fn an_operator_can_retry_failed_deliveries() {
     t.app.fire_now("weekday-morning").await.unwrap();
     assert_eq!(t.app.run_pending(None).await.unwrap().failed, 3);
     let b = t.app.store.bulletins(10).await.unwrap();
-    assert_eq!(b[0].state, "done");
+    assert_eq!(b[0].state, BulletinState::Done);
 
     // The relay is fixed; the operator retries the bulletin's failed rows.
     drop(hard);
@@ -403,13 +407,13 @@ async fn an_operator_can_retry_failed_deliveries() {
     assert_eq!(n, 3);
     assert_eq!(
         t.app.store.bulletin(b[0].id).await.unwrap().unwrap().state,
-        "sending"
+        BulletinState::Sending
     );
     assert_eq!(t.app.run_pending(None).await.unwrap().sent, 3);
     assert_eq!(sink.wait_for(3).len(), 3);
     assert_eq!(
         t.app.store.bulletin(b[0].id).await.unwrap().unwrap().state,
-        "done"
+        BulletinState::Done
     );
 }
 
@@ -523,7 +527,10 @@ async fn a_claim_about_to_expire_is_given_back_unsent() {
         .deliveries(&DeliveryFilter::default())
         .await
         .unwrap();
-    let given_back: Vec<_> = all.iter().filter(|d| d.status != "sent").collect();
+    let given_back: Vec<_> = all
+        .iter()
+        .filter(|d| d.status != DeliveryStatus::Sent)
+        .collect();
     assert_eq!(given_back.len(), r.retrying);
     for d in &given_back {
         assert_eq!(d.attempts, 0, "no attempt spent: {d:?}");

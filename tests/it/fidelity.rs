@@ -5,6 +5,7 @@
 use crate::harness::*;
 use bulletin::config::{Config, Publisher};
 use bulletin::domain::record::parse_record;
+use bulletin::domain::DeliveryStatus;
 use bulletin::domain::SessionRecord;
 use bulletin::render::{render_bulletin, render_wechat_article};
 use html5ever::tokenizer::{
@@ -555,7 +556,7 @@ async fn the_wechat_outbox_enforces_the_api_limits() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row.status, "failed", "{row:?}");
+    assert_eq!(row.status, DeliveryStatus::Failed, "{row:?}");
     let reply = format!("{row:?}");
     assert!(reply.contains("WeChat takes under 20,000"), "{reply}");
 }

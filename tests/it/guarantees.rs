@@ -276,8 +276,12 @@ async fn a_final_reply_later_than_the_data_timeout_is_resent_once_then_left_unco
             .await
             .unwrap()
             .remove(0);
-        if row.status != "retrying" || passes > 8 {
-            assert_eq!(row.status, "unconfirmed", "{row:?} after {r:?}");
+        if row.status != DeliveryStatus::Retrying || passes > 8 {
+            assert_eq!(
+                row.status,
+                DeliveryStatus::Unconfirmed,
+                "{row:?} after {r:?}"
+            );
             assert!(row.ambiguous, "{row:?}");
             assert_eq!(row.attempts, 2, "sent once, then resent once: {row:?}");
             assert!(

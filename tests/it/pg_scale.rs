@@ -5,6 +5,7 @@
 use crate::harness::{build_app, repo_path, Options, SmtpSink, SEED_RECORD};
 use bulletin::clock::{Clock, ManualClock};
 use bulletin::domain::subscriber::NewSubscriber;
+use bulletin::domain::DeliveryStatus;
 use bulletin::domain::ListName;
 use bulletin::scheduler::FireOutcome;
 use bulletin::store::PostgresStore;
@@ -223,7 +224,10 @@ async fn an_idle_instance_wakes_on_work_another_instance_queued() {
     assert_eq!(deliveries, 20);
     loop {
         let counts = a.store.delivery_counts(None).await.unwrap();
-        if counts.iter().any(|c| c.status == "sent" && c.count == 20) {
+        if counts
+            .iter()
+            .any(|c| c.status == DeliveryStatus::Sent && c.count == 20)
+        {
             break;
         }
         assert!(

@@ -2,6 +2,7 @@
 
 use crate::harness::{spawn_app, Options, SmtpSink};
 use bulletin::app::Roles;
+use bulletin::store::FiringTrigger;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +66,7 @@ async fn a_scheduler_only_instance_queues_but_does_not_send() {
     let at = t.clock_now();
     t.app
         .store
-        .record_firing("weekday-morning", at, "cron", at)
+        .record_firing("weekday-morning", at, FiringTrigger::Cron, at)
         .await
         .unwrap();
     let shutdown = CancellationToken::new();

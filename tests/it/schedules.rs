@@ -2,6 +2,7 @@
 //! within the window, digests.
 
 use crate::harness::*;
+use bulletin::domain::DeliveryStatus;
 use bulletin::scheduler::FireOutcome;
 use bulletin::store::DeliveryFilter;
 use chrono::{TimeZone, Utc};
@@ -192,7 +193,8 @@ async fn a_missing_list_leaves_the_firing_pending_and_publishes_nothing() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        rows[0].status, "retrying",
+        rows[0].status,
+        DeliveryStatus::Retrying,
         "port 25 has no server here: queued for retry, not lost"
     );
 }

@@ -2,6 +2,8 @@
 //! hard rejects, a connection lost after the data, a refused sender, a slow server.
 
 use crate::harness::*;
+use bulletin::domain::DeliveryStatus;
+use bulletin::store::BulletinState;
 use bulletin::store::{DeliveryFilter, DeliveryRow};
 use std::time::{Duration, Instant};
 
@@ -99,7 +101,7 @@ async fn a_connection_lost_after_the_data_is_retried_and_flagged_ambiguous() {
         .await
         .unwrap();
     assert_eq!(ambiguous.len(), 3, "listed for `deliveries --ambiguous`");
-    assert!(ambiguous.iter().all(|r| r.status == "sent"));
+    assert!(ambiguous.iter().all(|r| r.status == DeliveryStatus::Sent));
 }
 
 #[tokio::test]
@@ -194,7 +196,7 @@ async fn an_error_storm_pauses_the_bulletin_and_resuming_continues_where_it_stop
 
     let r = t.app.run_pending(None).await.unwrap();
     let b = &t.app.store.bulletins(1).await.unwrap()[0];
-    assert_eq!(b.state, "paused", "{r:?}");
+    assert_eq!(b.state, BulletinState::Paused, "{r:?}");
     assert!(
         (20..=24).contains(&r.failed),
         "stopped after storm_min_attempts (+ sends in flight: twice the pool of 2): {r:?}"
@@ -385,7 +387,7 @@ async fn pipelined_messages_refused_at_rcpt_or_after_their_data_leave_their_neig
             (want.0, want.1, 1),
             "{row:?}"
         );
-        if row.status == "failed" {
+        if row.status == DeliveryStatus::Failed {
             assert!(
                 row.last_error.as_deref().unwrap_or("").contains(want.2),
                 "{row:?}"

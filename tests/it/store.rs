@@ -8,9 +8,9 @@ use bulletin::domain::record::parse_record;
 use bulletin::domain::subscriber::NewSubscriber;
 use bulletin::domain::{ChannelKind, DeliveryStatus, ListName, RecordState, SubscriberStatus};
 use bulletin::store::{
-    self, ApproveOutcome, BulletinKind, DeliveryFilter, ImageData, ImportOutcome, NewBulletin,
-    NewRecord, NoticeMeta, Outcome, OutcomeKind, PauseOutcome, Store, StoreError, WechatJob,
-    WechatMedia,
+    self, ApproveOutcome, BulletinKind, BulletinState, DeliveryFilter, FanOutAccounts,
+    FiringTrigger, ImageData, ImportOutcome, NewBulletin, NewRecord, NoticeMeta, Outcome,
+    OutcomeKind, PauseOutcome, Store, StoreError, WechatJob, WechatMedia,
 };
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use std::collections::HashSet;
@@ -120,7 +120,7 @@ async fn a_late_outcome_from_a_lost_lease_changes_nothing(url: &str) {
             .unwrap()
             .remove(0)
     };
-    assert_eq!(row(s.clone()).await.status, "sending");
+    assert_eq!(row(s.clone()).await.status, DeliveryStatus::Sending);
     assert_eq!(s.attempts(&[first.id]).await.unwrap().len(), 1);
 
     // The new owner's outcome is written.
@@ -147,7 +147,9 @@ async fn urgent_rows_are_found_and_claimed_alone(url: &str) {
     b.kind = BulletinKind::Notice;
     b.priority = 100;
     let notice = s.create_bulletin(&b, t0()).await.unwrap().unwrap();
-    s.fan_out(notice, 100, &[], t0()).await.unwrap();
+    s.fan_out(notice, 100, &FanOutAccounts::default(), t0())
+        .await
+        .unwrap();
     // Not due before its time; due from then on, for priority 100 but not above.
     assert!(!s.urgent_due(t0() - Span::seconds(1), 100).await.unwrap());
     assert!(s.urgent_due(t0(), 100).await.unwrap());
@@ -359,7 +361,9 @@ async fn sending_bulletin(s: &Arc<dyn Store>, list: &str, emails: &[&str]) -> i6
         .await
         .unwrap()
         .unwrap();
-    s.fan_out(id, 100, &[], t0()).await.unwrap();
+    s.fan_out(id, 100, &FanOutAccounts::default(), t0())
+        .await
+        .unwrap();
     id
 }
 
@@ -520,10 +524,16 @@ async fn lists_and_subscribers_never_reactivated(url: &str) {
 async fn firings_are_recorded_once(url: &str) {
     let s = open(url).await;
     let at = t0() + Span::hours(9);
-    assert!(s.record_firing("m", at, "cron", t0()).await.unwrap());
-    assert!(!s.record_firing("m", at, "manual", t0()).await.unwrap());
     assert!(s
-        .record_firing("m", at + Span::days(1), "cron", t0())
+        .record_firing("m", at, FiringTrigger::Cron, t0())
+        .await
+        .unwrap());
+    assert!(!s
+        .record_firing("m", at, FiringTrigger::Manual, t0())
+        .await
+        .unwrap());
+    assert!(s
+        .record_firing("m", at + Span::days(1), FiringTrigger::Cron, t0())
         .await
         .unwrap());
     assert_eq!(s.last_firing("m").await.unwrap(), Some(at + Span::days(1)));
@@ -548,9 +558,14 @@ async fn records_to_publish_and_bulletins_once_per_schedule(url: &str) {
                 .unwrap();
         }
     }
-    s.record_firing("a", t0() + Span::hours(1), "cron", t0() + Span::hours(1))
-        .await
-        .unwrap();
+    s.record_firing(
+        "a",
+        t0() + Span::hours(1),
+        FiringTrigger::Cron,
+        t0() + Span::hours(1),
+    )
+    .await
+    .unwrap();
     let due: Vec<String> = s
         .records_to_publish("a")
         .await
@@ -565,15 +580,20 @@ async fn records_to_publish_and_bulletins_once_per_schedule(url: &str) {
     assert!(s.records_to_publish("a").await.unwrap().is_empty());
     let stored = s.bulletin(id).await.unwrap().unwrap();
     assert_eq!(stored.record_ids, ["r2", "r1"]);
-    assert_eq!(stored.lists, ["x"]);
-    assert_eq!(stored.channels, ["email"]);
-    assert_eq!(stored.state, "fanning_out");
+    assert_eq!(stored.lists, [ListName::parse("x").unwrap()]);
+    assert_eq!(stored.channels, [ChannelKind::Email]);
+    assert_eq!(stored.state, BulletinState::FanningOut);
     assert_eq!(stored.schedule.as_deref(), Some("a"));
     assert_eq!(s.bulletins_fanning_out().await.unwrap(), vec![id]);
     // A schedule added later does not resend the archive; it takes what is approved after.
-    s.record_firing("b", t0() + Span::hours(2), "cron", t0() + Span::hours(2))
-        .await
-        .unwrap();
+    s.record_firing(
+        "b",
+        t0() + Span::hours(2),
+        FiringTrigger::Cron,
+        t0() + Span::hours(2),
+    )
+    .await
+    .unwrap();
     assert!(s.records_to_publish("b").await.unwrap().is_empty());
     s.approve_record("r3", "ed", t0() + Span::hours(3))
         .await
@@ -604,27 +624,30 @@ async fn fan_out_is_idempotent_and_adds_accounts(url: &str) {
         html: "<p>x</p>".into(),
     });
     let id = s.create_bulletin(&b, t0()).await.unwrap().unwrap();
-    let accounts = [(ChannelKind::Wechat, "wx-app".to_string())];
+    let accounts = FanOutAccounts::new(Some("wx-app"));
     // Pages of 2: every active subscriber, once, plus the account.
     assert_eq!(s.fan_out(id, 2, &accounts, t0()).await.unwrap(), 4);
     assert_eq!(s.fan_out(id, 2, &accounts, t0()).await.unwrap(), 0);
     assert!(s.bulletins_fanning_out().await.unwrap().is_empty());
     let stored = s.bulletin(id).await.unwrap().unwrap();
-    assert_eq!(stored.state, "sending");
+    assert_eq!(stored.state, BulletinState::Sending);
     assert_eq!(stored.wechat.unwrap().title, "T");
     let counts = s.delivery_counts(Some(id)).await.unwrap();
-    let n = |ch: &str| {
+    let n = |ch: ChannelKind| {
         counts
             .iter()
             .filter(|c| c.channel == ch)
             .map(|c| c.count)
             .sum::<i64>()
     };
-    assert_eq!((n("email"), n("wechat")), (3, 1));
+    assert_eq!((n(ChannelKind::Email), n(ChannelKind::Wechat)), (3, 1));
     let mut missing = bulletin(None, &["nolist"], &[]);
     missing.record_ids.clear();
     let mid = s.create_bulletin(&missing, t0()).await.unwrap().unwrap();
-    let e = s.fan_out(mid, 10, &[], t0()).await.unwrap_err();
+    let e = s
+        .fan_out(mid, 10, &FanOutAccounts::default(), t0())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("nolist"), "{e}");
 }
 
@@ -753,7 +776,7 @@ async fn outcomes_requeue_and_finishing(url: &str) {
         ("retrying", 0),
         "waiting is not an attempt"
     );
-    assert_eq!(row("d@x.org").await.status, "failed");
+    assert_eq!(row("d@x.org").await.status, DeliveryStatus::Failed);
     let sup = row("e@x.org").await;
     assert_eq!((sup.status.as_str(), sup.attempts), ("suppressed", 0));
     let attempts = s
@@ -792,7 +815,10 @@ async fn outcomes_requeue_and_finishing(url: &str) {
     .await
     .unwrap();
     assert_eq!(s.finish_bulletins().await.unwrap(), 1);
-    assert_eq!(s.bulletin(b).await.unwrap().unwrap().state, "done");
+    assert_eq!(
+        s.bulletin(b).await.unwrap().unwrap().state,
+        BulletinState::Done
+    );
     // Requeue the failed row: due now, fresh budget, the bulletin sends again.
     let t3 = t0() + Span::hours(1);
     assert_eq!(
@@ -804,7 +830,10 @@ async fn outcomes_requeue_and_finishing(url: &str) {
     assert_eq!(s.requeue(Some(b), None, &[], t3).await.unwrap(), 0);
     let d = row("d@x.org").await;
     assert_eq!((d.status.as_str(), d.attempts), ("queued", 0));
-    assert_eq!(s.bulletin(b).await.unwrap().unwrap().state, "sending");
+    assert_eq!(
+        s.bulletin(b).await.unwrap().unwrap().state,
+        BulletinState::Sending
+    );
     assert_eq!(
         s.requeue(None, Some(by["d@x.org"]), &[DeliveryStatus::Failed], t3)
             .await
@@ -924,7 +953,7 @@ async fn wechat_jobs_and_media(url: &str) {
     let mut nb = bulletin(None, &[], &[]);
     nb.channels = vec![ChannelKind::Wechat];
     let b = s.create_bulletin(&nb, t0()).await.unwrap().unwrap();
-    s.fan_out(b, 10, &[(ChannelKind::Wechat, "wx".into())], t0())
+    s.fan_out(b, 10, &FanOutAccounts::new(Some("wx")), t0())
         .await
         .unwrap();
     let d = s.deliveries(&DeliveryFilter::default()).await.unwrap()[0].id;
@@ -986,7 +1015,9 @@ async fn unsubscribe_and_suppression(url: &str) {
         .await
         .unwrap()
         .unwrap();
-    s.fan_out(b, 10, &[], t0()).await.unwrap();
+    s.fan_out(b, 10, &FanOutAccounts::default(), t0())
+        .await
+        .unwrap();
     let page = s.subscribers_page(list, 0, 10).await.unwrap();
     let (a, bb) = (page[0].id, page[1].id);
     let sub = s.subscription(list, a).await.unwrap().unwrap();
@@ -1128,9 +1159,9 @@ async fn ledger_filters_and_counts(url: &str) {
     let counts = s.delivery_counts(None).await.unwrap();
     let total: i64 = counts.iter().map(|c| c.count).sum();
     assert_eq!(total, 3);
-    assert!(counts
-        .iter()
-        .any(|c| c.status == "sent" && c.count == 1 && c.channel == "email"));
+    assert!(counts.iter().any(|c| c.status == DeliveryStatus::Sent
+        && c.count == 1
+        && c.channel == ChannelKind::Email));
     assert_eq!(
         s.delivery_counts(Some(b2))
             .await

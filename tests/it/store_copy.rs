@@ -4,6 +4,7 @@
 
 use crate::harness::{spawn_app, Options, SmtpSink};
 use bulletin::store::DeliveryFilter;
+use bulletin::store::FiringTrigger;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +208,7 @@ async fn a_target_holding_only_a_firing_is_refused() {
     let pg = bulletin::store::open(&db.url).await.unwrap();
     let t0 = chrono::Utc::now();
     assert!(pg
-        .record_firing("weekday-morning", t0, "cron", t0)
+        .record_firing("weekday-morning", t0, FiringTrigger::Cron, t0)
         .await
         .unwrap());
     let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))

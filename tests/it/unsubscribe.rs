@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use bulletin::domain::subscriber::SubscriberStatus;
+use bulletin::domain::DeliveryStatus;
 use bulletin::store::DeliveryFilter;
 
 /// The List-Unsubscribe URL of the message `rcpt` received.
@@ -138,7 +139,7 @@ async fn one_click_unsubscribes_refuses_forgeries_and_stops_the_next_bulletin() 
         })
         .await
         .unwrap();
-    assert_eq!(rows[1].status, "suppressed");
+    assert_eq!(rows[1].status, DeliveryStatus::Suppressed);
     assert!(rows[1]
         .last_error
         .as_deref()
@@ -274,7 +275,7 @@ async fn a_reused_subscriber_id_neither_sends_to_the_removed_address_nor_unsubsc
         })
         .await
         .unwrap();
-    assert_eq!(rows[1].status, "suppressed");
+    assert_eq!(rows[1].status, DeliveryStatus::Suppressed);
     assert!(
         rows[1].last_error.as_deref().unwrap().contains("removed"),
         "{rows:?}"

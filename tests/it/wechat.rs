@@ -5,6 +5,7 @@ use crate::fake_wechat::{FakeWechat, Fault, Lost, LostReply};
 use crate::harness::*;
 use bulletin::channel::Channel;
 use bulletin::domain::ChannelKind;
+use bulletin::domain::DeliveryStatus;
 use bulletin::store::{DeliveryFilter, DeliveryRow};
 
 /// A 1x1 PNG.
@@ -120,7 +121,7 @@ async fn approved_record_becomes_a_published_article() {
 
     let rows = run_to_end(&t).await;
     let row = &rows[0];
-    assert_eq!(row.status, "sent", "{row:?}");
+    assert_eq!(row.status, DeliveryStatus::Sent, "{row:?}");
     assert!(row.message_id.as_deref().unwrap().starts_with("ARTICLE_"));
 
     let job = t.app.store.wechat_job(row.id).await.unwrap().unwrap();
@@ -152,7 +153,7 @@ async fn article_content_follows_wechat_rules() {
     approved_with_image(&t, "w2", title).await;
     t.app.fire_now("weekday-morning").await.unwrap();
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     assert!(rows[0].last_error.is_none());
     let draft = fake.with(|s| s.drafts.values().next().cloned().unwrap());
     let sent_title = draft["title"].as_str().unwrap();
@@ -197,7 +198,7 @@ async fn a_revoked_token_is_refreshed_once_and_the_call_retried() {
     approved_with_image(&t, "w3", "Token test").await;
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
-    assert_eq!(wechat_rows(&t).await[0].status, "sent");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Sent);
     // The token is revoked before the second bulletin's first call (another process
     // fetched a new one, §2.1): 40001, one refresh, the call retried.
     fake.with(|s| s.revoke_next = true);
@@ -206,7 +207,10 @@ async fn a_revoked_token_is_refreshed_once_and_the_call_retried() {
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
     let rows = wechat_rows(&t).await;
-    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.status == DeliveryStatus::Sent),
+        "{rows:?}"
+    );
     assert_eq!(
         fake.with(|s| s.count("/cgi-bin/stable_token")),
         2,
@@ -224,7 +228,10 @@ async fn concurrent_sends_share_one_token_fetch() {
     t.app.fire_now("weekday-morning").await.unwrap();
     assert_eq!(wechat_rows(&t).await.len(), 2);
     t.app.run_pending(None).await.unwrap();
-    assert!(wechat_rows(&t).await.iter().all(|r| r.status == "sent"));
+    assert!(wechat_rows(&t)
+        .await
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Sent));
     assert_eq!(
         fake.with(|s| s.count("/cgi-bin/stable_token")),
         1,
@@ -404,14 +411,14 @@ async fn a_restart_between_draft_and_publish_reuses_the_draft() {
     });
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
-    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Retrying);
 
     // A new process on the same store: empty token cache, fresh channel.
     let again = build_app(t.dir.path(), &options(&fake, "publish"), &t.clock).await;
     t.clock.advance(chrono::Duration::seconds(61));
     again.run_pending(None).await.unwrap();
     let rows = wechat_rows(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     fake.with(|s| {
         assert_eq!(s.count("/cgi-bin/draft/add"), 1, "no second draft");
         assert_eq!(
@@ -474,7 +481,7 @@ async fn images_are_uploaded_once_across_runs() {
     t.app.fire_now("weekday-morning").await.unwrap();
     let rows = run_to_end(&t).await;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.status == "sent"));
+    assert!(rows.iter().all(|r| r.status == DeliveryStatus::Sent));
     fake.with(|s| {
         assert_eq!(s.count("/cgi-bin/draft/add"), 2);
         assert_eq!(
@@ -647,7 +654,10 @@ async fn instances_on_one_store_share_the_access_token() {
     t.clock.advance(chrono::Duration::seconds(5));
     other.fire_now("weekday-morning").await.unwrap();
     other.run_pending(None).await.unwrap();
-    assert!(wechat_rows(&t).await.iter().all(|r| r.status == "sent"));
+    assert!(wechat_rows(&t)
+        .await
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Sent));
     assert_eq!(
         fake.with(|s| s.count("/cgi-bin/stable_token")),
         1,
@@ -702,7 +712,7 @@ async fn lost_submit_is_reconciled(how: Lost) {
         "{row:?}"
     );
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     assert!(rows[0]
         .message_id
         .as_deref()
@@ -755,7 +765,7 @@ async fn an_abandoned_submit_with_the_publish_in_progress_waits_then_resolves() 
         } => {}
     }
     let row = &wechat_rows(&t).await[0];
-    assert_eq!(row.status, "sending", "{row:?}");
+    assert_eq!(row.status, DeliveryStatus::Sending, "{row:?}");
     let job = t.app.store.wechat_job(row.id).await.unwrap().unwrap();
     assert_eq!(
         job.step.as_deref(),
@@ -785,14 +795,14 @@ async fn an_abandoned_submit_with_the_publish_in_progress_waits_then_resolves() 
         t.clock.advance(chrono::Duration::seconds(31));
         again.run_pending(None).await.unwrap();
     }
-    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Retrying);
     assert_eq!(fake.with(|s| s.count(SUBMIT)), 1, "no second submit");
 
     fake.with(|s| s.finish_publishing());
     t.clock.advance(chrono::Duration::seconds(31));
     again.run_pending(None).await.unwrap();
     let row = &wechat_rows(&t).await[0];
-    assert_eq!(row.status, "sent", "{row:?}");
+    assert_eq!(row.status, DeliveryStatus::Sent, "{row:?}");
     fake.with(|s| {
         assert_eq!(s.count(SUBMIT), 1);
         assert_eq!(s.published_titles().len(), 1);
@@ -823,7 +833,7 @@ async fn a_lost_submit_never_adopts_another_bulletins_article() {
     same("e1").await;
     t.app.fire_now("weekday-morning").await.unwrap();
     let first = run_to_end(&t).await[0].clone();
-    assert_eq!(first.status, "sent");
+    assert_eq!(first.status, DeliveryStatus::Sent);
 
     fake.with(|s| s.publishing_polls = 1_000);
     same("e2").await;
@@ -836,11 +846,11 @@ async fn a_lost_submit_never_adopts_another_bulletins_article() {
     }
     let rows = wechat_rows(&t).await;
     let second = rows.iter().find(|r| r.id != first.id).unwrap();
-    assert_eq!(second.status, "retrying", "{second:?}");
+    assert_eq!(second.status, DeliveryStatus::Retrying, "{second:?}");
     fake.with(|s| s.finish_publishing());
     let rows = run_to_end(&t).await;
     let second = rows.iter().find(|r| r.id != first.id).unwrap();
-    assert_eq!(second.status, "sent", "{second:?}");
+    assert_eq!(second.status, DeliveryStatus::Sent, "{second:?}");
     assert_ne!(second.message_id, first.message_id, "its own article");
     assert_eq!(fake.with(|s| s.count(SUBMIT)), 2, "one submit per bulletin");
 }
@@ -898,7 +908,7 @@ async fn a_draft_gone_without_an_article_ends_unconfirmed_and_a_retry_starts_ove
         .await
         .unwrap();
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     fake.with(|s| {
         assert_eq!(s.count("/cgi-bin/draft/add"), 2, "a new draft");
         assert_eq!(s.count(SUBMIT), 2);
@@ -937,10 +947,10 @@ async fn a_draft_still_there_after_the_settle_time_is_submitted_again_once() {
         t.app.run_pending(None).await.unwrap();
     }
     assert_eq!(fake.with(|s| s.count(SUBMIT)), 1);
-    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Retrying);
     t.clock.advance(chrono::Duration::minutes(11));
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     fake.with(|s| {
         assert_eq!(s.count(SUBMIT), 2, "submitted again exactly once");
         assert_eq!(s.published_titles().len(), 1);
@@ -956,9 +966,9 @@ async fn a_lost_draft_add_answer_leaves_one_draft() {
     lose(&fake, "/cgi-bin/draft/add", Lost::Dropped, 1);
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
-    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Retrying);
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     fake.with(|s| {
         assert_eq!(s.drafts.len(), 1, "one draft, no orphan");
         assert_eq!(s.count("/cgi-bin/draft/add"), 1);
@@ -983,9 +993,9 @@ async fn a_lost_cover_upload_answer_uploads_it_once() {
     );
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
-    assert_eq!(wechat_rows(&t).await[0].status, "retrying");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Retrying);
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     fake.with(|s| {
         assert_eq!(
             s.count("/cgi-bin/material/add_material"),
@@ -1008,7 +1018,10 @@ async fn concurrent_bulletins_with_the_same_cover_upload_it_once() {
     t.app.fire_now("weekday-morning").await.unwrap();
     assert_eq!(wechat_rows(&t).await.len(), 2);
     t.app.run_pending(None).await.unwrap();
-    assert!(wechat_rows(&t).await.iter().all(|r| r.status == "sent"));
+    assert!(wechat_rows(&t)
+        .await
+        .iter()
+        .all(|r| r.status == DeliveryStatus::Sent));
     fake.with(|s| {
         assert_eq!(
             s.count("/cgi-bin/material/add_material"),
@@ -1035,7 +1048,10 @@ async fn the_channel_never_makes_more_calls_at_once_than_it_declares() {
     }
     t.app.fire_now("weekday-morning").await.unwrap();
     let rows = run_to_end(&t).await;
-    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.status == DeliveryStatus::Sent),
+        "{rows:?}"
+    );
     let declared = t.app.wechat.as_ref().unwrap().concurrency() as u32;
     let seen = fake.with(|s| s.max_in_flight);
     assert!(
@@ -1167,7 +1183,7 @@ async fn a_second_40001_forces_one_refresh_and_reports_accurately() {
     approved_with_image(&t, "t1", "Token one").await;
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
-    assert_eq!(wechat_rows(&t).await[0].status, "sent");
+    assert_eq!(wechat_rows(&t).await[0].status, DeliveryStatus::Sent);
     assert_eq!(fake.with(|s| s.force_refreshes), 1, "one forced refresh");
 
     // Refused twice again within 30 s of the forced refresh: no second one, an accurate error.
@@ -1177,9 +1193,12 @@ async fn a_second_40001_forces_one_refresh_and_reports_accurately() {
     t.app.fire_now("weekday-morning").await.unwrap();
     t.app.run_pending(None).await.unwrap();
     let rows = wechat_rows(&t).await;
-    let row = rows.iter().find(|r| r.status != "sent").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.status != DeliveryStatus::Sent)
+        .unwrap();
     let e = row.last_error.as_deref().unwrap();
-    assert_eq!(row.status, "retrying", "{row:?}");
+    assert_eq!(row.status, DeliveryStatus::Retrying, "{row:?}");
     assert!(
         e.contains("keeps refusing fresh access tokens") && !e.contains("check the AppSecret"),
         "{e}"
@@ -1198,7 +1217,10 @@ async fn a_second_40001_forces_one_refresh_and_reports_accurately() {
     again.run_pending(None).await.unwrap();
     assert_eq!(fake.with(|s| s.force_refreshes), 2);
     let rows = wechat_rows(&t).await;
-    let row = rows.iter().find(|r| r.status != "sent").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.status != DeliveryStatus::Sent)
+        .unwrap();
     assert_eq!(
         (row.status.as_str(), row.last_code),
         ("retrying", Some(40001)),
@@ -1225,7 +1247,7 @@ async fn an_operator_retry_of_a_failed_publish_submits_again() {
     approved_with_image(&t, "rp", "Retry publish").await;
     t.app.fire_now("weekday-morning").await.unwrap();
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].status, DeliveryStatus::Failed);
     fake.with(|s| s.final_status = 0);
     let n = t
         .app
@@ -1240,7 +1262,7 @@ async fn an_operator_retry_of_a_failed_publish_submits_again() {
         .unwrap();
     assert_eq!(n, 1);
     let rows = run_to_end(&t).await;
-    assert_eq!(rows[0].status, "sent", "{:?}", rows[0]);
+    assert_eq!(rows[0].status, DeliveryStatus::Sent, "{:?}", rows[0]);
     fake.with(|s| {
         assert_eq!(s.count(SUBMIT), 2, "submitted again");
         assert_eq!(

@@ -17,7 +17,7 @@ use crate::config::{WechatConfig, WechatMode};
 use crate::domain::ChannelKind;
 use crate::domain::WechatArticle;
 use crate::render::WECHAT_CONTENT_MAX;
-use crate::store::{ImageData, Store, WechatJob, WechatMedia};
+use crate::store::{BulletinKind, ImageData, Store, WechatJob, WechatMedia};
 use async_trait::async_trait;
 use client::{id_string, ClientBuildError, WechatApiError, WechatClient};
 use serde_json::{json, Value};
@@ -38,11 +38,6 @@ pub enum WechatSetupError {
     Client(#[from] ClientBuildError),
     #[error("wechat: no AppSecret configured")]
     NoSecret,
-}
-
-/// The ledger recipient of an account-wide WeChat delivery.
-pub fn account_recipient(appid: &str) -> String {
-    format!("account:{appid}")
 }
 
 /// `media/uploadimg` takes JPEG or PNG under 1 MB: at most 1,048,575 bytes (§3.1).
@@ -481,7 +476,7 @@ impl WechatChannel {
                 ..Default::default()
             });
 
-        if b.kind == "notice" {
+        if b.kind == BulletinKind::Notice {
             // An urgent notice: one text mass send to followers, no draft (§7.1 text variant).
             return self
                 .mass_send(api, &mut st, MassContent::Text(&article.html), b.id)
@@ -1062,7 +1057,7 @@ impl WechatChannel {
             .wechat
             .as_ref()
             .ok_or_else(|| SendError::permanent("the bulletin has no WeChat article"))?;
-        if b.kind != "notice" {
+        if b.kind != BulletinKind::Notice {
             // What draft/add would refuse is a failure here too, not `sent`.
             crate::render::check_wechat_limits(article)
                 .map_err(|e| SendError::permanent(e.to_string()))?;
@@ -1073,7 +1068,7 @@ impl WechatChannel {
         };
         std::fs::create_dir_all(&folder).map_err(io)?;
         std::fs::write(folder.join("article.html"), &article.html).map_err(io)?;
-        if b.kind == "notice" {
+        if b.kind == BulletinKind::Notice {
             std::fs::write(folder.join("notice.txt"), &article.html).map_err(io)?;
             let calls = json!([
                 {"call": "POST /cgi-bin/stable_token", "body": {"grant_type": "client_credential", "appid": self.cfg.appid, "secret": "[AppSecret]", "force_refresh": false}},
