@@ -20,7 +20,7 @@ pub const WECHAT_TITLE_MAX: usize = 32;
 pub const WECHAT_DIGEST_MAX: usize = 120;
 
 /// A record's identifier: a slug.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct RecordId(String);
 
@@ -54,7 +54,7 @@ impl From<RecordId> for String {
 }
 
 /// How the session was held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionFormat {
     Online,
@@ -76,7 +76,7 @@ impl SessionFormat {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Organizers {
     pub sponsors: Vec<String>,
     pub supporters: Vec<String>,
@@ -90,7 +90,7 @@ impl Organizers {
 }
 
 /// One expert's view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Highlight {
     pub speaker: String,
     pub role: String,
@@ -98,7 +98,7 @@ pub struct Highlight {
 }
 
 /// An image named by a record; its bytes are loaded by the importer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordImage {
     /// The path as written in the record (relative to the record file).
     pub file: String,
@@ -107,7 +107,7 @@ pub struct RecordImage {
 }
 
 /// A validated session record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionRecord {
     pub id: RecordId,
     pub language: String,
