@@ -65,7 +65,7 @@ fn lag_histogram() -> Histogram {
 }
 
 /// The last attempt this process made on a channel (for /readyz).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct LastAttempt {
     pub at: chrono::DateTime<chrono::Utc>,
     pub outcome: &'static str,

@@ -246,7 +246,7 @@ pub fn render_notice(
 }
 
 /// What sending a notice did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NoticeOutcome {
     /// The notice's bulletin id (the first one's, if this was a repeat).
     pub id: i64,

@@ -21,7 +21,7 @@ pub const WECHAT_TITLE_MAX: usize = 32;
 pub const WECHAT_DIGEST_MAX: usize = 120;
 
 /// A record's identifier: a slug.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct RecordId(String);
 
@@ -63,7 +63,7 @@ text_enum!(
     }
 );
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Organizers {
     pub sponsors: Vec<String>,
     pub supporters: Vec<String>,
@@ -77,7 +77,7 @@ impl Organizers {
 }
 
 /// One expert's view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Highlight {
     pub speaker: String,
     pub role: String,
@@ -85,7 +85,7 @@ pub struct Highlight {
 }
 
 /// An image named by a record; its bytes are loaded by the importer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordImage {
     /// The path as written in the record (relative to the record file).
     pub file: String,
@@ -94,7 +94,7 @@ pub struct RecordImage {
 }
 
 /// A validated session record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionRecord {
     pub id: RecordId,
     pub language: String,

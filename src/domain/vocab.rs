@@ -32,6 +32,21 @@ macro_rules! text_enum {
             }
         }
 
+        // By hand, not derived: a derive inside `macro_rules!` does not see the variants'
+        // `serde(rename)` (the text arrives as a macro fragment), and would document the
+        // Rust names instead of the texts.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($what))
+                    .enum_values(Some(Self::TEXTS.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -71,6 +86,16 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", c.as_str()));
             assert_eq!(serde_json::from_str::<Colour>(&json).unwrap(), *c);
         }
+    }
+
+    #[test]
+    fn the_schema_is_a_string_enum_of_the_texts() {
+        let schema = serde_json::to_value(<Colour as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(
+            schema,
+            serde_json::json!({"type": "string", "description": "colour", "enum": ["red", "dark_blue"]})
+        );
+        assert_eq!(<Colour as utoipa::ToSchema>::name(), "Colour");
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The admin API: JSON in and out, behind the bearer token (`auth.rs`), errors as
 //! `{"error": {"code", "message"}}` (`error.rs`). Each handler parses its input, calls
-//! one operation (`crate::ops`) and answers with its typed result; it never sends.
+//! one operation (`crate::ops`) and answers with its typed result; it never sends. The
+//! routes are declared once, with their OpenAPI documentation (utoipa): [`openapi`] is
+//! the document docs/openapi.json holds.
 
 use super::auth::require_token;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::throttle::LoginThrottle;
 use super::HttpContext;
-use crate::domain::ChannelKind;
+use crate::domain::{ChannelKind, DeliveryStatus, RecordState};
 use crate::notice::NoticeOutcome;
+use crate::notice::Severity;
 use crate::ops::bulletins::{BulletinSummary, PauseResult};
 use crate::ops::deliveries::{DeliveryPage, DeliveryQuery, RetryInput, RetryOutcome};
 use crate::ops::notices::NoticeInput;
@@ -20,66 +23,221 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// Declares a route table once: a const listing (method, path) for the OpenAPI check and
-/// a function adding exactly those routes, so the list cannot drift from the router.
-macro_rules! route_table {
-    ($list:ident, $add:ident; $($method:ident $path:literal => $handler:expr),+ $(,)?) => {
-        pub const $list: &[(&str, &str)] = &[$((stringify!($method), $path)),+];
-        fn $add(r: Router<HttpContext>) -> Router<HttpContext> {
-            r$(.route($path, $method($handler)))+
+/// The admin API's top level: what the generated document says before any route.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bulletin admin API",
+        description = "Served by `bulletin serve` on admin.bind (default 127.0.0.1:8080). \
+Every operation without `security: []` wants `Authorization: Bearer TOKEN`. It never sends: \
+it writes the store and wakes the dispatcher. Generated from the router \
+(`bulletin::http::openapi`); tests/it/openapi.rs fails when docs/openapi.json is stale."
+    ),
+    servers((url = "http://127.0.0.1:8080")),
+    // Named only by query parameters, which do not bring their schemas along.
+    components(schemas(PreviewFormat, RecordState, ChannelKind, DeliveryStatus)),
+    security(("bearer" = [])),
+    modifiers(&TokenAnswers),
+    tags(
+        (name = "health", description = "Liveness and readiness, open"),
+        (name = "metrics", description = "Prometheus metrics"),
+        (name = "api", description = "Records, bulletins, the delivery ledger and notices"),
+        (name = "dashboard", description = "The HTML dashboard and its sign-in"),
+    )
+)]
+struct ApiDoc;
+
+/// The bearer scheme and the answers the token check gives before any handler runs,
+/// shared by every operation behind it.
+struct TokenAnswers;
+
+impl Modify for TokenAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build()
+        };
+        let retry_after = HeaderBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1)),
+            ))
+            .description(Some("seconds until the address may try again"))
+            .build();
+        for (name, description, headers) in [
+            (
+                UNAUTHORIZED,
+                "no or wrong bearer token (code unauthorized)",
+                None,
+            ),
+            (
+                TOO_MANY_FAILURES,
+                "too many failed sign-ins from this address (code too_many_failures): after 5 \
+                 failures each further one locks the address out for 2, 4, 8 ... s, at most 15 \
+                 minutes; even a right token is refused until then",
+                Some(retry_after),
+            ),
+            (
+                TOKEN_UNSET,
+                "no admin token configured (code admin_token_unset)",
+                None,
+            ),
+        ] {
+            let mut r = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", error());
+            if let Some(h) = headers {
+                r = r.header("Retry-After", h);
+            }
+            components
+                .responses
+                .insert(name.into(), RefOr::T(r.build()));
         }
-    };
+    }
 }
 
-route_table!(AUTHED_ROUTES, add_authed_routes;
-    get "/metrics" => metrics,
-    get "/api/records" => records,
-    get "/api/records/{id}" => record,
-    post "/api/records/{id}/approve" => approve,
-    get "/api/records/{id}/preview" => preview,
-    get "/api/bulletins" => bulletins,
-    get "/api/bulletins/{id}" => bulletin,
-    post "/api/bulletins/{id}/pause" => pause,
-    post "/api/bulletins/{id}/resume" => resume,
-    get "/api/deliveries" => deliveries,
-    post "/api/deliveries/retry" => retry,
-    post "/api/notices" => notice,
-);
+const UNAUTHORIZED: &str = "Unauthorized";
+const TOO_MANY_FAILURES: &str = "TooManyFailures";
+const TOKEN_UNSET: &str = "TokenUnset";
 
-// The dashboard checks the bearer header or its session cookie itself, and sends a
-// browser that has neither to the login form.
-route_table!(OPEN_ROUTES, add_open_routes;
-    get "/healthz" => healthz,
-    get "/readyz" => readyz,
-    get "/dashboard" => super::dashboard::dashboard,
-    get "/login" => super::dashboard::login_page,
-    post "/login" => super::dashboard::login,
-    post "/logout" => super::dashboard::logout,
-);
+/// The routes behind the bearer token. Each handler's `#[utoipa::path]` is both its route
+/// and its documentation: a route added here is documented, and nothing else is routed.
+fn authed_routes() -> OpenApiRouter<HttpContext> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(records))
+        .routes(routes!(record))
+        .routes(routes!(approve))
+        .routes(routes!(preview))
+        .routes(routes!(bulletins))
+        .routes(routes!(bulletin))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(deliveries))
+        .routes(routes!(retry))
+        .routes(routes!(notice))
+}
 
-/// The admin router: [`AUTHED_ROUTES`] behind the bearer token, then [`OPEN_ROUTES`];
+/// The routes without the token. The dashboard checks the bearer header or its session
+/// cookie itself, and sends a browser that has neither to the login form.
+fn open_routes() -> OpenApiRouter<HttpContext> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(super::dashboard::dashboard))
+        .routes(routes!(
+            super::dashboard::login_page,
+            super::dashboard::login
+        ))
+        .routes(routes!(super::dashboard::logout))
+}
+
+/// Every operation of a path item.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The whole admin API, documented: [`authed_routes`] marked as wanting the token (with
+/// the token check's own answers) and passed through `guard`, which puts the check in
+/// front of them; then [`open_routes`], marked `security: []`. Both the router and the
+/// document come from here.
+fn api(
+    guard: impl FnOnce(OpenApiRouter<HttpContext>) -> OpenApiRouter<HttpContext>,
+) -> OpenApiRouter<HttpContext> {
+    let mut authed = authed_routes();
+    for item in authed.get_openapi_mut().paths.paths.values_mut() {
+        for op in operations(item) {
+            op.security = Some(vec![SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
+            for (code, name) in [
+                ("401", UNAUTHORIZED),
+                ("429", TOO_MANY_FAILURES),
+                ("503", TOKEN_UNSET),
+            ] {
+                op.responses
+                    .responses
+                    .entry(code.into())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+            }
+        }
+    }
+    let mut open = open_routes();
+    for item in open.get_openapi_mut().paths.paths.values_mut() {
+        for op in operations(item) {
+            op.security = Some(Vec::new());
+        }
+    }
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(guard(authed))
+        .merge(open)
+}
+
+/// The admin API's OpenAPI document, generated from the router's own declarations
+/// (docs/openapi.json is this, written by `BULLETIN_BLESS=1 cargo test --test it openapi::`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api(|r| r).into_openapi()
+}
+
+/// [`openapi`] as the pretty-printed JSON of docs/openapi.json, ending in a newline.
+pub fn openapi_json() -> String {
+    let mut s = openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    s.push('\n');
+    s
+}
+
+/// The admin router: the authed routes behind the bearer token, then the open ones;
 /// failed sign-ins (token or login form) back off per client address; every response
 /// carries the security headers.
 pub fn admin_router(ctx: HttpContext) -> Router {
     let throttle = Arc::new(LoginThrottle::new());
+    let guard_ctx = ctx.clone();
+    let (router, _) =
+        api(move |r| r.route_layer(middleware::from_fn_with_state(guard_ctx, require_token)))
+            .split_for_parts();
     super::with_security_headers(
-        add_open_routes(
-            add_authed_routes(Router::new())
-                .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token)),
-        )
-        .fallback(|| async {
-            ApiError::not_found(
-                "no_such_endpoint",
-                "no such endpoint; see docs/openapi.json",
-            )
-        })
-        .with_state(ctx)
-        .layer(Extension(throttle)),
+        router
+            .fallback(|| async {
+                ApiError::not_found(
+                    "no_such_endpoint",
+                    "no such endpoint; see docs/openapi.json",
+                )
+            })
+            .with_state(ctx)
+            .layer(Extension(throttle)),
     )
 }
 
@@ -93,16 +251,34 @@ fn parse_id(what: &str, raw: &str) -> ApiResult<i64> {
     })
 }
 
-/// `/healthz`: the process answers.
-#[derive(Serialize)]
+/// The answer of `/healthz`.
+#[derive(Serialize, ToSchema)]
 struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
     status: &'static str,
 }
 
+/// Alive
+///
+/// The process answers; nothing else is checked.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "the process answers", body = Health))
+)]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// Store reachable and every migration applied; each channel's last attempt reported
+///
+/// Channels are reported, not judged: a relay refusing mail is an alert, not a reason to
+/// take the daemon out of service.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "ready: the store answers and is migrated", body = Readiness),
+        (status = 503, description = "the store is not reachable or not migrated (code store_unavailable)", body = ErrorBody),
+    )
+)]
 async fn readyz(State(ctx): State<HttpContext>) -> Response {
     // Channels are reported, not judged: a relay refusing mail is an alert, not a
     // reason to take the daemon out of service.
@@ -117,6 +293,13 @@ async fn readyz(State(ctx): State<HttpContext>) -> Response {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text)
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses(
+        (status = 200, description = "the process's metrics and the ledger's counts",
+            body = String, content_type = "application/openmetrics-text"),
+    )
+)]
 async fn metrics(State(ctx): State<HttpContext>) -> ApiResult<Response> {
     let body = ctx.ops.metrics_text().await?;
     Ok((
@@ -129,12 +312,24 @@ async fn metrics(State(ctx): State<HttpContext>) -> ApiResult<Response> {
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /api/records`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RecordsQuery {
+    /// Only records in this state.
+    #[param(value_type = Option<RecordState>)]
     state: Option<String>,
 }
 
+/// Records, newest session first
+#[utoipa::path(get, path = "/api/records", tag = "api",
+    params(RecordsQuery),
+    responses(
+        (status = 200, description = "the records", body = Vec<RecordSummary>),
+        (status = 400, description = "an unknown query parameter or state (code invalid_query)", body = ErrorBody),
+    )
+)]
 async fn records(
     State(ctx): State<HttpContext>,
     q: Result<Query<RecordsQuery>, QueryRejection>,
@@ -148,6 +343,14 @@ async fn records(
     Ok(Json(rows))
 }
 
+/// One record with its content and approval
+#[utoipa::path(get, path = "/api/records/{id}", tag = "api",
+    params(("id" = String, Path, description = "record id")),
+    responses(
+        (status = 200, description = "the record", body = RecordDetail),
+        (status = 404, description = "no such record (code record_not_found)", body = ErrorBody),
+    )
+)]
 async fn record(
     State(ctx): State<HttpContext>,
     Path(id): Path<String>,
@@ -155,12 +358,28 @@ async fn record(
     Ok(Json(ctx.ops.record(&id).await?))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/records/{id}/approve`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApproveBody {
+    /// Who approves, one line.
+    #[schema(example = "Jane Doe")]
     by: String,
 }
 
+/// Approve a draft (freezes its content hash)
+///
+/// Approving an approved record again answers `already_approved` and changes nothing.
+#[utoipa::path(post, path = "/api/records/{id}/approve", tag = "api",
+    params(("id" = String, Path, description = "record id")),
+    request_body = ApproveBody,
+    responses(
+        (status = 200, description = "outcome: approved or already_approved", body = Approval),
+        (status = 400, description = "the body is not JSON of this shape (code invalid_json)", body = ErrorBody),
+        (status = 404, description = "no such record (code record_not_found)", body = ErrorBody),
+        (status = 422, description = "`by` is not valid, or the record is not valid (codes invalid_field, invalid_record)", body = ErrorBody),
+    )
+)]
 async fn approve(
     State(ctx): State<HttpContext>,
     Path(id): Path<String>,
@@ -177,12 +396,30 @@ async fn approve(
     Ok(Json(done))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /api/records/{id}/preview`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PreviewQuery {
+    /// `html` (the default) or `text`.
+    #[param(value_type = Option<PreviewFormat>)]
     format: Option<String>,
 }
 
+/// The record's bulletin as it will be sent
+///
+/// The e-mail's HTML or plain-text part, rendered as the dispatcher would render it now.
+#[utoipa::path(get, path = "/api/records/{id}/preview", tag = "api",
+    params(("id" = String, Path, description = "record id"), PreviewQuery),
+    responses(
+        (status = 200, description = "HTML or text", content(
+            (String = "text/html"),
+            (String = "text/plain"),
+        )),
+        (status = 400, description = "an unknown query parameter or format (code invalid_query)", body = ErrorBody),
+        (status = 404, description = "no such record (code record_not_found)", body = ErrorBody),
+    )
+)]
 async fn preview(
     State(ctx): State<HttpContext>,
     Path(id): Path<String>,
@@ -213,12 +450,24 @@ async fn preview(
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /api/bulletins`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct BulletinsQuery {
+    /// How many, newest first: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+/// Latest bulletins with delivery counts per channel and status
+#[utoipa::path(get, path = "/api/bulletins", tag = "api",
+    params(BulletinsQuery),
+    responses(
+        (status = 200, description = "the bulletins, newest first", body = Vec<BulletinSummary>),
+        (status = 400, description = "an unknown query parameter or a limit out of range (code invalid_query)", body = ErrorBody),
+    )
+)]
 async fn bulletins(
     State(ctx): State<HttpContext>,
     q: Result<Query<BulletinsQuery>, QueryRejection>,
@@ -232,6 +481,15 @@ async fn bulletins(
     Ok(Json(out))
 }
 
+/// One bulletin: state and deliveries {total, remaining, by_channel}
+#[utoipa::path(get, path = "/api/bulletins/{id}", tag = "api",
+    params(("id" = i64, Path, description = "bulletin id")),
+    responses(
+        (status = 200, description = "the bulletin", body = BulletinSummary),
+        (status = 400, description = "the id is not a number (code invalid_path)", body = ErrorBody),
+        (status = 404, description = "no such bulletin (code bulletin_not_found)", body = ErrorBody),
+    )
+)]
 async fn bulletin(
     State(ctx): State<HttpContext>,
     Path(raw): Path<String>,
@@ -240,6 +498,18 @@ async fn bulletin(
     Ok(Json(ctx.ops.bulletin(id).await?))
 }
 
+/// Pause a sending bulletin: its rows are not claimed
+///
+/// Pausing a paused bulletin answers `changed: false`.
+#[utoipa::path(post, path = "/api/bulletins/{id}/pause", tag = "api",
+    params(("id" = i64, Path, description = "bulletin id")),
+    responses(
+        (status = 200, description = "the bulletin's state", body = PauseResult),
+        (status = 400, description = "the id is not a number (code invalid_path)", body = ErrorBody),
+        (status = 404, description = "no such bulletin (code bulletin_not_found)", body = ErrorBody),
+        (status = 409, description = "the bulletin cannot be paused or resumed in its state (code bulletin_not_pausable)", body = ErrorBody),
+    )
+)]
 async fn pause(
     State(ctx): State<HttpContext>,
     Path(raw): Path<String>,
@@ -248,6 +518,18 @@ async fn pause(
     Ok(Json(ctx.ops.set_paused(id, true).await?))
 }
 
+/// Resume a paused bulletin and wake the dispatcher
+///
+/// Resuming a bulletin that is not paused answers `changed: false`.
+#[utoipa::path(post, path = "/api/bulletins/{id}/resume", tag = "api",
+    params(("id" = i64, Path, description = "bulletin id")),
+    responses(
+        (status = 200, description = "the bulletin's state", body = PauseResult),
+        (status = 400, description = "the id is not a number (code invalid_path)", body = ErrorBody),
+        (status = 404, description = "no such bulletin (code bulletin_not_found)", body = ErrorBody),
+        (status = 409, description = "the bulletin cannot be paused or resumed in its state (code bulletin_not_pausable)", body = ErrorBody),
+    )
+)]
 async fn resume(
     State(ctx): State<HttpContext>,
     Path(raw): Path<String>,
@@ -256,20 +538,42 @@ async fn resume(
     Ok(Json(ctx.ops.set_paused(id, false).await?))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /api/deliveries`: every filter given must hold.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeliveriesQuery {
+    /// Bulletin id.
     bulletin: Option<i64>,
+    /// The channel.
+    #[param(value_type = Option<ChannelKind>)]
     channel: Option<String>,
+    /// The row's status.
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
+    /// Address, exact.
     recipient: Option<String>,
+    /// RFC 3339 time or a duration back from now (`24h`, `7d`); on the row's last update.
+    #[param(example = "24h")]
     since: Option<String>,
+    /// Only rows that may have been delivered twice.
     #[serde(default)]
     ambiguous: bool,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// Rows to skip, default 0.
     offset: Option<u32>,
 }
 
+/// Ledger rows, filtered and paged, each with its attempts (history)
+#[utoipa::path(get, path = "/api/deliveries", tag = "api",
+    params(DeliveriesQuery),
+    responses(
+        (status = 200, description = "one page of rows, newest update first", body = DeliveryPage),
+        (status = 400, description = "an unknown query parameter or a value that does not parse (code invalid_query)", body = ErrorBody),
+    )
+)]
 async fn deliveries(
     State(ctx): State<HttpContext>,
     q: Result<Query<DeliveriesQuery>, QueryRejection>,
@@ -292,19 +596,37 @@ async fn deliveries(
     Ok(Json(page))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/deliveries/retry`: a bulletin or one delivery.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RetryBody {
+    /// Every matching row of this bulletin.
+    #[schema(example = 12)]
     bulletin: Option<i64>,
+    /// This one row.
     delivery: Option<i64>,
+    /// Release held rows instead of failed ones.
     #[serde(default)]
     held: bool,
+    /// Send unconfirmed rows (no final reply: they may have been delivered) again
+    /// instead of failed ones.
     #[serde(default)]
     unconfirmed: bool,
+    /// With `held` or `unconfirmed`: failed rows too.
     #[serde(default)]
     failed: bool,
 }
 
+/// Queue failed (or held) rows of a bulletin, or one row, again
+#[utoipa::path(post, path = "/api/deliveries/retry", tag = "api",
+    request_body = RetryBody,
+    responses(
+        (status = 200, description = "how many rows were queued again, and from which statuses", body = RetryOutcome),
+        (status = 400, description = "the body is not JSON of this shape (code invalid_json)", body = ErrorBody),
+        (status = 404, description = "no such bulletin or delivery (codes bulletin_not_found, delivery_not_found)", body = ErrorBody),
+        (status = 422, description = "neither or both of bulletin and delivery (code invalid_field)", body = ErrorBody),
+    )
+)]
 async fn retry(
     State(ctx): State<HttpContext>,
     body: Result<Json<RetryBody>, JsonRejection>,
@@ -324,19 +646,32 @@ async fn retry(
     Ok(Json(out))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/notices`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NoticeBody {
+    /// One line, at most 200 characters.
+    #[schema(max_length = 200, example = "Venue change")]
     title: String,
+    /// Markdown, at most 10,000 characters.
+    #[schema(example = "Tomorrow's session moves to **Room 4**.")]
     body: String,
     #[serde(default = "default_severity")]
+    #[schema(value_type = Severity, default = "info")]
     severity: String,
+    /// The lists to send to, by name.
+    #[schema(min_items = 1)]
     lists: Vec<String>,
+    /// Idempotency key: a notice with a key already used is not queued again.
     key: Option<String>,
+    /// Who triggers it, for the log.
     #[serde(default = "default_by")]
+    #[schema(default = "admin-api")]
     by: String,
-    /// `email` (always) and optionally `wechat`.
+    /// `email` is always included; `wechat` adds one text mass send to the account's
+    /// followers, refused when the 24 h mass-send quota is used up.
     #[serde(default)]
+    #[schema(value_type = Vec<ChannelKind>)]
     channels: Vec<String>,
 }
 
@@ -347,6 +682,19 @@ fn default_by() -> String {
     "admin-api".into()
 }
 
+/// Queue an urgent notice ahead of scheduled work (once per key or content window)
+///
+/// The same notice (same key, or same content within the window) is not queued twice:
+/// the second call answers 200 with the first one's id.
+#[utoipa::path(post, path = "/api/notices", tag = "api",
+    request_body = NoticeBody,
+    responses(
+        (status = 201, description = "created", body = NoticeOutcome),
+        (status = 200, description = "the same notice was already triggered: its id", body = NoticeOutcome),
+        (status = 400, description = "the body is not JSON of this shape (code invalid_json)", body = ErrorBody),
+        (status = 422, description = "a field is not valid, a list is unknown, or the WeChat quota is used up (codes invalid_field, unknown_list)", body = ErrorBody),
+    )
+)]
 async fn notice(
     State(ctx): State<HttpContext>,
     body: Result<Json<NoticeBody>, JsonRejection>,

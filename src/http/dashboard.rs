@@ -20,6 +20,7 @@ use axum::Extension;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 /// How long a browser keeps the session cookie.
 const SESSION_SECONDS: u32 = 8 * 3600;
@@ -49,6 +50,13 @@ fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
     }
 }
 
+/// The sign-in form (HTML)
+#[utoipa::path(get, path = "/login", tag = "dashboard",
+    responses(
+        (status = 200, description = "the form", body = String, content_type = "text/html"),
+        (status = 503, description = "no admin token configured: the form says so", body = String, content_type = "text/html"),
+    )
+)]
 pub async fn login_page(State(ctx): State<HttpContext>) -> Response {
     let unset = ctx.config.admin.token.is_none();
     html(
@@ -65,8 +73,10 @@ pub async fn login_page(State(ctx): State<HttpContext>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+/// The sign-in form's fields.
+#[derive(Deserialize, ToSchema)]
 pub struct LoginForm {
+    /// The admin token.
     token: String,
 }
 
@@ -86,6 +96,17 @@ fn cookie_attributes(ctx: &HttpContext) -> &'static str {
     }
 }
 
+/// Sign in with the admin token: sets an HttpOnly session cookie and redirects to /dashboard
+#[utoipa::path(post, path = "/login", tag = "dashboard",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "signed in: the session cookie is set"),
+        (status = 401, description = "the token is not valid: the form again", body = String, content_type = "text/html"),
+        (status = 429, description = "too many failed sign-ins from this address: the login page with the wait", body = String, content_type = "text/html",
+            headers(("Retry-After" = u32, description = "seconds until the address may try again"))),
+        (status = 503, description = "no admin token configured", body = String, content_type = "text/html"),
+    )
+)]
 pub async fn login(
     State(ctx): State<HttpContext>,
     Extension(throttle): Extension<Arc<LoginThrottle>>,
@@ -138,6 +159,10 @@ pub async fn login(
     ([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response()
 }
 
+/// Clear the session cookie
+#[utoipa::path(post, path = "/logout", tag = "dashboard",
+    responses((status = 303, description = "signed out: to the login form"))
+)]
 pub async fn logout(State(ctx): State<HttpContext>) -> Response {
     (
         [(
@@ -178,10 +203,15 @@ struct ScheduleView {
     next: String,
 }
 
-#[derive(Default, Deserialize)]
+/// The dashboard's delivery search; a malformed one is shown as an empty search.
+#[derive(Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// Search: address.
     recipient: Option<String>,
+    /// Search: status.
     status: Option<String>,
+    /// Search: bulletin id.
     bulletin: Option<String>,
 }
 
@@ -211,6 +241,19 @@ fn fmt(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// The dashboard page (HTML); without the header or session cookie, a 303 to /login
+///
+/// The bearer header works here too and counts in the sign-in back-off.
+#[utoipa::path(get, path = "/dashboard", tag = "dashboard",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "the page", body = String, content_type = "text/html"),
+        (status = 303, description = "sign in first"),
+        (status = 429, description = "too many failed sign-ins from this address (with a bearer header)", body = String, content_type = "text/plain",
+            headers(("Retry-After" = u32, description = "seconds until the address may try again"))),
+        (status = 503, description = "the store did not answer", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn dashboard(
     State(ctx): State<HttpContext>,
     Extension(throttle): Extension<Arc<LoginThrottle>>,

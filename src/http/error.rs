@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An API error: HTTP status, a stable machine code, and a message for people.
 #[derive(Debug)]
@@ -18,15 +19,23 @@ pub struct ApiError {
     message: String,
 }
 
-/// The body of an error answer.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer of the admin API.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorDetail<'a> {
+    /// Stable, for programs: unauthorized, admin_token_unset, too_many_failures,
+    /// invalid_json, invalid_query, invalid_field, invalid_path, invalid_record,
+    /// record_not_found, bulletin_not_found, delivery_not_found, unknown_list,
+    /// article_too_long, bulletin_not_pausable, no_such_endpoint, not_found, refused,
+    /// store_unavailable, store_error, render_failed, internal_error.
     code: &'a str,
+    /// For people; may change.
     message: &'a str,
 }
 

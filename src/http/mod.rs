@@ -11,7 +11,7 @@ mod error;
 mod public;
 mod throttle;
 
-pub use admin::{admin_router, AUTHED_ROUTES, OPEN_ROUTES};
+pub use admin::{admin_router, openapi, openapi_json};
 pub use error::ApiError;
 pub use public::public_router;
 pub use throttle::{LoginThrottle, FREE_FAILURES};

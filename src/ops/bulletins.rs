@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// A bulletin's ledger rows: totals and counts by channel and status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LedgerCounts {
     pub total: i64,
     /// Rows not in a final state (queued, sending, retrying, held).
@@ -53,7 +53,7 @@ impl LedgerCounts {
 }
 
 /// A bulletin as listed and shown: its facts (not its rendered bodies) and its counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BulletinSummary {
     pub id: i64,
     pub kind: String,
@@ -87,7 +87,7 @@ impl BulletinSummary {
 }
 
 /// What pausing or resuming did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PauseResult {
     pub id: i64,
     /// The bulletin's state now.

@@ -28,7 +28,7 @@ pub struct DeliveryQuery<'a> {
 }
 
 /// One ledger row with its attempts (oldest first) and, for WeChat, each step's ids.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub row: DeliveryRow,
@@ -38,7 +38,7 @@ pub struct DeliveryDetail {
 }
 
 /// A page of ledger rows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryPage {
     /// Rows matching the filter, over every page.
     pub total: i64,
@@ -73,7 +73,7 @@ pub struct RetryInput {
 }
 
 /// What a retry queued again.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RetryOutcome {
     pub requeued: u64,
     pub statuses: Vec<DeliveryStatus>,

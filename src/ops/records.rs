@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// A record as listed (`records`, `GET /api/records`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordSummary {
     pub id: String,
     pub title: String,
@@ -73,7 +73,7 @@ pub struct ApproveInput<'a> {
 }
 
 /// What approving did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Approval {
     pub id: String,
     pub outcome: ApproveOutcome,

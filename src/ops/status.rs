@@ -38,7 +38,7 @@ impl StatusSummary {
 }
 
 /// `/readyz`: the store answers; each channel's last attempt (reported, not judged).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub status: &'static str,
     pub store: &'static str,

@@ -81,7 +81,7 @@ pub enum ImportOutcome {
 }
 
 /// What approving did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApproveOutcome {
     Approved,
@@ -89,7 +89,7 @@ pub enum ApproveOutcome {
 }
 
 /// A stored record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredRecord {
     pub record: SessionRecord,
     pub state: RecordState,
@@ -236,7 +236,7 @@ impl FanOutAccounts {
 
 /// Where a WeChat delivery stands: each step's result, stored as it arrives so a
 /// restarted daemon resumes instead of repeating a step.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WechatJob {
     pub delivery_id: i64,
     pub draft_media_id: Option<String>,
@@ -413,7 +413,7 @@ pub struct DeliveryFilter {
 }
 
 /// One ledger row as an operator sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     pub id: i64,
     pub bulletin_id: i64,
@@ -441,7 +441,7 @@ pub struct StatusCount {
 }
 
 /// One attempt at a delivery, as kept in the `attempts` table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub delivery_id: i64,
     pub started_at: DateTime<Utc>,
