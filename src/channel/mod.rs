@@ -1,4 +1,4 @@
-//! Channels: the only code that knows SMTP (and later WeChat). One small trait, modelled
+//! Channels: the only code that knows SMTP and WeChat. One small trait, modelled
 //! on lettre's transports: deliver one job, or return an error you can ask
 //! `is_transient()` / `is_permanent()`.
 

@@ -2,6 +2,18 @@
 //! flight, the outcomes waiting for the ledger, the one store job running beside them,
 //! refill, urgent-claim and pause state) and its loop, a `select!` whose arms each hand
 //! one event to one method. Also the store jobs a pass runs.
+//!
+//! While the last quarter of a batch sends, the next is claimed (`drain_until` only), so
+//! sends never wait for a claim. Store work runs as one job at a time *beside* the sends,
+//! polled in the same `select!` (no arm awaits the store, so a job holding the SQLite
+//! write lock always progresses): outcomes are committed in groups (half of
+//! `delivery.unrecorded_max`, at most 16, or 2 ms, or no send in flight), and no send
+//! starts while sends in flight plus outcomes waiting reach the channel's connections plus
+//! `unrecorded_max`. Urgent rows queued during the pass are claimed on a wake-up or every
+//! `delivery.urgent_poll_ms`, within the room left under `max_held`; at the same poll the
+//! pass reads which of its bulletins stopped `sending` and hands their unstarted rows
+//! back. Before a send it waits for the channel's rate limit (`Channel::admit`) and checks
+//! again; on shutdown every unstarted row is handed back.
 
 use super::policy::{PassLimits, StormTally};
 use super::{Delivered, Dispatcher, PassReport};

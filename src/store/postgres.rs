@@ -3,6 +3,21 @@
 //! over arrays (UNNEST), notices created under an advisory lock, `NOTIFY` when work is
 //! queued and a `LISTEN` stream for it; and the connection, whose migrator holds an
 //! advisory lock so instances starting together migrate once.
+//!
+//! At scale (`migrations/postgres/20261201000004_claim_index.sql`) the claim is two
+//! statements, each walking its own partial index and stopping at its LIMIT, so its cost
+//! does not grow with the queue: expired leases from `deliveries_leased` (`(lease_until)
+//! WHERE status = 'sending'`), then due rows from `deliveries_ready` (`(priority DESC,
+//! next_attempt_at, id) WHERE status IN ('queued','retrying')`, in claim order), updated
+//! `WHERE id = ANY(ARRAY(… LIMIT n FOR UPDATE SKIP LOCKED))`. Paused bulletins are
+//! filtered by `bulletin_id = ANY(ARRAY(sending bulletin ids))`, an InitPlan rather than a
+//! join that would make the planner sort; `tests/it/pg_scale.rs` asserts the plans have no
+//! Sort. The ledger table has `fillfactor = 80` and autovacuum/analyze scale factors of
+//! 0.02: every claim and outcome rewrites a row, and at the default 0.2 the claim indexes
+//! fill with dead entries before autovacuum runs. Work queued (fan-out finished, requeue,
+//! rows released, bulletin resumed) sends `NOTIFY bulletin_work` in its transaction,
+//! payload the sender's `host:pid`; [`Store::work_notifications`] streams them from a
+//! `PgListener`.
 
 use super::sql::{Engine, LedgerUpdate, SqlStore};
 use super::*;
