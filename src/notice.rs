@@ -7,7 +7,6 @@
 use crate::clock::Clock;
 use crate::config::{Config, Publisher};
 use crate::domain::text::{check_block, check_line, normalize_newlines};
-use crate::domain::vocab::text_enum;
 use crate::domain::{ChannelKind, ListName};
 use crate::markdown;
 use crate::render::{tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK};
@@ -28,10 +27,7 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 10_000;
 const TEXT_WIDTH: usize = 72;
 
-text_enum!(
-    /// How pressing a notice is.
-    Severity("severity") { Info => "info", Urgent => "urgent" }
-);
+pub use crate::domain::Severity;
 
 /// A bad notice request: which field, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -350,7 +346,7 @@ impl Notices {
             }),
         };
         let meta = NoticeMeta {
-            severity: req.severity.as_str().to_string(),
+            severity: req.severity,
             triggered_by: req.triggered_by.clone(),
             idempotency_key: req.idempotency_key.clone(),
             content_key: req.content_key(),

@@ -45,6 +45,11 @@ text_enum!(
 );
 
 text_enum!(
+    /// How pressing a notice is.
+    Severity("severity") { Info => "info", Urgent => "urgent" }
+);
+
+text_enum!(
     /// The life cycle of a session record.
     RecordState("record state") { Draft => "draft", Approved => "approved", Published => "published" }
 );

@@ -9,7 +9,7 @@ pub mod text;
 pub mod vocab;
 pub mod wechat;
 
-pub use delivery::{ChannelKind, DeliveryStatus, ExpiredLease, RecordState};
+pub use delivery::{ChannelKind, DeliveryStatus, ExpiredLease, RecordState, Severity};
 pub use email::EmailAddress;
 pub use record::{RecordId, SessionRecord};
 pub use schedule::{Schedule, ScheduleMode};

@@ -474,7 +474,7 @@ pub enum PauseOutcome {
 /// A notice's own facts, beside its bulletin.
 #[derive(Debug, Clone)]
 pub struct NoticeMeta {
-    pub severity: String,
+    pub severity: crate::domain::Severity,
     pub triggered_by: String,
     pub idempotency_key: Option<String>,
     /// Identifies the content; the same key within `dedupe_since` is the same notice.

@@ -606,7 +606,7 @@ where
             .bind(b.priority)
             .bind(now)
             .bind(article_json(b))
-            .bind(&meta.severity)
+            .bind(meta.severity.as_str())
             .bind(&meta.triggered_by)
             .bind(&meta.idempotency_key)
             .bind(&meta.content_key)

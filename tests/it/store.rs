@@ -895,7 +895,7 @@ async fn notices_dedupe(url: &str) {
     b.kind = BulletinKind::Notice;
     b.priority = 10;
     let meta = |key: Option<&str>, content: &str, since: DateTime<Utc>| NoticeMeta {
-        severity: "urgent".into(),
+        severity: bulletin::domain::Severity::Urgent,
         triggered_by: "ops".into(),
         idempotency_key: key.map(str::to_string),
         content_key: content.into(),
@@ -1458,7 +1458,7 @@ async fn wechat_quota_is_reserved_with_the_notice(url: &str) {
     b.kind = BulletinKind::Notice;
     b.channels = vec![ChannelKind::Email, ChannelKind::Wechat];
     let meta = |key: &str| NoticeMeta {
-        severity: "urgent".into(),
+        severity: bulletin::domain::Severity::Urgent,
         triggered_by: "ops".into(),
         idempotency_key: Some(key.into()),
         content_key: key.into(),
