@@ -44,13 +44,19 @@ fn bundle(locale: &str, source: &str) -> Bundle {
     b
 }
 
-fn bundle_for(locale: &str) -> Option<&'static Bundle> {
-    bundles().iter().find(|(l, _)| *l == locale).map(|(_, b)| b)
-}
-
 /// Message `id` in `locale`, falling back to English; the id itself if English lacks
 /// it too (a test holds every id the code asks for in English).
 pub fn message(locale: &str, id: &str, args: Option<&FluentArgs>) -> String {
+    message_in(bundles(), locale, id, args)
+}
+
+fn message_in(
+    bundles: &[(&str, Bundle)],
+    locale: &str,
+    id: &str,
+    args: Option<&FluentArgs>,
+) -> String {
+    let bundle_for = |l: &str| bundles.iter().find(|(b, _)| *b == l).map(|(_, b)| b);
     for b in [bundle_for(locale), bundle_for(FALLBACK_LOCALE)]
         .into_iter()
         .flatten()
@@ -253,7 +259,17 @@ mod tests {
             Labels::for_language("th").format(SessionFormat::Online),
             "ออนไลน์"
         );
-        // A message a locale lacks comes from English.
+        // A message a locale lacks comes from English; one English lacks is its id.
+        let two = [
+            (
+                "en",
+                bundle("en", "attendees = Attendees\ntopics = Topics\n"),
+            ),
+            ("th", bundle("th", "topics = หัวข้อ\n")),
+        ];
+        assert_eq!(message_in(&two, "th", "topics", None), "หัวข้อ");
+        assert_eq!(message_in(&two, "th", "attendees", None), "Attendees");
+        assert_eq!(message_in(&two, "th", "nothing", None), "nothing");
         assert_eq!(message("th", "no-such-message", None), "no-such-message");
         assert_eq!(message("xx", "attendees", None), "Attendees");
     }
