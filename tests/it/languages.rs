@@ -326,3 +326,31 @@ fn unknown_locales_in_the_configuration_are_refused_at_their_line() {
     let c = Config::parse(&text, Path::new("test.toml"), &|_| None).unwrap();
     assert_eq!(c.email.from_for("zh").name.as_deref(), Some("简报"));
 }
+
+#[test]
+fn notices_take_the_labels_and_contact_block_of_their_language() {
+    let config = config();
+    let req = bulletin::notice::NoticeRequest::parse(
+        "会场变更",
+        "会议改在 **B 厅** 举行。",
+        "urgent",
+        &["partners".to_string()],
+        "ops",
+        None,
+    )
+    .unwrap();
+    let zh = bulletin::notice::render_notice(&req, &config.publisher, "zh-CN").unwrap();
+    assert_eq!(zh.subject, "[紧急] 会场变更");
+    assert!(zh.html.contains("<html lang=\"zh-CN\">"));
+    assert!(
+        zh.html.contains("澜沧江-湄公河环境合作中心 · 紧急"),
+        "masthead"
+    );
+    assert!(zh.text.starts_with("[紧急] 会场变更"), "{}", zh.text);
+    assert!(zh.text.contains("退订: "), "{}", zh.text);
+    let th = bulletin::notice::render_notice(&req, &config.publisher, "th").unwrap();
+    assert_eq!(th.subject, "[ด่วน] 会场变更");
+    assert!(th.html.contains("ยกเลิกการรับจดหมายข่าว"));
+    let en = bulletin::notice::render_notice(&req, &config.publisher, "en").unwrap();
+    assert_eq!(en.subject, "[Urgent] 会场变更");
+}
