@@ -9,7 +9,9 @@ use crate::config::{Config, Publisher};
 use crate::domain::text::{check_block, check_line, normalize_newlines};
 use crate::domain::{ChannelKind, ListName};
 use crate::markdown;
-use crate::render::{tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK};
+use crate::render::{
+    email_font_stack, tidy_text, Labels, RenderError, RenderedBulletin, UNSUBSCRIBE_MARK,
+};
 use crate::scheduler::FAN_OUT_PAGE;
 use crate::store::{
     BulletinKind, FanOutAccounts, NewBulletin, NoticeMeta, Store, StoreError, WechatQuotaCheck,
@@ -147,33 +149,14 @@ impl NoticeRequest {
     }
 }
 
-struct Words {
-    notice: &'static str,
-    urgent: &'static str,
-}
-
-fn words(lang: &str) -> &'static Words {
-    if lang.to_ascii_lowercase().starts_with("zh") {
-        &Words {
-            notice: "通知",
-            urgent: "紧急",
-        }
-    } else {
-        &Words {
-            notice: "Notice",
-            urgent: "Urgent",
-        }
-    }
-}
-
 #[derive(Template)]
 #[template(path = "notice.html")]
 struct NoticeHtml<'a> {
     lang: &'a str,
+    fonts: &'a str,
     subject: &'a str,
     title: &'a str,
     urgent: bool,
-    words: &'a Words,
     body_html: String,
     publisher: &'a Publisher,
     labels: &'a Labels,
@@ -186,7 +169,6 @@ struct NoticeText<'a> {
     title: &'a str,
     underline: String,
     urgent: bool,
-    words: &'a Words,
     body_text: String,
     publisher: &'a Publisher,
     labels: &'a Labels,
@@ -201,19 +183,19 @@ pub fn render_notice(
     language: &str,
 ) -> Result<RenderedBulletin, RenderError> {
     let labels = Labels::for_language(language);
-    let w = words(language);
+    let publisher = &*publisher.for_language(language);
     let urgent = req.severity == Severity::Urgent;
     let subject = if urgent {
-        format!("[{}] {}", w.urgent, req.title)
+        format!("[{}] {}", labels.urgent, req.title)
     } else {
         req.title.clone()
     };
     let html = NoticeHtml {
         lang: language,
+        fonts: &email_font_stack(labels.locale),
         subject: &subject,
         title: &req.title,
         urgent,
-        words: w,
         body_html: markdown::to_html(&req.body),
         publisher,
         labels,
@@ -226,7 +208,6 @@ pub fn render_notice(
         title: &req.title,
         underline: "=".repeat(width),
         urgent,
-        words: w,
         body_text: markdown::to_text(&req.body, TEXT_WIDTH),
         publisher,
         labels,
@@ -409,6 +390,7 @@ mod tests {
             emails: vec![],
             website: None,
             wechat_id: None,
+            i18n: Default::default(),
         }
     }
 

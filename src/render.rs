@@ -5,11 +5,18 @@
 //! (`channel::email`), and previews fill it in with [`personalise`], which defines the
 //! result.
 
+mod dates;
+mod fonts;
+mod labels;
+
 use crate::config::Publisher;
-use crate::domain::record::{SessionFormat, SessionRecord};
+use crate::domain::record::SessionRecord;
 pub use crate::domain::wechat::WechatArticle;
 use crate::markdown;
 use askama::Template;
+pub use dates::format_date;
+pub use fonts::{email_font_stack, wechat_font_stack};
+pub use labels::{message, Labels};
 
 /// Stands where the recipient's unsubscribe URL goes. Input text cannot contain U+E000.
 pub const UNSUBSCRIBE_MARK: &str = "\u{E000}unsubscribe\u{E000}";
@@ -32,99 +39,6 @@ pub enum RenderError {
     Css(String),
     #[error("a bulletin needs at least one record")]
     Empty,
-}
-
-/// Fixed wording, by language.
-#[derive(Debug, Clone, Copy)]
-pub struct Labels {
-    pub organizers: &'static str,
-    pub sponsors: &'static str,
-    pub supporters: &'static str,
-    pub co_organizers: &'static str,
-    pub attendees: &'static str,
-    pub topics: &'static str,
-    pub highlights: &'static str,
-    pub contact: &'static str,
-    pub address: &'static str,
-    pub tel: &'static str,
-    pub fax: &'static str,
-    pub email: &'static str,
-    pub web: &'static str,
-    pub wechat: &'static str,
-    pub image: &'static str,
-    pub why: &'static str,
-    pub unsubscribe: &'static str,
-    pub digest: &'static str,
-    online: &'static str,
-    in_person: &'static str,
-    hybrid: &'static str,
-}
-
-const EN: Labels = Labels {
-    organizers: "Organisers",
-    sponsors: "Sponsored by",
-    supporters: "Supported by",
-    co_organizers: "Co-organised by",
-    attendees: "Attendees",
-    topics: "Topics",
-    highlights: "Highlights of the expert views",
-    contact: "Contact Us",
-    address: "Address",
-    tel: "Tel",
-    fax: "Fax",
-    email: "Email",
-    web: "Web",
-    wechat: "WeChat ID",
-    image: "Image",
-    why: "You receive this bulletin because you are on one of our mailing lists.",
-    unsubscribe: "Unsubscribe",
-    digest: "session reports",
-    online: "Online",
-    in_person: "In person",
-    hybrid: "Hybrid (in person and online)",
-};
-
-const ZH: Labels = Labels {
-    organizers: "主办单位",
-    sponsors: "主办",
-    supporters: "支持",
-    co_organizers: "承办",
-    attendees: "参会人员",
-    topics: "议题",
-    highlights: "专家观点摘要",
-    contact: "联系我们",
-    address: "地址",
-    tel: "电话",
-    fax: "传真",
-    email: "电子邮件",
-    web: "网站",
-    wechat: "微信号",
-    image: "图片",
-    why: "您收到本简报，是因为您订阅了我们的邮件列表。",
-    unsubscribe: "退订",
-    digest: "场会议简报",
-    online: "线上",
-    in_person: "线下",
-    hybrid: "线上线下结合",
-};
-
-impl Labels {
-    /// The wording for a BCP 47 tag (Chinese for `zh*`, English otherwise).
-    pub fn for_language(tag: &str) -> &'static Labels {
-        if tag.to_ascii_lowercase().starts_with("zh") {
-            &ZH
-        } else {
-            &EN
-        }
-    }
-
-    fn format(&self, f: SessionFormat) -> &'static str {
-        match f {
-            SessionFormat::Online => self.online,
-            SessionFormat::InPerson => self.in_person,
-            SessionFormat::Hybrid => self.hybrid,
-        }
-    }
 }
 
 /// A record image as the templates see it.
@@ -154,7 +68,7 @@ struct Item<'a> {
     title_text: String,
     underline: String,
     date: String,
-    format: &'static str,
+    format: &'a str,
     summary_html: String,
     summary_text: String,
     attendees_html: String,
@@ -169,6 +83,8 @@ struct Item<'a> {
 #[template(path = "email.html")]
 struct EmailHtml<'a> {
     lang: &'a str,
+    /// The `font-family` for the text's script ([`email_font_stack`]).
+    fonts: &'a str,
     subject: &'a str,
     items: &'a [Item<'a>],
     publisher: &'a Publisher,
@@ -185,17 +101,9 @@ struct EmailText<'a> {
     unsubscribe_url: &'a str,
 }
 
-fn format_date(d: chrono::NaiveDate, lang: &str) -> String {
-    if lang.to_ascii_lowercase().starts_with("zh") {
-        d.format("%Y年%-m月%-d日").to_string()
-    } else {
-        d.format("%B %-d, %Y").to_string()
-    }
-}
-
 fn item<'a>(
     r: &'a SessionRecord,
-    labels: &Labels,
+    labels: &'a Labels,
     image_widths: &[u32],
     to_html: &mut dyn FnMut(&str) -> String,
 ) -> Item<'a> {
@@ -264,15 +172,11 @@ pub fn render_bulletin(
         }
     };
     let labels = Labels::for_language(&language);
+    let publisher = &*publisher.for_language(&language);
     let subject = if records.len() == 1 {
         first.title.clone()
     } else {
-        format!(
-            "{}: {} {}",
-            publisher.names[0],
-            records.len(),
-            labels.digest
-        )
+        labels.digest_subject(&publisher.names[0], records.len())
     };
     let items: Vec<Item> = records
         .iter()
@@ -288,6 +192,7 @@ pub fn render_bulletin(
         .collect();
     let html = EmailHtml {
         lang: &language,
+        fonts: &email_font_stack(labels.locale),
         subject: &subject,
         items: &items,
         publisher,
@@ -347,6 +252,9 @@ pub const WECHAT_CONTENT_MAX: usize = 20_000;
 #[derive(Template)]
 #[template(path = "wechat_article.html")]
 struct WechatHtml<'a> {
+    lang: &'a str,
+    /// The `font-family` for the text's script ([`wechat_font_stack`]).
+    fonts: &'a str,
     items: &'a [Item<'a>],
     notes: &'a [String],
     publisher: &'a Publisher,
@@ -429,6 +337,7 @@ pub fn render_wechat_article(
         default_language.to_string()
     };
     let labels = Labels::for_language(&language);
+    let publisher = &*publisher.for_language(&language);
     let mut notes = Vec::new();
     let items: Vec<Item> = records
         .iter()
@@ -439,6 +348,8 @@ pub fn render_wechat_article(
         })
         .collect();
     let html = WechatHtml {
+        lang: &language,
+        fonts: &wechat_font_stack(labels.locale),
         items: &items,
         notes: &notes,
         publisher,
@@ -454,12 +365,7 @@ pub fn render_wechat_article(
             .clone()
             .unwrap_or_else(|| first.title.clone())
     } else {
-        format!(
-            "{}: {} {}",
-            publisher.names[0],
-            records.len(),
-            labels.digest
-        )
+        labels.digest_subject(&publisher.names[0], records.len())
     };
     let digest = match (&first.wechat_digest, records.len()) {
         (Some(d), 1) => d.clone(),

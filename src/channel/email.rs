@@ -42,6 +42,7 @@ raw_header!(ListUnsubscribe, "List-Unsubscribe");
 raw_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 raw_header!(ListId, "List-Id");
 raw_header!(AutoSubmitted, "Auto-Submitted");
+raw_header!(ContentLanguage, "Content-Language");
 
 /// Lines of quoted-printable at most this long before the soft break (`=`) that joins
 /// two pieces, so that every encoded line stays within RFC 2045's 76 characters.
@@ -140,6 +141,8 @@ enum Mailer {
 pub struct EmailChannel {
     mailer: Mailer,
     from: Mailbox,
+    /// `from`'s display name by label locale (`[email.i18n.<locale>] from_name`).
+    from_names: std::collections::BTreeMap<String, String>,
     reply_to: Option<Mailbox>,
     signer: Arc<UnsubscribeSigner>,
     /// Makes Message-IDs unique to this store.
@@ -225,6 +228,7 @@ impl EmailChannel {
         Ok(Self {
             mailer,
             from: cfg.from.clone(),
+            from_names: cfg.from_names.clone(),
             reply_to: cfg.reply_to.clone(),
             signer,
             id_tag,
@@ -280,11 +284,24 @@ impl EmailChannel {
         let link = qp(unsubscribe_url.as_deref().unwrap_or(""));
 
         let mut builder = Message::builder()
-            .from(self.from.clone())
+            .from(crate::config::email_from_for(
+                &self.from,
+                &self.from_names,
+                &b.language,
+            ))
             .to(to)
             .subject(b.subject.clone())
             .message_id(Some(self.message_id(job)))
             .header(AutoSubmitted("auto-generated".into()));
+        // RFC 3282: the language of the text, as its version is tagged (a checked BCP 47
+        // tag, so ASCII without folding; anything else is left out, never sent broken).
+        if crate::domain::language::parse_tag(&b.language).is_some()
+            && b.language
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            builder = builder.header(ContentLanguage(b.language.clone()));
+        }
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
         }

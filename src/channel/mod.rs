@@ -17,6 +17,8 @@ pub struct PreparedBulletin {
     pub id: i64,
     /// `record`, `digest` or `notice`.
     pub kind: crate::store::BulletinKind,
+    /// The language of its text (BCP 47): `Content-Language`, the sender's name.
+    pub language: String,
     pub subject: String,
     pub html: String,
     pub text: String,

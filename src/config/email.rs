@@ -1,5 +1,6 @@
-//! `[email]`, `[email.smtp]` and `[email.dkim]`: sender, transport (SMTP relay or an
-//! outbox folder), the relay's TLS, credentials and limits, and the DKIM key.
+//! `[email]`, `[email.smtp]`, `[email.dkim]` and `[email.i18n.<locale>]`: sender (and its
+//! display name per language), transport (SMTP relay or an outbox folder), the relay's
+//! TLS, credentials and limits, and the DKIM key.
 
 use super::secrets::read_secret;
 use super::{ConfigError, Env, Source};
@@ -52,6 +53,16 @@ pub(super) struct RawEmail {
     outbox_dir: PathBuf,
     smtp: Option<Spanned<RawSmtp>>,
     dkim: Option<Spanned<RawDkim>>,
+    #[serde(default)]
+    i18n: std::collections::BTreeMap<String, Spanned<RawEmailText>>,
+}
+
+/// `[email.i18n.<locale>]`: what the sender says differently in one language.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmailText {
+    /// The display name of `email.from` in messages in this language.
+    from_name: String,
 }
 
 fn default_transport() -> Spanned<TransportKind> {
@@ -150,10 +161,32 @@ pub enum EmailTransport {
 #[derive(Debug, Clone)]
 pub struct EmailConfig {
     pub from: lettre::message::Mailbox,
+    /// `[email.i18n.<locale>] from_name`: `from`'s display name by label locale.
+    pub from_names: std::collections::BTreeMap<String, String>,
     pub reply_to: Option<lettre::message::Mailbox>,
     pub transport: EmailTransport,
     /// `[email.dkim]`: every message is signed with this key.
     pub dkim: Option<crate::dkim::DkimSettings>,
+}
+
+impl EmailConfig {
+    /// The sender of a message in `language` (a BCP 47 tag): `from` with the display name
+    /// of the language's label locale (`zh-CN` takes `[email.i18n.zh-Hans]`), if one is set.
+    pub fn from_for(&self, language: &str) -> lettre::message::Mailbox {
+        from_for(&self.from, &self.from_names, language)
+    }
+}
+
+/// `from` with the display name `names` gives `language`'s label locale, if any.
+pub fn from_for(
+    from: &lettre::message::Mailbox,
+    names: &std::collections::BTreeMap<String, String>,
+    language: &str,
+) -> lettre::message::Mailbox {
+    match names.get(crate::domain::language::label_locale(language)) {
+        Some(name) => lettre::message::Mailbox::new(Some(name.clone()), from.email.clone()),
+        None => from.clone(),
+    }
 }
 
 /// Checks `[email]` and its subtables. A missing SMTP password is not an error here (only
@@ -200,8 +233,29 @@ pub(super) fn validate(
             EmailTransport::Smtp(smtp.validate(smtp_span, src, env, send_secrets_missing)?)
         }
     };
+    let mut from_names = std::collections::BTreeMap::new();
+    for (tag, text) in raw.i18n {
+        let text_span = text.span();
+        let locale = super::publisher::locale_key("email", &tag, text_span.clone(), src)?;
+        let name = text.into_inner().from_name;
+        crate::domain::text::check_line(&name, 200, true).map_err(|m| {
+            src.error(
+                Some(text_span.clone()),
+                &format!("email.i18n.{tag}.from_name"),
+                m,
+            )
+        })?;
+        if from_names.insert(locale.to_string(), name).is_some() {
+            return Err(src.error(
+                Some(text_span),
+                &format!("email.i18n.{tag}"),
+                format!("a second table for locale `{locale}`"),
+            ));
+        }
+    }
     Ok(EmailConfig {
         from,
+        from_names,
         reply_to,
         transport,
         dkim,

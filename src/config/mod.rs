@@ -19,9 +19,11 @@ pub use crate::db_url::{redact_url, resolve_sqlite_url, sqlite_path};
 pub use crate::domain::delivery::ExpiredLease;
 pub use database::DATABASE_PASSWORD_ENV;
 pub use delivery::DeliveryConfig;
-pub use email::{EmailConfig, EmailTransport, SmtpConfig, TlsMode, TransportKind};
+pub use email::{
+    from_for as email_from_for, EmailConfig, EmailTransport, SmtpConfig, TlsMode, TransportKind,
+};
 pub use http::{AdminConfig, HttpLimits, PublicConfig};
-pub use publisher::Publisher;
+pub use publisher::{Publisher, PublisherText};
 pub use secrets::SecretFileError;
 pub use unsubscribe::{check_base_url, is_loopback_url, BaseUrlError, UnsubscribeConfig};
 pub use wechat::{WechatConfig, WechatMode};
@@ -145,7 +147,7 @@ struct RawConfig {
     store: database::RawStore,
     #[serde(default)]
     defaults: RawDefaults,
-    publisher: Spanned<Publisher>,
+    publisher: Spanned<publisher::RawPublisher>,
     email: Spanned<email::RawEmail>,
     unsubscribe: Option<Spanned<unsubscribe::RawUnsubscribe>>,
     #[serde(default)]

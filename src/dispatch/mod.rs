@@ -209,6 +209,7 @@ impl Dispatcher {
         let p = Arc::new(PreparedBulletin {
             id,
             kind: b.kind,
+            language: b.language,
             subject: b.subject,
             html: b.html,
             text: b.text,

@@ -2,6 +2,7 @@
 
 pub mod delivery;
 pub mod email;
+pub mod language;
 pub mod record;
 pub mod schedule;
 pub mod subscriber;

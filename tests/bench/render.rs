@@ -48,6 +48,7 @@ fn benches(c: &mut Criterion) {
     let prepared = PreparedBulletin {
         id: 1,
         kind: bulletin::store::BulletinKind::Record,
+        language: rendered.language,
         subject: rendered.subject,
         html: rendered.html,
         text: rendered.text,

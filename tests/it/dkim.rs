@@ -362,6 +362,7 @@ async fn messages_written_to_the_outbox_are_signed() {
     let prepared = PreparedBulletin {
         id: 1,
         kind: bulletin::store::BulletinKind::Record,
+        language: "en".into(),
         subject: "Outbox".into(),
         html: format!("<p>Hello</p><a href=\"{mark}\">leave</a>"),
         text: format!("Hello\nLeave: {mark}\n"),

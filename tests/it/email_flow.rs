@@ -122,7 +122,7 @@ async fn seed_bulletin_reaches_a_real_smtp_server_with_every_section() {
         assert!(html.contains("style=\""), "CSS is inlined");
 
         let must_have = [
-            "July 30, 2020",
+            "30 July 2020",
             record.event.as_str(),
             "Ministry of Ecology and Environment (MEE)",
             "Lancang-Mekong Cooperation China Secretariat",

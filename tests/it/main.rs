@@ -14,6 +14,7 @@ mod fidelity;
 mod guarantees;
 mod harness;
 mod http_limits;
+mod languages;
 mod lists;
 mod notices;
 mod openapi;
