@@ -401,3 +401,60 @@ fn truncated_samples_never_panic_nor_bounce_without_a_status() {
         }
     }
 }
+
+/// `GET /api/bounces` lists what was ingested (typed, filtered by kind) and
+/// `POST /api/bounces/{id}/undo` undoes one; an unknown kind or id is refused.
+#[tokio::test]
+async fn the_admin_api_lists_and_undoes_bounces() {
+    use bulletin::store::BounceSource;
+    let t = crate::harness::spawn_app(crate::harness::Options::default()).await;
+    let ops = t.app.ops();
+    let got = ops
+        .ingest_bounce(&raw("garbage.eml"), BounceSource::Ingest, None)
+        .await
+        .unwrap();
+    assert_eq!(got.classification.kind, BounceKind::Unmatched);
+    ops.ingest_bounce(
+        &raw("vacation-auto-submitted.eml"),
+        BounceSource::Ingest,
+        None,
+    )
+    .await
+    .unwrap();
+    let http = t.start_http().await;
+    let all: Vec<serde_json::Value> = http
+        .get("/api/bounces")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0]["kind"], "auto_reply");
+    assert_eq!(all[1]["kind"], "unmatched");
+    assert_eq!(all[1]["delivery_id"], serde_json::Value::Null);
+    let r = http
+        .get("/api/bounces?kind=unmatched")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let one: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["id"], got.recorded.id);
+    let r = http.get("/api/bounces?kind=spam").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(&format!("/api/bounces/{}/undo", got.recorded.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let u: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(u["undone"], true);
+    let r = http.post("/api/bounces/9999/undo").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "bounce_not_found", "{e}");
+}
