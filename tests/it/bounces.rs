@@ -403,7 +403,8 @@ fn truncated_samples_never_panic_nor_bounce_without_a_status() {
 }
 
 /// `GET /api/bounces` lists what was ingested (typed, filtered by kind) and
-/// `POST /api/bounces/{id}/undo` undoes one; an unknown kind or id is refused.
+/// `POST /api/bounces/{id}/undo` undoes one; an unknown kind or id is refused; the
+/// metrics and `status` count them.
 #[tokio::test]
 async fn the_admin_api_lists_and_undoes_bounces() {
     use bulletin::store::BounceSource;
@@ -453,6 +454,31 @@ async fn the_admin_api_lists_and_undoes_bounces() {
     assert_eq!(r.status(), 200);
     let u: serde_json::Value = r.json().await.unwrap();
     assert_eq!(u["undone"], true);
+    // Metrics count what the store holds (whichever process ingested it); `status`
+    // shows the last 24 h.
+    let m = http
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("bulletin_bounces_total{kind=\"unmatched\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("bulletin_bounces_total{kind=\"auto_reply\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("bulletin_bounces_total{kind=\"hard\"} 0"), "{m}");
+    let status = ops.status().await.unwrap();
+    assert_eq!(status.bounces_last_24h["unmatched"], 1);
+    assert_eq!(status.bounces_last_24h["hard"], 0);
+    t.clock.advance(chrono::Duration::hours(25));
+    let status = ops.status().await.unwrap();
+    assert_eq!(status.bounces_last_24h["unmatched"], 0);
     let r = http.post("/api/bounces/9999/undo").send().await.unwrap();
     assert_eq!(r.status(), 404);
     let e: serde_json::Value = r.json().await.unwrap();
