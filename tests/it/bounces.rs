@@ -484,3 +484,86 @@ async fn the_admin_api_lists_and_undoes_bounces() {
     let e: serde_json::Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "bounce_not_found", "{e}");
 }
+
+/// With `[bounces] return_path`, an outbox file records the row's VERP envelope sender
+/// as its Return-Path; the From header is unchanged.
+#[tokio::test]
+async fn outbox_files_record_the_verp_envelope_sender() {
+    use bulletin::channel::email::EmailChannel;
+    use bulletin::channel::{Channel, Job, PreparedBulletin};
+    use bulletin::domain::ChannelKind;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let o = crate::harness::Options {
+        bounces: Some("[bounces]\nreturn_path = \"bounces+{token}@bounces.example.org\"\n".into()),
+        ..Default::default()
+    };
+    let text = crate::harness::config_text(&dir.path().join("b.db"), &o).replace(
+        "transport = \"smtp\"",
+        &format!(
+            "transport = \"outbox\"\noutbox_dir = \"{}\"",
+            outbox.display()
+        ),
+    );
+    let config = bulletin::config::Config::parse(&text, std::path::Path::new("t.toml"), &|n| {
+        (n == "BULLETIN_VERP_SECRET").then(|| "outbox-verp-key-0123456789".to_string())
+    })
+    .unwrap();
+    let verp = config.bounces.verp.clone().unwrap();
+    let signer = std::sync::Arc::new(bulletin::unsubscribe::UnsubscribeSigner::new(
+        vec![7; 32],
+        "https://news.example.org",
+    ));
+    let channel = EmailChannel::new(&config.email, signer, "tag".into())
+        .unwrap()
+        .with_verp(Some(verp.clone()));
+    let prepared = PreparedBulletin {
+        id: 1,
+        kind: bulletin::store::BulletinKind::Record,
+        subject: "Outbox".into(),
+        html: "<p>Hello</p>".into(),
+        text: "Hello\n".into(),
+        images: vec![],
+        wechat: None,
+        email_bodies: Default::default(),
+    };
+    let now = chrono::Utc::now();
+    let claimed = bulletin::store::Claimed {
+        id: 77,
+        bulletin_id: 1,
+        channel: ChannelKind::Email,
+        recipient: "reader@example.org".into(),
+        recipient_name: None,
+        list_id: Some(1),
+        subscriber_id: Some(9),
+        attempts: 0,
+        ambiguous: false,
+        created_at: now,
+        lease_until: now,
+        suppressed_because: None,
+        priority: 0,
+        unconfirmed: 0,
+        taken_from: None,
+    };
+    channel
+        .deliver(Job {
+            delivery: &claimed,
+            bulletin: &prepared,
+        })
+        .await
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read(&files[0]).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let want = format!("Return-Path: <{}>", verp.address(77));
+    assert!(text.contains(&want), "{text}");
+    assert!(
+        text.contains("From: \"LMEC Bulletin\" <bulletin@example.org>"),
+        "{text}"
+    );
+    assert_eq!(verp.row_id(&verp.address(77)), Some(77));
+}
