@@ -171,11 +171,10 @@ impl App {
                 .await?
         };
         let signer = Arc::new(UnsubscribeSigner::new(key, &config.unsubscribe.base_url));
-        let email: Arc<dyn Channel> = Arc::new(EmailChannel::new(
-            &config.email,
-            signer.clone(),
-            id_tag.clone(),
-        )?);
+        let email: Arc<dyn Channel> = Arc::new(
+            EmailChannel::new(&config.email, signer.clone(), id_tag.clone())?
+                .with_verp(config.bounces.verp.clone()),
+        );
         let mut channels = vec![email];
         let mut wechat = None;
         // Without its AppSecret the WeChat channel cannot be built; the commands that do

@@ -1,9 +1,10 @@
 //! Prometheus metrics: counters and histograms the dispatcher and scheduler feed, and the
-//! ledger gauges read from the store at scrape time. One registry per `App`. Every label
+//! ledger gauges and bounce counts read from the store at scrape time. One registry per `App`. Every label
 //! set known in advance (channels × outcomes, the alerting errcodes, the configured
 //! schedules' triggers) exists at zero from the start, so `increase()` sees the first
 //! event after a restart.
 
+use crate::bounce::BounceKind;
 use crate::domain::{ChannelKind, DeliveryStatus};
 use crate::store::{OutcomeKind, Store, StoreError};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +35,11 @@ struct ErrcodeLabels {
 struct FiringLabels {
     schedule: String,
     trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BounceLabels {
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,6 +87,9 @@ pub struct Metrics {
     firings: Family<FiringLabels, Counter>,
     firing_lag: Histogram,
     ledger: Family<LedgerLabels, Gauge>,
+    /// Received bounces by kind: the store's counts (which only grow), brought up to date
+    /// at each scrape, so bounces ingested by another process (the MTA's pipe) count.
+    bounces: Family<BounceLabels, Counter>,
     wechat_errcodes: Family<ErrcodeLabels, Counter>,
     wechat_token_refreshes: Counter,
     channel_pauses: Family<ChannelLabels, Counter>,
@@ -143,6 +152,17 @@ impl Metrics {
             "Ledger rows by channel and status, read from the store at scrape time (queued + retrying + sending = the queue)",
             ledger.clone(),
         );
+        let bounces = Family::<BounceLabels, Counter>::default();
+        registry.register(
+            "bounces",
+            "Bounces, complaints and replies received after the relay, by kind (hard, soft, delayed, delivered, complaint, auto_reply, unmatched), read from the store at scrape time",
+            bounces.clone(),
+        );
+        for k in BounceKind::ALL {
+            let _ = bounces.get_or_create(&BounceLabels {
+                kind: k.as_str().into(),
+            });
+        }
         let wechat_errcodes = Family::<ErrcodeLabels, Counter>::default();
         registry.register(
             "wechat_errcodes",
@@ -214,6 +234,7 @@ impl Metrics {
             firings,
             firing_lag,
             ledger,
+            bounces,
         }
     }
 
@@ -355,6 +376,23 @@ impl Metrics {
                     })
                     .set(n);
             }
+        }
+        match store
+            .bounce_counts_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+        {
+            Ok(counts) => {
+                for (kind, n) in counts {
+                    let c = self.bounces.get_or_create(&BounceLabels {
+                        kind: kind.as_str().into(),
+                    });
+                    let n = n.max(0) as u64;
+                    if n > c.get() {
+                        c.inc_by(n - c.get());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: the bounces could not be read"),
         }
         self.encode()
     }

@@ -2,16 +2,19 @@
 //! (multipart/alternative, UTF-8, RFC 2047 subject, List-Unsubscribe one-click) and
 //! hands it to our SMTP pool or to an outbox folder of `.eml` files, DKIM-signed when
 //! `[email.dkim]` is set. The bodies are encoded once per bulletin ([`EncodedBodies`]);
-//! per recipient only the headers and the unsubscribe link are.
+//! per recipient only the headers and the unsubscribe link are. With `[bounces]
+//! return_path`, each message's envelope sender is its ledger row's VERP address.
 
 use super::smtp::{SmtpPool, TlsSetupError};
 use super::{Channel, Job, PreparedBulletin, Receipt, SendError};
+use crate::bounce::Verp;
 use crate::config::{EmailConfig, EmailTransport};
 use crate::domain::ChannelKind;
 use crate::render::UNSUBSCRIBE_MARK;
 use crate::unsubscribe::UnsubscribeSigner;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lettre::address::Envelope;
 use lettre::message::header::{
     ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
 };
@@ -38,6 +41,7 @@ macro_rules! raw_header {
     };
 }
 
+raw_header!(ReturnPathHeader, "Return-Path");
 raw_header!(ListUnsubscribe, "List-Unsubscribe");
 raw_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 raw_header!(ListId, "List-Id");
@@ -158,6 +162,8 @@ pub struct EmailChannel {
     max_wait: std::time::Duration,
     /// `[email.dkim]`: signs every message once it is whole (link spliced in).
     dkim: Option<lettre::message::dkim::DkimConfig>,
+    /// `[bounces] return_path`: each message's MAIL FROM names its ledger row.
+    verp: Option<Verp>,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -166,6 +172,10 @@ impl std::fmt::Debug for EmailChannel {
             .field("from", &self.from.to_string())
             .field("concurrency", &self.concurrency)
             .field("dkim", &self.dkim.is_some())
+            .field(
+                "verp",
+                &self.verp.as_ref().map(|v| v.return_path().to_string()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -245,7 +255,20 @@ impl EmailChannel {
                 EmailTransport::Outbox(_) => std::time::Duration::from_secs(30),
             },
             dkim,
+            verp: None,
         })
+    }
+
+    /// Gives each message the VERP envelope sender of its ledger row (`[bounces]
+    /// return_path`); None keeps the From address as the envelope sender.
+    pub fn with_verp(mut self, verp: Option<Verp>) -> Self {
+        self.verp = verp;
+        self
+    }
+
+    /// The envelope sender of ledger row `row_id`: its VERP address, or None for From.
+    pub fn envelope_sender(&self, row_id: i64) -> Option<String> {
+        self.verp.as_ref().map(|v| v.address(row_id))
     }
 
     /// The Message-ID of one delivery: the same on every retry of that delivery.
@@ -269,6 +292,19 @@ impl EmailChannel {
                 d.recipient
             ))
         })?;
+        let envelope = match self.envelope_sender(d.id) {
+            Some(sender) => {
+                let sender: lettre::Address = sender.parse().map_err(|e| {
+                    SendError::permanent(format!("the VERP address `{sender}` is not valid: {e}"))
+                })?;
+                Some(
+                    Envelope::new(Some(sender), vec![to_addr.clone()]).map_err(|e| {
+                        SendError::permanent(format!("cannot build the envelope: {e}"))
+                    })?,
+                )
+            }
+            None => None,
+        };
         let to = Mailbox::new(d.recipient_name.clone(), to_addr);
         let unsubscribe_url = match (d.list_id, d.subscriber_id) {
             (Some(l), Some(s)) => Some(self.signer.url(l, s, &d.recipient)),
@@ -304,6 +340,16 @@ impl EmailChannel {
         }
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
+        }
+        if let Some(envelope) = envelope {
+            // An outbox file has no envelope beside it: the sender is recorded the way a
+            // delivering MTA records it.
+            if matches!(self.mailer, Mailer::Outbox(_)) {
+                if let Some(sender) = envelope.from() {
+                    builder = builder.header(ReturnPathHeader(format!("<{sender}>")));
+                }
+            }
+            builder = builder.envelope(envelope);
         }
         if let Some(u) = &unsubscribe_url {
             builder = builder

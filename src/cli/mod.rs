@@ -9,6 +9,7 @@
 //! `run`.
 
 mod approve;
+pub mod bounces;
 mod bulletins;
 mod check_config;
 mod deliveries;
@@ -98,6 +99,8 @@ pub enum Command {
     Bulletins(bulletins::BulletinsArgs),
     /// Urgent notices: queued now, ahead of scheduled bulletins.
     Notice(notice::NoticeArgs),
+    /// Bounces and complaints received after the relay: list, ingest one, undo one.
+    Bounces(bounces::BouncesArgs),
     /// One-screen summary: schedules, the queue, bulletins in progress, recent failures.
     Status(status::StatusArgs),
     /// The store itself: migrations, moving from SQLite to PostgreSQL.
@@ -122,6 +125,7 @@ impl Command {
             Command::Retry(a) => a.run(ctx).await,
             Command::Bulletins(a) => a.run(ctx).await,
             Command::Notice(a) => a.run(ctx).await,
+            Command::Bounces(a) => a.run(ctx).await,
             Command::Status(a) => a.run(ctx).await,
             Command::Store(a) => a.run(ctx).await,
         }
@@ -183,6 +187,8 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<DeliveriesFailed>().is_some() {
                 ExitCode::from(EXIT_DELIVERIES_FAILED)
+            } else if e.downcast_ref::<bounces::IngestTempFail>().is_some() {
+                ExitCode::from(bounces::EXIT_TEMPFAIL)
             } else {
                 ExitCode::FAILURE
             }

@@ -63,7 +63,7 @@ fn print_tables(s: &StatusSummary) {
     println!("{t}");
     use DeliveryStatus::*;
     println!(
-        "queue: {} queued, {} sending (in flight), {} retrying, {} held · all time: {} sent, {} failed, {} suppressed, {} unconfirmed",
+        "queue: {} queued, {} sending (in flight), {} retrying, {} held · all time: {} sent, {} failed, {} suppressed, {} unconfirmed, {} bounced",
         s.count(Queued),
         s.count(Sending),
         s.count(Retrying),
@@ -71,13 +71,28 @@ fn print_tables(s: &StatusSummary) {
         s.count(Sent),
         s.count(Failed),
         s.count(Suppressed),
-        s.count(Unconfirmed)
+        s.count(Unconfirmed),
+        s.count(Bounced)
     );
     let failed_24h = s.failed_last_24h;
     println!(
         "failed in the last 24 h: {failed_24h}{}",
         if failed_24h > 0 {
             " (`bulletin deliveries --status failed --since 24h`)"
+        } else {
+            ""
+        }
+    );
+    let b = |k: &str| s.bounces_last_24h.get(k).copied().unwrap_or(0);
+    println!(
+        "bounces in the last 24 h: {} hard, {} soft, {} complaints, {} auto-replies, {} unmatched{}",
+        b("hard"),
+        b("soft"),
+        b("complaint"),
+        b("auto_reply"),
+        b("unmatched"),
+        if b("hard") + b("soft") + b("complaint") + b("unmatched") > 0 {
+            " (`bulletin bounces`)"
         } else {
             ""
         }

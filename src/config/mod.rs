@@ -1,10 +1,11 @@
 //! Typed configuration from one TOML file: unknown keys refused, every error naming the
 //! file, line and key; secrets read from the environment or a file and never printed.
 //! Each section has its module (`database`, `publisher`, `email`, `unsubscribe`,
-//! `delivery`, `wechat`, `schedules`, `http`): its raw serde form and a `validate` that
+//! `bounces`, `delivery`, `wechat`, `schedules`, `http`): its raw serde form and a `validate` that
 //! turns it into the checked settings. Word-valued settings are `text_enum!`s read by
 //! serde, so an unknown word is refused at its line with the accepted words.
 
+mod bounces;
 mod database;
 mod delivery;
 mod email;
@@ -17,6 +18,7 @@ mod wechat;
 
 pub use crate::db_url::{redact_url, resolve_sqlite_url, sqlite_path};
 pub use crate::domain::delivery::ExpiredLease;
+pub use bounces::{BouncePolicy, BouncesConfig, VERP_SECRET_ENV};
 pub use database::DATABASE_PASSWORD_ENV;
 pub use delivery::DeliveryConfig;
 pub use email::{
@@ -161,6 +163,7 @@ struct RawConfig {
     public: Option<Spanned<http::RawPublic>>,
     #[serde(default)]
     notices: RawNotices,
+    bounces: Option<Spanned<bounces::RawBounces>>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +237,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub public: PublicConfig,
     pub notices: NoticeConfig,
+    /// `[bounces]`: VERP (None without `return_path`) and the suppression policy.
+    pub bounces: BouncesConfig,
     /// Secrets only sending needs that are missing (see [`Config::ready_to_send`]).
     pub send_secrets_missing: Vec<ConfigError>,
 }
@@ -293,6 +298,7 @@ impl Config {
         let schedules = schedules::validate(raw.schedules, &src)?;
         let admin = http::validate_admin(raw.admin, &src, env)?;
         let public = http::validate_public(raw.public, &src)?;
+        let bounces = bounces::validate(raw.bounces, &src, env, &mut send_secrets_missing)?;
         Ok(Config {
             file: path.to_path_buf(),
             store_url,
@@ -308,6 +314,7 @@ impl Config {
             admin,
             public,
             notices: raw.notices.validate(),
+            bounces,
             send_secrets_missing,
         })
     }

@@ -439,3 +439,90 @@ fn toml_errors_name_the_key_they_are_about() {
     let e = Config::parse(&src, Path::new("b.toml"), &env_with_password).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("schedules[1].mode"), "{e}");
 }
+
+fn env_with_verp(n: &str) -> Option<String> {
+    match n {
+        "BULLETIN_VERP_SECRET" => Some("verp-key-0123456789abcdef".into()),
+        _ => env_with_password(n),
+    }
+}
+
+#[test]
+fn without_bounces_there_is_no_verp_and_the_default_policy() {
+    let c = Config::parse(GOOD, Path::new("b.toml"), &env_with_verp).unwrap();
+    assert!(c.bounces.verp.is_none());
+    assert_eq!(c.bounces.policy, BouncePolicy::default());
+    assert_eq!(c.bounces.policy.hard_bounces_to_suppress, 1);
+    assert_eq!(c.bounces.policy.soft_bounces_to_suppress, 5);
+    assert_eq!(
+        c.bounces.policy.soft_window,
+        Duration::from_secs(30 * 86_400)
+    );
+}
+
+#[test]
+fn bounces_section_sets_verp_and_policy_and_never_prints_the_key() {
+    let text = format!(
+        "{GOOD}\n[bounces]\nreturn_path = \"Bounces+{{token}}@B.example.org\"\n\
+         hard_bounces_to_suppress = 2\nsoft_bounces_to_suppress = 3\nsoft_window_days = 7\n"
+    );
+    let c = Config::parse(&text, Path::new("b.toml"), &env_with_verp).unwrap();
+    let v = c.bounces.verp.as_ref().expect("verp");
+    let a = v.address(42);
+    assert!(
+        a.starts_with("bounces+42-") && a.ends_with("@b.example.org"),
+        "{a}"
+    );
+    assert_eq!(v.row_id(&a), Some(42));
+    assert_eq!(c.bounces.policy.hard_bounces_to_suppress, 2);
+    assert_eq!(c.bounces.policy.soft_bounces_to_suppress, 3);
+    assert_eq!(
+        c.bounces.policy.soft_window,
+        Duration::from_secs(7 * 86_400)
+    );
+    assert!(!format!("{c:?}").contains("verp-key-0123456789abcdef"));
+    assert!(c.send_secrets_missing.is_empty());
+
+    // Without the key: commands that only read still load; sending is refused.
+    let c = Config::parse(&text, Path::new("b.toml"), &env_with_password).unwrap();
+    assert!(c.bounces.verp.is_none());
+    let e = c.ready_to_send().unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("bounces.verp_secret_env"), "{e}");
+    assert!(e.message.contains("BULLETIN_VERP_SECRET"), "{e}");
+}
+
+#[test]
+fn bounces_errors_name_file_line_and_key() {
+    let fails = |extra: &str, env: &dyn Fn(&str) -> Option<String>| {
+        Config::parse(
+            &format!("{GOOD}\n[bounces]\n{extra}"),
+            Path::new("b.toml"),
+            env,
+        )
+        .unwrap_err()
+    };
+    let line = GOOD.lines().count() + 3;
+    let e = fails("return_path = \"bounces@b.example.org\"\n", &env_with_verp);
+    assert_eq!(e.key.as_deref(), Some("bounces.return_path"), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("b.toml:{line}:")),
+        "{e} (line {line})"
+    );
+    assert!(e.message.contains("{token}"), "{e}");
+    let e = fails("return_path = \"b+{token}@b.example.org\"\n", &|n: &str| {
+        (n == "BULLETIN_VERP_SECRET").then(|| "short".to_string())
+    });
+    assert_eq!(e.key.as_deref(), Some("bounces.verp_secret_env"), "{e}");
+    assert!(!e.to_string().contains("short\""), "{e}");
+    let e = fails("soft_window_days = 0\n", &env_with_verp);
+    assert_eq!(e.key.as_deref(), Some("bounces.soft_window_days"), "{e}");
+    assert_eq!(e.line, Some(line), "{e}");
+    let e = fails("hard_bounces = 1\n", &env_with_verp);
+    assert!(e.to_string().starts_with(&format!("b.toml:{line}:")), "{e}");
+    let e = fails(
+        "verp_secret_file = \"/nonexistent/verp.key\"\nreturn_path = \"b+{token}@b.example.org\"\n",
+        &env_with_password,
+    );
+    assert_eq!(e.key.as_deref(), Some("bounces.verp_secret_file"), "{e}");
+    assert_eq!(e.line, Some(line), "{e}");
+}

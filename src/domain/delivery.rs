@@ -21,6 +21,9 @@ text_enum!(
         // Sent, but the server's final reply never came (and resending was used up): the
         // message may have been delivered. Sent again only by an operator's choice.
         Unconfirmed => "unconfirmed",
+        // Accepted by the relay (`sent`), then a bounce came back for it (issue 15): the
+        // DSN's status and diagnostic are in its attempt history.
+        Bounced => "bounced",
     }
 );
 
@@ -29,7 +32,7 @@ impl DeliveryStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Sent | Self::Failed | Self::Suppressed | Self::Unconfirmed
+            Self::Sent | Self::Failed | Self::Suppressed | Self::Unconfirmed | Self::Bounced
         )
     }
 }

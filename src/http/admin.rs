@@ -8,6 +8,7 @@ use super::auth::require_token;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::throttle::LoginThrottle;
 use super::HttpContext;
+use crate::bounce::BounceKind;
 use crate::domain::{ChannelKind, DeliveryStatus, RecordState};
 use crate::notice::NoticeOutcome;
 use crate::notice::Severity;
@@ -18,6 +19,7 @@ use crate::ops::records::{
     Approval, ApproveInput, PreviewFormat, PreviewInput, RecordDetail, RecordSummary,
 };
 use crate::ops::status::Readiness;
+use crate::store::{BounceRow, BounceUndone};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -134,6 +136,8 @@ fn authed_routes() -> OpenApiRouter<HttpContext> {
         .routes(routes!(resume))
         .routes(routes!(deliveries))
         .routes(routes!(retry))
+        .routes(routes!(bounces))
+        .routes(routes!(undo_bounce))
         .routes(routes!(notice))
 }
 
@@ -536,6 +540,68 @@ async fn resume(
 ) -> ApiResult<Json<PauseResult>> {
     let id = parse_id("bulletin", &raw)?;
     Ok(Json(ctx.ops.set_paused(id, false).await?))
+}
+
+/// The query of `GET /api/bounces`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct BouncesQuery {
+    /// Only this kind.
+    #[param(value_type = Option<BounceKind>)]
+    kind: Option<String>,
+    /// How many, newest first: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// Bounces, complaints and replies received after the relay, newest first
+///
+/// Each is kept whole (`size` bytes) with what it was read as and the delivery it was
+/// matched to (none: kept for an operator).
+#[utoipa::path(get, path = "/api/bounces", tag = "api",
+    params(BouncesQuery),
+    responses(
+        (status = 200, description = "the bounces, newest first", body = Vec<BounceRow>),
+        (status = 400, description = "an unknown query parameter, kind or a limit out of range (code invalid_query)", body = ErrorBody),
+    )
+)]
+async fn bounces(
+    State(ctx): State<HttpContext>,
+    q: Result<Query<BouncesQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<BounceRow>>> {
+    let Query(q) = q?;
+    let kind = q
+        .kind
+        .as_deref()
+        .map(|k| k.parse::<BounceKind>())
+        .transpose()
+        .map_err(|e| ApiError::bad_query("kind", e))?;
+    let out = ctx
+        .ops
+        .bounces(kind, q.limit.unwrap_or(100))
+        .await
+        .map_err(ApiError::from_query)?;
+    Ok(Json(out))
+}
+
+/// Undo a wrong bounce: its delivery back to sent, the subscriptions it suppressed active
+///
+/// Undoing it again answers `undone: false` and changes nothing.
+#[utoipa::path(post, path = "/api/bounces/{id}/undo", tag = "api",
+    params(("id" = i64, Path, description = "bounce id")),
+    responses(
+        (status = 200, description = "what the undo restored", body = BounceUndone),
+        (status = 400, description = "the id is not a number (code invalid_path)", body = ErrorBody),
+        (status = 404, description = "no such bounce (code bounce_not_found)", body = ErrorBody),
+    )
+)]
+async fn undo_bounce(
+    State(ctx): State<HttpContext>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<BounceUndone>> {
+    let id = parse_id("bounce", &raw)?;
+    Ok(Json(ctx.ops.undo_bounce(id).await?))
 }
 
 /// The query of `GET /api/deliveries`: every filter given must hold.

@@ -31,7 +31,7 @@ pub(crate) struct ErrorBody<'a> {
 pub(crate) struct ErrorDetail<'a> {
     /// Stable, for programs: unauthorized, admin_token_unset, too_many_failures,
     /// invalid_json, invalid_query, invalid_field, invalid_path, invalid_record,
-    /// record_not_found, bulletin_not_found, delivery_not_found, unknown_list,
+    /// record_not_found, bulletin_not_found, delivery_not_found, bounce_not_found, unknown_list,
     /// article_too_long, bulletin_not_pausable, no_such_endpoint, not_found, refused,
     /// store_unavailable, store_error, render_failed, internal_error.
     code: &'a str,
@@ -123,6 +123,7 @@ impl From<OpsError> for ApiError {
                 Missing::Delivery => Self::not_found("delivery_not_found", message),
                 Missing::Schedule => Self::not_found("schedule_not_found", message),
                 Missing::Subscriber => Self::not_found("subscriber_not_found", message),
+                Missing::Bounce => Self::not_found("bounce_not_found", message),
                 Missing::List => {
                     Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_list", message)
                 }

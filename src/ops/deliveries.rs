@@ -88,6 +88,8 @@ pub struct Progress {
     pub failed: u64,
     pub suppressed: u64,
     pub unconfirmed: u64,
+    /// Accepted by the relay, then bounced (final, and a failure).
+    pub bounced: u64,
     /// Waiting for a later try (a temporary failure).
     pub retrying: u64,
     /// Parked after an expired lease: an operator decides (`bulletin retry --held`).
@@ -108,6 +110,7 @@ impl Progress {
                 DeliveryStatus::Failed => p.failed += n,
                 DeliveryStatus::Suppressed => p.suppressed += n,
                 DeliveryStatus::Unconfirmed => p.unconfirmed += n,
+                DeliveryStatus::Bounced => p.bounced += n,
                 DeliveryStatus::Retrying => p.retrying += n,
                 DeliveryStatus::Held => p.held += n,
                 DeliveryStatus::Queued | DeliveryStatus::Sending => p.remaining += n,
@@ -123,7 +126,7 @@ impl Progress {
 
     /// Rows with a final state.
     pub fn done(&self) -> u64 {
-        self.sent + self.failed + self.suppressed + self.unconfirmed
+        self.sent + self.failed + self.suppressed + self.unconfirmed + self.bounced
     }
 
     /// Rows not in a final state: queued, sending, retrying or held.
@@ -402,28 +405,30 @@ mod tests {
             count("email", "sending", 1),
             count("email", "suppressed", 1),
             count("email", "unconfirmed", 1),
+            count("email", "bounced", 2),
             count("wechat", "sent", 1),
         ];
         let p = Progress::from_counts(&counts);
         assert_eq!(
             p,
             Progress {
-                total: 19,
+                total: 21,
                 sent: 6,
                 failed: 2,
                 suppressed: 1,
                 unconfirmed: 1,
+                bounced: 2,
                 retrying: 3,
                 held: 1,
                 remaining: 5,
             }
         );
-        assert_eq!(p.done(), 10);
+        assert_eq!(p.done(), 12);
         assert_eq!(p.open(), 9);
         assert!(!p.over());
         let email = Progress::of_channel(&counts, ChannelKind::Email);
-        assert_eq!((email.total, email.sent, email.open()), (18, 5, 9));
-        assert_eq!(email.percent_done(), 50);
+        assert_eq!((email.total, email.sent, email.open()), (20, 5, 9));
+        assert_eq!(email.percent_done(), 55);
         let wechat = Progress::of_channel(&counts, ChannelKind::Wechat);
         assert_eq!((wechat.total, wechat.percent_done()), (1, 100));
         assert!(wechat.over());

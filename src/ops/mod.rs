@@ -4,9 +4,10 @@
 //! `Store` itself. Operations take the time from the injected [`Clock`].
 //!
 //! One file per area: [`records`], [`lists`], [`bulletins`], [`deliveries`],
-//! [`notices`], [`schedules`], [`status`] and [`unsubscribe`]. Each adds its methods to
+//! [`bounces`], [`notices`], [`schedules`], [`status`] and [`unsubscribe`]. Each adds its methods to
 //! [`Ops`]; its inputs and results are plain named structs (serde `Serialize`).
 
+pub mod bounces;
 pub mod bulletins;
 pub mod deliveries;
 pub mod lists;
@@ -59,6 +60,7 @@ pub enum Missing {
     List,
     Subscriber,
     Schedule,
+    Bounce,
 }
 
 /// Why an operation was refused although its input was well formed.

@@ -1,8 +1,9 @@
 //! Status operations: the one-screen summary (schedules, the ledger by status, recent
-//! failures, bulletins in progress), readiness and the metrics text.
+//! failures and bounces, bulletins in progress), readiness and the metrics text.
 
 use super::schedules::ScheduleState;
 use super::{Ops, Result};
+use crate::bounce::BounceKind;
 use crate::domain::DeliveryStatus;
 use crate::metrics::LastAttempt;
 use serde::Serialize;
@@ -27,6 +28,9 @@ pub struct StatusSummary {
     /// Rows by status over the whole ledger (every status, zero included).
     pub ledger: BTreeMap<String, i64>,
     pub failed_last_24h: i64,
+    /// Bounces, complaints and replies received in the last 24 h, by kind (every kind,
+    /// zero included).
+    pub bounces_last_24h: BTreeMap<String, i64>,
     pub bulletins_in_progress: Vec<ActiveBulletin>,
 }
 
@@ -64,6 +68,17 @@ impl Ops {
             })
             .collect();
         let failed_last_24h = self.failed_since(now - chrono::Duration::hours(24)).await?;
+        let recent = self
+            .store
+            .bounce_counts_since(now - chrono::Duration::hours(24))
+            .await?;
+        let bounces_last_24h = BounceKind::ALL
+            .iter()
+            .map(|k| {
+                let n = recent.iter().find(|(r, _)| r == k).map_or(0, |(_, n)| *n);
+                (k.as_str().to_string(), n)
+            })
+            .collect();
         let mut active = Vec::new();
         for b in self.store.bulletins(100).await? {
             if b.state == crate::store::BulletinState::Done {
@@ -83,6 +98,7 @@ impl Ops {
             schedules,
             ledger,
             failed_last_24h,
+            bounces_last_24h,
             bulletins_in_progress: active,
         })
     }

@@ -157,6 +157,24 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "bounces",
+        &[
+            ("id", Int),
+            ("received_at", Int),
+            ("source", Text),
+            ("kind", Text),
+            ("evidence", Text),
+            ("status_code", Text),
+            ("diagnostic", Text),
+            ("recipient", Text),
+            ("delivery_id", Int),
+            ("subscriber_id", Int),
+            ("message_id", Text),
+            ("raw", Bytes),
+            ("undone_at", Int),
+        ],
+    ),
+    (
         "wechat_jobs",
         &[
             ("delivery_id", Int),
@@ -216,6 +234,7 @@ const IDENTITY_TABLES: &[&str] = &[
     "bulletins",
     "deliveries",
     "attempts",
+    "bounces",
 ];
 
 /// Rows copied, per table, in copy order.

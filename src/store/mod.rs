@@ -23,6 +23,7 @@ pub use postgres::PostgresStore;
 pub use sql::{AttemptInsert, Engine, LedgerUpdate, SqlStore};
 pub use sqlite::SqliteStore;
 
+use crate::bounce::{BounceKind, Evidence};
 use crate::domain::subscriber::{NewSubscriber, SubscriberStatus};
 use crate::domain::ExpiredLease;
 use crate::domain::{ChannelKind, DeliveryStatus, ListName, RecordState, SessionRecord};
@@ -175,8 +176,14 @@ mod words {
         /// What made a schedule fire: its cron, the catch-up at start, or an operator.
         FiringTrigger("firing trigger") { Cron => "cron", CatchUp => "catch-up", Manual => "manual" }
     );
+
+    text_enum!(
+        /// How a bounce came in: `bulletin bounces ingest` (an MTA pipe), the IMAP
+        /// poller, or the webhook.
+        BounceSource("bounce source") { Ingest => "ingest", Imap => "imap", Webhook => "webhook" }
+    );
 }
-pub use words::{BulletinKind, BulletinState, FiringTrigger};
+pub use words::{BounceSource, BulletinKind, BulletinState, FiringTrigger};
 
 /// A stored bulletin (its rendered snapshot).
 #[derive(Debug, Clone, Serialize)]
@@ -451,6 +458,82 @@ pub struct AttemptRow {
     pub reply: Option<String>,
 }
 
+/// A received bounce (or complaint, auto-reply, ...) to keep whole, as classified.
+#[derive(Debug, Clone)]
+pub struct NewBounce {
+    pub received_at: DateTime<Utc>,
+    pub source: BounceSource,
+    pub kind: BounceKind,
+    pub evidence: Evidence,
+    /// The enhanced status code (`5.1.1`).
+    pub status_code: Option<String>,
+    pub diagnostic: Option<String>,
+    /// The address the report is about.
+    pub recipient: Option<String>,
+    /// The ledger row a verified VERP token names.
+    pub verp_row: Option<i64>,
+    /// The Message-ID of the message that bounced (without angle brackets).
+    pub message_id: Option<String>,
+    /// The message as received.
+    pub raw: Vec<u8>,
+}
+
+/// What bounces do to subscribers (`[bounces]`'s policy, with the soft window as a time).
+#[derive(Debug, Clone, Copy)]
+pub struct BounceRules {
+    /// Hard bounces (not undone) after which the address is marked bounced (0: never).
+    pub hard_to_suppress: u32,
+    /// Soft bounces since `soft_since` (not undone) after which it is (0: never).
+    pub soft_to_suppress: u32,
+    pub soft_since: DateTime<Utc>,
+}
+
+/// What recording a bounce did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BounceRecorded {
+    pub id: i64,
+    /// The ledger row it was matched to (VERP, then Message-ID, then the address).
+    pub delivery_id: Option<i64>,
+    /// The row went from `sent` to `bounced`.
+    pub row_bounced: bool,
+    /// Subscriptions (one per list) marked bounced.
+    pub subscribers_bounced: u64,
+    /// Subscriptions unsubscribed by a complaint.
+    pub subscribers_unsubscribed: u64,
+}
+
+/// One stored bounce, as an operator sees it (the raw message is kept, not shown here).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BounceRow {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub source: BounceSource,
+    pub kind: BounceKind,
+    pub evidence: Evidence,
+    pub status_code: Option<String>,
+    pub diagnostic: Option<String>,
+    pub recipient: Option<String>,
+    /// The ledger row it was matched to; None: unmatched, kept for an operator.
+    pub delivery_id: Option<i64>,
+    pub subscriber_id: Option<i64>,
+    pub message_id: Option<String>,
+    /// Size of the raw message kept, in bytes.
+    pub size: i64,
+    /// When an operator undid it (its effects reversed).
+    pub undone_at: Option<DateTime<Utc>>,
+}
+
+/// What undoing a bounce did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BounceUndone {
+    /// False: it had been undone before; nothing changed now.
+    pub undone: bool,
+    /// The ledger row went back from `bounced` to `sent`.
+    pub row_restored: bool,
+    /// Subscriptions this bounce had suppressed, made active again.
+    pub subscribers_restored: u64,
+}
+
 /// Whom an unsubscribe token names, as the store knows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubscriptionRef {
@@ -723,6 +806,22 @@ pub trait Store: Send + Sync + 'static {
     /// list (at most two: an unsubscribe link of the earlier kind, which names ids only,
     /// is honoured only when every one went to the current address).
     async fn link_recipients(&self, list_id: i64, subscriber_id: i64) -> Result<Vec<String>>;
+    /// Keeps a received bounce whole and applies its effects, in one transaction: matched
+    /// to a ledger row (the VERP row, else the Message-ID, else the address's latest sent
+    /// row); a hard bounce turns a `sent` row `bounced` (its attempt history gains the
+    /// status and diagnostic) and marks the address bounced on every list once `rules`
+    /// say so; soft bounces are counted in the window; a complaint unsubscribes the address
+    /// from every list. Other kinds, and bounces matching no row, change nothing.
+    async fn record_bounce(&self, b: &NewBounce, rules: &BounceRules) -> Result<BounceRecorded>;
+    /// Stored bounces, newest first, of one kind or all.
+    async fn bounces(&self, kind: Option<BounceKind>, limit: u32) -> Result<Vec<BounceRow>>;
+    /// The raw message of a stored bounce.
+    async fn bounce_raw(&self, id: i64) -> Result<Option<Vec<u8>>>;
+    /// Undoes a bounce (an operator's correction): the row back to `sent`, the
+    /// subscriptions it suppressed back to active, the undo recorded. NotFound if none.
+    async fn undo_bounce(&self, id: i64, now: DateTime<Utc>) -> Result<BounceUndone>;
+    /// Bounces received since `since`, counted by kind.
+    async fn bounce_counts_since(&self, since: DateTime<Utc>) -> Result<Vec<(BounceKind, i64)>>;
     /// The store answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
 

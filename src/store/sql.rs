@@ -145,6 +145,57 @@ fn parse_status(s: &str) -> Result<SubscriberStatus> {
     SubscriberStatus::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The columns of a [`BounceRow`] (the raw message's size, not the message).
+const BOUNCE_COLUMNS: &str = "id, received_at, source, kind, evidence, status_code, diagnostic, \
+    recipient, delivery_id, subscriber_id, message_id, CAST(length(raw) AS BIGINT) AS size, undone_at";
+
+fn bounce_from_row<DB: Database>(r: &DB::Row) -> Result<BounceRow>
+where
+    i64: Value<DB>,
+    Option<i64>: Value<DB>,
+    String: Value<DB>,
+    Option<String>: Value<DB>,
+    &'static str: ColumnIndex<DB::Row>,
+{
+    let word = |e: crate::domain::vocab::UnknownValue| StoreError::Corrupt(e.to_string());
+    Ok(BounceRow {
+        id: r.get("id"),
+        received_at: from_millis(r.get("received_at")),
+        source: r
+            .get::<String, _>("source")
+            .parse::<BounceSource>()
+            .map_err(word)?,
+        kind: r
+            .get::<String, _>("kind")
+            .parse::<BounceKind>()
+            .map_err(word)?,
+        evidence: r
+            .get::<String, _>("evidence")
+            .parse::<Evidence>()
+            .map_err(word)?,
+        status_code: r.get("status_code"),
+        diagnostic: r.get("diagnostic"),
+        recipient: r.get("recipient"),
+        delivery_id: r.get("delivery_id"),
+        subscriber_id: r.get("subscriber_id"),
+        message_id: r.get("message_id"),
+        size: r.get::<Option<i64>, _>("size").unwrap_or(0),
+        undone_at: opt_time(r.get("undone_at")),
+    })
+}
+
+/// What a bounce adds to its row's history: the DSN's status and the server's words.
+fn bounce_reply(b: &NewBounce) -> String {
+    let mut s = String::from("bounced after the relay accepted it");
+    if let Some(c) = &b.status_code {
+        s.push_str(&format!(": {c}"));
+    }
+    if let Some(d) = &b.diagnostic {
+        s.push_str(&format!(" {d}"));
+    }
+    s
+}
+
 /// A comma-joined column (`lists`, `records`, `channels`) as its words.
 fn split(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').filter(|x| !x.is_empty())
@@ -1674,6 +1725,286 @@ where
         .bind(subscriber_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn record_bounce(&self, b: &NewBounce, rules: &BounceRules) -> Result<BounceRecorded> {
+        let now = ms(b.received_at);
+        let mut tx = self.begin().await?;
+        // The ledger row: the VERP token's, else the returned Message-ID's, else the
+        // address's latest row the relay accepted.
+        let mut row: Option<(i64, String, Option<i64>, String)> = None;
+        let pick = |r: Option<DB::Row>| {
+            r.map(|r| {
+                (
+                    r.get::<i64, _>("id"),
+                    r.get::<String, _>("recipient"),
+                    r.get::<Option<i64>, _>("subscriber_id"),
+                    r.get::<String, _>("status"),
+                )
+            })
+        };
+        if let Some(id) = b.verp_row {
+            row = pick(
+                sqlx::query(
+                    "SELECT id, recipient, subscriber_id, status FROM deliveries
+                     WHERE id = $1 AND channel = 'email'",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?,
+            );
+        }
+        if let (None, Some(mid)) = (&row, &b.message_id) {
+            let bare = mid.trim().trim_start_matches('<').trim_end_matches('>');
+            row = pick(
+                sqlx::query(
+                    "SELECT id, recipient, subscriber_id, status FROM deliveries
+                     WHERE message_id = $1 AND channel = 'email' ORDER BY id DESC LIMIT 1",
+                )
+                .bind(format!("<{bare}>"))
+                .fetch_optional(&mut *tx)
+                .await?,
+            );
+        }
+        if let (None, Some(rcpt)) = (&row, &b.recipient) {
+            if b.kind.is_bounce() || b.kind == BounceKind::Complaint {
+                row = pick(
+                    sqlx::query(
+                        "SELECT id, recipient, subscriber_id, status FROM deliveries
+                         WHERE recipient = $1 AND channel = 'email' AND status IN ('sent', 'bounced')
+                         ORDER BY id DESC LIMIT 1",
+                    )
+                    .bind(rcpt.trim().to_lowercase())
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                );
+            }
+        }
+        let recipient = row
+            .as_ref()
+            .map(|r| r.1.clone())
+            .or_else(|| b.recipient.as_ref().map(|r| r.trim().to_lowercase()));
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bounces (received_at, source, kind, evidence, status_code, diagnostic,
+                 recipient, delivery_id, subscriber_id, message_id, raw)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(now)
+        .bind(b.source.as_str())
+        .bind(b.kind.as_str())
+        .bind(b.evidence.as_str())
+        .bind(b.status_code.clone())
+        .bind(b.diagnostic.clone())
+        .bind(recipient.clone())
+        .bind(row.as_ref().map(|r| r.0))
+        .bind(row.as_ref().and_then(|r| r.2))
+        .bind(b.message_id.clone())
+        .bind(b.raw.clone())
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut done = BounceRecorded {
+            id,
+            delivery_id: row.as_ref().map(|r| r.0),
+            row_bounced: false,
+            subscribers_bounced: 0,
+            subscribers_unsubscribed: 0,
+        };
+        // Effects only for a bounce matched to a row bulletin sent: a bounce about an
+        // address nobody here mailed marks nobody.
+        let Some((row_id, email, _, _)) = row else {
+            tx.commit().await?;
+            return Ok(done);
+        };
+        let suppress_after =
+            |count: i64, threshold: u32| threshold > 0 && count >= i64::from(threshold);
+        let mark_bounced =
+            "UPDATE subscribers SET status = 'bounced', updated_at = $1, status_changed_at = $1
+             WHERE email = $2 AND status = 'active'";
+        match b.kind {
+            BounceKind::Hard => {
+                let r = sqlx::query(
+                    "UPDATE deliveries SET status = 'bounced', last_error = $1, updated_at = $2
+                     WHERE id = $3 AND status = 'sent'",
+                )
+                .bind(bounce_reply(b))
+                .bind(now)
+                .bind(row_id)
+                .execute(&mut *tx)
+                .await?;
+                done.row_bounced = DB::rows_affected(&r) == 1;
+                sqlx::query(
+                    "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
+                     VALUES ($1, $2, $2, 'bounced', NULL, $3, $4)",
+                )
+                .bind(row_id)
+                .bind(now)
+                .bind(bounce_reply(b))
+                .bind(b.message_id.clone())
+                .execute(&mut *tx)
+                .await?;
+                let hard: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM bounces WHERE recipient = $1 AND kind = 'hard'
+                     AND delivery_id IS NOT NULL AND undone_at IS NULL",
+                )
+                .bind(&email)
+                .fetch_one(&mut *tx)
+                .await?;
+                if suppress_after(hard, rules.hard_to_suppress) {
+                    let r = sqlx::query(mark_bounced)
+                        .bind(now)
+                        .bind(&email)
+                        .execute(&mut *tx)
+                        .await?;
+                    done.subscribers_bounced = DB::rows_affected(&r);
+                }
+            }
+            BounceKind::Soft => {
+                let soft: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM bounces WHERE recipient = $1 AND kind = 'soft'
+                     AND delivery_id IS NOT NULL AND undone_at IS NULL AND received_at >= $2",
+                )
+                .bind(&email)
+                .bind(ms(rules.soft_since))
+                .fetch_one(&mut *tx)
+                .await?;
+                if suppress_after(soft, rules.soft_to_suppress) {
+                    let r = sqlx::query(mark_bounced)
+                        .bind(now)
+                        .bind(&email)
+                        .execute(&mut *tx)
+                        .await?;
+                    done.subscribers_bounced = DB::rows_affected(&r);
+                }
+            }
+            BounceKind::Complaint => {
+                let r = sqlx::query(
+                    "UPDATE subscribers SET status = 'unsubscribed', updated_at = $1, status_changed_at = $1
+                     WHERE email = $2 AND status = 'active'",
+                )
+                .bind(now)
+                .bind(&email)
+                .execute(&mut *tx)
+                .await?;
+                done.subscribers_unsubscribed = DB::rows_affected(&r);
+            }
+            BounceKind::Delayed
+            | BounceKind::Delivered
+            | BounceKind::AutoReply
+            | BounceKind::Unmatched => {}
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn bounces(&self, kind: Option<BounceKind>, limit: u32) -> Result<Vec<BounceRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BOUNCE_COLUMNS} FROM bounces WHERE ($1 IS NULL OR kind = $1)
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(kind.map(|k| k.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(bounce_from_row::<DB>).collect()
+    }
+
+    async fn bounce_raw(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT raw FROM bounces WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn undo_bounce(&self, id: i64, now: DateTime<Utc>) -> Result<BounceUndone> {
+        let mut tx = self.begin().await?;
+        let Some(r) = sqlx::query(
+            "SELECT kind, recipient, delivery_id, received_at, undone_at FROM bounces WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Err(StoreError::NotFound(format!("no bounce {id}")));
+        };
+        let mut out = BounceUndone {
+            undone: false,
+            row_restored: false,
+            subscribers_restored: 0,
+        };
+        if r.get::<Option<i64>, _>("undone_at").is_some() {
+            return Ok(out);
+        }
+        out.undone = true;
+        let kind = r
+            .get::<String, _>("kind")
+            .parse::<BounceKind>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let recipient: Option<String> = r.get("recipient");
+        let delivery: Option<i64> = r.get("delivery_id");
+        let received: i64 = r.get("received_at");
+        sqlx::query("UPDATE bounces SET undone_at = $1 WHERE id = $2")
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if let (BounceKind::Hard, Some(d)) = (kind, delivery) {
+            let u = sqlx::query(
+                "UPDATE deliveries SET status = 'sent', updated_at = $1 WHERE id = $2 AND status = 'bounced'",
+            )
+            .bind(ms(now))
+            .bind(d)
+            .execute(&mut *tx)
+            .await?;
+            out.row_restored = DB::rows_affected(&u) == 1;
+            sqlx::query(
+                "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
+                 VALUES ($1, $2, $2, 'bounce_undone', NULL, $3, NULL)",
+            )
+            .bind(d)
+            .bind(ms(now))
+            .bind(format!("bounce {id} undone by an operator"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Only what this bounce did: the subscriptions whose status it set, at its time.
+        let suppressed_as = match kind {
+            BounceKind::Hard | BounceKind::Soft => Some("bounced"),
+            BounceKind::Complaint => Some("unsubscribed"),
+            _ => None,
+        };
+        if let (Some(status), Some(email), Some(_)) = (suppressed_as, recipient, delivery) {
+            let u = sqlx::query(
+                "UPDATE subscribers SET status = 'active', updated_at = $1, status_changed_at = $1
+                 WHERE email = $2 AND status = $3 AND status_changed_at = $4",
+            )
+            .bind(ms(now))
+            .bind(email)
+            .bind(status)
+            .bind(received)
+            .execute(&mut *tx)
+            .await?;
+            out.subscribers_restored = DB::rows_affected(&u);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn bounce_counts_since(&self, since: DateTime<Utc>) -> Result<Vec<(BounceKind, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, count(*) AS n FROM bounces WHERE received_at >= $1 GROUP BY kind ORDER BY kind",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let k = r
+                    .get::<String, _>("kind")
+                    .parse::<BounceKind>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((k, r.get::<i64, _>("n")))
+            })
+            .collect()
     }
 
     async fn ready(&self) -> Result<()> {

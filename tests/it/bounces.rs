@@ -401,3 +401,170 @@ fn truncated_samples_never_panic_nor_bounce_without_a_status() {
         }
     }
 }
+
+/// `GET /api/bounces` lists what was ingested (typed, filtered by kind) and
+/// `POST /api/bounces/{id}/undo` undoes one; an unknown kind or id is refused; the
+/// metrics and `status` count them.
+#[tokio::test]
+async fn the_admin_api_lists_and_undoes_bounces() {
+    use bulletin::store::BounceSource;
+    let t = crate::harness::spawn_app(crate::harness::Options::default()).await;
+    let ops = t.app.ops();
+    let got = ops
+        .ingest_bounce(&raw("garbage.eml"), BounceSource::Ingest, None)
+        .await
+        .unwrap();
+    assert_eq!(got.classification.kind, BounceKind::Unmatched);
+    ops.ingest_bounce(
+        &raw("vacation-auto-submitted.eml"),
+        BounceSource::Ingest,
+        None,
+    )
+    .await
+    .unwrap();
+    let http = t.start_http().await;
+    let all: Vec<serde_json::Value> = http
+        .get("/api/bounces")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0]["kind"], "auto_reply");
+    assert_eq!(all[1]["kind"], "unmatched");
+    assert_eq!(all[1]["delivery_id"], serde_json::Value::Null);
+    let r = http
+        .get("/api/bounces?kind=unmatched")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let one: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["id"], got.recorded.id);
+    let r = http.get("/api/bounces?kind=spam").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(&format!("/api/bounces/{}/undo", got.recorded.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let u: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(u["undone"], true);
+    // Metrics count what the store holds (whichever process ingested it); `status`
+    // shows the last 24 h.
+    let m = http
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("bulletin_bounces_total{kind=\"unmatched\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("bulletin_bounces_total{kind=\"auto_reply\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("bulletin_bounces_total{kind=\"hard\"} 0"), "{m}");
+    let status = ops.status().await.unwrap();
+    assert_eq!(status.bounces_last_24h["unmatched"], 1);
+    assert_eq!(status.bounces_last_24h["hard"], 0);
+    t.clock.advance(chrono::Duration::hours(25));
+    let status = ops.status().await.unwrap();
+    assert_eq!(status.bounces_last_24h["unmatched"], 0);
+    let r = http.post("/api/bounces/9999/undo").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "bounce_not_found", "{e}");
+}
+
+/// With `[bounces] return_path`, an outbox file records the row's VERP envelope sender
+/// as its Return-Path; the From header is unchanged.
+#[tokio::test]
+async fn outbox_files_record_the_verp_envelope_sender() {
+    use bulletin::channel::email::EmailChannel;
+    use bulletin::channel::{Channel, Job, PreparedBulletin};
+    use bulletin::domain::ChannelKind;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let o = crate::harness::Options {
+        bounces: Some("[bounces]\nreturn_path = \"bounces+{token}@bounces.example.org\"\n".into()),
+        ..Default::default()
+    };
+    let text = crate::harness::config_text(&dir.path().join("b.db"), &o).replace(
+        "transport = \"smtp\"",
+        &format!(
+            "transport = \"outbox\"\noutbox_dir = \"{}\"",
+            outbox.display()
+        ),
+    );
+    let config = bulletin::config::Config::parse(&text, std::path::Path::new("t.toml"), &|n| {
+        (n == "BULLETIN_VERP_SECRET").then(|| "outbox-verp-key-0123456789".to_string())
+    })
+    .unwrap();
+    let verp = config.bounces.verp.clone().unwrap();
+    let signer = std::sync::Arc::new(bulletin::unsubscribe::UnsubscribeSigner::new(
+        vec![7; 32],
+        "https://news.example.org",
+    ));
+    let channel = EmailChannel::new(&config.email, signer, "tag".into())
+        .unwrap()
+        .with_verp(Some(verp.clone()));
+    let prepared = PreparedBulletin {
+        id: 1,
+        kind: bulletin::store::BulletinKind::Record,
+        language: "en".into(),
+        subject: "Outbox".into(),
+        html: "<p>Hello</p>".into(),
+        text: "Hello\n".into(),
+        images: vec![],
+        wechat: None,
+        email_bodies: Default::default(),
+    };
+    let now = chrono::Utc::now();
+    let claimed = bulletin::store::Claimed {
+        id: 77,
+        bulletin_id: 1,
+        channel: ChannelKind::Email,
+        recipient: "reader@example.org".into(),
+        recipient_name: None,
+        list_id: Some(1),
+        subscriber_id: Some(9),
+        attempts: 0,
+        ambiguous: false,
+        created_at: now,
+        lease_until: now,
+        suppressed_because: None,
+        priority: 0,
+        unconfirmed: 0,
+        taken_from: None,
+    };
+    channel
+        .deliver(Job {
+            delivery: &claimed,
+            bulletin: &prepared,
+        })
+        .await
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read(&files[0]).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let want = format!("Return-Path: <{}>", verp.address(77));
+    assert!(text.contains(&want), "{text}");
+    assert!(
+        text.contains("From: \"LMEC Bulletin\" <bulletin@example.org>"),
+        "{text}"
+    );
+    assert_eq!(verp.row_id(&verp.address(77)), Some(77));
+}

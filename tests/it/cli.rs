@@ -487,3 +487,110 @@ fn a_relative_store_path_is_resolved_against_the_configuration_folder() {
         "{said}"
     );
 }
+
+/// Issue 15: `bounces ingest` keeps every message (an unreadable one as `unmatched`,
+/// exit 0) and exits 75 (EX_TEMPFAIL) when it cannot record it, so the MTA retries;
+/// `bounces` lists them by kind; `bounces undo` of no such bounce fails.
+#[test]
+fn bounces_ingest_exits_by_sysexits_and_lists_what_it_kept() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let cfg = dir.path().join("bulletin.toml");
+    std::fs::write(
+        &cfg,
+        crate::harness::config_text(&db, &crate::harness::Options::default()),
+    )
+    .unwrap();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bounces");
+    let ingest = |stdin: &[u8]| {
+        let mut child = bulletin()
+            .arg("--config")
+            .arg(&cfg)
+            .args([
+                "bounces",
+                "ingest",
+                "-",
+                "--recipient",
+                "bounces@example.org",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let garbage = std::fs::read(corpus.join("garbage.eml")).unwrap();
+    // No store yet: not recorded, and the MTA is told to retry.
+    let out = ingest(&garbage);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MTA should retry"));
+
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["store", "init"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = ingest(&garbage);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unmatched"));
+    // A vacation reply from a file: recorded as such.
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["bounces", "ingest"])
+        .arg(corpus.join("vacation-auto-submitted.eml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("auto_reply"));
+
+    let list = |kind: &str| {
+        let out = bulletin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["bounces", "--json", "--kind", kind])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let unmatched = list("unmatched");
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert_eq!(unmatched[0]["size"], garbage.len());
+    assert_eq!(unmatched[0]["source"], "ingest");
+    assert_eq!(list("auto-reply").len(), 1);
+    assert!(list("hard").is_empty());
+
+    let out = bulletin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["bounces", "undo", "999"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no bounce 999"));
+}

@@ -220,6 +220,8 @@ pub struct Options {
     pub smtp_extra: &'static str,
     /// The store URL; None: SQLite in the test folder.
     pub store_url: Option<String>,
+    /// A `[bounces]` section, if any.
+    pub bounces: Option<String>,
 }
 
 impl Default for Options {
@@ -234,6 +236,7 @@ impl Default for Options {
             data_timeout: None,
             smtp_extra: "",
             store_url: None,
+            bounces: None,
         }
     }
 }
@@ -282,6 +285,8 @@ mode = "{mode}"
 channels = {channels}
 
 {wechat}
+
+{bounces}
 "#,
         store = o
             .store_url
@@ -292,6 +297,7 @@ channels = {channels}
         extra = o.extra,
         channels = o.channels,
         wechat = o.wechat.as_deref().unwrap_or(""),
+        bounces = o.bounces.as_deref().unwrap_or(""),
         smtp_timeout = o.smtp_timeout,
         data_timeout = o.data_timeout.unwrap_or(o.smtp_timeout),
         smtp_extra = o.smtp_extra,

@@ -70,7 +70,7 @@ fn the_document_has_the_admin_api_and_the_dashboard_and_says_which_are_open() {
             "get /readyz",
         ]
     );
-    assert_eq!(ops.len(), 18, "{ops:?}");
+    assert_eq!(ops.len(), 20, "{ops:?}");
     for (m, p) in &ops {
         let op = &doc["paths"][p][m];
         if !open.contains(&format!("{m} {p}")) {

@@ -3,10 +3,11 @@
 //! loopback port) whose transport map bounces one domain (`error:`), defers another
 //! (`retry:`: given up at once, or warned about after a second), and hands the DSNs it
 //! writes to the VERP return path's domain to a `pipe` transport command: for now a
-//! script that files each message in a folder (the wiring step puts `bulletin bounces
-//! ingest` there). The tests prove that such DSNs, made by Postfix itself, classify
-//! with the right kind and ledger row, and that a vacation reply arriving the same way
-//! is an auto-reply.
+//! script that files each message in a folder, or the built `bulletin bounces ingest`.
+//! The tests prove that such DSNs, made by Postfix itself, classify with the right kind
+//! and ledger row, and that a vacation reply arriving the same way is an auto-reply; and,
+//! end to end, that a bulletin sent with VERP through the relay comes back through the
+//! pipe into `bulletin bounces ingest` and marks exactly the right rows and subscribers.
 
 use crate::harness::free_port;
 use bulletin::bounce::{classify, BounceKind, ReturnPath, Verp, VerpKey};
@@ -22,6 +23,8 @@ pub const HARD_DOMAIN: &str = "hard.example.net";
 /// Mail to this domain is accepted, then deferred by the `retry` transport (4.2.2); see
 /// [`Deferred`] for what follows.
 pub const SOFT_DOMAIN: &str = "soft.example.net";
+/// Mail to this domain is accepted and then discarded (delivered, as far as anyone knows).
+pub const OK_DOMAIN: &str = "ok.example.net";
 /// The VERP return path's domain: Postfix delivers it to the pipe transport.
 pub const BOUNCE_DOMAIN: &str = "bounces.example.org";
 /// The relay's host name (the DSNs' Reporting-MTA).
@@ -90,6 +93,11 @@ fn cannot_run() -> Option<String> {
 /// BULLETIN_SKIP_POSTFIX_RELAY=1 asks to skip knowingly; otherwise the test fails
 /// rather than pass without having run (CI runs as root).
 pub fn relay_or_skip(deferred: Deferred) -> Option<PostfixRelay> {
+    relay_or_skip_with(deferred, None)
+}
+
+/// [`relay_or_skip`] with another pipe command ([`PostfixRelay::start_with`]).
+pub fn relay_or_skip_with(deferred: Deferred, pipe: Option<&str>) -> Option<PostfixRelay> {
     if let Some(why) = cannot_run() {
         if std::env::var_os("BULLETIN_SKIP_POSTFIX_RELAY").is_some() {
             eprintln!("SKIPPED (BULLETIN_SKIP_POSTFIX_RELAY): real-relay test: {why}");
@@ -97,13 +105,15 @@ pub fn relay_or_skip(deferred: Deferred) -> Option<PostfixRelay> {
         }
         panic!("{why}; run as root, or set BULLETIN_SKIP_POSTFIX_RELAY=1 to skip it knowingly");
     }
-    Some(PostfixRelay::start(deferred))
+    Some(PostfixRelay::start_with(deferred, pipe))
 }
 
 impl PostfixRelay {
     /// Writes the instance's configuration and starts it; panics with Postfix's log if
     /// it does not come up. Needs root (see [`relay_or_skip`]).
-    pub fn start(deferred: Deferred) -> Self {
+    /// `pipe`: the pipe command's argv before the envelope recipient (which Postfix
+    /// appends as `${recipient}`), run as `nobody`; None: the filing script.
+    pub fn start_with(deferred: Deferred, pipe: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         let etc = root.join("etc");
@@ -144,11 +154,15 @@ impl PostfixRelay {
         };
         let port = free_port();
         let r = root.display();
+        let pipe_argv = pipe
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{r}/deliver.sh {r}/inbox"));
         fs::write(
             etc.join("transport"),
             format!(
                 "{HARD_DOMAIN} error:5.1.1 no such user\n\
                  {SOFT_DOMAIN} retry:4.2.2 mailbox full\n\
+                 {OK_DOMAIN} discard:\n\
                  {BOUNCE_DOMAIN} bulletin-bounces:\n"
             ),
         )
@@ -214,7 +228,7 @@ discard   unix - - n - - discard
 anvil     unix - - n - 1 anvil
 scache    unix - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
-bulletin-bounces unix - n n - - pipe flags=DRq user=nobody argv={r}/deliver.sh {r}/inbox ${{recipient}}
+bulletin-bounces unix - n n - - pipe flags=DRq user=nobody argv={pipe_argv} ${{recipient}}
 "
             ),
         )
@@ -490,4 +504,179 @@ fn a_postfix_delay_warning_is_delayed_not_a_bounce() {
         c.message_id.as_deref(),
         Some("b1.r504@bulletin.example.org")
     );
+}
+
+/// Issue 15, end to end: a bulletin sent with VERP through the private Postfix; Postfix
+/// accepts every recipient, then bounces the hard domain and gives up on the soft one;
+/// its DSNs go to each row's VERP address, which its pipe hands to the built
+/// `bulletin bounces ingest` with this test's configuration. The hard row ends
+/// `bounced` and its address is bounced on every list; the soft bounce is counted and
+/// changes nothing yet; the rows delivered stay `sent`; a vacation reply changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulletin_sent_with_verp_bounces_through_the_pipe_into_bulletin_bounces_ingest() {
+    use crate::harness::{config_text, Options, TestApp, ADMIN_TOKEN};
+    use bulletin::domain::{DeliveryStatus, SubscriberStatus};
+    use bulletin::store::DeliveryFilter;
+
+    // The pipe runs as `nobody`: the configuration and key must be readable by it.
+    let work = tempfile::tempdir().unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let key = work.path().join("verp.key");
+    fs::write(&key, "e2e-verp-key-0123456789abcdef\n").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = work.path().join("bulletin.toml");
+    let pipe = format!(
+        "{} --config {} bounces ingest - --recipient",
+        env!("CARGO_BIN_EXE_bulletin"),
+        cfg.display()
+    );
+    let Some(relay) = relay_or_skip_with(Deferred::GiveUpAtOnce, Some(&pipe)) else {
+        return;
+    };
+    // PostgreSQL: the pipe's process (another user) and this test share the store.
+    let Some(db) = crate::pg::fresh().await else {
+        return;
+    };
+    let o = Options {
+        smtp_port: relay.port,
+        store_url: Some(db.url.clone()),
+        bounces: Some(format!(
+            "[bounces]\nreturn_path = \"bounces+{{token}}@{BOUNCE_DOMAIN}\"\n\
+             verp_secret_file = \"{}\"\n",
+            key.display()
+        )),
+        ..Default::default()
+    };
+    let text = config_text(&work.path().join("unused.db"), &o);
+    fs::write(&cfg, &text).unwrap();
+    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).unwrap();
+    let config = bulletin::config::Config::parse(&text, &cfg, &|n: &str| {
+        (n == "BULLETIN_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_string())
+    })
+    .unwrap();
+    let verp = config.bounces.verp.clone().expect("VERP configured");
+    let clock = bulletin::clock::ManualClock::new(chrono::Utc::now());
+    let app = bulletin::app::App::build_with_clock(config, std::sync::Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let t = TestApp {
+        app,
+        clock,
+        dir: work,
+    };
+
+    let ana = format!("ana@{HARD_DOMAIN}");
+    let bo = format!("bo@{OK_DOMAIN}");
+    let cai = format!("cai@{OK_DOMAIN}");
+    let dan = format!("dan@{SOFT_DOMAIN}");
+    let partners = t
+        .list_with(
+            "partners",
+            &[(&ana, None), (&bo, None), (&cai, None), (&dan, None)],
+        )
+        .await;
+    let staff = t.list_with("staff", &[(&ana, None)]).await;
+    t.import_seed_approved().await;
+    t.app.fire_now("weekday-morning").await.unwrap();
+    let report = t.app.run_pending(None).await.unwrap();
+    assert_eq!(report.sent, 4, "{report:?}\n{}", relay.log());
+
+    let ops = t.app.ops();
+    let wait_for_bounces = |n: usize| {
+        let ops = ops.clone();
+        let relay = &relay;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let got = ops.bounces(None, 100).await.unwrap();
+                if got.len() >= n {
+                    return got;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {n} bounces ingested:\n{}",
+                    got.len(),
+                    relay.log()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let got = wait_for_bounces(2).await;
+    let rows = t
+        .app
+        .store
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    let row = |who: &str| rows.iter().find(|r| r.recipient == who).unwrap().clone();
+    let status_now = |who: String| {
+        let store = t.app.store.clone();
+        async move { store.delivery(row(&who).id).await.unwrap().unwrap().status }
+    };
+    let subscribers = |list: i64| {
+        let store = t.app.store.clone();
+        async move {
+            store
+                .subscribers_page(list, 0, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.email, s.status))
+                .collect::<BTreeMap<_, _>>()
+        }
+    };
+
+    let hard = got
+        .iter()
+        .find(|b| b.kind == BounceKind::Hard)
+        .unwrap_or_else(|| panic!("no hard bounce in {got:?}"));
+    assert_eq!(hard.delivery_id, Some(row(&ana).id), "{hard:?}");
+    assert_eq!(hard.status_code.as_deref(), Some("5.1.1"));
+    let soft = got
+        .iter()
+        .find(|b| b.kind == BounceKind::Soft)
+        .unwrap_or_else(|| panic!("no soft bounce in {got:?}"));
+    assert_eq!(soft.delivery_id, Some(row(&dan).id), "{soft:?}");
+
+    assert_eq!(status_now(ana.clone()).await, DeliveryStatus::Bounced);
+    for who in [&bo, &cai, &dan] {
+        assert_eq!(status_now(who.clone()).await, DeliveryStatus::Sent, "{who}");
+    }
+    let p = subscribers(partners).await;
+    assert_eq!(p[&ana], SubscriberStatus::Bounced);
+    for who in [&bo, &cai, &dan] {
+        assert_eq!(p[who], SubscriberStatus::Active, "{who}: {p:?}");
+    }
+    assert_eq!(subscribers(staff).await[&ana], SubscriberStatus::Bounced);
+
+    // A vacation reply to bo's envelope sender, through the same pipe: recorded as an
+    // auto-reply matched to bo's row, and nothing changes.
+    let vacation = format!(
+        "From: Bo <{bo}>\r\n\
+         To: {}\r\n\
+         Subject: Out of office: {}\r\n\
+         Date: Tue, 01 Dec 2026 01:14:30 +0000\r\n\
+         Message-ID: <vac.2@{OK_DOMAIN}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         \r\n\
+         I am on leave until 14 December.\r\n",
+        verp.address(row(&bo).id),
+        "Bulletin"
+    );
+    send_raw(relay.port, None, &verp.address(row(&bo).id), &vacation);
+    let got = wait_for_bounces(3).await;
+    let auto = got
+        .iter()
+        .find(|b| b.kind == BounceKind::AutoReply)
+        .unwrap_or_else(|| panic!("no auto-reply in {got:?}"));
+    assert_eq!(auto.delivery_id, Some(row(&bo).id), "{auto:?}");
+    assert_eq!(status_now(bo.clone()).await, DeliveryStatus::Sent);
+    assert_eq!(subscribers(partners).await[&bo], SubscriberStatus::Active);
+    // Every message is kept whole.
+    for b in &got {
+        let raw = t.app.store.bounce_raw(b.id).await.unwrap().unwrap();
+        assert_eq!(raw.len() as i64, b.size);
+        assert!(raw.len() > 100, "{b:?}");
+    }
 }

@@ -3,6 +3,7 @@
 //! a fresh database per test on the local server; see `pg`).
 
 use crate::harness::small_record;
+use bulletin::bounce::{BounceKind, Evidence};
 use bulletin::config::ExpiredLease;
 use bulletin::domain::record::parse_record;
 use bulletin::domain::subscriber::NewSubscriber;
@@ -12,6 +13,7 @@ use bulletin::store::{
     FiringTrigger, ImageData, ImportOutcome, NewBulletin, NewRecord, NoticeMeta, Outcome,
     OutcomeKind, PauseOutcome, Store, StoreError, WechatJob, WechatMedia,
 };
+use bulletin::store::{BounceRules, BounceSource, NewBounce};
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -1526,4 +1528,268 @@ async fn wechat_quota_is_reserved_with_the_notice(url: &str) {
             .unwrap()
             .1
     );
+}
+
+both_engines!(
+    bounces_are_kept_matched_and_applied,
+    bounces_count_soft_ones_in_the_window_and_complaints_unsubscribe
+);
+
+fn new_bounce(kind: BounceKind, verp_row: Option<i64>, at: DateTime<Utc>) -> NewBounce {
+    NewBounce {
+        received_at: at,
+        source: BounceSource::Ingest,
+        kind,
+        evidence: Evidence::Dsn,
+        status_code: Some(
+            if kind == BounceKind::Soft {
+                "4.2.2"
+            } else {
+                "5.1.1"
+            }
+            .into(),
+        ),
+        diagnostic: Some("550 5.1.1 no such user".into()),
+        recipient: Some("Gone@Example.org".into()),
+        verp_row,
+        message_id: None,
+        raw: b"From: MAILER-DAEMON\r\n\r\nraw \xff bytes".to_vec(),
+    }
+}
+
+fn rules(hard: u32, soft: u32, since: DateTime<Utc>) -> BounceRules {
+    BounceRules {
+        hard_to_suppress: hard,
+        soft_to_suppress: soft,
+        soft_since: since,
+    }
+}
+
+async fn statuses(s: &Arc<dyn Store>, list: &str) -> Vec<(String, SubscriberStatus)> {
+    let id = s
+        .list(&ListName::parse(list).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    s.subscribers_page(id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.email, r.status))
+        .collect()
+}
+
+/// Sends every claimable row (outcome `sent`, Message-ID `<id@t>`); returns their ids by
+/// recipient.
+async fn send_all(s: &Arc<dyn Store>) -> Vec<(String, i64)> {
+    let rows = s
+        .claim_due(t0(), 100, LEASE, ExpiredLease::Resend)
+        .await
+        .unwrap();
+    let outs: Vec<_> = rows
+        .iter()
+        .map(|c| outcome(c.id, OutcomeKind::Sent, t0()))
+        .collect();
+    s.record_outcomes(&outs).await.unwrap();
+    rows.into_iter().map(|c| (c.recipient, c.id)).collect()
+}
+
+async fn bounces_are_kept_matched_and_applied(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["gone@example.org", "fine@example.org"]).await;
+    list_with(&s, "q", &["gone@example.org"]).await;
+    let sent = send_all(&s).await;
+    let row = |who: &str| sent.iter().find(|(r, _)| r == who).unwrap().1;
+    let later = t0() + Span::minutes(5);
+
+    // A vacation reply for the row: recorded, nothing changes.
+    let vac = s
+        .record_bounce(
+            &new_bounce(BounceKind::AutoReply, Some(row("gone@example.org")), later),
+            &rules(1, 5, t0()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(vac.delivery_id, Some(row("gone@example.org")));
+    assert!(!vac.row_bounced && vac.subscribers_bounced == 0);
+    assert_eq!(
+        s.delivery(row("gone@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Sent
+    );
+
+    // A hard bounce naming a row that does not exist, with an address nobody here was
+    // sent: kept, unmatched, no effect.
+    let mut stray = new_bounce(BounceKind::Hard, Some(999_999), later);
+    stray.recipient = Some("stranger@example.net".into());
+    let r = s.record_bounce(&stray, &rules(1, 5, t0())).await.unwrap();
+    assert_eq!(r.delivery_id, None);
+    assert_eq!(r.subscribers_bounced, 0);
+
+    // A hard bounce by VERP row: the row ends bounced, its history gains the DSN, the
+    // address is bounced on every list, the other row stays sent.
+    let hard = s
+        .record_bounce(
+            &new_bounce(BounceKind::Hard, Some(row("gone@example.org")), later),
+            &rules(1, 5, t0()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hard.delivery_id, Some(row("gone@example.org")));
+    assert!(hard.row_bounced);
+    assert_eq!(hard.subscribers_bounced, 2, "both lists");
+    let d = s.delivery(row("gone@example.org")).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Bounced);
+    assert!(d.last_error.as_deref().unwrap().contains("5.1.1"), "{d:?}");
+    let history = s.attempts(&[d.id]).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.outcome, "bounced");
+    assert!(
+        last.reply.as_deref().unwrap().contains("no such user"),
+        "{last:?}"
+    );
+    assert_eq!(
+        s.delivery(row("fine@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Sent
+    );
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("gone@example.org".into(), SubscriberStatus::Bounced)));
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("fine@example.org".into(), SubscriberStatus::Active)));
+    assert!(statuses(&s, "q")
+        .await
+        .contains(&("gone@example.org".into(), SubscriberStatus::Bounced)));
+    let counts = s.delivery_counts(None).await.unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.status == DeliveryStatus::Bounced && c.count == 1),
+        "{counts:?}"
+    );
+
+    // Matched by the returned Message-ID when there is no VERP token.
+    let mut by_mid = new_bounce(BounceKind::Delayed, None, later);
+    by_mid.message_id = Some(format!("{}@t", row("fine@example.org")));
+    by_mid.recipient = None;
+    let m = s.record_bounce(&by_mid, &rules(1, 5, t0())).await.unwrap();
+    assert_eq!(m.delivery_id, Some(row("fine@example.org")));
+
+    // Listed newest first, filtered by kind, the raw message kept byte for byte.
+    let all = s.bounces(None, 10).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].id, m.id);
+    let hards = s.bounces(Some(BounceKind::Hard), 10).await.unwrap();
+    assert_eq!(
+        hards.iter().map(|b| b.id).collect::<Vec<_>>(),
+        vec![hard.id, r.id]
+    );
+    assert_eq!(hards[0].recipient.as_deref(), Some("gone@example.org"));
+    assert_eq!(hards[0].status_code.as_deref(), Some("5.1.1"));
+    assert_eq!(hards[1].delivery_id, None);
+    let raw = s.bounce_raw(hard.id).await.unwrap().unwrap();
+    assert_eq!(raw, new_bounce(BounceKind::Hard, None, later).raw);
+    assert_eq!(hards[0].size, raw.len() as i64);
+    let since = s.bounce_counts_since(t0()).await.unwrap();
+    assert!(since.contains(&(BounceKind::Hard, 2)), "{since:?}");
+    assert!(s
+        .bounce_counts_since(later + Span::seconds(1))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Undo: the row back to sent, the subscriptions back to active, recorded; twice is
+    // harmless.
+    let u = s
+        .undo_bounce(hard.id, later + Span::minutes(1))
+        .await
+        .unwrap();
+    assert!(u.undone && u.row_restored);
+    assert_eq!(u.subscribers_restored, 2);
+    assert_eq!(
+        s.delivery(row("gone@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Sent
+    );
+    assert!(statuses(&s, "q")
+        .await
+        .contains(&("gone@example.org".into(), SubscriberStatus::Active)));
+    let again = s
+        .undo_bounce(hard.id, later + Span::minutes(2))
+        .await
+        .unwrap();
+    assert!(!again.undone && !again.row_restored && again.subscribers_restored == 0);
+    let listed = s.bounces(Some(BounceKind::Hard), 10).await.unwrap();
+    assert!(listed[0].undone_at.is_some());
+    assert!(matches!(
+        s.undo_bounce(424_242, later).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn bounces_count_soft_ones_in_the_window_and_complaints_unsubscribe(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["gone@example.org", "angry@example.org"]).await;
+    let sent = send_all(&s).await;
+    let row = |who: &str| sent.iter().find(|(r, _)| r == who).unwrap().1;
+    let soft = |at| new_bounce(BounceKind::Soft, Some(row("gone@example.org")), at);
+    // Two soft bounces long ago, outside the window; two inside: not yet three.
+    let window_start = t0() + Span::days(10);
+    for d in [1, 2, 11, 12] {
+        let r = s
+            .record_bounce(&soft(t0() + Span::days(d)), &rules(1, 3, window_start))
+            .await
+            .unwrap();
+        assert_eq!(r.subscribers_bounced, 0, "day {d}");
+        assert!(!r.row_bounced);
+    }
+    let third = s
+        .record_bounce(&soft(t0() + Span::days(13)), &rules(1, 3, window_start))
+        .await
+        .unwrap();
+    assert_eq!(third.subscribers_bounced, 1);
+    assert_eq!(
+        s.delivery(row("gone@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Sent,
+        "a soft bounce leaves the row sent"
+    );
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("gone@example.org".into(), SubscriberStatus::Bounced)));
+
+    // A complaint, matched by address alone: unsubscribed from every list.
+    let mut c = new_bounce(BounceKind::Complaint, None, t0() + Span::days(14));
+    c.evidence = Evidence::Arf;
+    c.recipient = Some("ANGRY@example.org".into());
+    let r = s
+        .record_bounce(&c, &rules(1, 3, window_start))
+        .await
+        .unwrap();
+    assert_eq!(r.delivery_id, Some(row("angry@example.org")));
+    assert_eq!(r.subscribers_unsubscribed, 1);
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("angry@example.org".into(), SubscriberStatus::Unsubscribed)));
+    let u = s.undo_bounce(r.id, t0() + Span::days(15)).await.unwrap();
+    assert_eq!(u.subscribers_restored, 1);
+    assert!(!u.row_restored);
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("angry@example.org".into(), SubscriberStatus::Active)));
 }

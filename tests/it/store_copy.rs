@@ -33,6 +33,17 @@ async fn store_copy_moves_everything_to_postgres() {
     // again on PostgreSQL either.
     let b_id = src.subscribers_page(list, 0, 10).await.unwrap()[1].id;
     assert!(src.remove_subscriber(list, "b@example.org").await.unwrap());
+    // A received message, kept whole (bytes that are not UTF-8 included).
+    let kept = t
+        .app
+        .ops()
+        .ingest_bounce(
+            b"not a bounce \xff at all",
+            bulletin::store::BounceSource::Ingest,
+            None,
+        )
+        .await
+        .unwrap();
 
     let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
         .args(["store", "copy", "--from", &sqlite, "--to", &db.url])
@@ -46,6 +57,7 @@ async fn store_copy_moves_everything_to_postgres() {
     );
     assert!(stdout.contains("deliveries: 2 row(s)"), "{stdout}");
     assert!(stdout.contains("attempts: 2 row(s)"), "{stdout}");
+    assert!(stdout.contains("bounces: 1 row(s)"), "{stdout}");
 
     let pg = bulletin::store::open(&db.url).await.unwrap();
     let all = DeliveryFilter::default();
@@ -82,6 +94,14 @@ async fn store_copy_moves_everything_to_postgres() {
     assert_eq!(
         src.last_firing("weekday-morning").await.unwrap(),
         pg.last_firing("weekday-morning").await.unwrap()
+    );
+    assert_eq!(
+        serde_json::to_value(src.bounces(None, 10).await.unwrap()).unwrap(),
+        serde_json::to_value(pg.bounces(None, 10).await.unwrap()).unwrap()
+    );
+    assert_eq!(
+        pg.bounce_raw(kept.recorded.id).await.unwrap().unwrap(),
+        b"not a bounce \xff at all"
     );
     // Unsubscribe links already sent stay valid: the same signing key.
     assert_eq!(

@@ -649,3 +649,87 @@ async fn implicit_tls_refuses_a_certificate_it_does_not_trust_and_sends_nothing(
     assert!(e.message.contains("TLS handshake"), "{e:?}");
     assert!(e.message.to_lowercase().contains("certificate"), "{e:?}");
 }
+
+/// With `[bounces] return_path`, the e-mail channel's MAIL FROM is the VERP address of
+/// the ledger row, and the From header stays the publisher's.
+#[tokio::test]
+async fn with_verp_mail_from_is_the_rows_verp_address() {
+    use crate::channel::email::EmailChannel;
+    use crate::channel::{Channel, Job, PreparedBulletin};
+    use crate::domain::ChannelKind;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let text = format!(
+        "[publisher]\nnames = [\"Centre\"]\n[email]\nfrom = \"Centre <news@example.org>\"\n\
+         transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         hello_name = \"client.test\"\npool_size = 1\n\
+         [bounces]\nreturn_path = \"bounces+{{token}}@bounces.example.org\"\n"
+    );
+    let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml"), &|n| {
+        (n == "BULLETIN_VERP_SECRET").then(|| "0123456789abcdef-verp".to_string())
+    })
+    .unwrap();
+    let verp = config.bounces.verp.clone().unwrap();
+    let signer = std::sync::Arc::new(crate::unsubscribe::UnsubscribeSigner::new(
+        vec![7; 32],
+        "https://news.example.org",
+    ));
+    let channel = EmailChannel::new(&config.email, signer, "tag".into())
+        .unwrap()
+        .with_verp(Some(verp.clone()));
+    let prepared = PreparedBulletin {
+        id: 1,
+        kind: crate::store::BulletinKind::Record,
+        language: "en".into(),
+        subject: "VERP".into(),
+        html: "<p>Hello</p>".into(),
+        text: "Hello\n".into(),
+        images: vec![],
+        wechat: None,
+        email_bodies: Default::default(),
+    };
+    let now = chrono::Utc::now();
+    let claimed = crate::store::Claimed {
+        id: 4242,
+        bulletin_id: 1,
+        channel: ChannelKind::Email,
+        recipient: "reader@example.net".into(),
+        recipient_name: None,
+        list_id: Some(1),
+        subscriber_id: Some(9),
+        attempts: 0,
+        ambiguous: false,
+        created_at: now,
+        lease_until: now,
+        suppressed_because: None,
+        priority: 0,
+        unconfirmed: 0,
+        taken_from: None,
+    };
+    let sender = verp.address(4242);
+    assert_eq!(verp.row_id(&sender), Some(4242));
+    let srv = Server {
+        listener,
+        pipelining: true,
+    };
+    let want = format!("MAIL FROM:<{sender}>");
+    let r = run(
+        async move {
+            let mut p = srv.accept().await;
+            p.expect(&want).await;
+            p.expect("RCPT TO:<reader@example.net>").await;
+            p.expect("DATA").await;
+            p.reply("250 OK\r\n250 OK\r\n354 go ahead").await;
+            let data = p.data().await;
+            assert!(data.contains("From: Centre <news@example.org>"), "{data}");
+            assert!(!data.contains("Return-Path"), "{data}");
+            p.reply("250 2.0.0 queued").await;
+        },
+        channel.deliver(Job {
+            delivery: &claimed,
+            bulletin: &prepared,
+        }),
+    )
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+}
