@@ -437,18 +437,35 @@ fn smtp_connects_failing_for_want_of_descriptors_spend_no_attempt() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The pause is logged as the failure comes back; the rows are handed back when the
+    // pass records it, a moment later. Read the ledger once nothing is `sending`.
+    let ledger = || {
+        let out = run_ok(cli(&config).args(["deliveries", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let rows = v
+            .as_array()
+            .or_else(|| v["deliveries"].as_array())
+            .unwrap_or_else(|| panic!("{out}"))
+            .clone();
+        (out, rows)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (out, rows) = loop {
+        let (out, rows) = ledger();
+        if !rows.iter().any(|r| r["status"] == "sending") {
+            break (out, rows);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rows still sending long after the channel paused: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     drop(idle);
     drop(daemon);
     let log = read_log(&config);
     assert!(log.contains("local resource exhaustion"), "{log}");
     assert!(log.contains("EMFILE"), "{log}");
-
-    let out = run_ok(cli(&config).args(["deliveries", "--json"]));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let rows = v
-        .as_array()
-        .or_else(|| v["deliveries"].as_array())
-        .unwrap_or_else(|| panic!("{out}"));
     assert_eq!(rows.len(), 3, "{out}");
     for r in rows {
         assert_eq!(r["attempts"], 0, "no attempt spent: {r}");
