@@ -115,10 +115,21 @@ pub struct EncodedBodies {
     images: Vec<(String, ContentType, Body)>,
     /// An image whose type cannot be used: every recipient fails alike.
     image_error: Option<String>,
+    /// The sender with the display name for the bulletin's language.
+    from: Mailbox,
+    /// `Content-Language` (RFC 3282): the bulletin's tag when it is a well-formed BCP 47
+    /// tag (ASCII, so it needs no folding); otherwise the header is left out.
+    content_language: Option<String>,
 }
 
 impl EncodedBodies {
-    fn new(b: &PreparedBulletin) -> Self {
+    /// `from`: the sender as configured, and its display name per label locale. What is
+    /// the same for every recipient (the language lookups too) is worked out here once.
+    fn new(
+        b: &PreparedBulletin,
+        from: &Mailbox,
+        from_names: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
         let mut images = Vec::new();
         let mut image_error = None;
         for (cid, im) in &b.images {
@@ -127,11 +138,18 @@ impl EncodedBodies {
                 Err(e) => image_error = Some(format!("image {}: {e}", im.file)),
             }
         }
+        let content_language = (crate::domain::language::parse_tag(&b.language).is_some()
+            && b.language
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+        .then(|| b.language.clone());
         Self {
             html: SplicedBody::new(&b.html),
             text: SplicedBody::new(&b.text),
             images,
             image_error,
+            from: crate::config::email_from_for(from, from_names, &b.language),
+            content_language,
         }
     }
 }
@@ -312,7 +330,7 @@ impl EmailChannel {
         };
         let bodies = b
             .email_bodies
-            .get_or_init(|| Arc::new(EncodedBodies::new(b)))
+            .get_or_init(|| Arc::new(EncodedBodies::new(b, &self.from, &self.from_names)))
             .clone();
         if let Some(e) = &bodies.image_error {
             return Err(SendError::permanent(e.clone()));
@@ -320,23 +338,13 @@ impl EmailChannel {
         let link = qp(unsubscribe_url.as_deref().unwrap_or(""));
 
         let mut builder = Message::builder()
-            .from(crate::config::email_from_for(
-                &self.from,
-                &self.from_names,
-                &b.language,
-            ))
+            .from(bodies.from.clone())
             .to(to)
             .subject(b.subject.clone())
             .message_id(Some(self.message_id(job)))
             .header(AutoSubmitted("auto-generated".into()));
-        // RFC 3282: the language of the text, as its version is tagged (a checked BCP 47
-        // tag, so ASCII without folding; anything else is left out, never sent broken).
-        if crate::domain::language::parse_tag(&b.language).is_some()
-            && b.language
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-')
-        {
-            builder = builder.header(ContentLanguage(b.language.clone()));
+        if let Some(tag) = &bodies.content_language {
+            builder = builder.header(ContentLanguage(tag.clone()));
         }
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
