@@ -490,8 +490,7 @@ async fn the_admin_api_lists_and_undoes_bounces() {
 #[tokio::test]
 async fn outbox_files_record_the_verp_envelope_sender() {
     use bulletin::channel::email::EmailChannel;
-    use bulletin::channel::{Channel, Job, PreparedBulletin};
-    use bulletin::domain::ChannelKind;
+    use bulletin::channel::PreparedBulletin;
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let o = crate::harness::Options {
@@ -528,37 +527,8 @@ async fn outbox_files_record_the_verp_envelope_sender() {
         wechat: None,
         email_bodies: Default::default(),
     };
-    let now = chrono::Utc::now();
-    let claimed = bulletin::store::Claimed {
-        id: 77,
-        bulletin_id: 1,
-        channel: ChannelKind::Email,
-        recipient: "reader@example.org".into(),
-        recipient_name: None,
-        list_id: Some(1),
-        subscriber_id: Some(9),
-        attempts: 0,
-        ambiguous: false,
-        created_at: now,
-        lease_until: now,
-        suppressed_because: None,
-        priority: 0,
-        unconfirmed: 0,
-        taken_from: None,
-    };
-    channel
-        .deliver(Job {
-            delivery: &claimed,
-            bulletin: &prepared,
-        })
-        .await
-        .unwrap();
-    let files: Vec<_> = std::fs::read_dir(&outbox)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1);
-    let raw = std::fs::read(&files[0]).unwrap();
+    let claimed = crate::harness::email_row(77);
+    let raw = crate::harness::deliver_to_outbox(&channel, &prepared, &claimed, &outbox).await;
     let text = String::from_utf8_lossy(&raw);
     let want = format!("Return-Path: <{}>", verp.address(77));
     assert!(text.contains(&want), "{text}");

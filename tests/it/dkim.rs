@@ -333,8 +333,7 @@ async fn an_urgent_notice_is_signed_too() {
 #[tokio::test]
 async fn messages_written_to_the_outbox_are_signed() {
     use bulletin::channel::email::EmailChannel;
-    use bulletin::channel::{Channel, Job, PreparedBulletin};
-    use bulletin::domain::ChannelKind;
+    use bulletin::channel::PreparedBulletin;
     let dir = tempfile::tempdir().unwrap();
     let (key, record) = key_in(dir.path(), Algorithm::Rsa);
     let outbox = dir.path().join("outbox");
@@ -370,37 +369,8 @@ async fn messages_written_to_the_outbox_are_signed() {
         wechat: None,
         email_bodies: Default::default(),
     };
-    let now = chrono::Utc::now();
-    let claimed = bulletin::store::Claimed {
-        id: 9,
-        bulletin_id: 1,
-        channel: ChannelKind::Email,
-        recipient: "reader@example.org".into(),
-        recipient_name: None,
-        list_id: Some(1),
-        subscriber_id: Some(9),
-        attempts: 0,
-        ambiguous: false,
-        created_at: now,
-        lease_until: now,
-        suppressed_because: None,
-        priority: 0,
-        unconfirmed: 0,
-        taken_from: None,
-    };
-    channel
-        .deliver(Job {
-            delivery: &claimed,
-            bulletin: &prepared,
-        })
-        .await
-        .unwrap();
-    let files: Vec<_> = std::fs::read_dir(&outbox)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1);
-    let raw = std::fs::read(&files[0]).unwrap();
+    let claimed = crate::harness::email_row(9);
+    let raw = crate::harness::deliver_to_outbox(&channel, &prepared, &claimed, &outbox).await;
     assert!(String::from_utf8_lossy(&raw).contains("/unsubscribe/"));
     let verdict = verify(&raw, &record).unwrap_or_else(|e| panic!("{e}"));
     assert_covers_the_headers(&verdict);

@@ -453,3 +453,49 @@ topics = ["Water"]
 "#
     )
 }
+
+/// A claimed e-mail row to `reader@example.org` (list 1, subscriber 9), for tests that
+/// drive a channel directly.
+pub fn email_row(id: i64) -> bulletin::store::Claimed {
+    let now = Utc::now();
+    bulletin::store::Claimed {
+        id,
+        bulletin_id: 1,
+        channel: bulletin::domain::ChannelKind::Email,
+        recipient: "reader@example.org".into(),
+        recipient_name: None,
+        list_id: Some(1),
+        subscriber_id: Some(9),
+        attempts: 0,
+        ambiguous: false,
+        created_at: now,
+        lease_until: now,
+        suppressed_because: None,
+        priority: 0,
+        unconfirmed: 0,
+        taken_from: None,
+    }
+}
+
+/// Delivers one row through an outbox channel and returns the one file it wrote.
+pub async fn deliver_to_outbox(
+    channel: &bulletin::channel::email::EmailChannel,
+    bulletin: &bulletin::channel::PreparedBulletin,
+    row: &bulletin::store::Claimed,
+    outbox: &Path,
+) -> Vec<u8> {
+    use bulletin::channel::Channel;
+    channel
+        .deliver(bulletin::channel::Job {
+            delivery: row,
+            bulletin,
+        })
+        .await
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::read(&files[0]).unwrap()
+}

@@ -8,7 +8,7 @@ use bulletin::channel::email::EmailChannel;
 use bulletin::channel::{Job, PreparedBulletin};
 use bulletin::config::Config;
 use bulletin::domain::record::parse_record;
-use bulletin::domain::{ChannelKind, SessionRecord};
+use bulletin::domain::SessionRecord;
 use bulletin::render::{render_bulletin, render_wechat_article, RenderedBulletin};
 use std::path::Path;
 
@@ -58,24 +58,7 @@ fn message(config: &Config, rendered: &RenderedBulletin) -> String {
         wechat: None,
         email_bodies: Default::default(),
     };
-    let now = chrono::Utc::now();
-    let claimed = bulletin::store::Claimed {
-        id: 9,
-        bulletin_id: 1,
-        channel: ChannelKind::Email,
-        recipient: "reader@example.org".into(),
-        recipient_name: None,
-        list_id: Some(1),
-        subscriber_id: Some(9),
-        attempts: 0,
-        ambiguous: false,
-        created_at: now,
-        lease_until: now,
-        suppressed_because: None,
-        priority: 0,
-        unconfirmed: 0,
-        taken_from: None,
-    };
+    let claimed = crate::harness::email_row(9);
     let m = channel
         .build(&Job {
             delivery: &claimed,
