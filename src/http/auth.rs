@@ -6,6 +6,7 @@
 use super::error::ApiError;
 use super::throttle::{retry_after_seconds, LoginThrottle};
 use super::HttpContext;
+use crate::domain::{Actor, Permission};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -158,5 +159,141 @@ mod session_cookie_tests {
         assert!(!yes(&["bulletin_session=abc12"]));
         assert!(!yes(&["xbulletin_session=abc123"]));
         assert!(!yes(&["other=bulletin_session=abc123"]));
+    }
+}
+
+/// The signed-in person behind a request, for every handler that needs one: today the
+/// bearer token or the dashboard cookie, both the bootstrap administrator. Rejects with
+/// 401 when nobody is signed in. Handlers check a permission with
+/// [`Principal::require`] before calling an operation, and pass `actor` to it.
+///
+/// The console's seam: named users, personal tokens and server-side sessions change how
+/// this is built, not how handlers use it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub actor: Actor,
+    /// The browser session this request came with (none for a bearer token): what the
+    /// CSRF token of its forms is bound to.
+    pub session: Option<String>,
+}
+
+impl Principal {
+    /// `Ok` when the actor's role grants `p`; otherwise 403 naming what is missing.
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if self.actor.may(p) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} (role {}) may not {}",
+                self.actor.name,
+                self.actor.role,
+                p.as_str()
+            ),
+        ))
+    }
+
+    /// The CSRF token every state-changing form of this session carries (empty without a
+    /// session: a bearer request is not sent by a browser on its own).
+    pub fn csrf_token(&self) -> String {
+        self.session.as_deref().map(csrf_of).unwrap_or_default()
+    }
+
+    /// Whether `given` is this session's CSRF token (always true for a bearer request),
+    /// compared in constant time.
+    pub fn csrf_ok(&self, given: &str) -> bool {
+        match &self.session {
+            None => true,
+            Some(s) => bool::from(csrf_of(s).as_bytes().ct_eq(given.as_bytes())),
+        }
+    }
+}
+
+/// The CSRF token bound to a session: HMAC(session, label), so it changes with the session.
+fn csrf_of(session: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(session.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"bulletin-csrf-v1");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl axum::extract::FromRequestParts<HttpContext> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ctx: &HttpContext,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "sign in, or send the header `Authorization: Bearer TOKEN`",
+            )
+        };
+        let Some(token) = &ctx.config.admin.token else {
+            return Err(unauthorized());
+        };
+        let token = token.expose_secret();
+        if let Some(given) = bearer(&parts.headers) {
+            return if token_matches(given.trim(), token) {
+                Ok(Principal {
+                    actor: Actor::bootstrap_admin(),
+                    session: None,
+                })
+            } else {
+                Err(unauthorized())
+            };
+        }
+        let want = session_value(token);
+        if has_session(&parts.headers, &want) {
+            return Ok(Principal {
+                actor: Actor::bootstrap_admin(),
+                session: Some(want),
+            });
+        }
+        Err(unauthorized())
+    }
+}
+
+#[cfg(test)]
+mod principal_tests {
+    use super::*;
+    use crate::domain::Role;
+
+    fn principal(role: Role, session: Option<&str>) -> Principal {
+        Principal {
+            actor: Actor {
+                name: "mai".into(),
+                role,
+            },
+            session: session.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_role_without_the_permission_is_refused_with_403_naming_it() {
+        let viewer = principal(Role::Viewer, None);
+        assert!(viewer.require(Permission::Read).is_ok());
+        let err = viewer.require(Permission::Operate).unwrap_err();
+        let r = err.into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(principal(Role::Operator, None)
+            .require(Permission::Operate)
+            .is_ok());
+    }
+
+    #[test]
+    fn the_csrf_token_is_bound_to_the_session() {
+        let a = principal(Role::Admin, Some("session-a"));
+        let b = principal(Role::Admin, Some("session-b"));
+        assert!(a.csrf_ok(&a.csrf_token()));
+        assert!(!a.csrf_ok(&b.csrf_token()));
+        assert!(!a.csrf_ok(""));
+        assert_eq!(a.csrf_token().len(), 64);
+        // A bearer request carries no cookie, so no browser can forge it.
+        assert!(principal(Role::Admin, None).csrf_ok(""));
     }
 }

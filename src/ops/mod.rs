@@ -7,6 +7,7 @@
 //! [`bounces`], [`notices`], [`schedules`], [`status`] and [`unsubscribe`]. Each adds its methods to
 //! [`Ops`]; its inputs and results are plain named structs (serde `Serialize`).
 
+pub mod audit;
 pub mod bounces;
 pub mod bulletins;
 pub mod deliveries;
