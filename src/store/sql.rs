@@ -53,8 +53,9 @@ pub trait Engine: Database {
     async fn next_due(s: &SqlStore<Self>) -> Result<Option<DateTime<Utc>>>;
     /// Hands back `(id, lease_until)` claims (ms) still holding that lease; returns how many.
     async fn release(conn: &mut Self::Connection, claims: &[(i64, i64)], now: i64) -> Result<u64>;
-    /// Writes a group of outcomes: each row's update, and its attempt.
-    async fn write_outcomes(conn: &mut Self::Connection, rows: &[LedgerUpdate]) -> Result<()>;
+    /// Writes a group of outcomes at once (each row's update, and its attempt), reporting
+    /// to the store's write health.
+    async fn record_outcomes(s: &SqlStore<Self>, rows: &[LedgerUpdate]) -> Result<()>;
     /// Tells other processes that work was queued, when the transaction commits.
     async fn notify_work(conn: &mut Self::Connection, sender: &str) -> Result<()>;
     /// Makes notices be created one at a time across processes, until the transaction ends.
@@ -1292,10 +1293,7 @@ where
             return Ok(());
         }
         let rows: Vec<LedgerUpdate> = outcomes.iter().map(LedgerUpdate::of).collect();
-        let mut tx = self.begin().await?;
-        DB::write_outcomes(&mut *tx, &rows).await?;
-        tx.commit().await?;
-        Ok(())
+        DB::record_outcomes(self, &rows).await
     }
 
     async fn finish_bulletins(&self) -> Result<u64> {

@@ -3,7 +3,7 @@
 //! their indexes by `INDEXED BY`, outcomes are written 16 rows a statement, and there is
 //! no other process to wake.
 
-use super::health::WriteHealth;
+use super::health::{Tx, WriteHealth};
 use super::sql::{Engine, LedgerUpdate, SqlStore};
 use super::*;
 use crate::clock::from_millis;
@@ -152,61 +152,11 @@ impl Engine for Sqlite {
         Ok(n)
     }
 
-    /// Two statements per 16 rows (each statement is a round trip to sqlx's worker thread;
-    /// one per row was a fifth of a send's CPU). The chunk size bounds how many statement
-    /// texts the statement cache holds.
-    async fn write_outcomes(conn: &mut SqliteConnection, rows: &[LedgerUpdate]) -> Result<()> {
-        const CHUNK: usize = 16;
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column2, attempts = attempts + v.column3,
-                 next_attempt_at = v.column4, lease_until = NULL, last_code = v.column5,
-                 last_error = v.column6, message_id = coalesce(v.column7, message_id),
-                 updated_at = v.column8, sent_at = coalesce(v.column9, sent_at),
-                 ambiguous = max(ambiguous, v.column10), unconfirmed = unconfirmed + v.column10 * v.column3
-                 FROM (VALUES {}) AS v WHERE deliveries.id = v.column1
-                   AND (v.column11 IS NULL OR deliveries.lease_until = v.column11)",
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for u in chunk {
-                q = q
-                    .bind(u.id)
-                    .bind(u.status.as_str())
-                    .bind(u.counts)
-                    .bind(u.next_attempt_at)
-                    .bind(u.code)
-                    .bind(&u.error)
-                    .bind(&u.message_id)
-                    .bind(u.updated_at)
-                    .bind(u.sent_at)
-                    .bind(u.ambiguous)
-                    .bind(u.lease_until);
-            }
-            q.execute(&mut *conn).await?;
-
-            let attempts: Vec<_> = chunk.iter().filter_map(|u| u.attempt.as_ref()).collect();
-            if attempts.is_empty() {
-                continue;
-            }
-            let sql = format!(
-                "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
-                 VALUES {}",
-                vec!["(?, ?, ?, ?, ?, ?, ?)"; attempts.len()].join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for a in attempts {
-                q = q
-                    .bind(a.delivery_id)
-                    .bind(a.started_at)
-                    .bind(a.finished_at)
-                    .bind(a.outcome)
-                    .bind(a.code)
-                    .bind(&a.reply)
-                    .bind(&a.message_id);
-            }
-            q.execute(&mut *conn).await?;
-        }
+    /// In one IMMEDIATE transaction.
+    async fn record_outcomes(s: &SqliteStore, rows: &[LedgerUpdate]) -> Result<()> {
+        let mut tx = Tx::begin(&s.pool, &s.health).await?;
+        write_outcomes(&mut tx, rows).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -224,6 +174,64 @@ impl Engine for Sqlite {
     fn work_notifications(_: &SqliteStore) -> Option<BoxStream<'static, ()>> {
         None
     }
+}
+
+/// Two statements per 16 rows (each statement is a round trip to sqlx's worker thread;
+/// one per row was a fifth of a send's CPU). The chunk size bounds how many statement
+/// texts the statement cache holds.
+async fn write_outcomes(conn: &mut SqliteConnection, rows: &[LedgerUpdate]) -> Result<()> {
+    const CHUNK: usize = 16;
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE deliveries SET status = v.column2, attempts = attempts + v.column3,
+             next_attempt_at = v.column4, lease_until = NULL, last_code = v.column5,
+             last_error = v.column6, message_id = coalesce(v.column7, message_id),
+             updated_at = v.column8, sent_at = coalesce(v.column9, sent_at),
+             ambiguous = max(ambiguous, v.column10), unconfirmed = unconfirmed + v.column10 * v.column3
+             FROM (VALUES {}) AS v WHERE deliveries.id = v.column1
+               AND (v.column11 IS NULL OR deliveries.lease_until = v.column11)",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for u in chunk {
+            q = q
+                .bind(u.id)
+                .bind(u.status.as_str())
+                .bind(u.counts)
+                .bind(u.next_attempt_at)
+                .bind(u.code)
+                .bind(&u.error)
+                .bind(&u.message_id)
+                .bind(u.updated_at)
+                .bind(u.sent_at)
+                .bind(u.ambiguous)
+                .bind(u.lease_until);
+        }
+        q.execute(&mut *conn).await?;
+
+        let attempts: Vec<_> = chunk.iter().filter_map(|u| u.attempt.as_ref()).collect();
+        if attempts.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO attempts (delivery_id, started_at, finished_at, outcome, code, reply, message_id)
+             VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?)"; attempts.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for a in attempts {
+            q = q
+                .bind(a.delivery_id)
+                .bind(a.started_at)
+                .bind(a.finished_at)
+                .bind(a.outcome)
+                .bind(a.code)
+                .bind(&a.reply)
+                .bind(&a.message_id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
