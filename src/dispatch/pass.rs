@@ -1,12 +1,14 @@
 //! One dispatch pass: the state of a claimed batch while it sends (the queue, the sends in
-//! flight, the outcomes waiting for the ledger, the one store job running beside them,
+//! flight, the outcomes waiting for the ledger, the store job running beside them,
 //! refill, urgent-claim and pause state) and its loop, a `select!` whose arms each hand
 //! one event to one method. Also the store jobs a pass runs.
 //!
 //! While the last quarter of a batch sends, the next is claimed (`drain_until` only), so
 //! sends never wait for a claim. Store work runs as one job at a time *beside* the sends,
 //! polled in the same `select!` (no arm awaits the store, so a job holding the SQLite
-//! write lock always progresses): outcomes are committed in groups (half of
+//! write lock always progresses; on a store with concurrent writers, PostgreSQL, a group
+//! of outcomes may also be written beside a job that is not one, so outcomes never wait
+//! behind a claim): outcomes are committed in groups (half of
 //! `delivery.unrecorded_max`, at most 16, or 2 ms, or no send in flight), and no send
 //! starts while sends in flight plus outcomes waiting reach the channel's connections plus
 //! `unrecorded_max`. Urgent rows queued during the pass are claimed on a wake-up or every
@@ -98,6 +100,8 @@ pub(super) struct Pass<'a> {
     oldest_unrecorded: Instant,
     /// Outcomes being written by the job in `db`.
     recording: usize,
+    /// The store takes a group of outcomes beside another write (`Store::concurrent_writes`).
+    concurrent_writes: bool,
     /// Bulletins to pause (error storm).
     to_pause: Vec<i64>,
     /// Claimed rows to hand back unstarted.
@@ -149,6 +153,7 @@ impl<'a> Pass<'a> {
             unrecorded: Vec::new(),
             oldest_unrecorded: Instant::now(),
             recording: 0,
+            concurrent_writes: d.store.concurrent_writes(),
             to_pause: Vec::new(),
             to_release: Vec::new(),
             inflight: HashMap::new(),
@@ -186,7 +191,8 @@ impl<'a> Pass<'a> {
                 }
                 Some(done) = self.db.next(), if !self.db.is_empty() => self.on_db_done(done?),
                 _ = tokio::time::sleep_until(linger),
-                    if self.db.is_empty() && !self.unrecorded.is_empty() => {}
+                    if (self.db.is_empty() || self.may_record_beside())
+                        && !self.unrecorded.is_empty() => {}
                 _ = self.d.wake.notified() => self.on_wake(),
                 _ = self.urgent_poll.tick() => self.on_wake(),
                 _ = self.stop.cancelled(), if !self.stopped => {}
@@ -237,14 +243,40 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Starts the next store job, if none is running and one is wanted.
+    /// Starts the next store job, if none is running and one is wanted; on a store that
+    /// takes concurrent writers, also a group of outcomes beside a job that is not one.
     fn start_db_job(&mut self) {
-        if !self.db.is_empty() {
-            return;
+        if self.db.is_empty() {
+            if let Some(job) = self.next_db_job() {
+                self.db.push(Box::pin(self.d.run_db_job(job)));
+            }
+        } else if self.may_record_beside() {
+            if let Some(group) = self.record_job() {
+                self.db.push(Box::pin(self.d.run_db_job(group)));
+            }
         }
-        if let Some(job) = self.next_db_job() {
-            self.db.push(Box::pin(self.d.run_db_job(job)));
+    }
+
+    /// Whether a group of outcomes may be written now beside the store job in flight: on a
+    /// store with concurrent writers (PostgreSQL), while that job is not itself writing
+    /// outcomes (so at most one group, and `recording`, is in flight).
+    fn may_record_beside(&self) -> bool {
+        self.concurrent_writes && self.db.len() == 1 && self.recording == 0
+    }
+
+    /// The group of outcomes to write now, if one is ready: enough of them, or no send in
+    /// flight, or the oldest waited `GROUP_LINGER`.
+    fn record_job(&mut self) -> Option<DbJob> {
+        if !self.unrecorded.is_empty()
+            && (self.unrecorded.len() >= self.limits.group_min
+                || self.sending.is_empty()
+                || self.oldest_unrecorded.elapsed() >= GROUP_LINGER)
+        {
+            let group = std::mem::take(&mut self.unrecorded);
+            self.recording = group.len();
+            return Some(DbJob::Record(group));
         }
+        None
     }
 
     /// The store job to run next, by precedence: a storm's pause, rows to hand back, an
@@ -262,14 +294,8 @@ impl<'a> Pass<'a> {
         if std::mem::take(&mut self.watch_wanted) {
             return self.watch_job();
         }
-        if !self.unrecorded.is_empty()
-            && (self.unrecorded.len() >= self.limits.group_min
-                || self.sending.is_empty()
-                || self.oldest_unrecorded.elapsed() >= GROUP_LINGER)
-        {
-            let group = std::mem::take(&mut self.unrecorded);
-            self.recording = group.len();
-            return Some(DbJob::Record(group));
+        if let Some(group) = self.record_job() {
+            return Some(group);
         }
         if self.more_due
             && !self.refilling

@@ -704,6 +704,12 @@ pub trait Store: Send + Sync + 'static {
     fn work_notifications(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
         None
     }
+    /// Whether a group of outcomes may be written while another write (a claim) is in
+    /// flight: true where writers do not queue for one lock (PostgreSQL), so a pass's
+    /// outcomes are not held behind its next claim. False on SQLite, one writer at a time.
+    fn concurrent_writes(&self) -> bool {
+        false
+    }
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()>;
     /// Marks bulletins with nothing left to do as done; returns how many.
     async fn finish_bulletins(&self) -> Result<u64>;

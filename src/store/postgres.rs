@@ -26,8 +26,9 @@
 //! group of outcomes is one autocommitted statement ([`RECORD_OUTCOMES`]: the updates and
 //! the attempts as two data-modifying CTEs): one round trip and one WAL flush. That flush
 //! (`fdatasync`, 3.5 ms on the benchmark machine) bounds one instance's rate, at most
-//! half of `delivery.unrecorded_max` outcomes per flush (sends stop while the rest
-//! wait). `synchronous_commit = off` would lift that bound and lose the
+//! half of `delivery.unrecorded_max` outcomes per flush (sends stop while the rest wait),
+//! so a pass writes its outcomes beside its next claim ([`Engine::CONCURRENT_WRITES`])
+//! rather than behind it. `synchronous_commit = off` would lift that bound and lose the
 //! last outcomes of a server crash (messages sent, ledger saying `sending`): not used.
 
 use super::sql::{Engine, LedgerUpdate, SqlStore};
@@ -246,6 +247,9 @@ impl PostgresStore {
 #[async_trait]
 impl Engine for Postgres {
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
+    /// A claim and an outcome group touch different rows, each on its own pooled
+    /// connection; neither waits for the other.
+    const CONCURRENT_WRITES: bool = true;
     type State = ();
     type Ids = Vec<i64>;
     const BEGIN: &'static str = "BEGIN";

@@ -39,6 +39,8 @@ pub trait Engine: Database {
     const CLAIM_READY: &'static str;
     /// Whether a row of at least `$1` priority is due at `$2`; returns a row if so.
     const URGENT_DUE: &'static str;
+    /// See [`Store::concurrent_writes`].
+    const CONCURRENT_WRITES: bool;
 
     fn ids(ids: &[i64]) -> Self::Ids;
     /// The condition "`column` is one of the ids bound as `param`".
@@ -1286,6 +1288,10 @@ where
 
     fn work_notifications(&self) -> Option<BoxStream<'static, ()>> {
         DB::work_notifications(self)
+    }
+
+    fn concurrent_writes(&self) -> bool {
+        DB::CONCURRENT_WRITES
     }
 
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {

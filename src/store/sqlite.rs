@@ -76,6 +76,8 @@ const CLAIM_EXPIRED: &str =
 #[async_trait]
 impl Engine for Sqlite {
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
+    /// One connection, one writer: store jobs run one at a time.
+    const CONCURRENT_WRITES: bool = false;
     type State = FileId;
     type Ids = String;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
