@@ -310,7 +310,7 @@ impl MailboxPoller {
                     let too_big = f.size.is_some_and(|s| s > MAX_MESSAGE);
                     (
                         f.uid.unwrap_or(0),
-                        (!too_big).then(|| f.body().map(<[u8]>::to_vec)).flatten(),
+                        f.body().filter(|_| !too_big).map(<[u8]>::to_vec),
                     )
                 })
                 .try_collect()
