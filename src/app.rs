@@ -59,7 +59,8 @@ pub enum RolesError {
 /// store may split them, e.g. one small `admin` instance and several `sender`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
-    /// Fires schedules (and catches up, and finishes fan-outs left unfinished).
+    /// Fires schedules (and catches up, and finishes fan-outs left unfinished), and polls
+    /// the bounce mailbox (`[bounces.imap]`).
     pub scheduler: bool,
     /// Claims due ledger rows and delivers them.
     pub sender: bool,
@@ -128,6 +129,9 @@ pub struct App {
     pub notices: Arc<Notices>,
     /// Wakes the dispatcher when work was queued (firings, notices, retries, resumes).
     pub wake: Arc<Notify>,
+    /// The bounce mailbox poller, with `[bounces.imap]` (run by the scheduler role;
+    /// `poll_now` for tests).
+    pub mailbox: Option<Arc<crate::mailbox::MailboxPoller>>,
 }
 
 impl App {
@@ -218,7 +222,7 @@ impl App {
             clock.clone(),
             wake.clone(),
         ));
-        Ok(Self {
+        let mut app = Self {
             config,
             store,
             clock,
@@ -229,7 +233,15 @@ impl App {
             metrics,
             notices,
             wake,
-        })
+            mailbox: None,
+        };
+        app.mailbox = app
+            .config
+            .bounces
+            .imap
+            .clone()
+            .map(|imap| Arc::new(crate::mailbox::MailboxPoller::new(imap, app.ops())));
+        Ok(app)
     }
 
     /// Reads, validates and stores a record file with its images. Nothing is stored on
@@ -383,6 +395,14 @@ impl App {
             let s1 = shutdown.clone();
             tokio::spawn(async move { sched.run(s1).await })
         });
+        // The bounce mailbox is polled by one role, so that an instance split into roles
+        // polls it once: the scheduler's (several schedulers would each poll it; the
+        // store's dedupe keeps each message once even then).
+        let mailbox_task = self
+            .mailbox
+            .clone()
+            .filter(|_| roles.scheduler)
+            .map(|m| tokio::spawn(m.run(shutdown.clone())));
         let mut dispatcher_task = roles.sender.then(|| {
             let disp = self.dispatcher.clone();
             let s2 = shutdown.clone();
@@ -418,6 +438,9 @@ impl App {
             joined(public_task),
             async {
                 if let Some(t) = scheduler_task {
+                    let _ = t.await;
+                }
+                if let Some(t) = mailbox_task {
                     let _ = t.await;
                 }
             },

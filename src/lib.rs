@@ -18,6 +18,7 @@ pub mod dkim;
 pub mod domain;
 pub mod files;
 pub mod http;
+pub mod mailbox;
 pub mod markdown;
 pub mod metrics;
 pub mod notice;

@@ -51,6 +51,8 @@ text_enum!(
         Subject => "subject",
         /// The text of a bounce that carries no report (best effort).
         Text => "text",
+        /// A signed event from `POST /webhooks/bounce` (the sender classified it).
+        Webhook => "webhook",
         /// Nothing.
         Nothing => "none",
     }

@@ -8,3 +8,20 @@ pub mod verp;
 
 pub use classify::{classify, BounceKind, Classification, Evidence, InvalidStatusCode, StatusCode};
 pub use verp::{ReturnPath, ReturnPathError, Verp, VerpKey, VerpKeyError, VerpRejection};
+
+/// What makes two receipts of one message the same, so it is stored once: the received
+/// message's own Message-ID (`mid:<id>`), which the MTA that wrote a DSN or report sets
+/// and which survives the trace headers each way in adds (the pipe's Delivered-To, the
+/// IMAP server's Return-Path); without one, the SHA-256 of its bytes (`sha256:<hex>`),
+/// which still catches a retried pipe.
+pub fn dedupe_key(raw: &[u8]) -> String {
+    use sha2::Digest;
+    let mid = mail_parser::MessageParser::new()
+        .parse_headers(raw)
+        .and_then(|m| m.message_id().map(|id| id.trim().to_string()))
+        .filter(|id| !id.is_empty());
+    match mid {
+        Some(id) => format!("mid:{id}"),
+        None => format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw))),
+    }
+}

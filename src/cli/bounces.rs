@@ -161,6 +161,11 @@ async fn ingest(
         .map_err(|e| IngestTempFail(ops_err(e)))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&got)?);
+    } else if got.recorded.duplicate {
+        println!(
+            "already recorded as bounce {}: nothing changed",
+            got.recorded.id
+        );
     } else {
         let r = &got.recorded;
         println!(

@@ -18,7 +18,10 @@ mod wechat;
 
 pub use crate::db_url::{redact_url, resolve_sqlite_url, sqlite_path};
 pub use crate::domain::delivery::ExpiredLease;
-pub use bounces::{BouncePolicy, BouncesConfig, VERP_SECRET_ENV};
+pub use bounces::{
+    BouncePolicy, BouncesConfig, ImapConfig, ImapTls, WebhookConfig, IMAP_PASSWORD_ENV,
+    VERP_SECRET_ENV, WEBHOOK_SECRET_ENV,
+};
 pub use database::DATABASE_PASSWORD_ENV;
 pub use delivery::DeliveryConfig;
 pub use email::{

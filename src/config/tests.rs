@@ -526,3 +526,50 @@ fn bounces_errors_name_file_line_and_key() {
     assert_eq!(e.key.as_deref(), Some("bounces.verp_secret_file"), "{e}");
     assert_eq!(e.line, Some(line), "{e}");
 }
+
+#[test]
+fn bounces_imap_has_defaults_checks_its_words_and_never_prints_the_password() {
+    let env = |n: &str| match n {
+        "BULLETIN_IMAP_PASSWORD" => Some("imap-pass-never-shown".into()),
+        _ => env_with_password(n),
+    };
+    let text = format!("{GOOD}\n[bounces.imap]\nhost = \"imap.example.org\"\nuser = \"b\"\n");
+    let c = Config::parse(&text, Path::new("b.toml"), &env).unwrap();
+    let i = c.bounces.imap.as_ref().expect("imap");
+    assert_eq!((i.port, i.tls), (993, ImapTls::Implicit));
+    assert_eq!(i.folder, "INBOX");
+    assert_eq!(i.processed_folder, "Processed");
+    assert_eq!(i.interval, Duration::from_secs(60));
+    assert!(!c.bounces.match_by_address);
+    assert!(c.send_secrets_missing.is_empty());
+    assert!(!format!("{c:?}").contains("imap-pass-never-shown"));
+
+    let c = Config::parse(
+        &format!("{text}tls = \"starttls\"\n"),
+        Path::new("b.toml"),
+        &env,
+    )
+    .unwrap();
+    let i = c.bounces.imap.unwrap();
+    assert_eq!((i.port, i.tls), (143, ImapTls::StartTls));
+
+    // No password: the daemon will not start (like the SMTP password), other commands do.
+    let c = Config::parse(&text, Path::new("b.toml"), &env_with_password).unwrap();
+    let e = c.ready_to_send().unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("bounces.imap.password_env"), "{e}");
+    assert!(e.message.contains("BULLETIN_IMAP_PASSWORD"), "{e}");
+
+    let line = GOOD.lines().count() + 5;
+    for (extra, key) in [
+        ("tls = \"ssl\"\n", "bounces.imap.tls"),
+        (
+            "processed_folder = \"INBOX\"\n",
+            "bounces.imap.processed_folder",
+        ),
+        ("interval_seconds = 0\n", "bounces.imap.interval_seconds"),
+    ] {
+        let e = Config::parse(&format!("{text}{extra}"), Path::new("b.toml"), &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+    }
+}

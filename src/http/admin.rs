@@ -57,6 +57,7 @@ it writes the store and wakes the dispatcher. Generated from the router \
         (name = "metrics", description = "Prometheus metrics"),
         (name = "api", description = "Records, bulletins, the delivery ledger and notices"),
         (name = "dashboard", description = "The HTML dashboard and its sign-in"),
+        (name = "public", description = "Served on public.bind, not the admin side: the signed bounce webhook"),
     )
 )]
 struct ApiDoc;
@@ -148,6 +149,7 @@ fn open_routes() -> OpenApiRouter<HttpContext> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(super::dashboard::dashboard))
+        .routes(routes!(super::dashboard::bounce_raw))
         .routes(routes!(
             super::dashboard::login_page,
             super::dashboard::login
@@ -210,8 +212,35 @@ fn api(
 
 /// The admin API's OpenAPI document, generated from the router's own declarations
 /// (docs/openapi.json is this, written by `BULLETIN_BLESS=1 cargo test --test it openapi::`).
+/// The bounce webhook, served on the public listener, is in it too: its path names
+/// that server and its own security (the HMAC signature header).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api(|r| r).into_openapi()
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue};
+    let mut doc = api(|r| r).into_openapi();
+    let mut hook = super::public::webhook_openapi();
+    for item in hook.paths.paths.values_mut() {
+        item.servers = Some(vec![utoipa::openapi::server::Server::new(
+            "http://127.0.0.1:8081",
+        )]);
+        for op in operations(item) {
+            op.security = Some(vec![SecurityRequirement::new(
+                "webhook_signature",
+                Vec::<String>::new(),
+            )]);
+        }
+    }
+    doc.merge(hook);
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "webhook_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Bulletin-Signature",
+                "sha256= and the hex HMAC-SHA256, under [bounces.webhook]'s secret, of \
+                 X-Bulletin-Timestamp, a `.` and the body",
+            ))),
+        );
+    doc
 }
 
 /// [`openapi`] as the pretty-printed JSON of docs/openapi.json, ending in a newline.

@@ -1,18 +1,21 @@
 //! The dashboard: one server-rendered page (Askama, no JavaScript) on the admin bind with
-//! bulletins and their progress per channel, recent failures with the servers' answers, a
-//! delivery search and the schedules. Signed in by the bearer header, or by a login form
+//! bulletins and their progress per channel, recent failures with the servers' answers,
+//! the latest bounces (filtered by kind by links, each with its raw message at
+//! `/dashboard/bounces/{id}/raw`, read-only), a delivery search and the schedules. Signed in by the bearer header, or by a login form
 //! that sets an HttpOnly cookie derived from the token (never the token itself; `Secure`
 //! when `admin.public_url` is https). Failed sign-ins back off per client address.
 
 use super::auth::{bearer, session_value, signed_in, token_matches, COOKIE};
 use super::throttle::{retry_after_seconds, LoginThrottle};
 use super::{ClientAddr, HttpContext};
+use crate::bounce::BounceKind;
 use crate::domain::{ChannelKind, DeliveryStatus};
 use crate::ops::deliveries::DeliveryQuery;
 use crate::ops::OpsError;
 use crate::store::DeliveryRow;
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::Path;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -213,6 +216,22 @@ pub struct SearchQuery {
     status: Option<String>,
     /// Search: bulletin id.
     bulletin: Option<String>,
+    /// The bounces shown: only this kind (hard, soft, delayed, delivered, complaint,
+    /// auto_reply, unmatched).
+    bounce_kind: Option<String>,
+}
+
+/// One received bounce as the page shows it.
+struct BounceView {
+    id: i64,
+    received: String,
+    kind: String,
+    recipient: String,
+    code: String,
+    diagnostic: String,
+    delivery: Option<i64>,
+    bulletin: Option<i64>,
+    undone: bool,
 }
 
 #[derive(Template)]
@@ -231,6 +250,9 @@ struct DashboardPage<'a> {
     q_status: String,
     q_bulletin: String,
     statuses: &'static [DeliveryStatus],
+    bounces: Vec<BounceView>,
+    bounce_kind: String,
+    bounce_kinds: &'static [BounceKind],
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -358,6 +380,25 @@ async fn render(
         })
         .collect();
 
+    // The latest bounces, of the kind asked for (an unknown kind shows them all).
+    let bounce_kind = nonempty(&q.bounce_kind).and_then(|k| k.parse::<BounceKind>().ok());
+    let bounces = ops
+        .bounces(bounce_kind, 20)
+        .await?
+        .into_iter()
+        .map(|b| BounceView {
+            id: b.id,
+            received: fmt(b.received_at),
+            kind: b.kind.to_string(),
+            recipient: b.recipient.unwrap_or_default(),
+            code: b.status_code.unwrap_or_default(),
+            diagnostic: b.diagnostic.unwrap_or_default(),
+            delivery: b.delivery_id,
+            bulletin: b.bulletin_id,
+            undone: b.undone_at.is_some(),
+        })
+        .collect();
+
     let searched = nonempty(&q.recipient).is_some()
         || nonempty(&q.status).is_some()
         || nonempty(&q.bulletin).is_some();
@@ -401,6 +442,9 @@ async fn render(
         q_status: q.status.unwrap_or_default(),
         q_bulletin: q.bulletin.unwrap_or_default(),
         statuses: DeliveryStatus::ALL,
+        bounces,
+        bounce_kind: bounce_kind.map(|k| k.to_string()).unwrap_or_default(),
+        bounce_kinds: BounceKind::ALL,
     }
     .render())
 }
@@ -410,5 +454,50 @@ fn search_message(e: OpsError) -> String {
     match e {
         OpsError::Invalid { message, .. } => message,
         other => other.to_string(),
+    }
+}
+
+/// A received bounce's raw message, as text (read-only); without the header or session
+/// cookie, a 303 to /login
+#[utoipa::path(get, path = "/dashboard/bounces/{id}/raw", tag = "dashboard",
+    params(("id" = i64, Path, description = "bounce id")),
+    responses(
+        (status = 200, description = "the message byte for byte as received", body = String, content_type = "text/plain"),
+        (status = 303, description = "sign in first"),
+        (status = 404, description = "no such bounce", body = String, content_type = "text/plain"),
+        (status = 503, description = "the store did not answer", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn bounce_raw(
+    State(ctx): State<HttpContext>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+) -> Response {
+    if !signed_in(&ctx, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let Ok(id) = raw_id.parse::<i64>() else {
+        return (StatusCode::NOT_FOUND, "no such bounce").into_response();
+    };
+    match ctx.ops.bounce_raw(id).await {
+        Ok(raw) => (
+            [
+                // Shown as text, never rendered: a returned message may carry HTML.
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            raw,
+        )
+            .into_response(),
+        Err(OpsError::NotFound { message, .. }) => (StatusCode::NOT_FOUND, message).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: store error");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store did not answer: {e}"),
+            )
+                .into_response()
+        }
     }
 }

@@ -172,6 +172,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("message_id", Text),
             ("raw", Bytes),
             ("undone_at", Int),
+            ("dedupe_key", Text),
         ],
     ),
     (

@@ -476,6 +476,10 @@ pub struct NewBounce {
     pub message_id: Option<String>,
     /// The message as received.
     pub raw: Vec<u8>,
+    /// What makes two receipts of one message the same (`mid:<Message-ID>` or
+    /// `sha256:<hex>`, see `Ops::ingest_bounce`): a second one is not stored again.
+    /// None: never deduplicated.
+    pub dedupe_key: Option<String>,
 }
 
 /// What bounces do to subscribers (`[bounces]`'s policy, with the soft window as a time).
@@ -486,6 +490,10 @@ pub struct BounceRules {
     /// Soft bounces since `soft_since` (not undone) after which it is (0: never).
     pub soft_to_suppress: u32,
     pub soft_since: DateTime<Utc>,
+    /// Whether a bounce with neither a verified VERP token nor a known Message-ID may be
+    /// matched by its address alone (to the address's latest sent row). Off: such a
+    /// bounce is kept, matched to no row, and changes nothing.
+    pub match_by_address: bool,
 }
 
 /// What recording a bounce did.
@@ -500,6 +508,9 @@ pub struct BounceRecorded {
     pub subscribers_bounced: u64,
     /// Subscriptions unsubscribed by a complaint.
     pub subscribers_unsubscribed: u64,
+    /// The message had been recorded before (as bounce `id`): nothing was stored or
+    /// changed now.
+    pub duplicate: bool,
 }
 
 /// One stored bounce, as an operator sees it (the raw message is kept, not shown here).
@@ -515,6 +526,8 @@ pub struct BounceRow {
     pub recipient: Option<String>,
     /// The ledger row it was matched to; None: unmatched, kept for an operator.
     pub delivery_id: Option<i64>,
+    /// The bulletin of that row.
+    pub bulletin_id: Option<i64>,
     pub subscriber_id: Option<i64>,
     pub message_id: Option<String>,
     /// Size of the raw message kept, in bytes.

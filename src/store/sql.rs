@@ -150,7 +150,8 @@ fn parse_status(s: &str) -> Result<SubscriberStatus> {
 
 /// The columns of a [`BounceRow`] (the raw message's size, not the message).
 const BOUNCE_COLUMNS: &str = "id, received_at, source, kind, evidence, status_code, diagnostic, \
-    recipient, delivery_id, subscriber_id, message_id, CAST(length(raw) AS BIGINT) AS size, undone_at";
+    recipient, delivery_id, subscriber_id, message_id, CAST(length(raw) AS BIGINT) AS size, undone_at, \
+    (SELECT d.bulletin_id FROM deliveries d WHERE d.id = bounces.delivery_id) AS bulletin_id";
 
 fn bounce_from_row<DB: Database>(r: &DB::Row) -> Result<BounceRow>
 where
@@ -180,6 +181,7 @@ where
         diagnostic: r.get("diagnostic"),
         recipient: r.get("recipient"),
         delivery_id: r.get("delivery_id"),
+        bulletin_id: r.get("bulletin_id"),
         subscriber_id: r.get("subscriber_id"),
         message_id: r.get("message_id"),
         size: r.get::<Option<i64>, _>("size").unwrap_or(0),
@@ -1770,7 +1772,7 @@ where
                 .await?,
             );
         }
-        if let (None, Some(rcpt)) = (&row, &b.recipient) {
+        if let (None, Some(rcpt), true) = (&row, &b.recipient, rules.match_by_address) {
             if b.kind.is_bounce() || b.kind == BounceKind::Complaint {
                 row = pick(
                     sqlx::query(
@@ -1788,10 +1790,14 @@ where
             .as_ref()
             .map(|r| r.1.clone())
             .or_else(|| b.recipient.as_ref().map(|r| r.trim().to_lowercase()));
-        let id: i64 = sqlx::query_scalar(
+        // A message recorded before (same dedupe key) is not stored again: the insert
+        // does nothing and the first one's id is reported. The unique index decides, so
+        // two processes ingesting it at once still keep one.
+        let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO bounces (received_at, source, kind, evidence, status_code, diagnostic,
-                 recipient, delivery_id, subscriber_id, message_id, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                 recipient, delivery_id, subscriber_id, message_id, raw, dedupe_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         )
         .bind(now)
         .bind(b.source.as_str())
@@ -1804,14 +1810,32 @@ where
         .bind(row.as_ref().and_then(|r| r.2))
         .bind(b.message_id.clone())
         .bind(b.raw.clone())
-        .fetch_one(&mut *tx)
+        .bind(b.dedupe_key.clone())
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(id) = inserted else {
+            // Nothing was written: the transaction only read.
+            tx.commit().await?;
+            let first = sqlx::query("SELECT id, delivery_id FROM bounces WHERE dedupe_key = $1")
+                .bind(b.dedupe_key.clone())
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(BounceRecorded {
+                id: first.get("id"),
+                delivery_id: first.get("delivery_id"),
+                row_bounced: false,
+                subscribers_bounced: 0,
+                subscribers_unsubscribed: 0,
+                duplicate: true,
+            });
+        };
         let mut done = BounceRecorded {
             id,
             delivery_id: row.as_ref().map(|r| r.0),
             row_bounced: false,
             subscribers_bounced: 0,
             subscribers_unsubscribed: 0,
+            duplicate: false,
         };
         // Effects only for a bounce matched to a row bulletin sent: a bounce about an
         // address nobody here mailed marks nobody.

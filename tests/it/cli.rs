@@ -549,6 +549,16 @@ fn bounces_ingest_exits_by_sysexits_and_lists_what_it_kept() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("unmatched"));
+    // The same message again (a retried pipe): already recorded, exit 0, kept once.
+    let out = ingest(&garbage);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("already recorded as bounce 1"), "{said}");
     // A vacation reply from a file: recorded as such.
     let out = bulletin()
         .arg("--config")

@@ -166,6 +166,31 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
 #[tokio::test]
 async fn a_real_browser_signs_in_and_sees_progress_and_failures() {
     let (t, _sink) = one_sent_one_failed().await;
+    // The delivered message comes back later as a soft bounce (a DSN naming its
+    // Message-ID: the mailbox full, given up), through the ingest path; the row stays
+    // `sent`, so the progress below is unchanged.
+    let press = t
+        .app
+        .store
+        .deliveries(&bulletin::store::DeliveryFilter {
+            recipient: Some("press@example.com".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .clone();
+    let dsn = crate::imap_mailbox::dsn(&press.message_id.clone().unwrap(), "press@example.com")
+        .replace("5.1.1", "4.2.2")
+        .replace("550", "452")
+        .replace("no such user", "mailbox full");
+    let bounce = t
+        .app
+        .ops()
+        .ingest_bounce(dsn.as_bytes(), bulletin::store::BounceSource::Ingest, None)
+        .await
+        .unwrap()
+        .recorded;
+    assert_eq!(bounce.delivery_id, Some(press.id));
     let http = t.start_http().await;
     // The browser signs in as a person would: the login form, posted (here by a page
     // that submits it on load, since headless Chromium has no keyboard).
@@ -213,6 +238,59 @@ async fn a_real_browser_signs_in_and_sees_progress_and_failures() {
     assert!(!failures.contains("press@example.com"), "{failures}");
     // The schedule and its next firing.
     assert!(dom.contains("weekday-morning"));
+    // The bounce: time, kind, recipient, code, diagnostic, the bulletin it matched, and
+    // a link to the raw message.
+    let bounces = &dom[dom.find("id=\"bounces\"").expect("a bounces section")..];
+    let bounces = &bounces[..bounces.find("</section>").unwrap()];
+    let b = &bounces[bounces
+        .find(&format!("id=\"bounce-{}\"", bounce.id))
+        .unwrap_or_else(|| panic!("bounce {} not shown: {bounces}", bounce.id))..];
+    let b = &b[..b.find("</tr>").unwrap()];
+    for want in [
+        "2026-03-02",
+        ">soft<",
+        "press@example.com",
+        "4.2.2",
+        "mailbox full",
+        &format!("(delivery {})", press.id),
+        &format!("href=\"/dashboard/bounces/{}/raw\"", bounce.id),
+    ] {
+        assert!(b.contains(want), "{want} not in {b}");
+    }
+    assert!(
+        !bounces.contains("<form"),
+        "the bounces section is read-only"
+    );
+    // The raw message, as text; the filter by kind.
+    let raw = http
+        .get(&format!("/dashboard/bounces/{}/raw", bounce.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    assert_eq!(
+        raw.headers()["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(raw.bytes().await.unwrap(), dsn.as_bytes());
+    let page = |q: &'static str| {
+        let r = http.get(&format!("/dashboard?bounce_kind={q}"));
+        async move { r.send().await.unwrap().text().await.unwrap() }
+    };
+    let only_hard = page("hard").await;
+    assert!(only_hard.contains("No bounce received."), "{only_hard}");
+    assert!(page("soft")
+        .await
+        .contains(&format!("id=\"bounce-{}\"", bounce.id)));
+    let no_cookie = no_redirects()
+        .get(format!(
+            "{}/dashboard/bounces/{}/raw",
+            http.admin, bounce.id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_cookie.status(), 303, "signed in only");
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);

@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 /// The admin bearer token every test app is configured with (as if from BULLETIN_ADMIN_TOKEN).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// The bounce webhook's secret (BULLETIN_BOUNCE_WEBHOOK_SECRET) when a test's
+/// `[bounces.webhook]` section takes it from the environment.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
+
+/// The IMAP password (BULLETIN_IMAP_PASSWORD) of a test's `[bounces.imap]` section.
+pub const IMAP_PASSWORD: &str = "test-imap-password-42";
+
 pub const SEED_RECORD: &str = "config/examples/records/lmc-2020-parallel-session-2.toml";
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -318,6 +325,8 @@ pub async fn build_app(dir: &Path, o: &Options, clock: &ManualClock) -> App {
     let env = |name: &str| match name {
         "BULLETIN_WECHAT_SECRET" => Some(crate::fake_wechat::SECRET.to_string()),
         "BULLETIN_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_string()),
+        "BULLETIN_BOUNCE_WEBHOOK_SECRET" => Some(WEBHOOK_SECRET.to_string()),
+        "BULLETIN_IMAP_PASSWORD" => Some(IMAP_PASSWORD.to_string()),
         _ => None,
     };
     let config = Config::parse(&text, Path::new("test.toml"), &env).expect("test config is valid");

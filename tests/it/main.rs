@@ -4,6 +4,7 @@
 mod admin;
 mod alerts;
 mod architecture;
+mod bounce_webhook;
 mod bounces;
 mod cli;
 mod dashboard;
@@ -14,6 +15,7 @@ mod fidelity;
 mod guarantees;
 mod harness;
 mod http_limits;
+mod imap_mailbox;
 mod languages;
 mod lists;
 mod notices;

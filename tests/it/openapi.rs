@@ -39,7 +39,8 @@ fn generated_operations() -> (Value, Vec<(String, String)>) {
     let doc = serde_json::to_value(bulletin::http::openapi()).unwrap();
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
+        // A path item's other keys (`servers`) are not operations.
+        for method in item.as_object().unwrap().keys().filter(|k| *k != "servers") {
             ops.push((method.clone(), path.clone()));
         }
     }
@@ -63,6 +64,7 @@ fn the_document_has_the_admin_api_and_the_dashboard_and_says_which_are_open() {
         open,
         [
             "get /dashboard",
+            "get /dashboard/bounces/{id}/raw",
             "get /healthz",
             "get /login",
             "post /login",
@@ -70,10 +72,27 @@ fn the_document_has_the_admin_api_and_the_dashboard_and_says_which_are_open() {
             "get /readyz",
         ]
     );
-    assert_eq!(ops.len(), 20, "{ops:?}");
+    assert_eq!(ops.len(), 22, "{ops:?}");
+    // The one operation served on the public listener: its own server and security.
+    let hook = &doc["paths"]["/webhooks/bounce"];
+    assert_eq!(hook["servers"][0]["url"], "http://127.0.0.1:8081", "{hook}");
+    assert_eq!(
+        hook["post"]["security"],
+        serde_json::json!([{"webhook_signature": []}])
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["webhook_signature"]["name"],
+        "X-Bulletin-Signature"
+    );
+    for code in ["200", "400", "401", "404", "409", "503"] {
+        assert!(
+            hook["post"]["responses"][code].is_object(),
+            "{code}: {hook}"
+        );
+    }
     for (m, p) in &ops {
         let op = &doc["paths"][p][m];
-        if !open.contains(&format!("{m} {p}")) {
+        if !open.contains(&format!("{m} {p}")) && p != "/webhooks/bounce" {
             assert_eq!(
                 op["security"],
                 serde_json::json!([{"bearer": []}]),
@@ -123,7 +142,11 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn every_documented_operation_answers_with_its_security() {
     let (doc, ops) = generated_operations();
-    let t = spawn_app(Options::default()).await;
+    let t = spawn_app(Options {
+        bounces: Some("[bounces.webhook]\n".into()),
+        ..Default::default()
+    })
+    .await;
     let http = t.start_http().await;
     let no_redirects = reqwest::Client::builder()
         .no_proxy()
@@ -134,7 +157,10 @@ async fn every_documented_operation_answers_with_its_security() {
         let open = doc["paths"][&path][&method]["security"]
             .as_array()
             .is_some_and(|a| a.is_empty());
-        let url = format!("{}{}", http.admin, path.replace("{id}", "1"));
+        // The webhook is served on the public listener and wants its signature.
+        let public = doc["paths"][&path][&method]["tags"][0] == "public";
+        let base = if public { &http.public } else { &http.admin };
+        let url = format!("{base}{}", path.replace("{id}", "1"));
         let req = match method.as_str() {
             "get" => no_redirects.get(&url),
             "post" => no_redirects.post(&url),
@@ -146,6 +172,8 @@ async fn every_documented_operation_answers_with_its_security() {
                 ![401, 404, 405].contains(&status),
                 "{method} {path} is documented as open but answered {status}"
             );
+        } else if public {
+            assert_eq!(status, 401, "{method} {path} must want its signature");
         } else {
             assert_eq!(status, 401, "{method} {path} must want the token");
         }

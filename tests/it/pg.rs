@@ -62,6 +62,21 @@ pub async fn fresh() -> Option<PgDb> {
     );
 }
 
+impl PgDb {
+    /// Runs one statement on this database from a connection of its own (a test's
+    /// stand-in for an operator or an outage: e.g. a table renamed away and back).
+    pub async fn exec(&self, sql: &str) {
+        let mut c = PgConnection::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.url));
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = c.close().await;
+    }
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         let (admin, name) = (self.admin_url.clone(), self.name.clone());

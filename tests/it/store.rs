@@ -1532,8 +1532,85 @@ async fn wechat_quota_is_reserved_with_the_notice(url: &str) {
 
 both_engines!(
     bounces_are_kept_matched_and_applied,
-    bounces_count_soft_ones_in_the_window_and_complaints_unsubscribe
+    bounces_count_soft_ones_in_the_window_and_complaints_unsubscribe,
+    a_message_recorded_twice_is_kept_once,
+    without_match_by_address_an_address_alone_marks_nobody
 );
+
+/// Issue 15: the same received message (same dedupe key) recorded twice is stored and
+/// counted once; the second call reports the first bounce and changes nothing, not
+/// even when the policy would suppress on a second hard bounce.
+async fn a_message_recorded_twice_is_kept_once(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["gone@example.org"]).await;
+    let sent = send_all(&s).await;
+    let row = sent[0].1;
+    let later = t0() + Span::minutes(5);
+    let mut b = new_bounce(BounceKind::Hard, Some(row), later);
+    b.dedupe_key = Some("mid:dsn.1@relay.example".into());
+    let first = s.record_bounce(&b, &rules(2, 5, t0())).await.unwrap();
+    assert!(!first.duplicate && first.row_bounced);
+    let mut again = b.clone();
+    again.source = BounceSource::Imap;
+    again.received_at = later + Span::minutes(1);
+    let second = s.record_bounce(&again, &rules(2, 5, t0())).await.unwrap();
+    assert!(second.duplicate, "{second:?}");
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.delivery_id, Some(row));
+    assert_eq!(second.subscribers_bounced, 0, "not counted twice");
+    assert_eq!(s.bounces(None, 10).await.unwrap().len(), 1);
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("gone@example.org".into(), SubscriberStatus::Active)));
+    // Another message (another key) is another bounce: the second hard one suppresses.
+    let mut other = b.clone();
+    other.dedupe_key = Some("mid:dsn.2@relay.example".into());
+    let third = s.record_bounce(&other, &rules(2, 5, t0())).await.unwrap();
+    assert!(!third.duplicate);
+    assert_eq!(third.subscribers_bounced, 1);
+    // No key: never deduplicated.
+    s.record_bounce(
+        &new_bounce(BounceKind::AutoReply, None, later),
+        &rules(2, 5, t0()),
+    )
+    .await
+    .unwrap();
+    s.record_bounce(
+        &new_bounce(BounceKind::AutoReply, None, later),
+        &rules(2, 5, t0()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.bounces(None, 10).await.unwrap().len(), 4);
+}
+
+/// Issue 15's address-only fallback: without `match_by_address`, a bounce with neither
+/// a VERP row nor a known Message-ID (so, one anyone could forge) is kept matched to no
+/// row and marks nobody; with it, the address's latest sent row is taken.
+async fn without_match_by_address_an_address_alone_marks_nobody(url: &str) {
+    let s = open(url).await;
+    sending_bulletin(&s, "p", &["gone@example.org"]).await;
+    let sent = send_all(&s).await;
+    let later = t0() + Span::minutes(5);
+    let strict = BounceRules {
+        match_by_address: false,
+        ..rules(1, 5, t0())
+    };
+    let forged = new_bounce(BounceKind::Hard, None, later);
+    let r = s.record_bounce(&forged, &strict).await.unwrap();
+    assert_eq!(r.delivery_id, None);
+    assert!(!r.row_bounced && r.subscribers_bounced == 0);
+    assert_eq!(
+        s.delivery(sent[0].1).await.unwrap().unwrap().status,
+        DeliveryStatus::Sent
+    );
+    assert!(statuses(&s, "p")
+        .await
+        .contains(&("gone@example.org".into(), SubscriberStatus::Active)));
+    let r = s.record_bounce(&forged, &rules(1, 5, t0())).await.unwrap();
+    assert_eq!(r.delivery_id, Some(sent[0].1));
+    assert!(r.row_bounced);
+}
 
 fn new_bounce(kind: BounceKind, verp_row: Option<i64>, at: DateTime<Utc>) -> NewBounce {
     NewBounce {
@@ -1554,6 +1631,7 @@ fn new_bounce(kind: BounceKind, verp_row: Option<i64>, at: DateTime<Utc>) -> New
         verp_row,
         message_id: None,
         raw: b"From: MAILER-DAEMON\r\n\r\nraw \xff bytes".to_vec(),
+        dedupe_key: None,
     }
 }
 
@@ -1562,6 +1640,7 @@ fn rules(hard: u32, soft: u32, since: DateTime<Utc>) -> BounceRules {
         hard_to_suppress: hard,
         soft_to_suppress: soft,
         soft_since: since,
+        match_by_address: true,
     }
 }
 
