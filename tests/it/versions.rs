@@ -9,7 +9,6 @@ use bulletin::domain::ListName;
 use bulletin::ops::records::{ApproveInput, PreviewFormat, PreviewInput};
 use bulletin::ops::OpsError;
 use bulletin::store::ImportOutcome;
-use mail_parser::MimeHeaders;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
