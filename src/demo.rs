@@ -1,5 +1,7 @@
-//! `bulletin demo`: a fresh embedded store, the example record and list, approval, a
-//! firing and delivery to an outbox folder, then a summary. Needs no server.
+//! `bulletin demo`: a fresh embedded store, the example record (in English and Chinese:
+//! two language versions of one record) and list, approval, a firing and delivery to an
+//! outbox folder (each reader gets the version of their language), then a summary.
+//! Needs no server.
 
 use crate::app::App;
 use crate::config::Config;
@@ -12,6 +14,9 @@ const MARKER: &str = ".bulletin-demo";
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 const RECORD_FILE: &str = "lmc-2020-parallel-session-2.toml";
 const RECORD: &str = include_str!("../config/examples/records/lmc-2020-parallel-session-2.toml");
+const RECORD_ZH_FILE: &str = "lmc-2020-parallel-session-2.zh-Hans.toml";
+const RECORD_ZH: &str =
+    include_str!("../config/examples/records/lmc-2020-parallel-session-2.zh-Hans.toml");
 const COVER: &[u8] = include_bytes!("../config/examples/cover.png");
 const SUBSCRIBERS: &str = include_str!("../config/examples/subscribers.csv");
 
@@ -55,8 +60,21 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("1. Embedded store created at {d}/bulletin.db");
     let record_path = dir.join("records").join(RECORD_FILE);
     std::fs::write(&record_path, RECORD)?;
-    let id = ops.import_record_file(&record_path).await?.id;
-    println!("2. Imported the example session record `{id}` (a draft)");
+    let zh_path = dir.join("records").join(RECORD_ZH_FILE);
+    std::fs::write(&zh_path, RECORD_ZH)?;
+    // One record, two language versions: the English file (primary) and the Chinese.
+    let mut id = String::new();
+    let mut versions = Vec::new();
+    for f in ops.import_records(&[record_path, zh_path]).await? {
+        let r = f.outcome?;
+        id = r.id;
+        versions = r.versions;
+    }
+    println!(
+        "2. Imported the example session record `{id}` in {} language versions ({}), a draft",
+        versions.len(),
+        versions.join(", ")
+    );
 
     ops.create_list("partners", "Partners, embassies and press")
         .await?;
@@ -89,9 +107,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
 
     let report = app.dispatcher.drain().await?;
     println!(
-        "6. Delivered: {} sent, {} retrying, {} failed",
+        "6. Delivered: {} sent, {} retrying, {} failed (readers in Chinese got the Chinese version, the others the English one)",
         report.sent, report.retrying, report.failed
     );
+    // The archive's address (issue 16's web version) is printed here.
 
     let outbox = dir.join("outbox");
     let mut files: Vec<_> = std::fs::read_dir(&outbox)?

@@ -1,5 +1,6 @@
-//! Urgent notices: a checked request (title, short Markdown body, severity, lists) becomes
-//! a `notice` bulletin rendered once with its own templates, created at most once per
+//! Urgent notices: a checked request (title, short Markdown body, severity, lists, and
+//! optionally the same in other languages) becomes a `notice` bulletin rendered once per
+//! language with its own templates, created at most once per
 //! idempotency key or per content within a window, fanned out with a priority above
 //! scheduled work, and handed to the dispatcher. Rendering here is pure; `Notices` does
 //! the store work.
@@ -62,6 +63,22 @@ pub struct NoticeRequest {
     pub idempotency_key: Option<String>,
     /// E-mail always; WeChat adds one text mass send to the account's followers.
     pub channels: Vec<ChannelKind>,
+    /// Other language versions (title and body above are in `[defaults] language`);
+    /// each reader gets the one matching their language, like a record's versions.
+    pub versions: Vec<NoticeVersion>,
+}
+
+/// One language version of a notice: its language (BCP 47), title and Markdown body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeVersion {
+    /// BCP 47, e.g. `th` or `zh-Hans`.
+    #[schema(example = "th")]
+    pub language: String,
+    /// One line, at most 200 characters.
+    pub title: String,
+    /// Markdown, at most 10,000 characters.
+    pub body: String,
 }
 
 /// A WeChat text message is kept short: followers read it in the chat list.
@@ -84,6 +101,61 @@ impl NoticeRequest {
         }
         self.channels = out;
         Ok(self)
+    }
+
+    /// Adds language versions, each checked like the main title and body (fields
+    /// `versions[N].language`, `.title`, `.body`); `primary` is the main text's language.
+    /// A language given twice, or the main text's own, is refused.
+    pub fn with_versions(
+        mut self,
+        primary: &str,
+        versions: &[NoticeVersion],
+    ) -> Result<Self, NoticeError> {
+        use crate::domain::record::same_language;
+        let mut out: Vec<NoticeVersion> = Vec::new();
+        for (i, v) in versions.iter().enumerate() {
+            let field = |f: &str| format!("versions[{}].{f}", i + 1);
+            let language = v.language.trim();
+            if crate::domain::language::parse_tag(language).is_none() {
+                return Err(invalid(
+                    &field("language"),
+                    format!(
+                        "`{}` is not a BCP 47 language tag (e.g. th, zh-Hans)",
+                        language.escape_default()
+                    ),
+                ));
+            }
+            if same_language(language, primary)
+                || out.iter().any(|o| same_language(&o.language, language))
+            {
+                return Err(invalid(
+                    &field("language"),
+                    format!("a version in `{language}` is given twice (the main title and body are in `{primary}`)"),
+                ));
+            }
+            let title = v.title.trim();
+            check_line(title, MAX_TITLE_CHARS, true).map_err(|m| invalid(&field("title"), m))?;
+            let body = normalize_newlines(v.body.trim());
+            check_block(&body, MAX_BODY_CHARS, true).map_err(|m| invalid(&field("body"), m))?;
+            out.push(NoticeVersion {
+                language: language.to_string(),
+                title: title.to_string(),
+                body,
+            });
+        }
+        self.versions = out;
+        Ok(self)
+    }
+
+    /// The request as it reads in one of its versions (None: the main text).
+    fn in_version(&self, v: Option<&NoticeVersion>) -> NoticeRequest {
+        let mut r = self.clone();
+        if let Some(v) = v {
+            r.title = v.title.clone();
+            r.body = v.body.clone();
+        }
+        r.versions = Vec::new();
+        r
     }
 
     /// The text a WeChat follower gets: title, then the body as plain text, cut short.
@@ -136,6 +208,7 @@ impl NoticeRequest {
             triggered_by: triggered_by.to_string(),
             idempotency_key,
             channels: vec![ChannelKind::Email],
+            versions: Vec::new(),
         })
     }
 
@@ -144,7 +217,20 @@ impl NoticeRequest {
         let mut lists: Vec<&str> = self.lists.iter().map(|l| l.as_str()).collect();
         lists.sort();
         let channels: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
-        let canonical = serde_json::json!([self.title, self.body, self.severity, lists, channels]);
+        let canonical = if self.versions.is_empty() {
+            serde_json::json!([self.title, self.body, self.severity, lists, channels])
+        } else {
+            let mut versions = self.versions.clone();
+            versions.sort_by(|a, b| a.language.cmp(&b.language));
+            serde_json::json!([
+                self.title,
+                self.body,
+                self.severity,
+                lists,
+                channels,
+                versions
+            ])
+        };
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
@@ -304,6 +390,33 @@ impl Notices {
         };
         let language = self.config.default_language.clone();
         let rendered = render_notice(req, &self.config.publisher, &language)?;
+        // Each language version rendered once, with its own labels.
+        let mut versions = Vec::new();
+        for v in &req.versions {
+            let r = render_notice(
+                &req.in_version(Some(v)),
+                &self.config.publisher,
+                &v.language,
+            )?;
+            versions.push(crate::store::BulletinVersion {
+                language: v.language.clone(),
+                subject: r.subject,
+                html: r.html,
+                text: r.text,
+            });
+        }
+        // WeChat followers get the version in `wechat.language`, else the main text.
+        let wechat_req = wechat.as_ref().map(|w| {
+            let tags: Vec<&str> = std::iter::once(language.as_str())
+                .chain(req.versions.iter().map(|v| v.language.as_str()))
+                .collect();
+            let pick = crate::domain::language::negotiate(Some(&w.language), &tags, &language);
+            req.in_version(
+                req.versions
+                    .iter()
+                    .find(|v| std::ptr::eq(v.language.as_str(), pick)),
+            )
+        });
         let now = self.clock.now();
         let window =
             chrono::Duration::from_std(self.config.notices.dedupe_window).unwrap_or_default();
@@ -319,12 +432,18 @@ impl Notices {
             channels: req.channels.clone(),
             priority: NOTICE_PRIORITY,
             record_ids: vec![],
-            wechat: wechat.as_ref().map(|w| crate::render::WechatArticle {
-                title: crate::render::truncate_chars(&req.title, crate::render::WECHAT_TITLE_MAX),
-                author: w.author.clone(),
-                digest: String::new(),
-                html: req.wechat_text(),
+            wechat: wechat.as_ref().zip(wechat_req.as_ref()).map(|(w, req)| {
+                crate::render::WechatArticle {
+                    title: crate::render::truncate_chars(
+                        &req.title,
+                        crate::render::WECHAT_TITLE_MAX,
+                    ),
+                    author: w.author.clone(),
+                    digest: String::new(),
+                    html: req.wechat_text(),
+                }
             }),
+            versions,
         };
         let meta = NoticeMeta {
             severity: req.severity,

@@ -4,18 +4,61 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::record::same_language;
 use crate::domain::schedule::{Schedule, ScheduleMode};
 use crate::domain::ChannelKind;
+use crate::domain::SessionRecord;
 use crate::metrics::Metrics;
 use crate::render::{render_bulletin, render_wechat_article};
 use crate::store::{
-    BulletinKind, FanOutAccounts, FiringTrigger, NewBulletin, Store, StoreError, StoredRecord,
+    BulletinKind, BulletinVersion, FanOutAccounts, FiringTrigger, NewBulletin, Store, StoreError,
+    StoredRecord,
 };
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
+
+/// The languages of a bulletin of `group` on `schedule`: every version language its
+/// records have that the schedule sends, the first record's primary first when sent.
+/// Never empty for a group whose records each have a sent version.
+fn bulletin_languages(schedule: &Schedule, group: &[StoredRecord]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in group {
+        for l in r.languages() {
+            if schedule.sends_language(l) && !out.iter().any(|o| same_language(o, l)) {
+                out.push(l.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The version of `r` a reader of `reader` gets from `schedule`: negotiated among the
+/// versions the schedule sends (a reader whose best version is not sent gets the best
+/// one that is), falling back to the primary if sent, else the first version sent.
+fn version_sent<'a>(
+    schedule: &Schedule,
+    r: &'a StoredRecord,
+    reader: Option<&str>,
+) -> &'a SessionRecord {
+    let sent: Vec<&str> = r
+        .languages()
+        .into_iter()
+        .filter(|l| schedule.sends_language(l))
+        .collect();
+    let Some(first) = sent.first() else {
+        return &r.record;
+    };
+    let primary = if schedule.sends_language(&r.record.language) {
+        r.record.language.as_str()
+    } else {
+        first
+    };
+    let pick = crate::domain::language::negotiate(reader, &sent, primary);
+    r.version(pick).unwrap_or(&r.record)
+}
 
 /// Fan-out page size: recipients read and inserted per transaction.
 pub const FAN_OUT_PAGE: u32 = 5_000;
@@ -135,28 +178,73 @@ impl Scheduler {
         let mut bulletins = Vec::new();
         let mut deliveries = 0;
         for group in groups {
+            // Only the versions this schedule sends; a record with none is not its to send.
+            let group: Vec<StoredRecord> = group
+                .into_iter()
+                .filter(|r| {
+                    let any = r.languages().iter().any(|l| schedule.sends_language(l));
+                    if !any {
+                        info!(schedule = name, record = %r.record.id, languages = ?r.languages(),
+                            "the record has no version in a language this schedule sends; not sending it here");
+                    }
+                    any
+                })
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
             let mut widths = Vec::new();
             for r in &group {
                 let images = self.store.record_images(r.record.id.as_str()).await?;
                 widths.push(images.iter().map(|i| i.width).collect::<Vec<_>>());
             }
-            let recs: Vec<_> = group.iter().map(|r| r.record.clone()).collect();
-            let rendered = render_bulletin(
-                &recs,
-                &widths,
-                &self.config.publisher,
-                &self.config.default_language,
-            )?;
+            // The bulletin's versions: every language its records have that the schedule
+            // sends, the first record's primary (if sent) first. Each is rendered once.
+            let languages = bulletin_languages(&schedule, &group);
+            let render_in = |language: &str| {
+                let recs: Vec<SessionRecord> = group
+                    .iter()
+                    .map(|r| version_sent(&schedule, r, Some(language)).clone())
+                    .collect();
+                render_bulletin(
+                    &recs,
+                    &widths,
+                    &self.config.publisher,
+                    &self.config.default_language,
+                )
+            };
+            let rendered = render_in(&languages[0])?;
+            let mut versions = Vec::new();
+            for language in &languages[1..] {
+                let r = render_in(language)?;
+                versions.push(BulletinVersion {
+                    language: language.clone(),
+                    subject: r.subject,
+                    html: r.html,
+                    text: r.text,
+                });
+            }
+            let recs: Vec<SessionRecord> = group
+                .iter()
+                .map(|r| version_sent(&schedule, r, Some(&languages[0])).clone())
+                .collect();
             let wechat = match (
                 &self.config.wechat,
                 schedule.channels.contains(&ChannelKind::Wechat),
             ) {
-                (Some(w), true) => Some(render_wechat_article(
-                    &recs,
-                    &self.config.publisher,
-                    &self.config.default_language,
-                    &w.author,
-                )?),
+                (Some(w), true) => {
+                    // The account's language version of each record, else its primary.
+                    let recs: Vec<SessionRecord> = group
+                        .iter()
+                        .map(|r| version_sent(&schedule, r, Some(&w.language)).clone())
+                        .collect();
+                    Some(render_wechat_article(
+                        &recs,
+                        &self.config.publisher,
+                        &self.config.default_language,
+                        &w.author,
+                    )?)
+                }
                 _ => None,
             };
             let nb = NewBulletin {
@@ -176,6 +264,7 @@ impl Scheduler {
                 priority: 0,
                 record_ids: recs.iter().map(|r| r.id.to_string()).collect(),
                 wechat,
+                versions,
             };
             let Some(id) = self.store.create_bulletin(&nb, self.clock.now()).await? else {
                 continue;

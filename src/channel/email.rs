@@ -1,12 +1,13 @@
 //! The e-mail channel: builds one MIME message per recipient from the prepared bulletin
 //! (multipart/alternative, UTF-8, RFC 2047 subject, List-Unsubscribe one-click) and
 //! hands it to our SMTP pool or to an outbox folder of `.eml` files, DKIM-signed when
-//! `[email.dkim]` is set. The bodies are encoded once per bulletin ([`EncodedBodies`]);
-//! per recipient only the headers and the unsubscribe link are. With `[bounces]
+//! `[email.dkim]` is set. The bodies are encoded once per bulletin language version
+//! ([`EncodedBodies`]); per recipient only the version is looked up (once per reader
+//! language) and the headers and the unsubscribe link are encoded. With `[bounces]
 //! return_path`, each message's envelope sender is its ledger row's VERP address.
 
 use super::smtp::{SmtpPool, TlsSetupError};
-use super::{Channel, Job, PreparedBulletin, Receipt, SendError};
+use super::{Channel, Job, PreparedBulletin, Receipt, SendError, VersionView};
 use crate::bounce::Verp;
 use crate::config::{EmailConfig, EmailTransport};
 use crate::domain::ChannelKind;
@@ -127,6 +128,7 @@ impl EncodedBodies {
     /// the same for every recipient (the language lookups too) is worked out here once.
     fn new(
         b: &PreparedBulletin,
+        v: VersionView<'_>,
         from: &Mailbox,
         from_names: &std::collections::BTreeMap<String, String>,
     ) -> Self {
@@ -138,17 +140,17 @@ impl EncodedBodies {
                 Err(e) => image_error = Some(format!("image {}: {e}", im.file)),
             }
         }
-        let content_language = (crate::domain::language::parse_tag(&b.language).is_some()
-            && b.language
+        let content_language = (crate::domain::language::parse_tag(v.language).is_some()
+            && v.language
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-'))
-        .then(|| b.language.clone());
+        .then(|| v.language.to_string());
         Self {
-            html: SplicedBody::new(&b.html),
-            text: SplicedBody::new(&b.text),
+            html: SplicedBody::new(v.html),
+            text: SplicedBody::new(v.text),
             images,
             image_error,
-            from: crate::config::email_from_for(from, from_names, &b.language),
+            from: crate::config::email_from_for(from, from_names, v.language),
             content_language,
         }
     }
@@ -328,9 +330,11 @@ impl EmailChannel {
             (Some(l), Some(s)) => Some(self.signer.url(l, s, &d.recipient)),
             _ => None,
         };
-        let bodies = b
+        // The reader's version: its bodies are encoded once, by its first reader.
+        let version = b.version_for(d.language.as_deref());
+        let bodies = version
             .email_bodies
-            .get_or_init(|| Arc::new(EncodedBodies::new(b, &self.from, &self.from_names)))
+            .get_or_init(|| Arc::new(EncodedBodies::new(b, version, &self.from, &self.from_names)))
             .clone();
         if let Some(e) = &bodies.image_error {
             return Err(SendError::permanent(e.clone()));
@@ -340,7 +344,7 @@ impl EmailChannel {
         let mut builder = Message::builder()
             .from(bodies.from.clone())
             .to(to)
-            .subject(b.subject.clone())
+            .subject(version.subject.to_string())
             .message_id(Some(self.message_id(job)))
             .header(AutoSubmitted("auto-generated".into()));
         if let Some(tag) = &bodies.content_language {

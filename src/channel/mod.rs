@@ -27,6 +27,99 @@ pub struct PreparedBulletin {
     pub wechat: Option<crate::domain::WechatArticle>,
     /// The e-mail bodies, encoded once on first use and shared by every recipient.
     pub email_bodies: std::sync::OnceLock<std::sync::Arc<email::EncodedBodies>>,
+    /// Its other language versions (the fields above are the primary's).
+    pub versions: Vec<PreparedVersion>,
+    /// Which version each reader language got, worked out once per language.
+    pub reader_versions: VersionChoices,
+}
+
+/// One language version of a prepared bulletin, its e-mail bodies encoded once on first
+/// use and shared by every reader of that version.
+#[derive(Debug, Clone)]
+pub struct PreparedVersion {
+    pub language: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub email_bodies: std::sync::OnceLock<std::sync::Arc<email::EncodedBodies>>,
+}
+
+impl From<crate::store::BulletinVersion> for PreparedVersion {
+    fn from(v: crate::store::BulletinVersion) -> Self {
+        Self {
+            language: v.language,
+            subject: v.subject,
+            html: v.html,
+            text: v.text,
+            email_bodies: Default::default(),
+        }
+    }
+}
+
+/// A reader language → the version it gets (None: the primary), filled as readers come:
+/// negotiation runs once per distinct language, not once per message. A clone starts
+/// empty.
+#[derive(Debug, Default)]
+pub struct VersionChoices(
+    std::sync::Mutex<std::collections::HashMap<Option<String>, Option<usize>>>,
+);
+
+impl Clone for VersionChoices {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// One version of a bulletin as a reader gets it.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionView<'a> {
+    pub language: &'a str,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+    pub email_bodies: &'a std::sync::OnceLock<std::sync::Arc<email::EncodedBodies>>,
+}
+
+impl PreparedBulletin {
+    /// The version a reader of `reader` (a BCP 47 tag, or none) gets: by
+    /// [`crate::domain::language::negotiate`] over the versions, else the primary.
+    pub fn version_for(&self, reader: Option<&str>) -> VersionView<'_> {
+        let primary = VersionView {
+            language: &self.language,
+            subject: &self.subject,
+            html: &self.html,
+            text: &self.text,
+            email_bodies: &self.email_bodies,
+        };
+        if self.versions.is_empty() {
+            return primary;
+        }
+        let key = reader.map(str::to_string);
+        let choice = {
+            let mut choices = self
+                .reader_versions
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *choices.entry(key).or_insert_with(|| {
+                let tags: Vec<&str> = std::iter::once(self.language.as_str())
+                    .chain(self.versions.iter().map(|v| v.language.as_str()))
+                    .collect();
+                let pick = crate::domain::language::negotiate(reader, &tags, &self.language);
+                tags.iter().skip(1).position(|t| std::ptr::eq(*t, pick))
+            })
+        };
+        match choice.and_then(|i| self.versions.get(i)) {
+            Some(v) => VersionView {
+                language: &v.language,
+                subject: &v.subject,
+                html: &v.html,
+                text: &v.text,
+                email_bodies: &v.email_bodies,
+            },
+            None => primary,
+        }
+    }
 }
 
 /// One ledger row to deliver.

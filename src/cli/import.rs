@@ -1,5 +1,6 @@
 //! `bulletin import`: session records (TOML files), each stored as a draft or refused
-//! whole; two files of one import with the same id are both refused.
+//! whole; files with one id and different languages are one record's language versions;
+//! two files of one import with the same id and language are both refused.
 
 use super::{ops_err, Ctx};
 use crate::ops::records::{FileImport, WechatSize};
@@ -31,14 +32,26 @@ impl ImportArgs {
                     if let Some(w) = warning {
                         eprintln!("{w}");
                     }
+                    // A record of several versions names the version this file is.
+                    let version = if r.versions.len() > 1 {
+                        format!(
+                            " version `{}` (versions: {})",
+                            r.language,
+                            r.versions.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{}: record `{}` {}",
+                        "{}: record `{}`{version} {}",
                         file.display(),
                         r.id,
                         match r.outcome {
                             ImportOutcome::Created => "imported as a draft",
                             ImportOutcome::Unchanged => "unchanged",
                             ImportOutcome::Updated => "updated (still a draft)",
+                            ImportOutcome::ReturnedToDraft if r.versions.len() > 1 =>
+                                "changed after approval, which covers every version: the record is back to draft, approve it again",
                             ImportOutcome::ReturnedToDraft =>
                                 "changed after approval: back to draft, approve it again",
                         }

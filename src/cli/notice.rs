@@ -39,6 +39,12 @@ pub enum NoticeCommand {
         /// info or urgent (urgent: marked in the subject and the message).
         #[arg(long, default_value = "info")]
         severity: String,
+        /// The notice in another language, repeatable: `--version th=notice.th.md`. The
+        /// file's first line is the title (a leading `# ` is dropped), the rest the
+        /// Markdown body. --title and --body-file are in `[defaults] language`; each
+        /// reader gets the version matching their language.
+        #[arg(long = "version", value_name = "LANG=FILE")]
+        versions: Vec<String>,
         /// Idempotency key: a second send with the same key returns the first notice.
         #[arg(long)]
         key: Option<String>,
@@ -66,6 +72,7 @@ impl NoticeArgs {
             lists,
             channels,
             severity,
+            versions,
             key,
             by,
             json,
@@ -79,6 +86,10 @@ impl NoticeArgs {
             std::fs::read_to_string(&body_file)
                 .with_context(|| format!("--body-file {}: cannot read", body_file.display()))?
         };
+        let versions = versions
+            .iter()
+            .map(|v| read_version(v))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let by = by
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "cli".into());
@@ -92,6 +103,7 @@ impl NoticeArgs {
                 by: &by,
                 key: key.as_deref(),
                 channels: &channels,
+                versions: &versions,
             })
             .map_err(ops_err)?;
         if json {
@@ -124,6 +136,23 @@ impl NoticeArgs {
             None => Ok(()),
         }
     }
+}
+
+/// One `--version LANG=FILE`: the file's first line is the title (without a leading
+/// `# `), the rest the body.
+fn read_version(arg: &str) -> anyhow::Result<crate::notice::NoticeVersion> {
+    let Some((language, file)) = arg.split_once('=') else {
+        anyhow::bail!("--version {arg}: write LANG=FILE, e.g. --version th=notice.th.md");
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--version {arg}: cannot read {file}"))?;
+    let (title, body) = text.split_once('\n').unwrap_or((&text, ""));
+    let title = title.trim();
+    Ok(crate::notice::NoticeVersion {
+        language: language.trim().to_string(),
+        title: title.strip_prefix("# ").unwrap_or(title).to_string(),
+        body: body.to_string(),
+    })
 }
 
 /// `notice send --json`: the result once queued, or with `--wait` once delivery is over

@@ -18,6 +18,10 @@ pub struct PreviewArgs {
     /// `wechat`: the article HTML as it will be uploaded (images still as cid: references).
     #[arg(long, default_value = "email")]
     channel: String,
+    /// The language version to show (its tag, e.g. `th`); default: the primary (for
+    /// `--channel wechat`, the version the account publishes).
+    #[arg(long)]
+    language: Option<String>,
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -50,6 +54,7 @@ impl PreviewArgs {
                 id: &self.id,
                 channel,
                 format: self.format.into(),
+                language: self.language.as_deref(),
             })
             .await
             .map_err(|e| ops_error(e, &["id"]))?;

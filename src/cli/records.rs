@@ -1,4 +1,5 @@
-//! `bulletin records`: the stored records and their states, as a table or JSON.
+//! `bulletin records`: the stored records, their language versions and states, as a
+//! table or JSON.
 
 use super::{ops_err, table, Ctx};
 
@@ -21,11 +22,13 @@ impl RecordsArgs {
             let v = serde_json::to_value(&records)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            let mut t = table(&["id", "held on", "state", "approved by", "title"]);
+            let mut t = table(&["id", "held on", "versions", "state", "approved by", "title"]);
             for r in &records {
                 t.add_row(vec![
                     r.id.clone(),
                     r.held_on.to_string(),
+                    // The primary's language first.
+                    r.versions.join(", "),
                     r.state.to_string(),
                     r.approved_by.clone().unwrap_or_default(),
                     r.title.clone(),

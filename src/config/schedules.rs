@@ -1,5 +1,5 @@
 //! `[scheduler]` and `[[schedules]]`: the catch-up window and each schedule (cron, time
-//! zone, lists, mode, channels).
+//! zone, lists, mode, channels, languages).
 
 use super::{ConfigError, Source};
 use crate::domain::delivery::ChannelKind;
@@ -41,6 +41,8 @@ pub(super) struct RawSchedule {
     mode: ScheduleMode,
     #[serde(default = "default_channels")]
     channels: Vec<ChannelKind>,
+    /// Which language versions it sends; absent: all.
+    languages: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 fn default_tz() -> String {
@@ -63,8 +65,35 @@ pub(super) fn validate(
         let span = s.span();
         let s = s.into_inner();
         let key = |field: &str| format!("schedules[{}].{field}", i + 1);
-        let sched = Schedule::parse(&s.name, &s.cron, &s.timezone, &s.lists, s.mode, &s.channels)
-            .map_err(|e| src.error(Some(span.clone()), &key(e.field()), e))?;
+        let mut sched =
+            Schedule::parse(&s.name, &s.cron, &s.timezone, &s.lists, s.mode, &s.channels)
+                .map_err(|e| src.error(Some(span.clone()), &key(e.field()), e))?;
+        if let Some(langs) = s.languages {
+            if langs.get_ref().is_empty() {
+                return Err(src.error(
+                    Some(langs.span()),
+                    &key("languages"),
+                    "names no language: name at least one (e.g. [\"en\", \"zh-Hans\"]), or leave `languages` out to send every version",
+                ));
+            }
+            for (j, l) in langs.get_ref().iter().enumerate() {
+                if crate::domain::language::parse_tag(l.get_ref()).is_none() {
+                    return Err(src.error(
+                        Some(l.span()),
+                        &key(&format!("languages[{}]", j + 1)),
+                        format!(
+                            "`{}` is not a BCP 47 language tag (e.g. en, zh-Hans, th)",
+                            l.get_ref().escape_default()
+                        ),
+                    ));
+                }
+            }
+            sched.languages = langs
+                .into_inner()
+                .into_iter()
+                .map(|l| l.into_inner().trim().to_string())
+                .collect();
+        }
         if schedules.iter().any(|o| o.name == sched.name) {
             return Err(src.error(
                 Some(span),

@@ -50,6 +50,12 @@ pub(super) struct RawWechat {
     outbox_dir: Option<PathBuf>,
     #[serde(default = "default_publish_settle")]
     publish_settle_minutes: u64,
+    #[serde(default = "default_language")]
+    language: String,
+}
+
+fn default_language() -> String {
+    "zh-Hans".into()
 }
 
 fn yes() -> bool {
@@ -100,6 +106,10 @@ pub struct WechatConfig {
     /// The longest a publish may take: after a `freepublish/submit` whose answer was
     /// lost, "WeChat did not take it" is concluded only once this has passed.
     pub publish_settle: Duration,
+    /// The language version the account publishes (BCP 47; default `zh-Hans`): a
+    /// record's version for it by [`crate::domain::language::negotiate`], else its
+    /// primary.
+    pub language: String,
 }
 
 /// Checks `[wechat]`; None when it is disabled. A missing AppSecret (with no outbox) is
@@ -142,6 +152,7 @@ pub(super) fn validate(
         timeout: Duration::from_secs(w.timeout_seconds),
         outbox_dir: w.outbox_dir,
         publish_settle: Duration::from_secs(w.publish_settle_minutes * 60),
+        language: w.language,
     }))
 }
 
@@ -163,6 +174,15 @@ impl RawWechat {
                 format!(
                     "`{}` must start with https:// or http://",
                     self.api_base.escape_default()
+                ),
+            ));
+        }
+        if crate::domain::language::parse_tag(&self.language).is_none() {
+            return Err(e(
+                "language",
+                format!(
+                    "`{}` is not a BCP 47 language tag (e.g. zh-Hans)",
+                    self.language.escape_default()
                 ),
             ));
         }

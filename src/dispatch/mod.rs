@@ -216,6 +216,8 @@ impl Dispatcher {
             images,
             wechat: b.wechat,
             email_bodies: Default::default(),
+            versions: b.versions.into_iter().map(Into::into).collect(),
+            reader_versions: Default::default(),
         });
         if cache.len() > 64 {
             cache.clear();

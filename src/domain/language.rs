@@ -75,6 +75,20 @@ pub fn negotiate<'a>(reader: Option<&str>, versions: &[&'a str], primary: &'a st
     primary
 }
 
+/// Whether two tags name the same written language: the same tag, or the same language
+/// and script once likely subtags are filled in (`zh-CN` and `zh-Hans`, `en` and
+/// `en-GB`; not `zh-Hans` and `zh-Hant`). A tag that does not parse matches nothing.
+pub fn same_written_language(a: &str, b: &str) -> bool {
+    let (Some(a), Some(b)) = (parse_tag(a), parse_tag(b)) else {
+        return false;
+    };
+    if a == b {
+        return true;
+    }
+    let (a, b) = (maximized(&a), maximized(&b));
+    a.language == b.language && a.script == b.script
+}
+
 /// The label locale for a text in `language`: labels always match the text's language
 /// (`zh-CN` → `zh-Hans`, `zh-Hant-TW` and `zh-TW` → `zh-Hant`, `th-TH` → `th`), by the
 /// rules of [`negotiate`] over [`label_locales`]; a language without labels gets
@@ -146,6 +160,18 @@ mod tests {
         assert_eq!(pick("km", &["en", "zh-Hans", "th"]), PRIMARY);
         assert_eq!(negotiate(None, &["zh", "th"], "th"), "th");
         assert_eq!(pick("fr", &[]), PRIMARY);
+    }
+
+    #[test]
+    fn written_languages() {
+        assert!(same_written_language("zh-CN", "zh-Hans"));
+        assert!(same_written_language("zh", "zh-SG"));
+        assert!(same_written_language("en", "en-GB"));
+        assert!(same_written_language("TH", "th-TH"));
+        assert!(!same_written_language("zh-Hans", "zh-Hant"));
+        assert!(!same_written_language("zh-TW", "zh"));
+        assert!(!same_written_language("en", "th"));
+        assert!(!same_written_language("!!", "!!"));
     }
 
     #[test]

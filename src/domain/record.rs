@@ -135,6 +135,36 @@ impl SessionRecord {
     }
 }
 
+/// The content hash of a whole record: its versions' own hashes, each under its
+/// language, the primary first and the others in language order. A record of one
+/// version keeps that version's hash, so records approved before versions existed keep
+/// their approval. Approval freezes this hash: adding or changing any version changes it.
+pub fn combined_hash<'a>(
+    primary: (&'a str, &'a str),
+    others: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
+    let mut others: Vec<(&str, &str)> = others.into_iter().collect();
+    if others.is_empty() {
+        return primary.1.to_string();
+    }
+    others.sort();
+    let mut h = Sha256::new();
+    for (language, hash) in std::iter::once(primary).chain(others) {
+        h.update(language.as_bytes());
+        h.update(b"\0");
+        h.update(hash.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// Whether two language tags name the same version (case and `_` ignored).
+pub fn same_language(a: &str, b: &str) -> bool {
+    a.trim()
+        .replace('_', "-")
+        .eq_ignore_ascii_case(&b.trim().replace('_', "-"))
+}
+
 /// One problem in a record file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
@@ -678,5 +708,18 @@ attendees = "All"
         let b = parse_record(&MINIMAL.replace("Sum", "Summary"), "m.toml", "en").unwrap();
         assert_ne!(a.content_hash(&[]), b.content_hash(&[]));
         assert_eq!(a.content_hash(&[]), a.clone().content_hash(&[]));
+        // One version: its own hash; several: a hash over all of them, any order.
+        assert_eq!(combined_hash(("en", "h1"), []), "h1");
+        let two = combined_hash(("en", "h1"), [("th", "h2"), ("zh", "h3")]);
+        assert_eq!(
+            two,
+            combined_hash(("en", "h1"), [("zh", "h3"), ("th", "h2")])
+        );
+        assert_ne!(
+            two,
+            combined_hash(("en", "h1"), [("th", "h2"), ("zh", "h4")])
+        );
+        assert_ne!(two, combined_hash(("en", "h1"), [("th", "h2")]));
+        assert!(same_language("zh_hans", "zh-Hans") && !same_language("zh", "zh-Hans"));
     }
 }

@@ -66,6 +66,8 @@ pub struct Schedule {
     pub lists: Vec<ListName>,
     pub mode: ScheduleMode,
     pub channels: Vec<ChannelKind>,
+    /// The language versions it sends (`languages = [...]`); empty: every version.
+    pub languages: Vec<String>,
 }
 
 impl Schedule {
@@ -108,7 +110,19 @@ impl Schedule {
             lists,
             mode,
             channels: channels.to_vec(),
+            languages: Vec::new(),
         })
+    }
+
+    /// Whether this schedule sends a version in `language`: every version when it names
+    /// no languages, else one in a named language and script
+    /// ([`crate::domain::language::same_written_language`]: `zh-CN` is `zh-Hans`).
+    pub fn sends_language(&self, language: &str) -> bool {
+        self.languages.is_empty()
+            || self
+                .languages
+                .iter()
+                .any(|l| super::language::same_written_language(l, language))
     }
 
     /// The first fire time strictly after `t`.

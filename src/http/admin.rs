@@ -437,11 +437,14 @@ struct PreviewQuery {
     /// `html` (the default) or `text`.
     #[param(value_type = Option<PreviewFormat>)]
     format: Option<String>,
+    /// The language version to show (its tag, e.g. `th`); default: the primary.
+    language: Option<String>,
 }
 
 /// The record's bulletin as it will be sent
 ///
-/// The e-mail's HTML or plain-text part, rendered as the dispatcher would render it now.
+/// The e-mail's HTML or plain-text part, rendered as the dispatcher would render it now,
+/// of the primary version or of the one `language` names.
 #[utoipa::path(get, path = "/api/records/{id}/preview", tag = "api",
     params(("id" = String, Path, description = "record id"), PreviewQuery),
     responses(
@@ -450,7 +453,7 @@ struct PreviewQuery {
             (String = "text/plain"),
         )),
         (status = 400, description = "an unknown query parameter or format (code invalid_query)", body = ErrorBody),
-        (status = 404, description = "no such record (code record_not_found)", body = ErrorBody),
+        (status = 404, description = "no such record, or no version in that language (code record_not_found)", body = ErrorBody),
     )
 )]
 async fn preview(
@@ -471,6 +474,7 @@ async fn preview(
             id: &id,
             channel: ChannelKind::Email,
             format,
+            language: q.language.as_deref(),
         })
         .await?;
     Ok((
@@ -768,6 +772,10 @@ struct NoticeBody {
     #[serde(default)]
     #[schema(value_type = Vec<ChannelKind>)]
     channels: Vec<String>,
+    /// The notice in other languages (`title` and `body` are in `[defaults] language`):
+    /// each reader gets the version matching their language.
+    #[serde(default)]
+    versions: Vec<crate::notice::NoticeVersion>,
 }
 
 fn default_severity() -> String {
@@ -803,6 +811,7 @@ async fn notice(
         by: &b.by,
         key: b.key.as_deref(),
         channels: &b.channels,
+        versions: &b.versions,
     })?;
     // The notice is queued in a task of its own: a client that hangs up or times out
     // mid-request does not cut its fan-out short.

@@ -21,6 +21,9 @@ pub struct NoticeInput<'a> {
     pub key: Option<&'a str>,
     /// `email` (always) and optionally `wechat`.
     pub channels: &'a [String],
+    /// The notice in other languages (title and body above are in `[defaults]
+    /// language`); each reader gets the version matching their language.
+    pub versions: &'a [crate::notice::NoticeVersion],
 }
 
 impl From<NoticeError> for OpsError {
@@ -45,7 +48,8 @@ impl Ops {
             input.by,
             input.key,
         )
-        .and_then(|r| r.with_channels(input.channels))?)
+        .and_then(|r| r.with_channels(input.channels))
+        .and_then(|r| r.with_versions(&self.config.default_language, input.versions))?)
     }
 
     /// Queues the notice once (a repeated key, or the same content within the dedupe

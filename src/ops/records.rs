@@ -13,9 +13,13 @@ use std::path::Path;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordSummary {
     pub id: String,
+    /// The primary version's title.
     pub title: String,
     pub held_on: NaiveDate,
+    /// The primary version's language.
     pub language: String,
+    /// Every version's language, the primary's first.
+    pub versions: Vec<String>,
     pub state: RecordState,
     pub approved_by: Option<String>,
     pub approved_at: Option<DateTime<Utc>>,
@@ -30,6 +34,7 @@ impl From<&StoredRecord> for RecordSummary {
             title: r.record.title.clone(),
             held_on: r.record.held_on,
             language: r.record.language.clone(),
+            versions: r.languages().iter().map(|l| l.to_string()).collect(),
             state: r.state,
             approved_by: r.approved_by.clone(),
             approved_at: r.approved_at,
@@ -46,6 +51,10 @@ pub type RecordDetail = StoredRecord;
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportedRecord {
     pub id: String,
+    /// The language of the version this file holds.
+    pub language: String,
+    /// Every version the record now has, the primary's first.
+    pub versions: Vec<String>,
     pub outcome: ImportOutcome,
 }
 
@@ -96,6 +105,8 @@ pub struct PreviewInput<'a> {
     pub channel: ChannelKind,
     /// For e-mail: the HTML part, or the plain-text part with the subject.
     pub format: PreviewFormat,
+    /// The version to show (its exact language tag); None: the primary.
+    pub language: Option<&'a str>,
 }
 
 /// A record's bulletin as it will be sent.
@@ -123,6 +134,12 @@ impl Ops {
     /// Reads, validates and stores a record file with its images. Nothing is stored on
     /// error (every error of the file is returned, by line and field).
     pub async fn import_record_file(&self, path: &Path) -> Result<ImportedRecord> {
+        self.import_version(path, &[]).await
+    }
+
+    /// Imports one version's file. `also`: the languages of the same record's other files
+    /// in this import (so a primary may change the images every version shows).
+    async fn import_version(&self, path: &Path, also: &[String]) -> Result<ImportedRecord> {
         let file = path.display().to_string();
         let one = |message: String| {
             RecordErrors(vec![RecordError {
@@ -187,12 +204,26 @@ impl Ops {
                 });
             }
         }
+        let hashes: Vec<String> = images.iter().map(|i| i.sha256.clone()).collect();
+        // Every version of a record shows the same images (captions and alt text are
+        // its own): the record's primary sets them.
+        if errors.is_empty() {
+            if let Some(why) = self.image_mismatch(&record, &hashes, also).await? {
+                errors.push(RecordError {
+                    file: file.clone(),
+                    line: None,
+                    column: None,
+                    field: Some("images".into()),
+                    message: why,
+                });
+            }
+        }
         if !errors.is_empty() {
             return Err(RecordErrors(errors).into());
         }
-        let hashes: Vec<String> = images.iter().map(|i| i.sha256.clone()).collect();
         let content_hash = record.content_hash(&hashes);
         let id = record.id.to_string();
+        let language = record.language.clone();
         let outcome = self
             .store
             .import_record(
@@ -201,21 +232,89 @@ impl Ops {
                     images,
                     content_hash,
                     source_file: file,
+                    preferred_primary: self.config.default_language.clone(),
                 },
                 self.clock.now(),
             )
             .await?;
-        Ok(ImportedRecord { id, outcome })
+        let versions = match self.store.record(&id).await? {
+            Some(r) => r.languages().iter().map(|l| l.to_string()).collect(),
+            None => vec![language.clone()],
+        };
+        Ok(ImportedRecord {
+            id,
+            language,
+            versions,
+            outcome,
+        })
     }
 
-    /// Imports record files, each stored whole or refused whole. Two files of one import
-    /// with the same id would overwrite each other in turn: all of them are refused
-    /// instead, so the editor picks one. Results are in the order of `files`.
+    /// Why a version's images cannot be stored with the record's other versions, if they
+    /// cannot: a version other than the primary must show the stored images; the primary
+    /// may change them only when every other version comes in the same import.
+    async fn image_mismatch(
+        &self,
+        record: &crate::domain::SessionRecord,
+        hashes: &[String],
+        also: &[String],
+    ) -> Result<Option<String>> {
+        use crate::domain::record::same_language;
+        let Some(existing) = self.store.record(record.id.as_str()).await? else {
+            return Ok(None);
+        };
+        let lang = record.language.as_str();
+        let others: Vec<&str> = existing
+            .languages()
+            .into_iter()
+            .filter(|l| !same_language(l, lang))
+            .collect();
+        if others.is_empty() {
+            return Ok(None);
+        }
+        let default = self.config.default_language.as_str();
+        let primary = same_language(&existing.record.language, lang)
+            || (existing.version(lang).is_none()
+                && same_language(lang, default)
+                && !same_language(&existing.record.language, default));
+        if primary
+            && others
+                .iter()
+                .all(|o| also.iter().any(|a| same_language(a, o)))
+        {
+            return Ok(None);
+        }
+        let stored: Vec<String> = self
+            .store
+            .record_images(record.id.as_str())
+            .await?
+            .into_iter()
+            .map(|i| i.sha256)
+            .collect();
+        if stored == hashes {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "these {} image(s) differ from the {} the record's other version(s) ({}) show: every language version shows the same images in the same order (captions and alt text are its own); to change them, import every version together, the primary ({}) first",
+            hashes.len(),
+            stored.len(),
+            others.join(", "),
+            existing.record.language
+        )))
+    }
+
+    /// Imports record files, each stored whole or refused whole. Files with the same id
+    /// and different languages are language versions of one record (the first imported,
+    /// or the one in `[defaults] language`, is its primary). Two files of one import with
+    /// the same id and language would overwrite each other in turn: all of them are
+    /// refused instead, so the editor picks one. Results are in the order of `files`.
     pub async fn import_records(&self, files: &[std::path::PathBuf]) -> Result<Vec<FileImport>> {
         use std::collections::HashMap;
         let today = self.clock.now().date_naive();
         let mut by_id: HashMap<String, Vec<&std::path::PathBuf>> = HashMap::new();
         let mut warnings = HashMap::new();
+        // Each record's languages in this import, and each file's record id.
+        let mut languages: HashMap<String, Vec<String>> = HashMap::new();
+        let mut ids: HashMap<&std::path::PathBuf, String> = HashMap::new();
         for f in files {
             // Read as the import reads (regular files only, size-limited): a FIFO given
             // here must not hang this first pass either.
@@ -240,16 +339,28 @@ impl Ops {
                     .unwrap_or_default();
                 warnings.insert(f, format!("warning: {}{line}: held_on: {w}", f.display()));
             }
-            let same = by_id.entry(r.id.to_string()).or_default();
+            let same = by_id
+                .entry(format!(
+                    "{}\0{}",
+                    r.id,
+                    r.language.replace('_', "-").to_ascii_lowercase()
+                ))
+                .or_default();
             if !same.contains(&f) {
                 same.push(f);
             }
+            languages
+                .entry(r.id.to_string())
+                .or_default()
+                .push(r.language.clone());
+            ids.insert(f, r.id.to_string());
         }
         let mut out = Vec::with_capacity(files.len());
         for f in files {
             let duplicate = by_id.iter().find(|(_, v)| v.len() > 1 && v.contains(&f));
             let outcome = match duplicate {
-                Some((id, same)) => {
+                Some((key, same)) => {
+                    let (id, language) = key.split_once('\0').unwrap_or((key, ""));
                     let others: Vec<_> = same
                         .iter()
                         .filter(|o| **o != f)
@@ -258,12 +369,19 @@ impl Ops {
                     Err(OpsError::invalid(
                         "id",
                         format!(
-                            "`{id}` is also the id of {} in this import; each record needs its own id",
+                            "`{id}` is also the id of {} in this import, in the same language (`{language}`); each record needs its own id, and each of its language versions its own `language`",
                             others.join(", ")
                         ),
                     ))
                 }
-                None => self.import_record_file(f).await,
+                None => {
+                    let also = ids
+                        .get(f)
+                        .and_then(|id| languages.get(id))
+                        .cloned()
+                        .unwrap_or_default();
+                    self.import_version(f, &also).await
+                }
             };
             let (warning, wechat_size) = match &outcome {
                 Ok(r) => (warnings.get(f).cloned(), self.wechat_size(&r.id).await?),
@@ -328,9 +446,23 @@ impl Ops {
     /// The record's bulletin as the channel will carry it; the unsubscribe link points
     /// at `/unsubscribe/PREVIEW`.
     pub async fn preview(&self, input: PreviewInput<'_>) -> Result<Preview> {
-        let r = self.record(input.id).await?;
+        let stored = self.record(input.id).await?;
+        let version = match input.language {
+            Some(l) => stored.version(l).ok_or_else(|| {
+                OpsError::not_found(
+                    Missing::Record,
+                    format!(
+                        "record `{}` has no version in `{l}`; its versions: {}",
+                        input.id,
+                        stored.languages().join(", ")
+                    ),
+                )
+            })?,
+            None if input.channel == ChannelKind::Wechat => self.wechat_version(&stored),
+            None => &stored.record,
+        };
         if input.channel == ChannelKind::Wechat {
-            let a = self.wechat_article(&r)?;
+            let a = self.wechat_article(version)?;
             let size = crate::render::wechat_content_size(&a.html);
             let max = crate::render::WECHAT_CONTENT_MAX;
             return Ok(Preview {
@@ -355,7 +487,7 @@ impl Ops {
             .map(|i| i.width)
             .collect::<Vec<_>>()];
         let rendered = crate::render::render_bulletin(
-            std::slice::from_ref(&r.record),
+            std::slice::from_ref(version),
             &widths,
             &self.config.publisher,
             &self.config.default_language,
@@ -385,7 +517,8 @@ impl Ops {
         let Some(r) = self.store.record(id).await? else {
             return Ok(None);
         };
-        let (size, schedule) = crate::render::wechat_article_size(&self.config, &r.record)?;
+        let (size, schedule) =
+            crate::render::wechat_article_size(&self.config, self.wechat_version(&r))?;
         let max = crate::render::WECHAT_CONTENT_MAX;
         Ok(schedule.map(|s| WechatSize {
             size,
@@ -395,14 +528,28 @@ impl Ops {
         }))
     }
 
-    fn wechat_article(&self, r: &StoredRecord) -> Result<crate::render::WechatArticle> {
+    /// The version of `r` the WeChat account publishes: the one for `wechat.language`
+    /// (default zh-Hans), else the primary.
+    pub fn wechat_version<'r>(&self, r: &'r StoredRecord) -> &'r crate::domain::SessionRecord {
+        let language = self
+            .config
+            .wechat
+            .as_ref()
+            .map_or("zh-Hans", |w| w.language.as_str());
+        r.version_for(Some(language))
+    }
+
+    fn wechat_article(
+        &self,
+        r: &crate::domain::SessionRecord,
+    ) -> Result<crate::render::WechatArticle> {
         let author = self
             .config
             .wechat
             .as_ref()
             .map_or("", |w| w.author.as_str());
         Ok(crate::render::render_wechat_article(
-            std::slice::from_ref(&r.record),
+            std::slice::from_ref(r),
             &self.config.publisher,
             &self.config.default_language,
             author,
@@ -431,9 +578,11 @@ async fn check_approvable(ops: &Ops, r: &StoredRecord) -> Result<()> {
     {
         return Err(OpsError::invalid("id", why));
     }
-    crate::render::check_approvable(&ops.config, &r.record).map_err(|message| OpsError::Refused {
-        why: Refusal::ArticleTooLong,
-        message: message.to_string(),
+    crate::render::check_approvable(&ops.config, ops.wechat_version(r)).map_err(|message| {
+        OpsError::Refused {
+            why: Refusal::ArticleTooLong,
+            message: message.to_string(),
+        }
     })
 }
 
@@ -532,6 +681,7 @@ mod tests {
                     id: &id,
                     channel,
                     format,
+                    language: None,
                 })
                 .await
                 .unwrap()

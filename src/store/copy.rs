@@ -34,6 +34,21 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("imported_at", Int),
             ("updated_at", Int),
             ("published_at", Int),
+            ("version_hash", Text),
+        ],
+    ),
+    (
+        "record_versions",
+        &[
+            ("record_id", Text),
+            ("language", Text),
+            ("title", Text),
+            ("held_on", Text),
+            ("body_json", Text),
+            ("content_hash", Text),
+            ("source_file", Text),
+            ("imported_at", Int),
+            ("updated_at", Int),
         ],
     ),
     (
@@ -109,6 +124,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "bulletin_versions",
+        &[
+            ("bulletin_id", Int),
+            ("language", Text),
+            ("position", Int),
+            ("subject", Text),
+            ("html", Text),
+            ("text", Text),
+        ],
+    ),
+    (
         "publications",
         &[
             ("schedule", Text),
@@ -141,6 +167,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("sent_at", Int),
             ("claimed_by", Text),
             ("unconfirmed", Int),
+            ("language", Text),
         ],
     ),
     (

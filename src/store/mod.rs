@@ -8,7 +8,7 @@
 macro_rules! claimed_columns {
     () => {
         "id, bulletin_id, channel, recipient, recipient_name, list_id, subscriber_id,
-         attempts, ambiguous, created_at, priority, next_attempt_at, unconfirmed"
+         attempts, ambiguous, created_at, priority, next_attempt_at, unconfirmed, language"
     };
 }
 
@@ -66,8 +66,12 @@ pub struct ImageData {
 pub struct NewRecord {
     pub record: SessionRecord,
     pub images: Vec<ImageData>,
+    /// This version's own hash ([`SessionRecord::content_hash`]).
     pub content_hash: String,
     pub source_file: String,
+    /// `[defaults] language`: a version in it becomes the primary when it arrives, else
+    /// the first version imported stays primary.
+    pub preferred_primary: String,
 }
 
 /// What importing did.
@@ -92,8 +96,13 @@ pub enum ApproveOutcome {
 /// A stored record.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredRecord {
+    /// The primary version.
     pub record: SessionRecord,
+    /// The other language versions, by language.
+    #[serde(default)]
+    pub versions: Vec<SessionRecord>,
     pub state: RecordState,
+    /// The hash approval freezes: over every version ([`crate::domain::record::combined_hash`]).
     pub content_hash: String,
     pub source_file: String,
     pub approved_by: Option<String>,
@@ -101,6 +110,34 @@ pub struct StoredRecord {
     pub imported_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
+}
+
+impl StoredRecord {
+    /// The languages of its versions, the primary's first.
+    pub fn languages(&self) -> Vec<&str> {
+        std::iter::once(&self.record)
+            .chain(&self.versions)
+            .map(|v| v.language.as_str())
+            .collect()
+    }
+
+    /// Every version, the primary first.
+    pub fn all_versions(&self) -> impl Iterator<Item = &SessionRecord> {
+        std::iter::once(&self.record).chain(&self.versions)
+    }
+
+    /// The version in `language` exactly (case and `_` ignored).
+    pub fn version(&self, language: &str) -> Option<&SessionRecord> {
+        self.all_versions()
+            .find(|v| crate::domain::record::same_language(&v.language, language))
+    }
+
+    /// The version a reader of `reader` gets ([`crate::domain::language::negotiate`]).
+    pub fn version_for(&self, reader: Option<&str>) -> &SessionRecord {
+        let langs = self.languages();
+        let pick = crate::domain::language::negotiate(reader, &langs, &self.record.language);
+        self.version(pick).unwrap_or(&self.record)
+    }
 }
 
 /// A list with its counts by subscriber status.
@@ -149,6 +186,18 @@ pub struct NewBulletin {
     pub record_ids: Vec<String>,
     /// The WeChat article, when the bulletin goes to WeChat too.
     pub wechat: Option<crate::domain::WechatArticle>,
+    /// Its other language versions (the fields above are the primary's), each rendered
+    /// once.
+    pub versions: Vec<BulletinVersion>,
+}
+
+/// One language version of a bulletin, rendered once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BulletinVersion {
+    pub language: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
 }
 
 mod words {
@@ -203,6 +252,8 @@ pub struct StoredBulletin {
     pub priority: i64,
     pub created_at: DateTime<Utc>,
     pub wechat: Option<crate::domain::WechatArticle>,
+    /// Its other language versions (the fields above are the primary's).
+    pub versions: Vec<BulletinVersion>,
 }
 
 /// The fan-out rule for channels that deliver to an account rather than to each
@@ -296,6 +347,8 @@ pub struct Claimed {
     pub unconfirmed: u32,
     /// When this claim took the row over from a claim whose lease expired: who held it.
     pub taken_from: Option<String>,
+    /// The reader's language (their subscriber row's, at fan-out): which version they get.
+    pub language: Option<String>,
 }
 
 /// The name under which this process claims ledger rows (`claimed_by`): host, pid and a

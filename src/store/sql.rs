@@ -463,9 +463,132 @@ where
                     priority: r.get("priority"),
                     unconfirmed: r.get::<i64, _>("unconfirmed") as u32,
                     taken_from: None,
+                    language: r.get("language"),
                 })
             })
             .collect()
+    }
+
+    /// Writes `rec` as the record's primary version (inserting the record when `new`),
+    /// with `hash` as the record's content hash; a changed record is a draft again.
+    async fn write_primary(
+        conn: &mut DB::Connection,
+        rec: &NewRecord,
+        body: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        new: bool,
+    ) -> Result<()> {
+        let sql = if new {
+            "INSERT INTO records (language, title, held_on, body_json, content_hash, version_hash,
+             source_file, id, state, imported_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'draft', $8, $8)"
+        } else {
+            "UPDATE records SET language = $1, title = $2, held_on = $3, body_json = $4, content_hash = $5,
+             version_hash = $6, source_file = $7, state = 'draft', approved_by = NULL, approved_at = NULL,
+             approved_hash = NULL, updated_at = $8 WHERE id = $9"
+        };
+        sqlx::query(sql)
+            .bind(&rec.record.language)
+            .bind(&rec.record.title)
+            .bind(rec.record.held_on.to_string())
+            .bind(body)
+            .bind(hash)
+            .bind(&rec.content_hash)
+            .bind(&rec.source_file)
+            .bind(ms(now))
+            .bind(rec.record.id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn write_images(conn: &mut DB::Connection, rec: &NewRecord) -> Result<()> {
+        for (i, im) in rec.images.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO record_images (record_id, position, file, content_type, sha256, width, height, bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(rec.record.id.as_str())
+            .bind(i as i64)
+            .bind(&im.file)
+            .bind(&im.content_type)
+            .bind(&im.sha256)
+            .bind(im.width as i64)
+            .bind(im.height as i64)
+            .bind(&im.bytes)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Fills in each record's other language versions.
+    async fn with_versions(&self, mut recs: Vec<StoredRecord>) -> Result<Vec<StoredRecord>> {
+        for r in &mut recs {
+            let rows = sqlx::query(
+                "SELECT body_json FROM record_versions WHERE record_id = $1 ORDER BY language",
+            )
+            .bind(r.record.id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            r.versions = rows
+                .iter()
+                .map(|row| {
+                    serde_json::from_str(&row.get::<String, _>("body_json"))
+                        .map_err(|e| StoreError::Corrupt(format!("record version body: {e}")))
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(recs)
+    }
+
+    /// Fills in each bulletin's other language versions.
+    async fn with_bulletin_versions(
+        &self,
+        mut bs: Vec<StoredBulletin>,
+    ) -> Result<Vec<StoredBulletin>> {
+        for b in &mut bs {
+            b.versions = sqlx::query(
+                "SELECT language, subject, html, text FROM bulletin_versions WHERE bulletin_id = $1
+                 ORDER BY position",
+            )
+            .bind(b.id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| BulletinVersion {
+                language: r.get("language"),
+                subject: r.get("subject"),
+                html: r.get("html"),
+                text: r.get("text"),
+            })
+            .collect();
+        }
+        Ok(bs)
+    }
+
+    /// Stores a new bulletin's other language versions.
+    async fn write_bulletin_versions(
+        conn: &mut DB::Connection,
+        id: i64,
+        b: &NewBulletin,
+    ) -> Result<()> {
+        for (pos, v) in b.versions.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO bulletin_versions (bulletin_id, language, position, subject, html, text)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(&v.language)
+            .bind(pos as i64)
+            .bind(&v.subject)
+            .bind(&v.html)
+            .bind(&v.text)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 
     fn record_from_row(row: &DB::Row) -> Result<StoredRecord> {
@@ -474,6 +597,7 @@ where
             .map_err(|e| StoreError::Corrupt(format!("record body: {e}")))?;
         Ok(StoredRecord {
             record,
+            versions: Vec::new(),
             state: parse_enum(&row.get::<String, _>("state"))?,
             content_hash: row.get("content_hash"),
             source_file: row.get("source_file"),
@@ -546,6 +670,7 @@ where
                 .map(|j| serde_json::from_str(&j))
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("bulletin WeChat article: {e}")))?,
+            versions: Vec::new(),
         })
     }
 
@@ -617,8 +742,8 @@ where
             let Some(last) = last else { break };
             let r = sqlx::query(
                 "INSERT INTO deliveries (bulletin_id, channel, recipient, recipient_name, list_id,
-                 subscriber_id, priority, status, next_attempt_at, created_at, updated_at)
-                 SELECT $1, $2, s.email, s.name, s.list_id, s.id, $3, 'queued', $4, $4, $4
+                 subscriber_id, priority, status, next_attempt_at, created_at, updated_at, language)
+                 SELECT $1, $2, s.email, s.name, s.list_id, s.id, $3, 'queued', $4, $4, $4, s.language
                  FROM subscribers s WHERE s.list_id = $5 AND s.status = 'active' AND s.id > $6 AND s.id <= $7
                  ORDER BY s.id ON CONFLICT (bulletin_id, channel, recipient) DO NOTHING",
             )
@@ -697,86 +822,129 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn import_record(&self, rec: &NewRecord, now: DateTime<Utc>) -> Result<ImportOutcome> {
+        use crate::domain::record::{combined_hash, same_language};
         let mut tx = self.begin().await?;
         let id = rec.record.id.as_str();
-        let existing = sqlx::query("SELECT state, content_hash FROM records WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let lang = rec.record.language.as_str();
+        let existing = sqlx::query(
+            "SELECT state, coalesce(version_hash, content_hash) AS version_hash, language
+             FROM records WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let body = serde_json::to_string(&rec.record).expect("record serialises");
-        let outcome = match existing {
-            Some(row) => {
-                let state: RecordState = parse_enum(&row.get::<String, _>("state"))?;
-                let hash: String = row.get("content_hash");
-                if hash == rec.content_hash {
-                    return Ok(ImportOutcome::Unchanged);
-                }
-                if state == RecordState::Published {
-                    return Err(StoreError::Refused(format!(
-                        "record `{id}` is published and cannot change; import it under a new id"
-                    )));
-                }
-                sqlx::query(
-                    "UPDATE records SET language = $1, title = $2, held_on = $3, body_json = $4, content_hash = $5,
-                     state = 'draft', source_file = $6, approved_by = NULL, approved_at = NULL, approved_hash = NULL,
-                     updated_at = $7 WHERE id = $8",
-                )
-                .bind(&rec.record.language)
-                .bind(&rec.record.title)
-                .bind(rec.record.held_on.to_string())
-                .bind(&body)
-                .bind(&rec.content_hash)
-                .bind(&rec.source_file)
-                .bind(ms(now))
+        let Some(row) = existing else {
+            Self::write_primary(&mut *tx, rec, &body, &rec.content_hash, now, true).await?;
+            Self::write_images(&mut *tx, rec).await?;
+            tx.commit().await?;
+            return Ok(ImportOutcome::Created);
+        };
+        let state: RecordState = parse_enum(&row.get::<String, _>("state"))?;
+        let primary_lang: String = row.get("language");
+        let primary_hash: String = row.get("version_hash");
+        let mut others: Vec<(String, String)> =
+            sqlx::query("SELECT language, content_hash FROM record_versions WHERE record_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| (r.get("language"), r.get("content_hash")))
+                .collect();
+        let is_primary = same_language(&primary_lang, lang);
+        let known = others.iter().position(|(l, _)| same_language(l, lang));
+        let unchanged = if is_primary {
+            primary_hash == rec.content_hash
+        } else {
+            known.is_some_and(|i| others[i].1 == rec.content_hash)
+        };
+        if unchanged {
+            return Ok(ImportOutcome::Unchanged);
+        }
+        if state == RecordState::Published {
+            return Err(StoreError::Refused(format!(
+                "record `{id}` is published and cannot change (nor gain a language version); import it under a new id"
+            )));
+        }
+        // A new version in the preferred language takes the primary's place; the old
+        // primary becomes one of the other versions.
+        let promote = !is_primary
+            && known.is_none()
+            && same_language(lang, &rec.preferred_primary)
+            && !same_language(&primary_lang, &rec.preferred_primary);
+        let (new_primary, new_primary_hash) = if is_primary || promote {
+            (lang.to_string(), rec.content_hash.clone())
+        } else {
+            (primary_lang.clone(), primary_hash.clone())
+        };
+        if promote {
+            sqlx::query(
+                "INSERT INTO record_versions (record_id, language, title, held_on, body_json, content_hash,
+                 source_file, imported_at, updated_at)
+                 SELECT id, language, title, held_on, body_json, coalesce(version_hash, content_hash),
+                 source_file, imported_at, $1 FROM records WHERE id = $2",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            others.push((primary_lang.clone(), primary_hash.clone()));
+        }
+        if !is_primary && !promote {
+            match known {
+                Some(i) => others[i].1 = rec.content_hash.clone(),
+                None => others.push((lang.to_string(), rec.content_hash.clone())),
+            }
+        }
+        let hash = combined_hash(
+            (&new_primary, &new_primary_hash),
+            others.iter().map(|(l, h)| (l.as_str(), h.as_str())),
+        );
+        if is_primary || promote {
+            Self::write_primary(&mut *tx, rec, &body, &hash, now, false).await?;
+            sqlx::query("DELETE FROM record_images WHERE record_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM record_images WHERE record_id = $1")
+            Self::write_images(&mut *tx, rec).await?;
+        } else {
+            if let Some(i) = known {
+                sqlx::query("DELETE FROM record_versions WHERE record_id = $1 AND language = $2")
                     .bind(id)
+                    .bind(&others[i].0)
                     .execute(&mut *tx)
                     .await?;
-                if state == RecordState::Approved {
-                    ImportOutcome::ReturnedToDraft
-                } else {
-                    ImportOutcome::Updated
-                }
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO records (id, language, title, held_on, body_json, content_hash, state, source_file,
-                     imported_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7, $8, $8)",
-                )
-                .bind(id)
-                .bind(&rec.record.language)
-                .bind(&rec.record.title)
-                .bind(rec.record.held_on.to_string())
-                .bind(&body)
-                .bind(&rec.content_hash)
-                .bind(&rec.source_file)
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-                ImportOutcome::Created
-            }
-        };
-        for (i, im) in rec.images.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO record_images (record_id, position, file, content_type, sha256, width, height, bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO record_versions (record_id, language, title, held_on, body_json, content_hash,
+                 source_file, imported_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
             )
             .bind(id)
-            .bind(i as i64)
-            .bind(&im.file)
-            .bind(&im.content_type)
-            .bind(&im.sha256)
-            .bind(im.width as i64)
-            .bind(im.height as i64)
-            .bind(&im.bytes)
+            .bind(lang)
+            .bind(&rec.record.title)
+            .bind(rec.record.held_on.to_string())
+            .bind(&body)
+            .bind(&rec.content_hash)
+            .bind(&rec.source_file)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE records SET content_hash = $1, state = 'draft', approved_by = NULL, approved_at = NULL,
+                 approved_hash = NULL, updated_at = $2 WHERE id = $3",
+            )
+            .bind(&hash)
+            .bind(ms(now))
+            .bind(id)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(if state == RecordState::Approved {
+            ImportOutcome::ReturnedToDraft
+        } else {
+            ImportOutcome::Updated
+        })
     }
 
     async fn approve_record(
@@ -814,16 +982,17 @@ where
     }
 
     async fn record(&self, id: &str) -> Result<Option<StoredRecord>> {
-        sqlx::query("SELECT * FROM records WHERE id = $1")
+        let r = sqlx::query("SELECT * FROM records WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .map(|r| Self::record_from_row(&r))
-            .transpose()
+            .transpose()?;
+        Ok(self.with_versions(r.into_iter().collect()).await?.pop())
     }
 
     async fn records(&self, state: Option<RecordState>) -> Result<Vec<StoredRecord>> {
-        sqlx::query(
+        let recs = sqlx::query(
             "SELECT * FROM records WHERE ($1 IS NULL OR state = $1) ORDER BY held_on DESC, id",
         )
         .bind(state.map(|s| s.as_str()))
@@ -831,7 +1000,8 @@ where
         .await?
         .iter()
         .map(Self::record_from_row)
-        .collect()
+        .collect::<Result<_>>()?;
+        self.with_versions(recs).await
     }
 
     async fn record_images(&self, id: &str) -> Result<Vec<ImageData>> {
@@ -1058,7 +1228,7 @@ where
         // Approved records this schedule has not carried yet. A record already published by
         // another schedule is picked up only if it was approved after this schedule first fired,
         // so adding a schedule does not resend the archive.
-        sqlx::query(
+        let recs = sqlx::query(
             "SELECT * FROM records r
              WHERE r.approved_hash = r.content_hash
                AND (r.state = 'approved'
@@ -1072,7 +1242,8 @@ where
         .await?
         .iter()
         .map(Self::record_from_row)
-        .collect()
+        .collect::<Result<_>>()?;
+        self.with_versions(recs).await
     }
 
     async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>> {
@@ -1111,6 +1282,7 @@ where
             .bind(article_json(b))
             .fetch_one(&mut *tx)
             .await?;
+        Self::write_bulletin_versions(&mut *tx, id, b).await?;
         for (pos, rid) in b.record_ids.iter().enumerate() {
             if let Some(schedule) = &b.schedule {
                 let r = sqlx::query(
@@ -1144,22 +1316,27 @@ where
     }
 
     async fn bulletin(&self, id: i64) -> Result<Option<StoredBulletin>> {
-        sqlx::query("SELECT * FROM bulletins WHERE id = $1")
+        let b = sqlx::query("SELECT * FROM bulletins WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .map(|r| Self::bulletin_from_row(&r))
-            .transpose()
+            .transpose()?;
+        Ok(self
+            .with_bulletin_versions(b.into_iter().collect())
+            .await?
+            .pop())
     }
 
     async fn bulletins(&self, limit: u32) -> Result<Vec<StoredBulletin>> {
-        sqlx::query("SELECT * FROM bulletins ORDER BY id DESC LIMIT $1")
+        let bs = sqlx::query("SELECT * FROM bulletins ORDER BY id DESC LIMIT $1")
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(Self::bulletin_from_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        self.with_bulletin_versions(bs).await
     }
 
     async fn bulletins_fanning_out(&self) -> Result<Vec<i64>> {
@@ -1659,6 +1836,7 @@ where
             }
         }
         if let Some(id) = Self::insert_notice(&mut *tx, b, meta, ms(now)).await? {
+            Self::write_bulletin_versions(&mut *tx, id, b).await?;
             if let Some(q) = &meta.wechat_quota {
                 sqlx::query(
                     "INSERT INTO wechat_quota_reservations (bulletin_id, appid, reserved_at) VALUES ($1, $2, $3)",

@@ -55,6 +55,8 @@ fn benches(c: &mut Criterion) {
         images: vec![],
         wechat: None,
         email_bodies: Default::default(),
+        versions: vec![],
+        reader_versions: Default::default(),
     };
     let signer = Arc::new(UnsubscribeSigner::new(
         vec![7; 32],
@@ -77,6 +79,7 @@ fn benches(c: &mut Criterion) {
         priority: 0,
         unconfirmed: 0,
         taken_from: None,
+        language: None,
     };
     c.bench_function("one personalised e-mail from a rendered bulletin", |b| {
         b.iter(|| {

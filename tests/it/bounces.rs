@@ -526,6 +526,8 @@ async fn outbox_files_record_the_verp_envelope_sender() {
         images: vec![],
         wechat: None,
         email_bodies: Default::default(),
+        versions: vec![],
+        reader_versions: Default::default(),
     };
     let claimed = crate::harness::email_row(77);
     let raw = crate::harness::deliver_to_outbox(&channel, &prepared, &claimed, &outbox).await;

@@ -29,8 +29,24 @@ fn demo_delivers_to_the_outbox_on_a_fresh_folder() {
     );
     let emls = std::fs::read_dir(out_dir.join("outbox")).unwrap().count();
     assert_eq!(emls, 6);
+    assert!(
+        stdout.contains("in 2 language versions (en, zh-Hans)"),
+        "{stdout}"
+    );
+    // The reader in Chinese got the Chinese version; the others the English one.
+    for e in std::fs::read_dir(out_dir.join("outbox")).unwrap() {
+        let raw = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let want = if raw.contains("li.mingyu@example.org") {
+            "\r\nContent-Language: zh-Hans\r\n"
+        } else {
+            "\r\nContent-Language: en\r\n"
+        };
+        assert!(raw.contains(want), "{want:?} not in\n{raw}");
+    }
     let article = std::fs::read_to_string(out_dir.join("wechat/bulletin-1/article.html")).unwrap();
+    // The account publishes the Chinese version.
     assert!(article.contains("Kittiphan Taparugssanagorn") && article.contains("style=\""));
+    assert!(article.contains("潘海啸"), "{article}");
     let calls: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("wechat/bulletin-1/calls.json")).unwrap(),
     )

@@ -368,6 +368,8 @@ async fn messages_written_to_the_outbox_are_signed() {
         images: vec![],
         wechat: None,
         email_bodies: Default::default(),
+        versions: vec![],
+        reader_versions: Default::default(),
     };
     let claimed = crate::harness::email_row(9);
     let raw = crate::harness::deliver_to_outbox(&channel, &prepared, &claimed, &outbox).await;

@@ -483,6 +483,7 @@ pub fn email_row(id: i64) -> bulletin::store::Claimed {
         priority: 0,
         unconfirmed: 0,
         taken_from: None,
+        language: None,
     }
 }
 

@@ -57,6 +57,8 @@ fn message(config: &Config, rendered: &RenderedBulletin) -> String {
         images: vec![],
         wechat: None,
         email_bodies: Default::default(),
+        versions: vec![],
+        reader_versions: Default::default(),
     };
     let claimed = crate::harness::email_row(9);
     let m = channel

@@ -31,6 +31,7 @@ mod smtp_faults;
 mod store;
 mod store_copy;
 mod unsubscribe;
+mod versions;
 mod wechat;
 
 // Reliability (issue 5): crashes, store faults, bad input; these start the real binary.

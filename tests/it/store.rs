@@ -312,6 +312,7 @@ fn new_record(id: &str, title: &str, images: Vec<ImageData>) -> NewRecord {
         record,
         images,
         source_file: format!("{id}.toml"),
+        preferred_primary: "en".into(),
     }
 }
 
@@ -340,6 +341,7 @@ fn bulletin(schedule: Option<&str>, lists: &[&str], records: &[&str]) -> NewBull
         priority: 0,
         record_ids: records.iter().map(|r| r.to_string()).collect(),
         wechat: None,
+        versions: vec![],
     }
 }
 

@@ -9,7 +9,7 @@ use bulletin::domain::DeliveryStatus;
 use bulletin::store::{DeliveryFilter, DeliveryRow};
 
 /// A 1x1 PNG.
-const PNG: &[u8] = &[
+pub(crate) const PNG: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
     1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44, 0x41, 0x54,
     0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, 0x49, 0x45, 0x4E,
@@ -19,7 +19,7 @@ const PNG: &[u8] = &[
 /// A 1x1 GIF (WeChat takes no GIF inside an article, §3.1).
 const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
 
-fn options(fake: &FakeWechat, mode: &str) -> Options {
+pub(crate) fn options(fake: &FakeWechat, mode: &str) -> Options {
     Options {
         channels: r#"["wechat"]"#,
         wechat: Some(format!(

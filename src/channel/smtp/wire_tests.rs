@@ -687,6 +687,8 @@ async fn with_verp_mail_from_is_the_rows_verp_address() {
         images: vec![],
         wechat: None,
         email_bodies: Default::default(),
+        versions: vec![],
+        reader_versions: Default::default(),
     };
     let now = chrono::Utc::now();
     let claimed = crate::store::Claimed {
@@ -705,6 +707,7 @@ async fn with_verp_mail_from_is_the_rows_verp_address() {
         priority: 0,
         unconfirmed: 0,
         taken_from: None,
+        language: None,
     };
     let sender = verp.address(4242);
     assert_eq!(verp.row_id(&sender), Some(4242));
