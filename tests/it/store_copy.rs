@@ -25,6 +25,17 @@ async fn store_copy_moves_everything_to_postgres() {
         )
         .await;
     let record = t.import_seed_approved().await;
+    // A second language version (`record_versions`, then `bulletin_versions`): adding it
+    // returns the record to draft, so it is approved again.
+    t.import(&crate::harness::repo_path(
+        "config/examples/records/lmc-2020-parallel-session-2.zh-Hans.toml",
+    ))
+    .await;
+    t.app
+        .store
+        .approve_record(&record, "approver", t.clock_now())
+        .await
+        .unwrap();
     t.app.fire_now("weekday-morning").await.unwrap();
     assert_eq!(t.app.run_pending(None).await.unwrap().sent, 2);
     let src = &t.app.store;
@@ -75,9 +86,11 @@ async fn store_copy_moves_everything_to_postgres() {
         src.attempts(&ids).await.unwrap().len(),
         pg.attempts(&ids).await.unwrap().len()
     );
+    let copied = pg.record(&record).await.unwrap().unwrap();
+    assert_eq!(copied.languages(), ["en", "zh-Hans"]);
     assert_eq!(
         serde_json::to_value(src.record(&record).await.unwrap()).unwrap(),
-        serde_json::to_value(pg.record(&record).await.unwrap()).unwrap()
+        serde_json::to_value(Some(copied)).unwrap()
     );
     assert_eq!(
         src.record_images(&record).await.unwrap().len(),
@@ -87,9 +100,15 @@ async fn store_copy_moves_everything_to_postgres() {
         serde_json::to_value(src.lists().await.unwrap()).unwrap(),
         serde_json::to_value(pg.lists().await.unwrap()).unwrap()
     );
+    let bulletins = pg.bulletins(10).await.unwrap();
+    assert_eq!(
+        bulletins[0].versions.len(),
+        1,
+        "the zh-Hans version is copied"
+    );
     assert_eq!(
         serde_json::to_value(src.bulletins(10).await.unwrap()).unwrap(),
-        serde_json::to_value(pg.bulletins(10).await.unwrap()).unwrap()
+        serde_json::to_value(bulletins).unwrap()
     );
     assert_eq!(
         src.last_firing("weekday-morning").await.unwrap(),
