@@ -161,6 +161,7 @@ struct NoticeHtml<'a> {
     publisher: &'a Publisher,
     labels: &'a Labels,
     unsubscribe_url: &'a str,
+    web_url: &'a str,
 }
 
 #[derive(Template)]
@@ -173,6 +174,7 @@ struct NoticeText<'a> {
     publisher: &'a Publisher,
     labels: &'a Labels,
     unsubscribe_url: &'a str,
+    web_url: &'a str,
 }
 
 /// Renders a notice once (HTML with inlined CSS, and text); the unsubscribe URL is left
@@ -200,6 +202,7 @@ pub fn render_notice(
         publisher,
         labels,
         unsubscribe_url: UNSUBSCRIBE_MARK,
+        web_url: crate::render::WEB_VERSION_MARK,
     }
     .render()?;
     let html = css_inline::inline(&html).map_err(|e| RenderError::Css(e.to_string()))?;
@@ -212,6 +215,7 @@ pub fn render_notice(
         publisher,
         labels,
         unsubscribe_url: UNSUBSCRIBE_MARK,
+        web_url: crate::render::WEB_VERSION_MARK,
     }
     .render()?;
     Ok(RenderedBulletin {

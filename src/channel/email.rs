@@ -10,7 +10,7 @@ use super::{Channel, Job, PreparedBulletin, Receipt, SendError};
 use crate::bounce::Verp;
 use crate::config::{EmailConfig, EmailTransport};
 use crate::domain::ChannelKind;
-use crate::render::UNSUBSCRIBE_MARK;
+use crate::render::{with_web_url, UNSUBSCRIBE_MARK};
 use crate::unsubscribe::UnsubscribeSigner;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -47,6 +47,7 @@ raw_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 raw_header!(ListId, "List-Id");
 raw_header!(AutoSubmitted, "Auto-Submitted");
 raw_header!(ContentLanguage, "Content-Language");
+raw_header!(ArchivedAt, "Archived-At");
 
 /// Lines of quoted-printable at most this long before the soft break (`=`) that joins
 /// two pieces, so that every encoded line stays within RFC 2045's 76 characters.
@@ -144,8 +145,8 @@ impl EncodedBodies {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-'))
         .then(|| b.language.clone());
         Self {
-            html: SplicedBody::new(&b.html),
-            text: SplicedBody::new(&b.text),
+            html: SplicedBody::new(&with_web_url(&b.html, b.web_url.as_deref())),
+            text: SplicedBody::new(&with_web_url(&b.text, b.web_url.as_deref())),
             images,
             image_error,
             from: crate::config::email_from_for(from, from_names, &b.language),
@@ -348,6 +349,10 @@ impl EmailChannel {
         }
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
+        }
+        if let Some(u) = &b.web_url {
+            // RFC 5064: where the message is archived, for every reader the same.
+            builder = builder.header(ArchivedAt(format!("<{u}>")));
         }
         if let Some(envelope) = envelope {
             // An outbox file has no envelope beside it: the sender is recorded the way a

@@ -20,6 +20,10 @@ pub struct PreparedBulletin {
     /// The language of its text (BCP 47): `Content-Language`, the sender's name.
     pub language: String,
     pub subject: String,
+    /// The public URL of its web version (`[archive]`): the e-mail's "View in your
+    /// browser" link and `Archived-At`, the WeChat article's "read original". None: the
+    /// link is left out.
+    pub web_url: Option<String>,
     pub html: String,
     pub text: String,
     /// (Content-ID, image) pairs for inline images.

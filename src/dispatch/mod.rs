@@ -80,6 +80,8 @@ pub struct Dispatcher {
     /// Bulletins found paused (or done) during the current pass: no new send of theirs
     /// starts, and their unstarted rows are handed back.
     halted_bulletins: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// `[archive]`: where each bulletin's web version is (None: nowhere).
+    archive: Option<crate::config::ArchiveConfig>,
 }
 
 impl Dispatcher {
@@ -101,6 +103,7 @@ impl Dispatcher {
             halted: std::sync::Mutex::new(HashMap::new()),
             stormed: std::sync::Mutex::new(std::collections::HashSet::new()),
             halted_bulletins: std::sync::Mutex::new(std::collections::HashSet::new()),
+            archive: None,
         }
     }
 
@@ -163,6 +166,12 @@ impl Dispatcher {
     }
 
     /// Records outcomes and send times into `metrics` (the App's registry).
+    /// Links each bulletin to its web version in the public archive `archive`.
+    pub fn with_archive(mut self, archive: crate::config::ArchiveConfig) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
@@ -206,8 +215,16 @@ impl Dispatcher {
                 images.push((image_cid(rid, i), im));
             }
         }
+        let web_url = self.archive.as_ref().and_then(|a| {
+            a.web_url(
+                id,
+                b.kind == crate::store::BulletinKind::Notice,
+                &b.language,
+            )
+        });
         let p = Arc::new(PreparedBulletin {
             id,
+            web_url,
             kind: b.kind,
             language: b.language,
             subject: b.subject,
