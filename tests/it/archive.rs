@@ -513,8 +513,9 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--hide-scrollbars",
+            "--allow-file-access-from-files",
             "--virtual-time-budget=5000",
-            "--window-size=420,1400",
+            "--window-size=500,1400",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
@@ -522,32 +523,49 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
         .expect("run chromium")
 }
 
-/// The page at `url` laid out by Chromium in a 420 px window: its DOM after a script
-/// (added to a copy of the page; the archive's own pages run no script) wrote the
-/// document's scroll width and client width into `data-fit` on <html>.
-fn laid_out_at_420(html: &str, public: &str, dir: &Path, name: &str) -> (u32, u32, String) {
-    let probe = "<script>document.documentElement.setAttribute('data-fit', \
-        document.documentElement.scrollWidth + ' ' + document.documentElement.clientWidth);\
-        </script></body>";
-    let page = html
-        .replacen("<head>", &format!("<head><base href=\"{public}/\">"), 1)
-        .replacen("</body>", probe, 1);
-    let file = dir.join(format!("{name}.html"));
-    std::fs::write(&file, page).unwrap();
+/// Writes a copy of `html` (its relative links resolved against `public`) and a page
+/// that shows it in a 420 px wide frame (headless Chromium's window is at least 500 px
+/// wide) and, once it is laid out, writes the framed document's scroll width and client
+/// width into `data-fit` on its own <body>. Returns the framing page.
+fn framed_at_420(html: &str, public: &str, dir: &Path, name: &str) -> PathBuf {
+    let page = html.replacen("<head>", &format!("<head><base href=\"{public}/\">"), 1);
+    std::fs::write(dir.join(format!("{name}.html")), page).unwrap();
+    let frame = dir.join(format!("{name}-at-420.html"));
+    std::fs::write(
+        &frame,
+        format!(
+            r#"<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="{name}.html" width="420" height="1400" style="border:0;display:block"></iframe>
+<script>
+const f = document.getElementById("f");
+f.addEventListener("load", () => {{
+  const d = f.contentDocument.documentElement;
+  document.body.setAttribute("data-fit", d.scrollWidth + " " + d.clientWidth);
+}});
+</script></body></html>"#
+        ),
+    )
+    .unwrap();
+    frame
+}
+
+/// The (scroll width, client width) Chromium lays the framed page out at.
+fn measured(frame: &Path, profile: &Path) -> (u32, u32) {
     let out = chromium(
-        &["--dump-dom", &format!("file://{}", file.display())],
-        &dir.join(format!("profile-{name}")),
+        &["--dump-dom", &format!("file://{}", frame.display())],
+        profile,
     );
     let dom = String::from_utf8_lossy(&out.stdout).to_string();
     let fit = dom.split("data-fit=\"").nth(1).unwrap_or_else(|| {
         panic!(
-            "no measurement for {name}: {}",
+            "no measurement of {}: {dom}\n{}",
+            frame.display(),
             String::from_utf8_lossy(&out.stderr)
         )
     });
     let fit = &fit[..fit.find('"').unwrap()];
     let (scroll, client) = fit.split_once(' ').unwrap();
-    (scroll.parse().unwrap(), client.parse().unwrap(), dom)
+    (scroll.parse().unwrap(), client.parse().unwrap())
 }
 
 #[tokio::test]
@@ -607,34 +625,35 @@ async fn the_pages_fit_420_px_in_chromium_for_every_script_with_a_screenshot_eac
             .text()
             .await
             .unwrap();
-        let (public, d) = (http.public.clone(), dir.path().to_path_buf());
-        let n = name.clone();
-        let (scroll, client, dom) =
-            tokio::task::spawn_blocking(move || laid_out_at_420(&html, &public, &d, &n))
-                .await
-                .unwrap();
-        println!("{name}: scrollWidth {scroll} px in a {client} px wide window");
+        // Accessible: the page's language, a heading, and nothing a keyboard cannot
+        // reach (plain links only, no tabindex, no click handlers).
         assert!(
-            client <= 420 && scroll <= client,
-            "{name} ({path}) scrolls sideways at 420 px: {scroll} > {client}"
+            html.contains(&format!("<html lang=\"{lang}\"")),
+            "{name}: {html}"
         );
-        // Accessible: the page's language, headings, and nothing a keyboard cannot reach
-        // (plain links only, no tabindex).
+        assert!(html.contains("<h1"), "{name}: no heading");
         assert!(
-            dom.contains(&format!("<html lang=\"{lang}\"")),
-            "{name}: {dom}"
-        );
-        assert!(dom.contains("<h1"), "{name}: no heading");
-        assert!(
-            !dom.contains("tabindex") && !dom.contains("onclick"),
+            !html.contains("tabindex") && !html.contains("onclick"),
             "{name}"
+        );
+        let frame = framed_at_420(&html, &http.public, dir.path(), &name);
+        let profile = dir.path().join(format!("profile-{name}"));
+        let f = frame.clone();
+        let (scroll, client) = tokio::task::spawn_blocking(move || measured(&f, &profile))
+            .await
+            .unwrap();
+        println!("{name}: scrollWidth {scroll} px in a {client} px wide frame");
+        assert!(
+            client == 420 && scroll <= client,
+            "{name} ({path}) scrolls sideways at 420 px: {scroll} > {client}"
         );
 
         let shot = shots.join(format!("{name}.png"));
         let _ = std::fs::remove_file(&shot);
         let profile = dir.path().join(format!("profile-shot-{name}"));
         let arg = format!("--screenshot={}", shot.display());
-        let out = tokio::task::spawn_blocking(move || chromium(&[&arg, &url], &profile))
+        let target = format!("file://{}", frame.display());
+        let out = tokio::task::spawn_blocking(move || chromium(&[&arg, &target], &profile))
             .await
             .unwrap();
         let png = std::fs::read(&shot).unwrap_or_else(|_| {
