@@ -135,10 +135,15 @@ async fn the_web_version_is_the_received_html_without_the_personal_link() {
 /// Three records, in English, Chinese and Thai, sent by one schedule (one bulletin each),
 /// plus a draft that is never sent.
 async fn three_languages(extra: &'static str) -> (TestApp, SmtpSink) {
+    three_languages_on(extra, None).await
+}
+
+async fn three_languages_on(extra: &'static str, store_url: Option<String>) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start();
     let t = spawn_app(Options {
         smtp_port: sink.port,
         extra,
+        store_url,
         ..Default::default()
     })
     .await;
@@ -265,6 +270,27 @@ async fn the_archive_lists_published_bulletins_per_language_newest_first_in_page
         .unwrap();
     assert_eq!(r.headers()["content-language"], "th");
     assert!(r.text().await.unwrap().contains("<html lang=\"th\">"));
+}
+
+#[tokio::test]
+async fn the_archive_query_pages_and_filters_alike_on_postgresql() {
+    let Some(db) = crate::pg::fresh().await else {
+        return;
+    };
+    let (t, _sink) = three_languages_on("[archive]\npage_size = 2\n", Some(db.url.clone())).await;
+    let ops = t.app.ops();
+    let first = ops.archive_page(None, None).await.unwrap();
+    let ids: Vec<i64> = first.entries.iter().map(|e| e.id).collect();
+    assert_eq!((ids, first.older), (vec![3, 2], Some(2)));
+    let second = ops.archive_page(None, Some(2)).await.unwrap();
+    assert_eq!(second.entries.len(), 1);
+    assert_eq!((second.entries[0].id, second.older), (1, None));
+    let zh = ops.archive_page(Some("ZH-hans"), None).await.unwrap();
+    assert_eq!(zh.entries.len(), 1);
+    assert_eq!(zh.entries[0].path, "/archive/2/zh-Hans");
+    assert_eq!(first.languages, ["en", "th", "zh-Hans"]);
+    let web = ops.archive_web_version(3, Some("th")).await.unwrap();
+    assert!(web.html.contains("<html lang=\"th\">"));
 }
 
 #[tokio::test]
