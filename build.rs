@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/locales");
+    // Read when the script runs, not when it was compiled: a build script binary copied
+    // with a target/ folder to another checkout would otherwise embed the first one's files.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let dir = Path::new(&root).join("templates/locales");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut locales: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))

@@ -210,7 +210,8 @@ impl App {
                 clock.clone(),
                 wake.clone(),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_archive(config.archive.clone()),
         );
         let scheduler = Arc::new(
             Scheduler::new(store.clone(), config.clone(), clock.clone(), wake.clone())

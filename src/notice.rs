@@ -247,6 +247,7 @@ struct NoticeHtml<'a> {
     publisher: &'a Publisher,
     labels: &'a Labels,
     unsubscribe_url: &'a str,
+    web_url: &'a str,
 }
 
 #[derive(Template)]
@@ -259,6 +260,7 @@ struct NoticeText<'a> {
     publisher: &'a Publisher,
     labels: &'a Labels,
     unsubscribe_url: &'a str,
+    web_url: &'a str,
 }
 
 /// Renders a notice once (HTML with inlined CSS, and text); the unsubscribe URL is left
@@ -286,6 +288,7 @@ pub fn render_notice(
         publisher,
         labels,
         unsubscribe_url: UNSUBSCRIBE_MARK,
+        web_url: crate::render::WEB_VERSION_MARK,
     }
     .render()?;
     let html = css_inline::inline(&html).map_err(|e| RenderError::Css(e.to_string()))?;
@@ -298,6 +301,7 @@ pub fn render_notice(
         publisher,
         labels,
         unsubscribe_url: UNSUBSCRIBE_MARK,
+        web_url: crate::render::WEB_VERSION_MARK,
     }
     .render()?;
     Ok(RenderedBulletin {

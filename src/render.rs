@@ -20,6 +20,10 @@ pub use labels::{message, Labels};
 
 /// Stands where the recipient's unsubscribe URL goes. Input text cannot contain U+E000.
 pub const UNSUBSCRIBE_MARK: &str = "\u{E000}unsubscribe\u{E000}";
+/// Stands where the bulletin's web version URL goes ("View in your browser"): the
+/// bulletin's id is known only once it is stored, and the link only with a public URL
+/// (see [`with_web_url`]).
+pub const WEB_VERSION_MARK: &str = "\u{E000}webversion\u{E000}";
 const TEXT_WIDTH: usize = 72;
 
 /// A bulletin rendered once, shared by every recipient.
@@ -90,6 +94,7 @@ struct EmailHtml<'a> {
     publisher: &'a Publisher,
     labels: &'a Labels,
     unsubscribe_url: &'a str,
+    web_url: &'a str,
 }
 
 #[derive(Template)]
@@ -99,6 +104,7 @@ struct EmailText<'a> {
     publisher: &'a Publisher,
     labels: &'a Labels,
     unsubscribe_url: &'a str,
+    web_url: &'a str,
 }
 
 fn item<'a>(
@@ -198,6 +204,7 @@ pub fn render_bulletin(
         publisher,
         labels,
         unsubscribe_url: UNSUBSCRIBE_MARK,
+        web_url: WEB_VERSION_MARK,
     }
     .render()?;
     let html = css_inline::inline(&html).map_err(|e| RenderError::Css(e.to_string()))?;
@@ -206,6 +213,7 @@ pub fn render_bulletin(
         publisher,
         labels,
         unsubscribe_url: UNSUBSCRIBE_MARK,
+        web_url: WEB_VERSION_MARK,
     }
     .render()?;
     Ok(RenderedBulletin {
@@ -533,6 +541,59 @@ pub(crate) fn tidy_text(s: &str) -> String {
     out.trim_start_matches('\n').to_string()
 }
 
+/// The "View in your browser" block of the HTML, as the templates write it.
+const WEB_BLOCK_START: &str = "<div class=\"webview\"";
+
+/// Removes the first `<div class="webview"…>…</div>` (the templates' "View in your
+/// browser" block, which holds one link and no other `div`).
+fn without_web_block(html: &str) -> String {
+    let Some(start) = html.find(WEB_BLOCK_START) else {
+        return html.to_string();
+    };
+    let Some(len) = html[start..].find("</div>") else {
+        return html.to_string();
+    };
+    let mut end = start + len + "</div>".len();
+    if html[end..].starts_with('\n') {
+        end += 1;
+    }
+    format!("{}{}", &html[..start], &html[end..])
+}
+
+/// A rendered HTML or text body with its "View in your browser" link made real: `url`
+/// in place of [`WEB_VERSION_MARK`], or without a URL (no public archive) the link's
+/// block (HTML) or line (text) left out.
+pub fn with_web_url(body: &str, url: Option<&str>) -> String {
+    match url {
+        Some(u) => body.replace(WEB_VERSION_MARK, u),
+        None if body.contains(WEB_BLOCK_START) => without_web_block(body),
+        None => body
+            .split_inclusive('\n')
+            .filter(|l| !l.contains(WEB_VERSION_MARK))
+            .collect(),
+    }
+}
+
+/// The web version of a bulletin from its stored HTML: the e-mail's HTML without any
+/// personal link (the unsubscribe link goes, with its `<a>` element; the words around
+/// it stay), without the "View in your browser" block, and with each inline image
+/// (`cid:CID`) at `image_base` + CID.
+pub fn web_version(html: &str, image_base: &str) -> String {
+    let mut out = without_web_block(html);
+    while let Some(mark) = out.find(UNSUBSCRIBE_MARK) {
+        let (Some(open), Some(close)) = (
+            out[..mark].rfind("<a "),
+            out[mark..].find("</a>").map(|c| mark + c + "</a>".len()),
+        ) else {
+            out = out.replace(UNSUBSCRIBE_MARK, "");
+            break;
+        };
+        out.replace_range(open..close, "");
+    }
+    out.replace("src=\"cid:", &format!("src=\"{image_base}"))
+        .replace(WEB_VERSION_MARK, "")
+}
+
 /// Fills in one recipient's unsubscribe URL (previews; the e-mail channel produces the
 /// same text, already encoded).
 pub fn personalise(rendered: &str, unsubscribe_url: &str) -> String {
@@ -608,6 +669,56 @@ mod tests {
         assert!(long(&|a| a.digest = "x".repeat(121)).contains("digest is 121"));
         assert!(long(&|a| a.html = "x".repeat(20_000))
             .contains("20,000 characters; WeChat takes under 20,000"));
+    }
+
+    #[test]
+    fn the_web_link_is_filled_in_or_left_out_and_the_web_version_has_no_personal_link() {
+        let record = crate::domain::record::parse_record(
+            include_str!("../config/examples/records/lmc-2020-parallel-session-2.toml"),
+            "r.toml",
+            "en",
+        )
+        .unwrap();
+        let publisher = Publisher {
+            names: vec!["Centre".into()],
+            address: vec![],
+            phone: None,
+            fax: None,
+            emails: vec![],
+            website: None,
+            wechat_id: None,
+            i18n: Default::default(),
+        };
+        let r = render_bulletin(&[record], &[], &publisher, "en").unwrap();
+        assert!(r.html.contains(WEB_VERSION_MARK) && r.text.contains(WEB_VERSION_MARK));
+        let url = "https://news.example.org/archive/7/en";
+        let html = with_web_url(&r.html, Some(url));
+        assert!(html.contains(&format!("href=\"{url}\"")), "{html}");
+        assert!(html.contains("View in your browser"));
+        let text = with_web_url(&r.text, Some(url));
+        assert!(
+            text.contains(&format!("View in your browser: {url}\n")),
+            "{text}"
+        );
+        // No public URL: no link, nothing else changed.
+        let html = with_web_url(&r.html, None);
+        assert!(!html.contains("View in your browser") && !html.contains(WEB_VERSION_MARK));
+        assert_eq!(html.len(), without_web_block(&r.html).len());
+        let text = with_web_url(&r.text, None);
+        assert!(!text.contains("View in your browser") && !text.contains(WEB_VERSION_MARK));
+        assert!(text.contains("Unsubscribe: "));
+
+        let web = web_version(&r.html, "/archive/7/images/");
+        assert!(!web.contains(UNSUBSCRIBE_MARK) && !web.contains(WEB_VERSION_MARK));
+        assert!(!web.contains("View in your browser") && !web.contains(">Unsubscribe<"));
+        assert!(web.contains("You receive this bulletin because"));
+        assert!(!web.contains("cid:"));
+        // (The example has no image; an inline one is pointed at the archive.)
+        assert_eq!(
+            web_version("<img src=\"cid:img0.r@bulletin\">", "/archive/7/images/"),
+            "<img src=\"/archive/7/images/img0.r@bulletin\">"
+        );
+        assert!(web.starts_with("<!DOCTYPE html>") && web.contains("<html lang=\"en\">"));
     }
 
     #[test]

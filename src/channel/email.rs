@@ -11,7 +11,7 @@ use super::{Channel, Job, PreparedBulletin, Receipt, SendError, VersionView};
 use crate::bounce::Verp;
 use crate::config::{EmailConfig, EmailTransport};
 use crate::domain::ChannelKind;
-use crate::render::UNSUBSCRIBE_MARK;
+use crate::render::{with_web_url, UNSUBSCRIBE_MARK};
 use crate::unsubscribe::UnsubscribeSigner;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -48,6 +48,7 @@ raw_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 raw_header!(ListId, "List-Id");
 raw_header!(AutoSubmitted, "Auto-Submitted");
 raw_header!(ContentLanguage, "Content-Language");
+raw_header!(ArchivedAt, "Archived-At");
 
 /// Lines of quoted-printable at most this long before the soft break (`=`) that joins
 /// two pieces, so that every encoded line stays within RFC 2045's 76 characters.
@@ -146,8 +147,8 @@ impl EncodedBodies {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-'))
         .then(|| v.language.to_string());
         Self {
-            html: SplicedBody::new(v.html),
-            text: SplicedBody::new(v.text),
+            html: SplicedBody::new(&with_web_url(v.html, v.web_url)),
+            text: SplicedBody::new(&with_web_url(v.text, v.web_url)),
             images,
             image_error,
             from: crate::config::email_from_for(from, from_names, v.language),
@@ -352,6 +353,10 @@ impl EmailChannel {
         }
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
+        }
+        if let Some(u) = version.web_url {
+            // RFC 5064: where the message is archived, for every reader the same.
+            builder = builder.header(ArchivedAt(format!("<{u}>")));
         }
         if let Some(envelope) = envelope {
             // An outbox file has no envelope beside it: the sender is recorded the way a

@@ -20,6 +20,10 @@ pub struct PreparedBulletin {
     /// The language of its text (BCP 47): `Content-Language`, the sender's name.
     pub language: String,
     pub subject: String,
+    /// The public URL of its web version (`[archive]`): the e-mail's "View in your
+    /// browser" link and `Archived-At`, the WeChat article's "read original". None: the
+    /// link is left out.
+    pub web_url: Option<String>,
     pub html: String,
     pub text: String,
     /// (Content-ID, image) pairs for inline images.
@@ -38,6 +42,8 @@ pub struct PreparedBulletin {
 #[derive(Debug, Clone)]
 pub struct PreparedVersion {
     pub language: String,
+    /// The public URL of this version's web version (see [`PreparedBulletin::web_url`]).
+    pub web_url: Option<String>,
     pub subject: String,
     pub html: String,
     pub text: String,
@@ -48,6 +54,7 @@ impl From<crate::store::BulletinVersion> for PreparedVersion {
     fn from(v: crate::store::BulletinVersion) -> Self {
         Self {
             language: v.language,
+            web_url: None,
             subject: v.subject,
             html: v.html,
             text: v.text,
@@ -74,6 +81,8 @@ impl Clone for VersionChoices {
 #[derive(Debug, Clone, Copy)]
 pub struct VersionView<'a> {
     pub language: &'a str,
+    /// Its web version's public URL: the "View in your browser" link and `Archived-At`.
+    pub web_url: Option<&'a str>,
     pub subject: &'a str,
     pub html: &'a str,
     pub text: &'a str,
@@ -86,6 +95,7 @@ impl PreparedBulletin {
     pub fn version_for(&self, reader: Option<&str>) -> VersionView<'_> {
         let primary = VersionView {
             language: &self.language,
+            web_url: self.web_url.as_deref(),
             subject: &self.subject,
             html: &self.html,
             text: &self.text,
@@ -112,6 +122,7 @@ impl PreparedBulletin {
         match choice.and_then(|i| self.versions.get(i)) {
             Some(v) => VersionView {
                 language: &v.language,
+                web_url: v.web_url.as_deref(),
                 subject: &v.subject,
                 html: &v.html,
                 text: &v.text,

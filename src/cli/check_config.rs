@@ -33,6 +33,21 @@ impl CheckConfigArgs {
             },
             c.public.bind,
         );
+        match (&c.archive.base_url, c.archive.enabled) {
+            (_, false) => println!("archive: off (archive.enabled = false)"),
+            (Some(b), true) => println!(
+                "archive: {b}/archive, linked from every e-mail (\"View in your browser\", Archived-At){}",
+                if c.archive.include_notices {
+                    ", notices included"
+                } else {
+                    ""
+                }
+            ),
+            (None, true) => println!(
+                "archive: served on {}/archive, but e-mails carry no link to it (no public URL; see the warning)",
+                c.public.bind
+            ),
+        }
         if let Some(d) = &c.email.dkim {
             println!(
                 "DKIM: every message signed by d={} s={} with an {} key ({}); the public key must be published at {}:\n{}",

@@ -1,10 +1,11 @@
 //! Typed configuration from one TOML file: unknown keys refused, every error naming the
 //! file, line and key; secrets read from the environment or a file and never printed.
 //! Each section has its module (`database`, `publisher`, `email`, `unsubscribe`,
-//! `bounces`, `delivery`, `wechat`, `schedules`, `http`): its raw serde form and a `validate` that
+//! `bounces`, `delivery`, `wechat`, `schedules`, `http`, `archive`): its raw serde form and a `validate` that
 //! turns it into the checked settings. Word-valued settings are `text_enum!`s read by
 //! serde, so an unknown word is refused at its line with the accepted words.
 
+mod archive;
 mod bounces;
 mod database;
 mod delivery;
@@ -18,6 +19,7 @@ mod wechat;
 
 pub use crate::db_url::{redact_url, resolve_sqlite_url, sqlite_path};
 pub use crate::domain::delivery::ExpiredLease;
+pub use archive::{url_segment, ArchiveConfig, MAX_ARCHIVE_PAGE};
 pub use bounces::{
     BouncePolicy, BouncesConfig, ImapConfig, ImapTls, WebhookConfig, IMAP_PASSWORD_ENV,
     VERP_SECRET_ENV, WEBHOOK_SECRET_ENV,
@@ -167,6 +169,7 @@ struct RawConfig {
     #[serde(default)]
     notices: RawNotices,
     bounces: Option<Spanned<bounces::RawBounces>>,
+    archive: Option<Spanned<archive::RawArchive>>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +245,8 @@ pub struct Config {
     pub notices: NoticeConfig,
     /// `[bounces]`: VERP (None without `return_path`) and the suppression policy.
     pub bounces: BouncesConfig,
+    /// `[archive]`: the public archive and the URL e-mails link to.
+    pub archive: ArchiveConfig,
     /// Secrets only sending needs that are missing (see [`Config::ready_to_send`]).
     pub send_secrets_missing: Vec<ConfigError>,
 }
@@ -302,6 +307,7 @@ impl Config {
         let admin = http::validate_admin(raw.admin, &src, env)?;
         let public = http::validate_public(raw.public, &src)?;
         let bounces = bounces::validate(raw.bounces, &src, env, &mut send_secrets_missing)?;
+        let archive = archive::validate(raw.archive, &unsubscribe, &src)?;
         Ok(Config {
             file: path.to_path_buf(),
             store_url,
@@ -318,6 +324,7 @@ impl Config {
             public,
             notices: raw.notices.validate(),
             bounces,
+            archive,
             send_secrets_missing,
         })
     }
@@ -376,6 +383,9 @@ impl Config {
                 self.file.display(),
                 self.unsubscribe.base_url
             ));
+        }
+        if let Some(m) = self.archive.missing_link() {
+            w.push(format!("{}: archive: {m}", self.file.display()));
         }
         if let Some(d) = &self.email.dkim {
             let from = self.email.from.email.domain().to_ascii_lowercase();

@@ -80,6 +80,8 @@ pub struct Dispatcher {
     /// Bulletins found paused (or done) during the current pass: no new send of theirs
     /// starts, and their unstarted rows are handed back.
     halted_bulletins: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// `[archive]`: where each bulletin's web version is (None: nowhere).
+    archive: Option<crate::config::ArchiveConfig>,
 }
 
 impl Dispatcher {
@@ -101,6 +103,7 @@ impl Dispatcher {
             halted: std::sync::Mutex::new(HashMap::new()),
             stormed: std::sync::Mutex::new(std::collections::HashSet::new()),
             halted_bulletins: std::sync::Mutex::new(std::collections::HashSet::new()),
+            archive: None,
         }
     }
 
@@ -163,6 +166,12 @@ impl Dispatcher {
     }
 
     /// Records outcomes and send times into `metrics` (the App's registry).
+    /// Links each bulletin to its web version in the public archive `archive`.
+    pub fn with_archive(mut self, archive: crate::config::ArchiveConfig) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
@@ -206,8 +215,25 @@ impl Dispatcher {
                 images.push((image_cid(rid, i), im));
             }
         }
+        let notice = b.kind == crate::store::BulletinKind::Notice;
+        let web_url_of = |language: &str| {
+            self.archive
+                .as_ref()
+                .and_then(|a| a.web_url(id, notice, language))
+        };
+        let web_url = web_url_of(&b.language);
+        let versions = b
+            .versions
+            .into_iter()
+            .map(|v| {
+                let mut p = crate::channel::PreparedVersion::from(v);
+                p.web_url = web_url_of(&p.language);
+                p
+            })
+            .collect();
         let p = Arc::new(PreparedBulletin {
             id,
+            web_url,
             kind: b.kind,
             language: b.language,
             subject: b.subject,
@@ -216,7 +242,7 @@ impl Dispatcher {
             images,
             wechat: b.wechat,
             email_bodies: Default::default(),
-            versions: b.versions.into_iter().map(Into::into).collect(),
+            versions,
             reader_versions: Default::default(),
         });
         if cache.len() > 64 {

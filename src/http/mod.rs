@@ -5,6 +5,7 @@
 //! and never send.
 
 mod admin;
+mod archive;
 mod auth;
 mod dashboard;
 mod error;

@@ -1,4 +1,4 @@
-//! The public side: one-click unsubscribe (RFC 8058). GET shows a confirmation page with a
+//! The public side: one-click unsubscribe (RFC 8058), and the archive (`archive.rs`). GET shows a confirmation page with a
 //! button (link scanners must not unsubscribe anyone); POST, from that button or from a
 //! mail client's `List-Unsubscribe=One-Click`, unsubscribes at once. A token that does not
 //! verify changes nothing. And `POST /webhooks/bounce`: a bounce event signed with the
@@ -34,17 +34,19 @@ struct Page<'a> {
     confirm: bool,
 }
 
-/// The public router: /unsubscribe/{token} (GET, POST), /webhooks/bounce (POST) and /healthz.
+/// The public router: /unsubscribe/{token} (GET, POST), /webhooks/bounce (POST), /healthz,
+/// and with `[archive] enabled` the archive (`super::archive`; off, its paths answer 404).
 /// Every response carries the security headers (`Referrer-Policy: no-referrer` keeps the
 /// token in the URL from leaking to any other site).
 pub fn public_router(ctx: HttpContext) -> Router {
-    super::with_security_headers(
-        Router::new()
-            .route("/unsubscribe/{token}", get(confirm_page).post(unsubscribe))
-            .route("/healthz", get(|| async { "ok" }))
-            .route(WEBHOOK_PATH, post(bounce_webhook))
-            .with_state(ctx),
-    )
+    let mut router = Router::new()
+        .route("/unsubscribe/{token}", get(confirm_page).post(unsubscribe))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(WEBHOOK_PATH, post(bounce_webhook));
+    if ctx.config.archive.enabled {
+        router = router.merge(super::archive::routes());
+    }
+    super::with_security_headers(router.with_state(ctx))
 }
 
 fn page(ctx: &HttpContext, status: StatusCode, p: Page<'_>) -> Response {

@@ -3,10 +3,11 @@
 //! dashboard (and the demo) only parse input and format output; none of them calls the
 //! `Store` itself. Operations take the time from the injected [`Clock`].
 //!
-//! One file per area: [`records`], [`lists`], [`bulletins`], [`deliveries`],
+//! One file per area: [`archive`], [`records`], [`lists`], [`bulletins`], [`deliveries`],
 //! [`bounces`], [`notices`], [`schedules`], [`status`] and [`unsubscribe`]. Each adds its methods to
 //! [`Ops`]; its inputs and results are plain named structs (serde `Serialize`).
 
+pub mod archive;
 pub mod audit;
 pub mod bounces;
 pub mod bulletins;

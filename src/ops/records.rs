@@ -493,10 +493,18 @@ impl Ops {
             &self.config.default_language,
         )?;
         let url = format!("{}/unsubscribe/PREVIEW", self.config.unsubscribe.base_url);
+        // The bulletin does not exist yet: its web version link is a stand-in.
+        let archive = &self.config.archive;
+        let web = archive
+            .base_url
+            .as_ref()
+            .filter(|_| archive.enabled)
+            .map(|b| format!("{b}/archive/PREVIEW"));
+        let web = |body: &str| crate::render::with_web_url(body, web.as_deref());
         Ok(match input.format {
             PreviewFormat::Html => Preview {
                 content_type: "text/html",
-                body: crate::render::personalise(&rendered.html, &url),
+                body: crate::render::personalise(&web(&rendered.html), &url),
                 wechat_size: None,
             },
             PreviewFormat::Text => Preview {
@@ -504,7 +512,7 @@ impl Ops {
                 body: format!(
                     "Subject: {}\n\n{}",
                     rendered.subject,
-                    crate::render::personalise(&rendered.text, &url)
+                    crate::render::personalise(&web(&rendered.text), &url)
                 ),
                 wechat_size: None,
             },

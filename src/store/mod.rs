@@ -256,6 +256,28 @@ pub struct StoredBulletin {
     pub versions: Vec<BulletinVersion>,
 }
 
+/// Which published bulletins the public archive lists (see [`Store::archived_bulletins`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Only bulletins in this language (compared without regard to case); None: all.
+    pub language: Option<String>,
+    /// Notices are listed too.
+    pub include_notices: bool,
+    /// Only bulletins older than this one (the next page); None: from the newest.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// One published bulletin as the archive lists it: its facts, not its bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedBulletin {
+    pub id: i64,
+    pub kind: BulletinKind,
+    pub language: String,
+    pub subject: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// The fan-out rule for channels that deliver to an account rather than to each
 /// subscriber of a bulletin's lists: WeChat gets one ledger row per bulletin, to the
 /// configured official account (`account:APPID`). E-mail fans out per subscriber.
@@ -719,6 +741,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_bulletin(&self, b: &NewBulletin, now: DateTime<Utc>) -> Result<Option<i64>>;
     async fn bulletin(&self, id: i64) -> Result<Option<StoredBulletin>>;
     async fn bulletins(&self, limit: u32) -> Result<Vec<StoredBulletin>>;
+    /// Published bulletins (fan-out finished: sending, paused or done), newest first,
+    /// as `q` selects them: what the public archive lists.
+    async fn archived_bulletins(&self, q: &ArchiveQuery) -> Result<Vec<ArchivedBulletin>>;
+    /// The languages of the published bulletins (notices too with `include_notices`),
+    /// sorted.
+    async fn archive_languages(&self, include_notices: bool) -> Result<Vec<String>>;
     /// Bulletins whose fan-out has not finished (after a crash too).
     async fn bulletins_fanning_out(&self) -> Result<Vec<i64>>;
     /// One e-mail row per active recipient of the bulletin's lists, in pages, plus the rows

@@ -131,6 +131,15 @@ const BULLETIN_COLUMNS: &str =
     "kind, schedule, fire_time, language, subject, html, text, lists, records,
      channels, priority, state, created_at, wechat_json";
 
+/// The archive's condition on a bulletin's kind: notices only when they are included.
+fn archive_kinds(include_notices: bool) -> &'static str {
+    if include_notices {
+        ""
+    } else {
+        "AND b.kind <> 'notice'"
+    }
+}
+
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     to_millis(t)
 }
@@ -1337,6 +1346,52 @@ where
             .map(Self::bulletin_from_row)
             .collect::<Result<_>>()?;
         self.with_bulletin_versions(bs).await
+    }
+
+    async fn archived_bulletins(&self, q: &ArchiveQuery) -> Result<Vec<ArchivedBulletin>> {
+        let sql = format!(
+            "SELECT b.id, b.kind, v.language, v.subject, b.created_at FROM bulletins b
+             JOIN (SELECT id AS bid, language, subject, -1 AS position FROM bulletins
+                   UNION ALL
+                   SELECT bulletin_id, language, subject, position FROM bulletin_versions) v
+               ON v.bid = b.id
+             WHERE b.state <> 'fanning_out' {}
+               AND ($1 IS NULL OR lower(v.language) = lower($1))
+               AND ($2 IS NULL OR b.id < $2)
+             ORDER BY b.id DESC, v.position LIMIT $3",
+            archive_kinds(q.include_notices)
+        );
+        sqlx::query(&sql)
+            .bind(q.language.as_deref())
+            .bind(q.before)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ArchivedBulletin {
+                    id: row.get("id"),
+                    kind: parse_enum(&row.get::<String, _>("kind"))?,
+                    language: row.get("language"),
+                    subject: row.get("subject"),
+                    created_at: from_millis(row.get("created_at")),
+                })
+            })
+            .collect()
+    }
+
+    async fn archive_languages(&self, include_notices: bool) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT DISTINCT v.language FROM bulletins b
+             JOIN (SELECT id AS bid, language FROM bulletins
+                   UNION ALL
+                   SELECT bulletin_id, language FROM bulletin_versions) v
+               ON v.bid = b.id
+             WHERE b.state <> 'fanning_out' {}
+             ORDER BY v.language",
+            archive_kinds(include_notices)
+        );
+        Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)
     }
 
     async fn bulletins_fanning_out(&self) -> Result<Vec<i64>> {

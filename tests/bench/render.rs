@@ -50,6 +50,7 @@ fn benches(c: &mut Criterion) {
         kind: bulletin::store::BulletinKind::Record,
         language: rendered.language,
         subject: rendered.subject,
+        web_url: None,
         html: rendered.html,
         text: rendered.text,
         images: vec![],

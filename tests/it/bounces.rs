@@ -521,6 +521,7 @@ async fn outbox_files_record_the_verp_envelope_sender() {
         kind: bulletin::store::BulletinKind::Record,
         language: "en".into(),
         subject: "Outbox".into(),
+        web_url: None,
         html: "<p>Hello</p>".into(),
         text: "Hello\n".into(),
         images: vec![],

@@ -363,6 +363,7 @@ async fn messages_written_to_the_outbox_are_signed() {
         kind: bulletin::store::BulletinKind::Record,
         language: "en".into(),
         subject: "Outbox".into(),
+        web_url: None,
         html: format!("<p>Hello</p><a href=\"{mark}\">leave</a>"),
         text: format!("Hello\nLeave: {mark}\n"),
         images: vec![],

@@ -52,6 +52,7 @@ fn message(config: &Config, rendered: &RenderedBulletin) -> String {
         kind: bulletin::store::BulletinKind::Record,
         language: rendered.language.clone(),
         subject: rendered.subject.clone(),
+        web_url: None,
         html: rendered.html.clone(),
         text: rendered.text.clone(),
         images: vec![],

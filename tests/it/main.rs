@@ -4,6 +4,7 @@
 mod admin;
 mod alerts;
 mod architecture;
+mod archive;
 mod bounce_webhook;
 mod bounces;
 mod cli;

@@ -682,6 +682,7 @@ async fn with_verp_mail_from_is_the_rows_verp_address() {
         kind: crate::store::BulletinKind::Record,
         language: "en".into(),
         subject: "VERP".into(),
+        web_url: None,
         html: "<p>Hello</p>".into(),
         text: "Hello\n".into(),
         images: vec![],

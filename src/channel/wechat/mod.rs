@@ -544,7 +544,7 @@ impl WechatChannel {
                         id
                     }
                     None => {
-                        let body = json!({"articles": [{
+                        let mut body = json!({"articles": [{
                             "title": article.title,
                             "author": article.author,
                             "digest": article.digest,
@@ -553,6 +553,11 @@ impl WechatChannel {
                             "need_open_comment": 0,
                             "only_fans_can_comment": 0,
                         }]});
+                        if let Some(u) = b.version_for(Some(&self.cfg.language)).web_url {
+                            // "Read original" (阅读原文): the web version of the version
+                            // the account publishes (`wechat.language`).
+                            body["articles"][0]["content_source_url"] = json!(u);
+                        }
                         st.step = Some(STEP_DRAFT_ADD.into());
                         st.step_started_at = Some(self.clock.now());
                         self.save(&st).await?;
@@ -1096,7 +1101,7 @@ impl WechatChannel {
         calls.push(json!({"call": "POST /cgi-bin/draft/add?access_token=[token]", "body": {"articles": [{
             "title": article.title, "author": article.author, "digest": article.digest,
             "content": "[article.html, image URLs from uploadimg]", "thumb_media_id": "[cover media_id]",
-            "need_open_comment": 0, "only_fans_can_comment": 0}]}}));
+            "need_open_comment": 0, "only_fans_can_comment": 0, "content_source_url": b.web_url}]}}));
         match self.cfg.mode {
             WechatMode::Draft => {}
             WechatMode::Publish => {

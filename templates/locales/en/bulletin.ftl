@@ -40,3 +40,13 @@ unsubscribe = Unsubscribe
 ## Notices
 notice = Notice
 urgent = Urgent
+
+## The web version and the public archive
+view-in-browser = View in your browser
+archive = Bulletin archive
+archive-languages = Languages
+archive-all = All languages
+archive-older = Older bulletins
+archive-newest = Newest bulletins
+archive-feed = Atom feed
+archive-empty = Nothing has been published here yet.

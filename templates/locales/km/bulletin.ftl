@@ -34,3 +34,13 @@ unsubscribe = ឈប់ទទួលព្រឹត្តិបត្រ
 ## Notices
 notice = សេចក្តីជូនដំណឹង
 urgent = បន្ទាន់
+
+## The web version and the public archive
+view-in-browser = មើលក្នុងកម្មវិធីរុករក
+archive = បណ្ណសារព្រឹត្តិបត្រ
+archive-languages = ភាសា
+archive-all = គ្រប់ភាសា
+archive-older = ព្រឹត្តិបត្រចាស់ៗ
+archive-newest = ព្រឹត្តិបត្រថ្មីបំផុត
+archive-feed = ចំណី Atom
+archive-empty = មិនទាន់មានអ្វីត្រូវបានផ្សព្វផ្សាយនៅទីនេះនៅឡើយទេ។

@@ -34,3 +34,13 @@ unsubscribe = ຍົກເລີກການຮັບຈົດໝາຍຂ່າ
 ## Notices
 notice = ແຈ້ງການ
 urgent = ດ່ວນ
+
+## The web version and the public archive
+view-in-browser = ເບິ່ງໃນບຣາວເຊີ
+archive = ຄັງຈົດໝາຍຂ່າວ
+archive-languages = ພາສາ
+archive-all = ທຸກພາສາ
+archive-older = ຈົດໝາຍຂ່າວກ່ອນໜ້ານີ້
+archive-newest = ຈົດໝາຍຂ່າວລ່າສຸດ
+archive-feed = ຟີດ Atom
+archive-empty = ຍັງບໍ່ມີຫຍັງຖືກເຜີຍແຜ່ຢູ່ບ່ອນນີ້ເທື່ອ.

@@ -34,3 +34,13 @@ unsubscribe = စာရင်းမှ ထွက်ရန်
 ## Notices
 notice = အသိပေးချက်
 urgent = အရေးပေါ်
+
+## The web version and the public archive
+view-in-browser = ဘရောက်ဇာတွင် ကြည့်ရန်
+archive = သတင်းလွှာ မော်ကွန်း
+archive-languages = ဘာသာစကားများ
+archive-all = ဘာသာစကား အားလုံး
+archive-older = ယခင် သတင်းလွှာများ
+archive-newest = နောက်ဆုံး သတင်းလွှာများ
+archive-feed = Atom ဖိဒ်
+archive-empty = ဤနေရာတွင် မည်သည့်အရာမျှ မထုတ်ဝေရသေးပါ။

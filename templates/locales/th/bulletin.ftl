@@ -34,3 +34,13 @@ unsubscribe = ยกเลิกการรับจดหมายข่าว
 ## Notices
 notice = ประกาศ
 urgent = ด่วน
+
+## The web version and the public archive
+view-in-browser = ดูในเบราว์เซอร์
+archive = คลังจดหมายข่าว
+archive-languages = ภาษา
+archive-all = ทุกภาษา
+archive-older = จดหมายข่าวก่อนหน้า
+archive-newest = จดหมายข่าวล่าสุด
+archive-feed = ฟีด Atom
+archive-empty = ยังไม่มีการเผยแพร่ใดๆ ที่นี่

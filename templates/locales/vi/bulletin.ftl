@@ -34,3 +34,13 @@ unsubscribe = Hủy đăng ký
 ## Notices
 notice = Thông báo
 urgent = Khẩn
+
+## The web version and the public archive
+view-in-browser = Xem trên trình duyệt
+archive = Lưu trữ bản tin
+archive-languages = Ngôn ngữ
+archive-all = Tất cả ngôn ngữ
+archive-older = Các bản tin cũ hơn
+archive-newest = Các bản tin mới nhất
+archive-feed = Nguồn cấp Atom
+archive-empty = Chưa có nội dung nào được đăng tại đây.

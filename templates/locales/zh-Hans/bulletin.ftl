@@ -34,3 +34,13 @@ unsubscribe = 退订
 ## Notices
 notice = 通知
 urgent = 紧急
+
+## The web version and the public archive
+view-in-browser = 在浏览器中查看
+archive = 简报存档
+archive-languages = 语言
+archive-all = 所有语言
+archive-older = 更早的简报
+archive-newest = 最新简报
+archive-feed = Atom 订阅源
+archive-empty = 这里还没有发布任何内容。

@@ -34,3 +34,13 @@ unsubscribe = 取消訂閱
 ## Notices
 notice = 通知
 urgent = 緊急
+
+## The web version and the public archive
+view-in-browser = 在瀏覽器中檢視
+archive = 簡報存檔
+archive-languages = 語言
+archive-all = 所有語言
+archive-older = 更早的簡報
+archive-newest = 最新簡報
+archive-feed = Atom 訂閱源
+archive-empty = 這裡尚未發布任何內容。
