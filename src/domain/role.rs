@@ -81,6 +81,14 @@ impl Actor {
         }
     }
 
+    /// An administrator acting on the host itself (the CLI, the demo), named `name`.
+    pub fn local(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            role: Role::Admin,
+        }
+    }
+
     /// Whether this actor may perform actions needing `p`.
     pub fn may(&self, p: Permission) -> bool {
         self.role.grants(p)
@@ -95,7 +103,12 @@ mod tests {
     fn each_role_is_granted_exactly_its_permissions() {
         use Permission::*;
         let all = [Read, EditRecords, Approve, Operate, ManageUsers];
-        let granted = |r: Role| all.iter().copied().filter(|p| r.grants(*p)).collect::<Vec<_>>();
+        let granted = |r: Role| {
+            all.iter()
+                .copied()
+                .filter(|p| r.grants(*p))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(granted(Role::Viewer), vec![Read]);
         assert_eq!(granted(Role::Editor), vec![Read, EditRecords]);
         assert_eq!(granted(Role::Approver), vec![Read, Approve]);
