@@ -20,6 +20,7 @@ pub struct UsersArgs {
 pub enum UsersCommand {
     /// Add a user with a role and a password.
     Add {
+        /// The user's name.
         name: String,
         /// viewer, editor, approver, operator or admin.
         #[arg(long)]
@@ -36,18 +37,28 @@ pub enum UsersCommand {
         json: bool,
     },
     /// Disable a user: their sessions end, their password and token stop working.
-    Disable { name: String },
+    Disable {
+        /// The user's name.
+        name: String,
+    },
     /// Enable a disabled user again.
-    Enable { name: String },
+    Enable {
+        /// The user's name.
+        name: String,
+    },
     /// Set a user's password (their sessions end).
     Password {
+        /// The user's name.
         name: String,
         /// Read the password from this file's first line (`-`: standard input).
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
     /// Issue a personal API token for a user (replacing the earlier one); printed once.
-    Token { name: String },
+    Token {
+        /// The user's name.
+        name: String,
+    },
 }
 
 /// The password: the file's first line (without its line end), else asked twice on the

@@ -4,6 +4,7 @@
 mod admin;
 mod alerts;
 mod architecture;
+mod audit;
 mod bounces;
 mod cli;
 mod dashboard;
@@ -29,6 +30,7 @@ mod smtp_faults;
 mod store;
 mod store_copy;
 mod unsubscribe;
+mod users;
 mod wechat;
 
 // Reliability (issue 5): crashes, store faults, bad input; these start the real binary.
