@@ -372,7 +372,7 @@ impl Ops {
     /// when WeChat would refuse its images, or when its WeChat article is too long (while
     /// a schedule sends over WeChat).
     pub async fn approve(&self, actor: &Actor, id: &str) -> Result<Approval> {
-        let by = actor.name.as_str();
+        let by = actor.name.trim();
         crate::domain::text::check_line(by, 200, true).map_err(|m| OpsError::invalid("by", m))?;
         let r = self.record(id).await?;
         check_approvable(self, &r).await?;
@@ -563,7 +563,11 @@ mod tests {
         let file = t.dir.path().join("record.toml");
         // Too long for WeChat, while the demo's schedule sends over WeChat.
         std::fs::write(&file, testing::example_record(30)).unwrap();
-        let id = ops.import_record_file(&file).await.unwrap().id;
+        let id = ops
+            .import_record_file(&Actor::local("editor"), &file)
+            .await
+            .unwrap()
+            .id;
         let size = ops
             .wechat_size(&id)
             .await
@@ -572,28 +576,16 @@ mod tests {
         assert!(size.too_long, "{size:?}");
 
         for by in ["  ", "two\nlines", &"x".repeat(201)] {
-            match ops.approve(ApproveInput { id: &id, by }).await {
+            match ops.approve(&Actor::local(by), &id).await {
                 Err(OpsError::Invalid { field, .. }) => assert_eq!(field, "by"),
                 other => panic!("{by:?}: {other:?}"),
             }
         }
-        match ops
-            .approve(ApproveInput {
-                id: "no-such-record",
-                by: "editor",
-            })
-            .await
-        {
+        match ops.approve(&Actor::local("editor"), "no-such-record").await {
             Err(OpsError::NotFound { what, .. }) => assert_eq!(what, Missing::Record),
             other => panic!("{other:?}"),
         }
-        match ops
-            .approve(ApproveInput {
-                id: &id,
-                by: "editor",
-            })
-            .await
-        {
+        match ops.approve(&Actor::local("editor"), &id).await {
             Err(OpsError::Refused { why, message }) => {
                 assert_eq!(why, Refusal::ArticleTooLong);
                 assert!(message.contains("WeChat takes under 20,000"), "{message}");
@@ -604,15 +596,11 @@ mod tests {
 
         // The example as it is fits: approved, at the injected clock's time.
         std::fs::write(&file, testing::example_record(0)).unwrap();
-        ops.import_record_file(&file).await.unwrap();
-        assert!(!ops.wechat_size(&id).await.unwrap().unwrap().too_long);
-        let done = ops
-            .approve(ApproveInput {
-                id: &id,
-                by: " editor ",
-            })
+        ops.import_record_file(&Actor::local("editor"), &file)
             .await
             .unwrap();
+        assert!(!ops.wechat_size(&id).await.unwrap().unwrap().too_long);
+        let done = ops.approve(&Actor::local(" editor "), &id).await.unwrap();
         assert_eq!(
             (done.outcome, done.by.as_str()),
             (ApproveOutcome::Approved, "editor")
@@ -620,12 +608,7 @@ mod tests {
         let r = ops.record(&id).await.unwrap();
         assert_eq!(r.state, RecordState::Approved);
         assert_eq!(r.approved_at, Some(t.clock.now()));
-        let again = ops
-            .approve(ApproveInput {
-                id: &id,
-                by: "editor",
-            })
-            .await;
+        let again = ops.approve(&Actor::local("editor"), &id).await;
         assert_eq!(again.unwrap().outcome, ApproveOutcome::AlreadyApproved);
     }
 
@@ -635,7 +618,11 @@ mod tests {
         let ops = t.ops.clone();
         let file = t.dir.path().join("record.toml");
         std::fs::write(&file, testing::example_record(0)).unwrap();
-        let id = ops.import_record_file(&file).await.unwrap().id;
+        let id = ops
+            .import_record_file(&Actor::local("editor"), &file)
+            .await
+            .unwrap()
+            .id;
         let preview = |channel, format| {
             let ops = ops.clone();
             let id = id.clone();
@@ -688,7 +675,10 @@ mod tests {
             ),
         );
         let out = ops
-            .import_records(&[a.clone(), b.clone(), other.clone(), a.clone()])
+            .import_records(
+                &Actor::local("editor"),
+                &[a.clone(), b.clone(), other.clone(), a.clone()],
+            )
             .await
             .unwrap();
         assert_eq!(out.len(), 4);
@@ -715,7 +705,10 @@ mod tests {
         // A year later in the example's own time the date is not odd.
         t.clock
             .set(chrono::Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap());
-        let out = ops.import_records(&[a]).await.unwrap();
+        let out = ops
+            .import_records(&Actor::local("editor"), &[a])
+            .await
+            .unwrap();
         assert!(
             out[0].outcome.is_ok() && out[0].warning.is_none(),
             "{out:?}"
