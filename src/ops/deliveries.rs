@@ -462,7 +462,10 @@ mod retry_tests {
     async fn a_retry_must_name_its_rows_and_they_must_exist() {
         let t = testing::ops().await;
         let ops = t.ops.clone();
-        match ops.retry(RetryInput::default()).await {
+        match ops
+            .retry(&crate::domain::Actor::local("t"), RetryInput::default())
+            .await
+        {
             Err(OpsError::Invalid { field, .. }) => assert_eq!(field, "bulletin"),
             other => panic!("{other:?}"),
         }
@@ -472,7 +475,7 @@ mod retry_tests {
             ..Default::default()
         };
         assert!(matches!(
-            ops.retry(both).await,
+            ops.retry(&crate::domain::Actor::local("t"), both).await,
             Err(OpsError::Invalid { .. })
         ));
         for (input, missing) in [
@@ -491,17 +494,20 @@ mod retry_tests {
                 Missing::Delivery,
             ),
         ] {
-            match ops.retry(input).await {
+            match ops.retry(&crate::domain::Actor::local("t"), input).await {
                 Err(OpsError::NotFound { what, .. }) => assert_eq!(what, missing),
                 other => panic!("{other:?}"),
             }
         }
         let all = ops
-            .retry(RetryInput {
-                all: true,
-                held: true,
-                ..Default::default()
-            })
+            .retry(
+                &crate::domain::Actor::local("t"),
+                RetryInput {
+                    all: true,
+                    held: true,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -56,7 +56,7 @@ impl Ops {
         if out.created {
             self.audit(
                 actor,
-                AuditEntry::new("notice.send", format!("bulletin:{}", out.id)).after(&out),
+                AuditEntry::new("notice.send", format!("bulletin:{}", out.id)).after(out),
             )
             .await;
         }
