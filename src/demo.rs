@@ -6,7 +6,6 @@
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::subscriber::CsvSubscribers;
-use crate::ops::records::ApproveInput;
 use anyhow::{anyhow, Context};
 use std::path::Path;
 
@@ -56,6 +55,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("{e}"))?;
     let app = App::build(config).await.map_err(|e| anyhow!("{e}"))?;
     let ops = app.ops();
+    let actor = crate::domain::Actor::local("demo-approver");
 
     println!("1. Embedded store created at {d}/bulletin.db");
     let record_path = dir.join("records").join(RECORD_FILE);
@@ -65,7 +65,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     // One record, two language versions: the English file (primary) and the Chinese.
     let mut id = String::new();
     let mut versions = Vec::new();
-    for f in ops.import_records(&[record_path, zh_path]).await? {
+    for f in ops.import_records(&actor, &[record_path, zh_path]).await? {
         let r = f.outcome?;
         id = r.id;
         versions = r.versions;
@@ -76,25 +76,21 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         versions.join(", ")
     );
 
-    ops.create_list("partners", "Partners, embassies and press")
+    ops.create_list(&actor, "partners", "Partners, embassies and press")
         .await?;
     let rows = CsvSubscribers::new(SUBSCRIBERS.as_bytes()).map_err(|e| anyhow!(e))?;
-    let imported = ops.import_csv("partners", rows).await?;
+    let imported = ops.import_csv(&actor, "partners", rows).await?;
     println!(
         "3. Created list `partners` with {} subscribers ({} invalid rows)",
         imported.counts.added,
         imported.rejected.len()
     );
 
-    ops.approve(ApproveInput {
-        id: &id,
-        by: "demo-approver",
-    })
-    .await?;
+    ops.approve(&actor, &id).await?;
     println!("4. Approved `{id}` as demo-approver");
 
     let schedule = app.config.schedules[0].name.clone();
-    let fired = ops.fire(&schedule).await?;
+    let fired = ops.fire(&actor, &schedule).await?;
     if fired.already_fired {
         println!("5. Schedule `{schedule}` had already fired");
     } else {

@@ -2,7 +2,9 @@
 //! WeChat step ids), the latest failures, progress counts, and retry (which rows a retry
 //! puts back in the queue).
 
+use super::audit::AuditEntry;
 use super::{Missing, Ops, OpsError, Result};
+use crate::domain::Actor;
 use crate::domain::{ChannelKind, DeliveryStatus};
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, StatusCount, WechatJob};
 use chrono::{DateTime, Utc};
@@ -268,7 +270,7 @@ impl Ops {
 
     /// Puts the named rows back in the queue, due now, with a fresh attempt budget, and
     /// wakes the dispatcher. Which statuses: [`requeue_statuses`].
-    pub async fn retry(&self, input: RetryInput) -> Result<RetryOutcome> {
+    pub async fn retry(&self, actor: &Actor, input: RetryInput) -> Result<RetryOutcome> {
         if input.bulletin.is_none() && input.delivery.is_none() && !input.all {
             return Err(OpsError::invalid(
                 "bulletin",
@@ -303,6 +305,17 @@ impl Ops {
         if requeued > 0 {
             self.wake.notify_one();
         }
+        let object = match (input.bulletin, input.delivery) {
+            (_, Some(d)) => format!("delivery:{d}"),
+            (Some(b), None) => format!("bulletin:{b}"),
+            (None, None) => "deliveries:all".to_string(),
+        };
+        self.audit(
+            actor,
+            AuditEntry::new("deliveries.retry", object)
+                .after(serde_json::json!({"requeued": requeued, "statuses": statuses})),
+        )
+        .await;
         Ok(RetryOutcome { requeued, statuses })
     }
 
@@ -449,7 +462,10 @@ mod retry_tests {
     async fn a_retry_must_name_its_rows_and_they_must_exist() {
         let t = testing::ops().await;
         let ops = t.ops.clone();
-        match ops.retry(RetryInput::default()).await {
+        match ops
+            .retry(&crate::domain::Actor::local("t"), RetryInput::default())
+            .await
+        {
             Err(OpsError::Invalid { field, .. }) => assert_eq!(field, "bulletin"),
             other => panic!("{other:?}"),
         }
@@ -459,7 +475,7 @@ mod retry_tests {
             ..Default::default()
         };
         assert!(matches!(
-            ops.retry(both).await,
+            ops.retry(&crate::domain::Actor::local("t"), both).await,
             Err(OpsError::Invalid { .. })
         ));
         for (input, missing) in [
@@ -478,17 +494,20 @@ mod retry_tests {
                 Missing::Delivery,
             ),
         ] {
-            match ops.retry(input).await {
+            match ops.retry(&crate::domain::Actor::local("t"), input).await {
                 Err(OpsError::NotFound { what, .. }) => assert_eq!(what, missing),
                 other => panic!("{other:?}"),
             }
         }
         let all = ops
-            .retry(RetryInput {
-                all: true,
-                held: true,
-                ..Default::default()
-            })
+            .retry(
+                &crate::domain::Actor::local("t"),
+                RetryInput {
+                    all: true,
+                    held: true,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -210,6 +210,14 @@ async fn a_real_browser_signs_in_and_sees_progress_and_failures() {
 
     let admin = http.admin.clone();
     let dom_dir = dir.path().join("profile-dom");
+    // The session cookie is SameSite=Strict: the redirect that ends a sign-in posted from
+    // another site (this file) does not carry it. The browser keeps it, and opening the
+    // dashboard itself, as a person does next, does.
+    let (profile, signin_url) = (dom_dir.clone(), url.clone());
+    tokio::task::spawn_blocking(move || chromium(&["--dump-dom", &signin_url], &profile))
+        .await
+        .unwrap();
+    let url = format!("{}/dashboard", http.admin);
     let url2 = url.clone();
     let out = tokio::task::spawn_blocking(move || chromium(&["--dump-dom", &url2], &dom_dir))
         .await
@@ -294,7 +302,7 @@ async fn a_real_browser_signs_in_and_sees_progress_and_failures() {
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let shot_dir = dir.path().join("profile-shot");
+    let shot_dir = dir.path().join("profile-dom");
     let arg = format!("--screenshot={}", shot.display());
     let out = tokio::task::spawn_blocking(move || chromium(&[&arg, &url], &shot_dir))
         .await

@@ -5,6 +5,7 @@ mod admin;
 mod alerts;
 mod architecture;
 mod archive;
+mod audit;
 mod bounce_webhook;
 mod bounces;
 mod cli;
@@ -32,6 +33,7 @@ mod smtp_faults;
 mod store;
 mod store_copy;
 mod unsubscribe;
+mod users;
 mod versions;
 mod wechat;
 

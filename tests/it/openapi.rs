@@ -72,7 +72,7 @@ fn the_document_has_the_admin_api_and_the_dashboard_and_says_which_are_open() {
             "get /readyz",
         ]
     );
-    assert_eq!(ops.len(), 22, "{ops:?}");
+    assert_eq!(ops.len(), 40, "{ops:?}");
     // The one operation served on the public listener: its own server and security.
     let hook = &doc["paths"]["/webhooks/bounce"];
     assert_eq!(hook["servers"][0]["url"], "http://127.0.0.1:8081", "{hook}");
@@ -160,10 +160,14 @@ async fn every_documented_operation_answers_with_its_security() {
         // The webhook is served on the public listener and wants its signature.
         let public = doc["paths"][&path][&method]["tags"][0] == "public";
         let base = if public { &http.public } else { &http.admin };
-        let url = format!("{base}{}", path.replace("{id}", "1"));
+        let url = format!(
+            "{base}{}",
+            path.replace("{id}", "1").replace("{name}", "x")
+        );
         let req = match method.as_str() {
             "get" => no_redirects.get(&url),
             "post" => no_redirects.post(&url),
+            "delete" => no_redirects.delete(&url),
             other => panic!("unexpected method {other} for {path}"),
         };
         let status = req.send().await.unwrap().status().as_u16();

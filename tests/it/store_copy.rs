@@ -56,6 +56,25 @@ async fn store_copy_moves_everything_to_postgres() {
         .await
         .unwrap();
 
+    // A user with a personal token, and the audit entries (the import above, adding the
+    // user, the token, the sign-in); a session,
+    // which is not copied (people sign in again).
+    let admin = bulletin::domain::Actor::bootstrap_admin();
+    let pw = secrecy::SecretString::from("a long enough password".to_string());
+    let ops = t.app.ops();
+    ops.add_user(
+        &admin,
+        bulletin::ops::users::AddUserInput {
+            name: "mai",
+            role: "approver",
+            password: &pw,
+        },
+    )
+    .await
+    .unwrap();
+    let token = ops.issue_token(&admin, "mai").await.unwrap();
+    let session = ops.login("mai", &pw, None).await.unwrap().unwrap();
+
     let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
         .args(["store", "copy", "--from", &sqlite, "--to", &db.url])
         .output()
@@ -69,6 +88,8 @@ async fn store_copy_moves_everything_to_postgres() {
     assert!(stdout.contains("deliveries: 2 row(s)"), "{stdout}");
     assert!(stdout.contains("attempts: 2 row(s)"), "{stdout}");
     assert!(stdout.contains("bounces: 1 row(s)"), "{stdout}");
+    assert!(stdout.contains("users: 1 row(s)"), "{stdout}");
+    assert!(stdout.contains("audit: 4 row(s)"), "{stdout}");
 
     let pg = bulletin::store::open(&db.url).await.unwrap();
     let all = DeliveryFilter::default();
@@ -122,6 +143,28 @@ async fn store_copy_moves_everything_to_postgres() {
         pg.bounce_raw(kept.recorded.id).await.unwrap().unwrap(),
         b"not a bounce \xff at all"
     );
+    // The user, their password hash and token hash, and the audit log came along.
+    assert_eq!(
+        serde_json::to_value(src.users().await.unwrap()).unwrap(),
+        serde_json::to_value(pg.users().await.unwrap()).unwrap()
+    );
+    assert_eq!(
+        src.user_password_hash("mai").await.unwrap().unwrap().1,
+        pg.user_password_hash("mai").await.unwrap().unwrap().1
+    );
+    use secrecy::ExposeSecret;
+    let hash = bulletin::ops::users::secret_hash(token.token.expose_secret());
+    assert_eq!(pg.user_by_token(&hash).await.unwrap().unwrap().name, "mai");
+    let log = bulletin::store::AuditFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_value(src.audit(&log).await.unwrap().0).unwrap(),
+        serde_json::to_value(pg.audit(&log).await.unwrap().0).unwrap()
+    );
+    let sid = bulletin::ops::users::secret_hash(session.id.expose_secret());
+    assert!(pg.session(&sid, t.clock_now()).await.unwrap().is_none());
     // Unsubscribe links already sent stay valid: the same signing key.
     assert_eq!(
         pg.setting_or_insert("unsubscribe_key", "new")

@@ -1101,7 +1101,7 @@ impl WechatChannel {
         calls.push(json!({"call": "POST /cgi-bin/draft/add?access_token=[token]", "body": {"articles": [{
             "title": article.title, "author": article.author, "digest": article.digest,
             "content": "[article.html, image URLs from uploadimg]", "thumb_media_id": "[cover media_id]",
-            "need_open_comment": 0, "only_fans_can_comment": 0, "content_source_url": b.web_url}]}}));
+            "need_open_comment": 0, "only_fans_can_comment": 0, "content_source_url": b.version_for(Some(&self.cfg.language)).web_url}]}}));
         match self.cfg.mode {
             WechatMode::Draft => {}
             WechatMode::Publish => {
