@@ -95,7 +95,12 @@ mod tests {
     fn each_role_is_granted_exactly_its_permissions() {
         use Permission::*;
         let all = [Read, EditRecords, Approve, Operate, ManageUsers];
-        let granted = |r: Role| all.iter().copied().filter(|p| r.grants(*p)).collect::<Vec<_>>();
+        let granted = |r: Role| {
+            all.iter()
+                .copied()
+                .filter(|p| r.grants(*p))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(granted(Role::Viewer), vec![Read]);
         assert_eq!(granted(Role::Editor), vec![Read, EditRecords]);
         assert_eq!(granted(Role::Approver), vec![Read, Approve]);

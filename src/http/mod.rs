@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod console;
 mod dashboard;
 mod error;
 mod public;

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod bounces;
 pub mod bulletins;
+pub mod console_shim;
 pub mod deliveries;
 pub mod lists;
 pub mod notices;
