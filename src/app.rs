@@ -238,7 +238,11 @@ impl App {
         &self,
         path: &Path,
     ) -> Result<(String, ImportOutcome), AppError> {
-        match self.ops().import_record_file(path).await {
+        match self
+            .ops()
+            .import_record_file(&crate::domain::Actor::local("app"), path)
+            .await
+        {
             Ok(r) => Ok((r.id, r.outcome)),
             Err(OpsError::Record(e)) => Err(AppError::Record(e)),
             Err(OpsError::Store(e)) => Err(AppError::Store(e)),

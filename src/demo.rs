@@ -4,7 +4,6 @@
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::subscriber::CsvSubscribers;
-use crate::ops::records::ApproveInput;
 use anyhow::{anyhow, Context};
 use std::path::Path;
 
@@ -51,32 +50,29 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("{e}"))?;
     let app = App::build(config).await.map_err(|e| anyhow!("{e}"))?;
     let ops = app.ops();
+    let actor = crate::domain::Actor::local("demo-approver");
 
     println!("1. Embedded store created at {d}/bulletin.db");
     let record_path = dir.join("records").join(RECORD_FILE);
     std::fs::write(&record_path, RECORD)?;
-    let id = ops.import_record_file(&record_path).await?.id;
+    let id = ops.import_record_file(&actor, &record_path).await?.id;
     println!("2. Imported the example session record `{id}` (a draft)");
 
-    ops.create_list("partners", "Partners, embassies and press")
+    ops.create_list(&actor, "partners", "Partners, embassies and press")
         .await?;
     let rows = CsvSubscribers::new(SUBSCRIBERS.as_bytes()).map_err(|e| anyhow!(e))?;
-    let imported = ops.import_csv("partners", rows).await?;
+    let imported = ops.import_csv(&actor, "partners", rows).await?;
     println!(
         "3. Created list `partners` with {} subscribers ({} invalid rows)",
         imported.counts.added,
         imported.rejected.len()
     );
 
-    ops.approve(ApproveInput {
-        id: &id,
-        by: "demo-approver",
-    })
-    .await?;
+    ops.approve(&actor, &id).await?;
     println!("4. Approved `{id}` as demo-approver");
 
     let schedule = app.config.schedules[0].name.clone();
-    let fired = ops.fire(&schedule).await?;
+    let fired = ops.fire(&actor, &schedule).await?;
     if fired.already_fired {
         println!("5. Schedule `{schedule}` had already fired");
     } else {

@@ -1,26 +1,24 @@
 //! `bulletin approve`: a draft record approved, so the next firing sends it.
 
 use super::{ops_error, Ctx};
-use crate::ops::records::ApproveInput;
 use crate::store::ApproveOutcome;
 
 #[derive(clap::Args, Debug)]
 pub struct ApproveArgs {
     /// The record's id.
     id: String,
-    /// Who approves (kept on the record).
+    /// Who approves (kept on the record and in the audit log); default: the global
+    /// `--as`, else `cli:<OS user>`.
     #[arg(long)]
-    by: String,
+    by: Option<String>,
 }
 
 impl ApproveArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let actor = ctx.actor(self.by.as_deref())?;
         let ops = ctx.ops().await?;
         let done = ops
-            .approve(ApproveInput {
-                id: &self.id,
-                by: &self.by,
-            })
+            .approve(&actor, &self.id)
             .await
             .map_err(|e| ops_error(e, &["id"]))?;
         match done.outcome {

@@ -75,9 +75,10 @@ impl BouncesArgs {
                 json,
             }) => ingest(ctx, file, recipient, json).await,
             Some(BouncesCommand::Undo { id }) => {
+                let actor = ctx.actor(None)?;
                 let ops = ctx.ops().await?;
                 let u = ops
-                    .undo_bounce(id)
+                    .undo_bounce(&actor, id)
                     .await
                     .map_err(|e| ops_error(e, &["id"]))?;
                 if u.undone {

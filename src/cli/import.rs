@@ -17,7 +17,11 @@ pub struct ImportArgs {
 impl ImportArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
         let ops = ctx.ops().await?;
-        let imports = ops.import_records(&self.files).await.map_err(ops_err)?;
+        let actor = ctx.actor(None)?;
+        let imports = ops
+            .import_records(&actor, &self.files)
+            .await
+            .map_err(ops_err)?;
         let mut failed = 0;
         for FileImport {
             file,

@@ -91,6 +91,7 @@ pub enum ListCommand {
 
 impl ListsArgs {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let actor = ctx.actor(None)?;
         let ops = ctx.ops().await?;
         // The list, the address and the status are positional: a refused one is named
         // by its message.
@@ -98,7 +99,7 @@ impl ListsArgs {
         match self.command {
             ListCommand::Create { name, description } => {
                 if ops
-                    .create_list(&name, &description)
+                    .create_list(&actor, &name, &description)
                     .await
                     .map_err(err)?
                     .created
@@ -108,7 +109,7 @@ impl ListsArgs {
                     println!("list `{name}` already exists");
                 }
             }
-            ListCommand::Import { name, file } => import(&ops, &name, &file).await?,
+            ListCommand::Import { name, file } => import(&ops, &actor, &name, &file).await?,
             ListCommand::Export { name, out } => export(&ops, &name, out.as_deref()).await?,
             ListCommand::Add {
                 name,
@@ -117,12 +118,15 @@ impl ListsArgs {
                 language,
             } => {
                 let added = ops
-                    .add_subscriber(AddSubscriberInput {
-                        list: &name,
-                        email: &email,
-                        name: display_name.as_deref(),
-                        language: language.as_deref(),
-                    })
+                    .add_subscriber(
+                        &actor,
+                        AddSubscriberInput {
+                            list: &name,
+                            email: &email,
+                            name: display_name.as_deref(),
+                            language: language.as_deref(),
+                        },
+                    )
                     .await
                     .map_err(err)?;
                 println!(
@@ -135,7 +139,10 @@ impl ListsArgs {
                 );
             }
             ListCommand::Remove { name, email } => {
-                let removed = ops.remove_subscriber(&name, &email).await.map_err(err)?;
+                let removed = ops
+                    .remove_subscriber(&actor, &name, &email)
+                    .await
+                    .map_err(err)?;
                 println!("{} removed from `{name}`", removed.email);
             }
             ListCommand::SetStatus {
@@ -144,7 +151,7 @@ impl ListsArgs {
                 status,
             } => {
                 let changed = ops
-                    .set_subscriber_status(&name, &email, &status)
+                    .set_subscriber_status(&actor, &name, &email, &status)
                     .await
                     .map_err(err)?;
                 if let Some(st) = changed.status {
@@ -163,31 +170,24 @@ fn list_err(e: crate::ops::OpsError) -> anyhow::Error {
 }
 
 /// `lists import`: the CSV's valid rows upserted, the invalid ones named and skipped.
-async fn import(ops: &Ops, name: &str, file: &Path) -> anyhow::Result<()> {
+async fn import(
+    ops: &Ops,
+    actor: &crate::domain::Actor,
+    name: &str,
+    file: &Path,
+) -> anyhow::Result<()> {
     // The list first: a missing one is named before the file is read.
-    let list = ops.list(name).await.map_err(list_err)?;
+    ops.list(name).await.map_err(list_err)?;
     // A FIFO or a device is refused, not read (a plain open of a FIFO hangs).
     let (f, _) =
         crate::app::open_regular_file(file).map_err(|e| anyhow!("{} {e}", file.display()))?;
     let rows = CsvSubscribers::new(std::io::BufReader::new(f))
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
-    if !rows.ignored_columns().is_empty() {
-        eprintln!(
-            "{}: line 1: column(s) ignored (only email, name and language are read): {}",
-            file.display(),
-            rows.ignored_columns().join(", ")
-        );
+    let done = ops.import_csv(actor, name, rows).await.map_err(list_err)?;
+    for line in done.report(&file.display().to_string()) {
+        eprintln!("{line}");
     }
-    let crate::ops::lists::SubscriberImport {
-        counts,
-        rejected: errors,
-        ..
-    } = crate::ops::lists::import_rows(ops, list.id, rows)
-        .await
-        .map_err(list_err)?;
-    for e in &errors {
-        eprintln!("{}: {e}: skipped", file.display());
-    }
+    let (counts, errors) = (done.counts, done.rejected);
     println!(
         "list `{name}`: {} added, {} updated, {} unchanged, {} invalid row(s) skipped",
         counts.added,

@@ -9,6 +9,7 @@
 //! `run`.
 
 mod approve;
+mod audit;
 pub mod bounces;
 mod bulletins;
 mod check_config;
@@ -25,6 +26,7 @@ mod schedule;
 mod serve;
 mod status;
 mod store;
+mod users;
 
 pub use dkim::{DkimAlgorithm, DkimCommand};
 pub use lists::ListCommand;
@@ -36,6 +38,7 @@ pub use store::StoreCommand;
 
 use crate::app::{App, AppError};
 use crate::config::Config;
+use crate::domain::Actor;
 use crate::ops::{Ops, OpsError};
 use crate::telemetry::{self, LogFormat};
 use anyhow::anyhow;
@@ -64,6 +67,16 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "plain")]
     pub log_format: LogFormat,
+    /// The name the audit log records for what this command does (default
+    /// `cli:<your OS user>`). The command line acts as an administrator: whoever has this
+    /// shell can read the store anyway.
+    #[arg(
+        long = "as",
+        global = true,
+        env = "BULLETIN_ACTOR",
+        value_name = "NAME"
+    )]
+    pub actor: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,6 +118,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The store itself: migrations, moving from SQLite to PostgreSQL.
     Store(store::StoreArgs),
+    /// Users of the admin API and dashboard: add, list, disable, passwords, tokens.
+    Users(users::UsersArgs),
+    /// The audit log: who did what, when, to which object.
+    Audit(audit::AuditArgs),
 }
 
 impl Command {
@@ -128,6 +145,8 @@ impl Command {
             Command::Bounces(a) => a.run(ctx).await,
             Command::Status(a) => a.run(ctx).await,
             Command::Store(a) => a.run(ctx).await,
+            Command::Users(a) => a.run(ctx).await,
+            Command::Audit(a) => a.run(ctx).await,
         }
     }
 }
@@ -200,18 +219,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
         config,
         log_format: _,
+        actor,
         command,
     } = cli;
-    command.run(&Ctx { config }).await
+    command.run(&Ctx { config, actor }).await
 }
 
 /// What every command gets from the global options.
 pub struct Ctx {
     /// The configuration file (`--config`).
     pub config: PathBuf,
+    /// `--as`: the actor's name, if given.
+    pub actor: Option<String>,
+}
+
+/// The OS user running the command: `$USER`, else `$LOGNAME`, else `unknown`.
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Ctx {
+    /// Who the audit log names for this command: `by` (a command's own `--by`, kept for
+    /// scripts), else `--as`, else `cli:<OS user>`; an administrator either way.
+    fn actor(&self, by: Option<&str>) -> anyhow::Result<Actor> {
+        let (name, option) = match (by, &self.actor) {
+            (Some(b), _) => (b.trim().to_string(), "by"),
+            (None, Some(a)) => (a.trim().to_string(), "as"),
+            (None, None) => (format!("cli:{}", os_user()), "as"),
+        };
+        crate::domain::text::check_line(&name, 200, true)
+            .map_err(|m| anyhow!("--{option}: {m}"))?;
+        Ok(Actor {
+            name,
+            role: crate::domain::Role::Admin,
+        })
+    }
+
     /// The configuration, loaded and checked.
     fn load_config(&self) -> anyhow::Result<Config> {
         Config::load(&self.config).map_err(|e| anyhow!("{e}"))

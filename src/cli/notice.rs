@@ -79,23 +79,23 @@ impl NoticeArgs {
             std::fs::read_to_string(&body_file)
                 .with_context(|| format!("--body-file {}: cannot read", body_file.display()))?
         };
-        let by = by
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "cli".into());
+        let actor = ctx.actor(by.as_deref())?;
         let ops = ctx.ops().await?;
         let req = ops
-            .check_notice(NoticeInput {
-                title: &title,
-                body: &body,
-                severity: &severity,
-                lists: &lists,
-                by: &by,
-                key: key.as_deref(),
-                channels: &channels,
-            })
+            .check_notice(
+                &actor,
+                NoticeInput {
+                    title: &title,
+                    body: &body,
+                    severity: &severity,
+                    lists: &lists,
+                    key: key.as_deref(),
+                    channels: &channels,
+                },
+            )
             .map_err(ops_err)?;
         if json {
-            return send_json(&ops, &req, wait).await;
+            return send_json(&ops, &actor, &req, wait).await;
         }
         if req.channels.contains(&ChannelKind::Wechat) {
             let q = ops.wechat_quota().await.map_err(ops_err)?;
@@ -104,7 +104,7 @@ impl NoticeArgs {
                 q.used, q.limit
             );
         }
-        let out = ops.send_notice(&req).await.map_err(ops_err)?;
+        let out = ops.send_notice(&actor, &req).await.map_err(ops_err)?;
         if out.created {
             println!(
                 "notice {} queued for {} recipient(s), ahead of scheduled bulletins",
@@ -128,8 +128,13 @@ impl NoticeArgs {
 
 /// `notice send --json`: the result once queued, or with `--wait` once delivery is over
 /// (with the final counts).
-async fn send_json(ops: &Ops, req: &NoticeRequest, wait: bool) -> anyhow::Result<()> {
-    let out = ops.send_notice(req).await.map_err(ops_err)?;
+async fn send_json(
+    ops: &Ops,
+    actor: &crate::domain::Actor,
+    req: &NoticeRequest,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let out = ops.send_notice(actor, req).await.map_err(ops_err)?;
     if !wait {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());

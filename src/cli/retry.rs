@@ -35,16 +35,20 @@ impl RetryArgs {
                  (every failed row in the whole history)"
             );
         }
+        let actor = ctx.actor(None)?;
         let ops = ctx.ops().await?;
         let out = ops
-            .retry(RetryInput {
-                bulletin: self.bulletin,
-                delivery: self.delivery,
-                all: self.all,
-                held: self.held,
-                unconfirmed: self.unconfirmed,
-                failed: self.failed,
-            })
+            .retry(
+                &actor,
+                RetryInput {
+                    bulletin: self.bulletin,
+                    delivery: self.delivery,
+                    all: self.all,
+                    held: self.held,
+                    unconfirmed: self.unconfirmed,
+                    failed: self.failed,
+                },
+            )
             .await
             .map_err(ops_err)?;
         let which: Vec<_> = out.statuses.iter().map(|s| s.as_str()).collect();

@@ -63,7 +63,7 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
 /// `schedule fire`: composes and enqueues now.
 async fn fire(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let ops = ctx.ops().await?;
-    let f = ops.fire(name).await.map_err(ops_err)?;
+    let f = ops.fire(&ctx.actor(None)?, name).await.map_err(ops_err)?;
     if f.already_fired {
         println!("schedule `{name}` already fired this second");
     } else {

@@ -81,6 +81,14 @@ impl Actor {
         }
     }
 
+    /// An administrator acting on the host itself (the CLI, the demo), named `name`.
+    pub fn local(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            role: Role::Admin,
+        }
+    }
+
     /// Whether this actor may perform actions needing `p`.
     pub fn may(&self, p: Permission) -> bool {
         self.role.grants(p)

@@ -1,23 +1,24 @@
-//! The admin API: JSON in and out, behind the bearer token (`auth.rs`), errors as
-//! `{"error": {"code", "message"}}` (`error.rs`). Each handler parses its input, calls
-//! one operation (`crate::ops`) and answers with its typed result; it never sends. The
-//! routes are declared once, with their OpenAPI documentation (utoipa): [`openapi`] is
-//! the document docs/openapi.json holds.
+//! The admin API: JSON in and out, behind a bearer token or a session (`auth.rs`),
+//! errors as `{"error": {"code", "message"}}` (`error.rs`). Each handler takes the
+//! signed-in [`Principal`], requires the permission its action needs (403 otherwise),
+//! parses its input, calls one operation (`crate::ops`, passing the actor) and answers
+//! with its typed result; it never sends. The routes are declared once, with their
+//! OpenAPI documentation (utoipa): [`openapi`] is the document docs/openapi.json holds.
+//! Endpoint groups added later live in `api/`, one file each.
 
-use super::auth::require_token;
+use super::api;
+use super::auth::{require_principal, Principal};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::throttle::LoginThrottle;
 use super::HttpContext;
 use crate::bounce::BounceKind;
-use crate::domain::{ChannelKind, DeliveryStatus, RecordState};
+use crate::domain::{ChannelKind, DeliveryStatus, Permission, RecordState};
 use crate::notice::NoticeOutcome;
 use crate::notice::Severity;
 use crate::ops::bulletins::{BulletinSummary, PauseResult};
 use crate::ops::deliveries::{DeliveryPage, DeliveryQuery, RetryInput, RetryOutcome};
 use crate::ops::notices::NoticeInput;
-use crate::ops::records::{
-    Approval, ApproveInput, PreviewFormat, PreviewInput, RecordDetail, RecordSummary,
-};
+use crate::ops::records::{Approval, PreviewFormat, PreviewInput, RecordDetail, RecordSummary};
 use crate::ops::status::Readiness;
 use crate::store::{BounceRow, BounceUndone};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -43,8 +44,12 @@ use utoipa_axum::routes;
     info(
         title = "bulletin admin API",
         description = "Served by `bulletin serve` on admin.bind (default 127.0.0.1:8080). \
-Every operation without `security: []` wants `Authorization: Bearer TOKEN`. It never sends: \
-it writes the store and wakes the dispatcher. Generated from the router \
+Every operation without `security: []` wants `Authorization: Bearer TOKEN` (the admin \
+token, or a user's personal token from `bulletin users token`) or a signed-in session, and \
+the role its action needs: reads any role; records upload `editor`; approve and send back \
+`approver`; notices, pause/resume/retry, lists and subscribers, firing schedules, bounce \
+undo `operator`; users `admin` (answered 403 otherwise). Every change is in the audit log \
+under the signed-in name. It never sends: it writes the store and wakes the dispatcher. Generated from the router \
 (`bulletin::http::openapi`); tests/it/openapi.rs fails when docs/openapi.json is stale."
     ),
     servers((url = "http://127.0.0.1:8080")),
@@ -100,8 +105,8 @@ impl Modify for TokenAnswers {
                 Some(retry_after),
             ),
             (
-                TOKEN_UNSET,
-                "no admin token configured (code admin_token_unset)",
+                FORBIDDEN,
+                "the signed-in role may not do this (code forbidden)",
                 None,
             ),
         ] {
@@ -120,7 +125,7 @@ impl Modify for TokenAnswers {
 
 const UNAUTHORIZED: &str = "Unauthorized";
 const TOO_MANY_FAILURES: &str = "TooManyFailures";
-const TOKEN_UNSET: &str = "TokenUnset";
+const FORBIDDEN: &str = "Forbidden";
 
 /// The routes behind the bearer token. Each handler's `#[utoipa::path]` is both its route
 /// and its documentation: a route added here is documented, and nothing else is routed.
@@ -140,9 +145,27 @@ fn authed_routes() -> OpenApiRouter<HttpContext> {
         .routes(routes!(bounces))
         .routes(routes!(undo_bounce))
         .routes(routes!(notice))
+        .routes(routes!(api::records::upload))
+        .routes(routes!(api::records::send_back))
+        .routes(routes!(api::lists::lists, api::lists::create_list))
+        .routes(routes!(
+            api::lists::subscribers,
+            api::lists::add_subscriber,
+            api::lists::remove_subscriber
+        ))
+        .routes(routes!(api::lists::import))
+        .routes(routes!(api::lists::export))
+        .routes(routes!(api::schedules::schedules))
+        .routes(routes!(api::schedules::fire))
+        .routes(routes!(api::users::users, api::users::add_user))
+        .routes(routes!(api::users::disable))
+        .routes(routes!(api::users::enable))
+        .routes(routes!(api::users::password))
+        .routes(routes!(api::users::token))
+        .routes(routes!(api::audit::audit))
 }
 
-/// The routes without the token. The dashboard checks the bearer header or its session
+/// The routes without the guard. The dashboard resolves the bearer header or its session
 /// cookie itself, and sends a browser that has neither to the login form.
 fn open_routes() -> OpenApiRouter<HttpContext> {
     OpenApiRouter::new()
@@ -190,7 +213,7 @@ fn api(
             for (code, name) in [
                 ("401", UNAUTHORIZED),
                 ("429", TOO_MANY_FAILURES),
-                ("503", TOKEN_UNSET),
+                ("403", FORBIDDEN),
             ] {
                 op.responses
                     .responses
@@ -232,7 +255,7 @@ pub fn admin_router(ctx: HttpContext) -> Router {
     let throttle = Arc::new(LoginThrottle::new());
     let guard_ctx = ctx.clone();
     let (router, _) =
-        api(move |r| r.route_layer(middleware::from_fn_with_state(guard_ctx, require_token)))
+        api(move |r| r.route_layer(middleware::from_fn_with_state(guard_ctx, require_principal)))
             .split_for_parts();
     super::with_security_headers(
         router
@@ -306,7 +329,8 @@ async fn readyz(State(ctx): State<HttpContext>) -> Response {
             body = String, content_type = "application/openmetrics-text"),
     )
 )]
-async fn metrics(State(ctx): State<HttpContext>) -> ApiResult<Response> {
+async fn metrics(State(ctx): State<HttpContext>, p: Principal) -> ApiResult<Response> {
+    p.require(Permission::Read)?;
     let body = ctx.ops.metrics_text().await?;
     Ok((
         [(
@@ -338,8 +362,10 @@ struct RecordsQuery {
 )]
 async fn records(
     State(ctx): State<HttpContext>,
+    p: Principal,
     q: Result<Query<RecordsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<RecordSummary>>> {
+    p.require(Permission::Read)?;
     let Query(q) = q?;
     let rows = ctx
         .ops
@@ -359,47 +385,32 @@ async fn records(
 )]
 async fn record(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RecordDetail>> {
+    p.require(Permission::Read)?;
     Ok(Json(ctx.ops.record(&id).await?))
 }
 
-/// The body of `POST /api/records/{id}/approve`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ApproveBody {
-    /// Who approves, one line.
-    #[schema(example = "Jane Doe")]
-    by: String,
-}
-
-/// Approve a draft (freezes its content hash)
+/// Approve a draft (freezes its content hash), as the signed-in approver
 ///
-/// Approving an approved record again answers `already_approved` and changes nothing.
+/// `approved_by` is the signed-in user's name; a body, if any, is ignored. Approving an
+/// approved record again answers `already_approved` and changes nothing.
 #[utoipa::path(post, path = "/api/records/{id}/approve", tag = "api",
     params(("id" = String, Path, description = "record id")),
-    request_body = ApproveBody,
     responses(
         (status = 200, description = "outcome: approved or already_approved", body = Approval),
-        (status = 400, description = "the body is not JSON of this shape (code invalid_json)", body = ErrorBody),
         (status = 404, description = "no such record (code record_not_found)", body = ErrorBody),
-        (status = 422, description = "`by` is not valid, or the record is not valid (codes invalid_field, invalid_record)", body = ErrorBody),
+        (status = 422, description = "the record is not valid, or WeChat would refuse it (codes invalid_field, invalid_record, article_too_long)", body = ErrorBody),
     )
 )]
 async fn approve(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(id): Path<String>,
-    body: Result<Json<ApproveBody>, JsonRejection>,
 ) -> ApiResult<Json<Approval>> {
-    let Json(body) = body?;
-    let done = ctx
-        .ops
-        .approve(ApproveInput {
-            id: &id,
-            by: &body.by,
-        })
-        .await?;
-    Ok(Json(done))
+    p.require(Permission::Approve)?;
+    Ok(Json(ctx.ops.approve(&p.actor, &id).await?))
 }
 
 /// The query of `GET /api/records/{id}/preview`.
@@ -428,9 +439,11 @@ struct PreviewQuery {
 )]
 async fn preview(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(id): Path<String>,
     q: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    p.require(Permission::Read)?;
     let Query(q) = q?;
     let format = q
         .format
@@ -476,8 +489,10 @@ struct BulletinsQuery {
 )]
 async fn bulletins(
     State(ctx): State<HttpContext>,
+    p: Principal,
     q: Result<Query<BulletinsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<BulletinSummary>>> {
+    p.require(Permission::Read)?;
     let Query(q) = q?;
     let out = ctx
         .ops
@@ -498,8 +513,10 @@ async fn bulletins(
 )]
 async fn bulletin(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<BulletinSummary>> {
+    p.require(Permission::Read)?;
     let id = parse_id("bulletin", &raw)?;
     Ok(Json(ctx.ops.bulletin(id).await?))
 }
@@ -518,10 +535,12 @@ async fn bulletin(
 )]
 async fn pause(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<PauseResult>> {
+    p.require(Permission::Operate)?;
     let id = parse_id("bulletin", &raw)?;
-    Ok(Json(ctx.ops.set_paused(id, true).await?))
+    Ok(Json(ctx.ops.set_paused(&p.actor, id, true).await?))
 }
 
 /// Resume a paused bulletin and wake the dispatcher
@@ -538,10 +557,12 @@ async fn pause(
 )]
 async fn resume(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<PauseResult>> {
+    p.require(Permission::Operate)?;
     let id = parse_id("bulletin", &raw)?;
-    Ok(Json(ctx.ops.set_paused(id, false).await?))
+    Ok(Json(ctx.ops.set_paused(&p.actor, id, false).await?))
 }
 
 /// The query of `GET /api/bounces`.
@@ -570,8 +591,10 @@ struct BouncesQuery {
 )]
 async fn bounces(
     State(ctx): State<HttpContext>,
+    p: Principal,
     q: Result<Query<BouncesQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<BounceRow>>> {
+    p.require(Permission::Read)?;
     let Query(q) = q?;
     let kind = q
         .kind
@@ -600,10 +623,12 @@ async fn bounces(
 )]
 async fn undo_bounce(
     State(ctx): State<HttpContext>,
+    p: Principal,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<BounceUndone>> {
+    p.require(Permission::Operate)?;
     let id = parse_id("bounce", &raw)?;
-    Ok(Json(ctx.ops.undo_bounce(id).await?))
+    Ok(Json(ctx.ops.undo_bounce(&p.actor, id).await?))
 }
 
 /// The query of `GET /api/deliveries`: every filter given must hold.
@@ -644,8 +669,10 @@ struct DeliveriesQuery {
 )]
 async fn deliveries(
     State(ctx): State<HttpContext>,
+    p: Principal,
     q: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> ApiResult<Json<DeliveryPage>> {
+    p.require(Permission::Read)?;
     let Query(q) = q?;
     let page = ctx
         .ops
@@ -698,19 +725,24 @@ struct RetryBody {
 )]
 async fn retry(
     State(ctx): State<HttpContext>,
+    p: Principal,
     body: Result<Json<RetryBody>, JsonRejection>,
 ) -> ApiResult<Json<RetryOutcome>> {
+    p.require(Permission::Operate)?;
     let Json(b) = body?;
     let out = ctx
         .ops
-        .retry(RetryInput {
-            bulletin: b.bulletin,
-            delivery: b.delivery,
-            all: false,
-            held: b.held,
-            unconfirmed: b.unconfirmed,
-            failed: b.failed,
-        })
+        .retry(
+            &p.actor,
+            RetryInput {
+                bulletin: b.bulletin,
+                delivery: b.delivery,
+                all: false,
+                held: b.held,
+                unconfirmed: b.unconfirmed,
+                failed: b.failed,
+            },
+        )
         .await?;
     Ok(Json(out))
 }
@@ -733,10 +765,10 @@ struct NoticeBody {
     lists: Vec<String>,
     /// Idempotency key: a notice with a key already used is not queued again.
     key: Option<String>,
-    /// Who triggers it, for the log.
-    #[serde(default = "default_by")]
-    #[schema(default = "admin-api")]
-    by: String,
+    /// Ignored (kept so older clients are not refused): the notice's `by` is the
+    /// signed-in user.
+    #[schema(deprecated)]
+    by: Option<String>,
     /// `email` is always included; `wechat` adds one text mass send to the account's
     /// followers, refused when the 24 h mass-send quota is used up.
     #[serde(default)]
@@ -746,9 +778,6 @@ struct NoticeBody {
 
 fn default_severity() -> String {
     "info".into()
-}
-fn default_by() -> String {
-    "admin-api".into()
 }
 
 /// Queue an urgent notice ahead of scheduled work (once per key or content window)
@@ -766,22 +795,28 @@ fn default_by() -> String {
 )]
 async fn notice(
     State(ctx): State<HttpContext>,
+    p: Principal,
     body: Result<Json<NoticeBody>, JsonRejection>,
 ) -> ApiResult<Response> {
+    p.require(Permission::Operate)?;
     let Json(b) = body?;
-    let req = ctx.ops.check_notice(NoticeInput {
-        title: &b.title,
-        body: &b.body,
-        severity: &b.severity,
-        lists: &b.lists,
-        by: &b.by,
-        key: b.key.as_deref(),
-        channels: &b.channels,
-    })?;
+    let _ = b.by;
+    let req = ctx.ops.check_notice(
+        &p.actor,
+        NoticeInput {
+            title: &b.title,
+            body: &b.body,
+            severity: &b.severity,
+            lists: &b.lists,
+            key: b.key.as_deref(),
+            channels: &b.channels,
+        },
+    )?;
     // The notice is queued in a task of its own: a client that hangs up or times out
     // mid-request does not cut its fan-out short.
     let ops = ctx.ops.clone();
-    let out: NoticeOutcome = tokio::spawn(async move { ops.send_notice(&req).await })
+    let actor = p.actor.clone();
+    let out: NoticeOutcome = tokio::spawn(async move { ops.send_notice(&actor, &req).await })
         .await
         .map_err(|e| {
             ApiError::new(

@@ -1,52 +1,65 @@
-//! Signing in to the admin side, shared by the API and the dashboard: the bearer token
-//! (SHA-256 of both sides compared in constant time) with its middleware, the
-//! dashboard's session cookie (HMAC of the token, never the token itself), and the
-//! back-off after failed sign-ins.
+//! Signing in to the admin side, shared by the API and the pages: who a request comes
+//! from ([`Principal`]: a bearer token, the bootstrap administrator's or a user's
+//! personal one, else the server-side session named by the cookie), the middleware in
+//! front of the API that resolves it once and counts failed bearer tokens in the
+//! back-off, and the CSRF token bound to a session. Roles are checked only through
+//! [`Principal::require`].
 
 use super::error::ApiError;
 use super::throttle::{retry_after_seconds, LoginThrottle};
 use super::HttpContext;
 use crate::domain::{Actor, Permission};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use hmac::{Hmac, Mac};
-use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// The dashboard's session cookie.
+/// The session cookie.
 pub const COOKIE: &str = "bulletin_session";
 
-/// The cookie value for a token: HMAC(token, label). Changing the token ends every session.
-pub(super) fn session_value(token: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
-    mac.update(b"bulletin-dashboard-session-v1");
-    hex::encode(mac.finalize().into_bytes())
-}
+/// The header an API request made with the session cookie carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Whether the request carries the bearer token or a valid session cookie.
-pub fn signed_in(ctx: &HttpContext, headers: &HeaderMap) -> bool {
-    let Some(token) = &ctx.config.admin.token else {
-        return false;
-    };
-    let token = token.expose_secret();
-    if let Some(given) = bearer(headers) {
-        return token_matches(given.trim(), token);
-    }
-    has_session(headers, &session_value(token))
-}
-
-/// Whether the request's cookies (every `Cookie` header) include the session cookie with
-/// the value `want`, compared in constant time.
-fn has_session(headers: &HeaderMap, want: &str) -> bool {
+/// The session id the request's cookies (every `Cookie` header) carry, if any.
+pub(super) fn session_id(headers: &HeaderMap) -> Option<String> {
     CookieJar::from_headers(headers)
         .get(COOKIE)
-        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(want.as_bytes())))
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Who the request comes from, without counting failures: a bearer token (never falling
+/// back to the cookie when one is given), else the session cookie. None: nobody.
+pub(super) async fn resolve(
+    ctx: &HttpContext,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    if let Some(given) = bearer(headers) {
+        return Ok(ctx
+            .ops
+            .actor_for_token(given)
+            .await?
+            .map(|actor| Principal {
+                actor,
+                session: None,
+            }));
+    }
+    let Some(id) = session_id(headers) else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .ops
+        .actor_for_session(&id)
+        .await?
+        .map(|actor| Principal {
+            actor,
+            session: Some(id),
+        }))
 }
 
 /// The credentials of an `Authorization: Bearer …` header (the scheme is case-insensitive).
@@ -57,13 +70,6 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
-}
-
-/// Equal-length digests compared in constant time: neither content nor length leaks.
-pub(super) fn token_matches(given: &str, expected: &str) -> bool {
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    a.ct_eq(&b).into()
 }
 
 /// 429 for an address locked out after failed sign-ins.
@@ -80,24 +86,14 @@ fn locked_out(wait: std::time::Duration) -> Response {
     r
 }
 
-/// The middleware in front of the API: the bearer token, or 401 (503 while no token is
-/// configured); failures count in the router's [`LoginThrottle`].
-pub(super) async fn require_token(
+/// The middleware in front of the API: resolves the [`Principal`] once (a bearer token,
+/// else the session cookie) and hands it to the handler, or answers 401; a wrong bearer
+/// token counts in the router's [`LoginThrottle`], and a locked-out address gets 429.
+pub(super) async fn require_principal(
     State(ctx): State<HttpContext>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = &ctx.config.admin.token else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "admin_token_unset",
-            format!(
-                "no admin token is configured: set the environment variable {} or admin.token_file",
-                ctx.config.admin.token_env
-            ),
-        )
-        .into_response();
-    };
     let ip = super::peer(req.extensions()).map(|a| a.ip());
     let throttle = req.extensions().get::<Arc<LoginThrottle>>().cloned();
     let now = ctx.clock.now();
@@ -105,14 +101,10 @@ pub(super) async fn require_token(
     if let Some(wait) = guard.as_ref().and_then(|(ip, th)| th.locked(*ip, now)) {
         return locked_out(wait);
     }
-    match bearer(req.headers()) {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the header `Authorization: Bearer TOKEN`",
-        )
-        .into_response(),
-        Some(t) if !token_matches(t.trim(), expected.expose_secret()) => {
+    let with_bearer = bearer(req.headers()).is_some();
+    match resolve(&ctx, req.headers()).await {
+        Err(e) => e.into_response(),
+        Ok(None) if with_bearer => {
             if let Some((ip, th)) = &guard {
                 if let Some(lock) = th.failed(*ip, now) {
                     tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed admin sign-ins: address locked out");
@@ -125,10 +117,37 @@ pub(super) async fn require_token(
             )
             .into_response()
         }
-        Some(_) => {
-            if let Some((ip, th)) = &guard {
+        Ok(None) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "sign in, or send the header `Authorization: Bearer TOKEN`",
+        )
+        .into_response(),
+        Ok(Some(p)) => {
+            if let (true, Some((ip, th))) = (with_bearer, &guard) {
                 th.succeeded(*ip);
             }
+            // A change made with the session cookie (a browser) must carry the session's
+            // CSRF token in a header, which no other site's form or script can set.
+            let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+            if !safe && p.session.is_some() {
+                let given = req
+                    .headers()
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !p.csrf_ok(given) {
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        format!(
+                            "a change made with the session cookie needs the session's CSRF token in the header `{CSRF_HEADER}`"
+                        ),
+                    )
+                    .into_response();
+                }
+            }
+            req.extensions_mut().insert(p);
             next.run(req).await
         }
     }
@@ -147,28 +166,34 @@ mod session_cookie_tests {
     }
 
     #[test]
-    fn the_session_cookie_is_found_among_others_and_compared_whole() {
-        let yes = |c: &[&str]| has_session(&headers(c), "abc123");
-        assert!(yes(&["bulletin_session=abc123"]));
-        assert!(yes(&["theme=dark; bulletin_session=abc123; lang=en"]));
-        assert!(yes(&["theme=dark", "bulletin_session=abc123"]));
+    fn the_session_cookie_is_found_among_others() {
+        let id = |c: &[&str]| session_id(&headers(c));
+        assert_eq!(id(&["bulletin_session=abc123"]).as_deref(), Some("abc123"));
+        assert_eq!(
+            id(&["theme=dark; bulletin_session=abc123; lang=en"]).as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(
+            id(&["theme=dark", "bulletin_session=abc123"]).as_deref(),
+            Some("abc123")
+        );
         // RFC 6265 §5.2 trims whitespace around the name and the value.
-        assert!(yes(&["theme=dark; bulletin_session = abc123"]));
-        assert!(!yes(&[]));
-        assert!(!yes(&["bulletin_session=abc1234"]));
-        assert!(!yes(&["bulletin_session=abc12"]));
-        assert!(!yes(&["xbulletin_session=abc123"]));
-        assert!(!yes(&["other=bulletin_session=abc123"]));
+        assert_eq!(
+            id(&["theme=dark; bulletin_session = abc123"]).as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(id(&[]), None);
+        assert_eq!(id(&["bulletin_session="]), None);
+        assert_eq!(id(&["xbulletin_session=abc123"]), None);
+        assert_eq!(id(&["other=bulletin_session=abc123"]), None);
     }
 }
 
-/// The signed-in person behind a request, for every handler that needs one: today the
-/// bearer token or the dashboard cookie, both the bootstrap administrator. Rejects with
+/// The signed-in person behind a request, for every handler that needs one: a bearer
+/// token (the bootstrap administrator's, or a user's personal token) or the server-side
+/// session the cookie names; a disabled user's token or session is no one. Rejects with
 /// 401 when nobody is signed in. Handlers check a permission with
 /// [`Principal::require`] before calling an operation, and pass `actor` to it.
-///
-/// The console's seam: named users, personal tokens and server-side sessions change how
-/// this is built, not how handlers use it.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub actor: Actor,
@@ -226,35 +251,17 @@ impl axum::extract::FromRequestParts<HttpContext> for Principal {
         parts: &mut axum::http::request::Parts,
         ctx: &HttpContext,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized = || {
+        // Behind [`require_principal`], resolved once already.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
+        resolve(ctx, &parts.headers).await?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "sign in, or send the header `Authorization: Bearer TOKEN`",
             )
-        };
-        let Some(token) = &ctx.config.admin.token else {
-            return Err(unauthorized());
-        };
-        let token = token.expose_secret();
-        if let Some(given) = bearer(&parts.headers) {
-            return if token_matches(given.trim(), token) {
-                Ok(Principal {
-                    actor: Actor::bootstrap_admin(),
-                    session: None,
-                })
-            } else {
-                Err(unauthorized())
-            };
-        }
-        let want = session_value(token);
-        if has_session(&parts.headers, &want) {
-            return Ok(Principal {
-                actor: Actor::bootstrap_admin(),
-                session: Some(want),
-            });
-        }
-        Err(unauthorized())
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 //! The dashboard: one server-rendered page (Askama, no JavaScript) on the admin bind with
 //! bulletins and their progress per channel, recent failures with the servers' answers, a
-//! delivery search and the schedules. Signed in by the bearer header, or by a login form
-//! that sets an HttpOnly cookie derived from the token (never the token itself; `Secure`
-//! when `admin.public_url` is https). Failed sign-ins back off per client address.
+//! delivery search and the schedules. Signed in by a bearer header, or by the login form
+//! (name and password, or the bootstrap admin token): a server-side session whose random
+//! id is the HttpOnly, SameSite=Strict cookie (`Secure` when `admin.public_url` is
+//! https); signing out (a POST carrying the session's CSRF token) ends it. Failed
+//! sign-ins back off per client address and per user name.
 
-use super::auth::{bearer, session_value, signed_in, token_matches, COOKIE};
+use super::auth::{bearer, resolve, Principal, COOKIE};
 use super::throttle::{retry_after_seconds, LoginThrottle};
 use super::{ClientAddr, HttpContext};
 use crate::domain::{ChannelKind, DeliveryStatus};
@@ -17,13 +19,13 @@ use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
-/// How long a browser keeps the session cookie.
-const SESSION_SECONDS: u32 = 8 * 3600;
+/// How long a browser keeps the session cookie: the session's own life.
+const SESSION_SECONDS: i64 = crate::ops::users::SESSION_HOURS * 3600;
 
 #[derive(Template)]
 #[template(path = "admin/login.html")]
@@ -54,34 +56,40 @@ fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
 #[utoipa::path(get, path = "/login", tag = "dashboard",
     responses(
         (status = 200, description = "the form", body = String, content_type = "text/html"),
-        (status = 503, description = "no admin token configured: the form says so", body = String, content_type = "text/html"),
     )
 )]
 pub async fn login_page(State(ctx): State<HttpContext>) -> Response {
-    let unset = ctx.config.admin.token.is_none();
+    login_form(&ctx, StatusCode::OK, None)
+}
+
+fn login_form(ctx: &HttpContext, status: StatusCode, message: Option<&str>) -> Response {
     html(
-        if unset {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::OK
-        },
+        status,
         LoginPage {
             publisher: &ctx.config.publisher.names[0],
-            message: unset.then_some("No admin token is configured, so nobody can sign in."),
+            message,
         }
         .render(),
     )
 }
 
-/// The sign-in form's fields.
+/// The sign-in form's fields: a name and password, or the bootstrap admin token.
 #[derive(Deserialize, ToSchema)]
 pub struct LoginForm {
-    /// The admin token.
+    /// The user's name.
+    #[serde(default)]
+    name: String,
+    /// The user's password.
+    #[serde(default)]
+    password: String,
+    /// Instead of a name and password: the admin token (the bootstrap administrator).
+    #[serde(default)]
     token: String,
 }
 
-/// The session cookie's attributes: `Secure` when browsers reach the admin side over
-/// https (`admin.public_url`), so the cookie never travels in clear.
+/// The session cookie's attributes: HttpOnly (no script reads it), SameSite=Strict (no
+/// other site's page sends it), `Secure` when browsers reach the admin side over https
+/// (`admin.public_url`), so the cookie never travels in clear.
 fn cookie_attributes(ctx: &HttpContext) -> &'static str {
     let https = ctx
         .config
@@ -90,21 +98,31 @@ fn cookie_attributes(ctx: &HttpContext) -> &'static str {
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
     if https {
-        "HttpOnly; Secure; SameSite=Lax; Path=/"
+        "HttpOnly; Secure; SameSite=Strict; Path=/"
     } else {
-        "HttpOnly; SameSite=Lax; Path=/"
+        "HttpOnly; SameSite=Strict; Path=/"
     }
 }
 
-/// Sign in with the admin token: sets an HttpOnly session cookie and redirects to /dashboard
+/// 429: the login page with the wait.
+fn login_locked(ctx: &HttpContext, wait: std::time::Duration, whose: &str) -> Response {
+    let secs = retry_after_seconds(wait);
+    let message = format!("Too many failed sign-ins {whose}: try again in {secs} seconds.");
+    let mut r = login_form(ctx, StatusCode::TOO_MANY_REQUESTS, Some(&message));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// Sign in with name and password (or the admin token): starts a server-side session and redirects to /dashboard
 #[utoipa::path(post, path = "/login", tag = "dashboard",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "signed in: the session cookie is set"),
-        (status = 401, description = "the token is not valid: the form again", body = String, content_type = "text/html"),
-        (status = 429, description = "too many failed sign-ins from this address: the login page with the wait", body = String, content_type = "text/html",
-            headers(("Retry-After" = u32, description = "seconds until the address may try again"))),
-        (status = 503, description = "no admin token configured", body = String, content_type = "text/html"),
+        (status = 401, description = "wrong name or password (or token): the form again", body = String, content_type = "text/html"),
+        (status = 429, description = "too many failed sign-ins from this address or as this user: the login page with the wait", body = String, content_type = "text/html",
+            headers(("Retry-After" = u32, description = "seconds until a sign-in may be tried again"))),
+        (status = 503, description = "the store did not answer", body = String, content_type = "text/html"),
     )
 )]
 pub async fn login(
@@ -113,65 +131,128 @@ pub async fn login(
     client: ClientAddr,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let Some(token) = &ctx.config.admin.token else {
-        return login_page(State(ctx)).await;
-    };
     let now = ctx.clock.now();
     if let Some(wait) = client.0.and_then(|ip| throttle.locked(ip, now)) {
-        let secs = retry_after_seconds(wait);
-        let message =
-            format!("Too many failed sign-ins from your address: try again in {secs} seconds.");
-        let mut r = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            LoginPage {
-                publisher: &ctx.config.publisher.names[0],
-                message: Some(&message),
-            }
-            .render(),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return r;
+        return login_locked(&ctx, wait, "from your address");
     }
-    if !token_matches(f.token.trim(), token.expose_secret()) {
-        if let Some(ip) = client.0 {
-            if let Some(lock) = throttle.failed(ip, now) {
-                tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed dashboard sign-ins: address locked out");
-            }
+    let by_token = f.name.trim().is_empty() && !f.token.trim().is_empty();
+    let name = f.name.trim();
+    if !by_token {
+        if let Some(wait) = throttle.user_locked(name, now) {
+            return login_locked(&ctx, wait, "as this user");
         }
-        return html(
-            StatusCode::UNAUTHORIZED,
-            LoginPage {
-                publisher: &ctx.config.publisher.names[0],
-                message: Some("That token is not valid."),
-            }
-            .render(),
-        );
     }
+    let outcome = if by_token {
+        ctx.ops.login_with_admin_token(&f.token, client.0).await
+    } else {
+        let password = SecretString::from(f.password);
+        ctx.ops.login(name, &password, client.0).await
+    };
+    let session = match outcome {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => {
+            if let Some(ip) = client.0 {
+                if let Some(lock) = throttle.failed(ip, now) {
+                    tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed sign-ins: address locked out");
+                }
+            }
+            if !by_token {
+                if let Some(lock) = throttle.user_failed(name, now) {
+                    tracing::warn!(
+                        lock_seconds = lock.as_secs(),
+                        "failed sign-ins: user name locked out"
+                    );
+                }
+            }
+            let message = if by_token {
+                "That token is not valid."
+            } else {
+                "That name and password do not match an enabled user."
+            };
+            return login_form(&ctx, StatusCode::UNAUTHORIZED, Some(message));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in: store error");
+            return login_form(
+                &ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("The store did not answer; try again."),
+            );
+        }
+    };
     if let Some(ip) = client.0 {
         throttle.succeeded(ip);
     }
+    if !by_token {
+        throttle.user_succeeded(name);
+    }
     let cookie = format!(
         "{COOKIE}={}; {}; Max-Age={SESSION_SECONDS}",
-        session_value(token.expose_secret()),
+        session.id.expose_secret(),
         cookie_attributes(&ctx)
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response()
 }
 
-/// Clear the session cookie
+/// The sign-out form's field.
+#[derive(Deserialize, ToSchema)]
+pub struct LogoutForm {
+    /// The session's CSRF token (every page's forms carry it).
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Sign out: ends the server-side session and clears the cookie
+///
+/// The form must carry the session's CSRF token: another site cannot sign a user out.
 #[utoipa::path(post, path = "/logout", tag = "dashboard",
-    responses((status = 303, description = "signed out: to the login form"))
-)]
-pub async fn logout(State(ctx): State<HttpContext>) -> Response {
-    (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}=; {}; Max-Age=0", cookie_attributes(&ctx)),
-        )],
-        Redirect::to("/login"),
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "signed out: to the login form"),
+        (status = 403, description = "the CSRF token is missing or wrong: nothing changed", body = String, content_type = "text/plain"),
     )
-        .into_response()
+)]
+pub async fn logout(
+    State(ctx): State<HttpContext>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    // No form (or a malformed one) carries no CSRF token: refused below if a session
+    // would end.
+    let f = form.map(|Form(f)| f).unwrap_or(LogoutForm {
+        csrf: String::new(),
+    });
+    let clear = [(
+        header::SET_COOKIE,
+        format!("{COOKIE}=; {}; Max-Age=0", cookie_attributes(&ctx)),
+    )];
+    match resolve(&ctx, &headers).await {
+        Ok(Some(
+            p @ Principal {
+                session: Some(_), ..
+            },
+        )) => {
+            if !p.csrf_ok(&f.csrf) {
+                return (
+                    StatusCode::FORBIDDEN,
+                    "the form's CSRF token is missing or wrong: nothing changed",
+                )
+                    .into_response();
+            }
+            let id = p.session.clone().unwrap_or_default();
+            if let Err(e) = ctx.ops.logout(&p.actor, &id).await {
+                tracing::error!(error = %e, "sign-out: store error");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store did not answer; the session was not ended",
+                )
+                    .into_response();
+            }
+            (clear, Redirect::to("/login")).into_response()
+        }
+        // No live session: nothing to end.
+        _ => (clear, Redirect::to("/login")).into_response(),
+    }
 }
 
 struct ChannelProgress {
@@ -219,6 +300,10 @@ pub struct SearchQuery {
 #[template(path = "admin/dashboard.html")]
 struct DashboardPage<'a> {
     publisher: &'a str,
+    /// Who is signed in, with the role.
+    actor: String,
+    /// The session's CSRF token, for the sign-out form.
+    csrf: String,
     now: String,
     bulletins: Vec<BulletinView>,
     failures: Vec<DeliveryRow>,
@@ -277,20 +362,23 @@ pub async fn dashboard(
         )
             .into_response();
     }
-    let ok = signed_in(&ctx, &headers);
+    let principal = match resolve(&ctx, &headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     if let (true, Some(ip)) = (bearer, client.0) {
-        if ok {
+        if principal.is_some() {
             throttle.succeeded(ip);
         } else if let Some(lock) = throttle.failed(ip, now) {
             tracing::warn!(client = %ip, lock_seconds = lock.as_secs(), "failed dashboard sign-ins: address locked out");
         }
     }
-    if !ok {
+    let Some(principal) = principal else {
         return Redirect::to("/login").into_response();
-    }
+    };
     // A malformed query string is shown as an empty search, not an error page.
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    match render(&ctx, q).await {
+    match render(&ctx, &principal, q).await {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => {
             tracing::error!(error = %e, "dashboard: store error");
@@ -306,6 +394,7 @@ pub async fn dashboard(
 /// The page, from the operations' results; Err: the store did not answer.
 async fn render(
     ctx: &HttpContext,
+    principal: &Principal,
     q: SearchQuery,
 ) -> Result<Result<String, askama::Error>, OpsError> {
     let ops = &ctx.ops;
@@ -389,6 +478,8 @@ async fn render(
     }
     Ok(DashboardPage {
         publisher: &ctx.config.publisher.names[0],
+        actor: format!("{} ({})", principal.actor.name, principal.actor.role),
+        csrf: principal.csrf_token(),
         now: fmt(now),
         bulletins,
         failures: failures.rows,

@@ -29,10 +29,11 @@ pub(crate) struct ErrorBody<'a> {
 /// What went wrong.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ErrorDetail<'a> {
-    /// Stable, for programs: unauthorized, admin_token_unset, too_many_failures,
+    /// Stable, for programs: unauthorized, forbidden, csrf, too_many_failures,
     /// invalid_json, invalid_query, invalid_field, invalid_path, invalid_record,
     /// record_not_found, bulletin_not_found, delivery_not_found, bounce_not_found, unknown_list,
-    /// article_too_long, bulletin_not_pausable, no_such_endpoint, not_found, refused,
+    /// user_not_found, schedule_not_found, subscriber_not_found, article_too_long,
+    /// bulletin_not_pausable, record_published, no_such_endpoint, not_found, refused,
     /// store_unavailable, store_error, render_failed, internal_error.
     code: &'a str,
     /// For people; may change.
@@ -124,6 +125,7 @@ impl From<OpsError> for ApiError {
                 Missing::Schedule => Self::not_found("schedule_not_found", message),
                 Missing::Subscriber => Self::not_found("subscriber_not_found", message),
                 Missing::Bounce => Self::not_found("bounce_not_found", message),
+                Missing::User => Self::not_found("user_not_found", message),
                 Missing::List => {
                     Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_list", message)
                 }
@@ -137,6 +139,7 @@ impl From<OpsError> for ApiError {
                 Refusal::NotPausable => {
                     Self::new(StatusCode::CONFLICT, "bulletin_not_pausable", message)
                 }
+                Refusal::Published => Self::new(StatusCode::CONFLICT, "record_published", message),
             },
             OpsError::Record(e) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -5,6 +5,7 @@
 //! and never send.
 
 mod admin;
+mod api;
 mod auth;
 mod console;
 mod dashboard;

@@ -1,7 +1,8 @@
 //! Back-off on failed sign-ins (the login form and the API's bearer token), per client
-//! address: the first few failures are free, each later one locks the address out for a
-//! doubling time (answered 429 with `Retry-After`, without looking at the token). Memory
-//! is bounded: at most [`MAX_ADDRESSES`] addresses are remembered, the stalest forgotten
+//! address and, for the login form, per user name: the first few failures are free, each
+//! later one locks the address (or the name) out for a doubling time (answered 429 with
+//! `Retry-After`, without looking at the credentials). Memory is bounded: at most
+//! [`MAX_ADDRESSES`] addresses and as many names are remembered, the stalest forgotten
 //! first. IPv6 clients are counted by their /64 (one host usually holds a whole /64).
 
 use chrono::{DateTime, Utc};
@@ -26,10 +27,25 @@ struct Entry {
     locked_until: DateTime<Utc>,
 }
 
-/// Failed sign-ins by client address.
+/// Failed sign-ins by client address, and by user name.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
-    by_address: Mutex<HashMap<IpAddr, Entry>>,
+    by_address: Counter<IpAddr>,
+    by_user: Counter<String>,
+}
+
+/// Failures by key, bounded.
+#[derive(Debug)]
+struct Counter<K> {
+    map: Mutex<HashMap<K, Entry>>,
+}
+
+impl<K> Default for Counter<K> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// The address failures are counted under.
@@ -60,26 +76,23 @@ fn forgotten(e: &Entry, now: DateTime<Utc>) -> bool {
     e.locked_until <= now && e.last + forget <= now
 }
 
-impl LoginThrottle {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How long `ip` must still wait before it may try again (None: it may try now).
-    pub fn locked(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
-        let map = self.by_address.lock().expect("throttle lock");
-        let e = map.get(&key(ip))?;
+impl<K: std::hash::Hash + Eq + Clone> Counter<K> {
+    fn locked(&self, k: &K, now: DateTime<Utc>) -> Option<Duration> {
+        let map = self.map.lock().expect("throttle lock");
+        let e = map.get(k)?;
         (e.locked_until > now).then(|| (e.locked_until - now).to_std().unwrap_or_default())
     }
 
-    /// Counts a failure from `ip`; returns the lock-out it earned, if any.
-    pub fn failed(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
-        let mut map = self.by_address.lock().expect("throttle lock");
-        let k = key(ip);
+    fn failed(&self, k: K, now: DateTime<Utc>) -> Option<Duration> {
+        let mut map = self.map.lock().expect("throttle lock");
         if !map.contains_key(&k) && map.len() >= MAX_ADDRESSES {
             map.retain(|_, e| !forgotten(e, now));
             if map.len() >= MAX_ADDRESSES {
-                if let Some(stalest) = map.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k) {
+                if let Some(stalest) = map
+                    .iter()
+                    .min_by_key(|(_, e)| e.last)
+                    .map(|(k, _)| k.clone())
+                {
                     map.remove(&stalest);
                 }
             }
@@ -102,17 +115,58 @@ impl LoginThrottle {
         Some(lock)
     }
 
+    fn succeeded(&self, k: &K) {
+        self.map.lock().expect("throttle lock").remove(k);
+    }
+
+    fn len(&self) -> usize {
+        self.map.lock().expect("throttle lock").len()
+    }
+}
+
+/// The key a user name is counted under (case and surrounding space do not make a new one).
+fn user_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+impl LoginThrottle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long `ip` must still wait before it may try again (None: it may try now).
+    pub fn locked(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
+        self.by_address.locked(&key(ip), now)
+    }
+
+    /// Counts a failure from `ip`; returns the lock-out it earned, if any.
+    pub fn failed(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
+        self.by_address.failed(key(ip), now)
+    }
+
     /// A success from `ip` clears its failures.
     pub fn succeeded(&self, ip: IpAddr) {
-        self.by_address
-            .lock()
-            .expect("throttle lock")
-            .remove(&key(ip));
+        self.by_address.succeeded(&key(ip))
+    }
+
+    /// How long sign-ins as `name` must still wait (None: they may be tried now).
+    pub fn user_locked(&self, name: &str, now: DateTime<Utc>) -> Option<Duration> {
+        self.by_user.locked(&user_key(name), now)
+    }
+
+    /// Counts a failed sign-in as `name` (from any address); the lock-out it earned.
+    pub fn user_failed(&self, name: &str, now: DateTime<Utc>) -> Option<Duration> {
+        self.by_user.failed(user_key(name), now)
+    }
+
+    /// A successful sign-in as `name` clears its failures.
+    pub fn user_succeeded(&self, name: &str) {
+        self.by_user.succeeded(&user_key(name))
     }
 
     /// Addresses remembered (for tests).
     pub fn len(&self) -> usize {
-        self.by_address.lock().expect("throttle lock").len()
+        self.by_address.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -195,9 +249,24 @@ mod tests {
         let newest = IpAddr::V4(std::net::Ipv4Addr::from(
             0x0a00_0000 + MAX_ADDRESSES as u32 + 499,
         ));
-        assert!(th.by_address.lock().unwrap().contains_key(&newest));
+        assert!(th.by_address.map.lock().unwrap().contains_key(&newest));
         let first = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000));
-        assert!(!th.by_address.lock().unwrap().contains_key(&first));
+        assert!(!th.by_address.map.lock().unwrap().contains_key(&first));
+    }
+
+    #[test]
+    fn a_user_name_is_locked_from_every_address_and_apart_from_them() {
+        let th = LoginThrottle::new();
+        let now = t0();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(th.user_failed("Mai", now), None);
+        }
+        assert_eq!(th.user_failed(" mai ", now), Some(Duration::from_secs(2)));
+        assert_eq!(th.user_locked("MAI", now), Some(Duration::from_secs(2)));
+        assert_eq!(th.user_locked("li", now), None, "only that name");
+        assert!(th.is_empty(), "no address was counted");
+        th.user_succeeded("mai");
+        assert_eq!(th.user_locked("mai", now), None);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! (classify it, keep it whole, apply the `[bounces]` policy in one store transaction),
 //! list what was received, and undo a wrong one.
 
+use super::audit::AuditEntry;
 use super::{check_limit, Missing, Ops, OpsError, Result};
 use crate::bounce::{classify, BounceKind, Classification};
+use crate::domain::Actor;
 use crate::store::{
     BounceRecorded, BounceRow, BounceRules, BounceSource, BounceUndone, NewBounce, StoreError,
 };
@@ -85,9 +87,14 @@ impl Ops {
 
     /// Undoes a bounce an operator judged wrong: its row back to `sent`, the
     /// subscriptions it suppressed back to active; recorded on the bounce.
-    pub async fn undo_bounce(&self, id: i64) -> Result<BounceUndone> {
+    pub async fn undo_bounce(&self, actor: &Actor, id: i64) -> Result<BounceUndone> {
         match self.store.undo_bounce(id, self.clock.now()).await {
             Ok(u) => {
+                self.audit(
+                    actor,
+                    AuditEntry::new("bounce.undo", format!("bounce:{id}")).after(&u),
+                )
+                .await;
                 info!(
                     bounce = id,
                     restored = u.subscribers_restored,

@@ -1,8 +1,10 @@
 //! Bulletin operations: list bulletins with their ledger counts, show one, pause and
 //! resume sending.
 
+use super::audit::AuditEntry;
 use super::deliveries::Progress;
 use super::{Missing, Ops, OpsError, Refusal, Result};
+use crate::domain::Actor;
 use crate::domain::ChannelKind;
 use crate::store::{PauseOutcome, StatusCount, StoredBulletin};
 use chrono::{DateTime, Utc};
@@ -132,7 +134,7 @@ impl Ops {
 
     /// Pauses a sending bulletin (`paused`) or resumes a paused one (then wakes the
     /// dispatcher). Refused for a bulletin in any other state.
-    pub async fn set_paused(&self, id: i64, paused: bool) -> Result<PauseResult> {
+    pub async fn set_paused(&self, actor: &Actor, id: i64, paused: bool) -> Result<PauseResult> {
         let outcome = match self.store.set_bulletin_paused(id, paused).await {
             Err(crate::store::StoreError::NotFound(_)) => return Err(no_bulletin(id)),
             other => other?,
@@ -153,6 +155,19 @@ impl Ops {
         }
         if !paused {
             self.wake.notify_one();
+        }
+        if outcome == PauseOutcome::Changed {
+            let action = if paused {
+                "bulletin.pause"
+            } else {
+                "bulletin.resume"
+            };
+            self.audit(
+                actor,
+                AuditEntry::new(action, format!("bulletin:{id}"))
+                    .after(serde_json::json!({"state": b.state.to_string()})),
+            )
+            .await;
         }
         Ok(PauseResult {
             id,

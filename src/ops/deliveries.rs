@@ -2,7 +2,9 @@
 //! WeChat step ids), the latest failures, progress counts, and retry (which rows a retry
 //! puts back in the queue).
 
+use super::audit::AuditEntry;
 use super::{Missing, Ops, OpsError, Result};
+use crate::domain::Actor;
 use crate::domain::{ChannelKind, DeliveryStatus};
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, StatusCount, WechatJob};
 use chrono::{DateTime, Utc};
@@ -294,7 +296,7 @@ impl Ops {
 
     /// Puts the named rows back in the queue, due now, with a fresh attempt budget, and
     /// wakes the dispatcher. Which statuses: [`requeue_statuses`].
-    pub async fn retry(&self, input: RetryInput) -> Result<RetryOutcome> {
+    pub async fn retry(&self, actor: &Actor, input: RetryInput) -> Result<RetryOutcome> {
         if input.bulletin.is_none() && input.delivery.is_none() && !input.all {
             return Err(OpsError::invalid(
                 "bulletin",
@@ -329,6 +331,17 @@ impl Ops {
         if requeued > 0 {
             self.wake.notify_one();
         }
+        let object = match (input.bulletin, input.delivery) {
+            (_, Some(d)) => format!("delivery:{d}"),
+            (Some(b), None) => format!("bulletin:{b}"),
+            (None, None) => "deliveries:all".to_string(),
+        };
+        self.audit(
+            actor,
+            AuditEntry::new("deliveries.retry", object)
+                .after(serde_json::json!({"requeued": requeued, "statuses": statuses})),
+        )
+        .await;
         Ok(RetryOutcome { requeued, statuses })
     }
 

@@ -4,8 +4,10 @@
 //! `Store` itself. Operations take the time from the injected [`Clock`].
 //!
 //! One file per area: [`records`], [`lists`], [`bulletins`], [`deliveries`],
-//! [`bounces`], [`notices`], [`schedules`], [`status`] and [`unsubscribe`]. Each adds its methods to
-//! [`Ops`]; its inputs and results are plain named structs (serde `Serialize`).
+//! [`bounces`], [`notices`], [`schedules`], [`status`], [`unsubscribe`], [`users`] (and
+//! sign-in) and [`audit`]. Each adds its methods to [`Ops`]; its inputs and results are
+//! plain named structs (serde `Serialize`). Every operation that changes state for a
+//! person takes the [`crate::domain::Actor`] and records an audit entry itself.
 
 pub mod audit;
 pub mod bounces;
@@ -18,6 +20,7 @@ pub mod records;
 pub mod schedules;
 pub mod status;
 pub mod unsubscribe;
+pub mod users;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -63,6 +66,7 @@ pub enum Missing {
     Subscriber,
     Schedule,
     Bounce,
+    User,
 }
 
 /// Why an operation was refused although its input was well formed.
@@ -72,6 +76,8 @@ pub enum Refusal {
     ArticleTooLong,
     /// Only a sending bulletin can be paused, and only a paused one resumed.
     NotPausable,
+    /// A published record cannot be sent back.
+    Published,
 }
 
 /// Why an operation failed. Front ends map it: the admin API to a status and a code,

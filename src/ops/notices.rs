@@ -2,7 +2,9 @@
 //! queued ahead of scheduled work), the WeChat mass-send quota shown before one, and the
 //! progress a sender follows (see [`Ops::progress`]).
 
+use super::audit::AuditEntry;
 use super::{Missing, Ops, OpsError, Result};
+use crate::domain::Actor;
 use crate::notice::{NoticeError, NoticeOutcome, NoticeRequest, WechatQuota};
 
 /// A notice as a person asks for it; every field is checked by [`Ops::send_notice`].
@@ -15,8 +17,6 @@ pub struct NoticeInput<'a> {
     /// `info` or `urgent`.
     pub severity: &'a str,
     pub lists: &'a [String],
-    /// Who triggers it (kept with the notice).
-    pub by: &'a str,
     /// Idempotency key: a second send with the same key returns the first notice.
     pub key: Option<&'a str>,
     /// `email` (always) and optionally `wechat`.
@@ -35,14 +35,15 @@ impl From<NoticeError> for OpsError {
 }
 
 impl Ops {
-    /// Checks a notice request without sending it (the error names the field).
-    pub fn check_notice(&self, input: NoticeInput<'_>) -> Result<NoticeRequest> {
+    /// Checks a notice request without sending it (the error names the field); its
+    /// `by` is the actor.
+    pub fn check_notice(&self, actor: &Actor, input: NoticeInput<'_>) -> Result<NoticeRequest> {
         Ok(NoticeRequest::parse(
             input.title,
             input.body,
             input.severity,
             input.lists,
-            input.by,
+            &actor.name,
             input.key,
         )
         .and_then(|r| r.with_channels(input.channels))?)
@@ -50,8 +51,16 @@ impl Ops {
 
     /// Queues the notice once (a repeated key, or the same content within the dedupe
     /// window, returns the first one) ahead of scheduled work, and wakes the dispatcher.
-    pub async fn send_notice(&self, req: &NoticeRequest) -> Result<NoticeOutcome> {
-        Ok(self.notices.send(req).await?)
+    pub async fn send_notice(&self, actor: &Actor, req: &NoticeRequest) -> Result<NoticeOutcome> {
+        let out = self.notices.send(req).await?;
+        if out.created {
+            self.audit(
+                actor,
+                AuditEntry::new("notice.send", format!("bulletin:{}", out.id)).after(&out),
+            )
+            .await;
+        }
+        Ok(out)
     }
 
     /// The notice's e-mail HTML as readers of the default language get it (the

@@ -1,8 +1,10 @@
 //! Record operations: import a record file, list and show records, approve one (with
 //! the WeChat checks), preview its bulletin as each channel will carry it.
 
+use super::audit::AuditEntry;
 use super::{Missing, Ops, OpsError, Refusal, Result};
 use crate::domain::record::{parse_record, RecordError, RecordErrors};
+use crate::domain::Actor;
 use crate::domain::{ChannelKind, RecordState};
 use crate::store::{ApproveOutcome, ImportOutcome, NewRecord, StoredRecord};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -43,7 +45,7 @@ impl From<&StoredRecord> for RecordSummary {
 pub type RecordDetail = StoredRecord;
 
 /// What importing one record file did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportedRecord {
     pub id: String,
     pub outcome: ImportOutcome,
@@ -64,12 +66,16 @@ pub struct FileImport {
     pub wechat_size: Option<WechatSize>,
 }
 
-/// Who approves which record.
-#[derive(Debug, Clone)]
-pub struct ApproveInput<'a> {
-    pub id: &'a str,
-    /// Kept on the record; one line, at most 200 characters (trimmed).
-    pub by: &'a str,
+/// What sending a record back did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SentBack {
+    pub id: String,
+    /// The record's state now: draft.
+    pub state: RecordState,
+    /// Its state before.
+    pub was: RecordState,
+    pub comment: String,
+    pub by: String,
 }
 
 /// What approving did.
@@ -122,7 +128,7 @@ pub struct WechatSize {
 impl Ops {
     /// Reads, validates and stores a record file with its images. Nothing is stored on
     /// error (every error of the file is returned, by line and field).
-    pub async fn import_record_file(&self, path: &Path) -> Result<ImportedRecord> {
+    pub async fn import_record_file(&self, actor: &Actor, path: &Path) -> Result<ImportedRecord> {
         let file = path.display().to_string();
         let one = |message: String| {
             RecordErrors(vec![RecordError {
@@ -147,13 +153,59 @@ impl Ops {
                 message: "the file is not valid UTF-8".into(),
             }])
         })?;
-        let record = parse_record(&source, &file, &self.config.default_language)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let spans = crate::domain::record::image_file_spans(&source);
+        self.store_record_source(actor, &source, &file, Some(base))
+            .await
+    }
+
+    /// Validates and stores a record sent as text (`POST /api/records`, the console's
+    /// upload), named `name` in its errors. Such a record cannot carry image files (each
+    /// `[[images]]` is refused with its line); nothing is stored on error.
+    pub async fn import_record_text(
+        &self,
+        actor: &Actor,
+        name: &str,
+        source: &str,
+    ) -> Result<ImportedRecord> {
+        if source.len() > crate::domain::record::MAX_FILE_BYTES {
+            return Err(RecordErrors(vec![RecordError {
+                file: name.to_string(),
+                line: None,
+                column: None,
+                field: None,
+                message: format!(
+                    "larger than {} bytes",
+                    crate::domain::record::MAX_FILE_BYTES
+                ),
+            }])
+            .into());
+        }
+        self.store_record_source(actor, source, name, None).await
+    }
+
+    /// Parses `source` (named `file` in errors), loads its images from `base` (None:
+    /// images are refused), checks them and stores the record; audited as `record.import`.
+    async fn store_record_source(
+        &self,
+        actor: &Actor,
+        source: &str,
+        file: &str,
+        base: Option<&Path>,
+    ) -> Result<ImportedRecord> {
+        let file = file.to_string();
+        let record = parse_record(source, &file, &self.config.default_language)?;
+        let spans = crate::domain::record::image_file_spans(source);
         let mut images = Vec::new();
         let mut errors = Vec::new();
         for (i, im) in record.images.iter().enumerate() {
-            match crate::files::load_image(&base.join(&im.file)) {
+            let loaded = match base {
+                Some(base) => crate::files::load_image(&base.join(&im.file)).map_err(|e| e.to_string()),
+                None => Err(
+                    "a record sent as text cannot carry image files: import it with `bulletin import`"
+                        .to_string(),
+                ),
+            };
+            match loaded {
                 Ok(mut data) => {
                     data.file = im.file.clone();
                     images.push(data)
@@ -162,10 +214,10 @@ impl Ops {
                     file: file.clone(),
                     line: spans
                         .get(i)
-                        .map(|s| crate::domain::text::line_col(&source, s.start).0),
+                        .map(|s| crate::domain::text::line_col(source, s.start).0),
                     column: spans
                         .get(i)
-                        .map(|s| crate::domain::text::line_col(&source, s.start).1),
+                        .map(|s| crate::domain::text::line_col(source, s.start).1),
                     field: Some(format!("images[{}].file", i + 1)),
                     message: message.to_string(),
                 }),
@@ -200,18 +252,28 @@ impl Ops {
                     record,
                     images,
                     content_hash,
-                    source_file: file,
+                    source_file: file.clone(),
                 },
                 self.clock.now(),
             )
             .await?;
+        self.audit(
+            actor,
+            AuditEntry::new("record.import", format!("record:{id}"))
+                .after(serde_json::json!({"outcome": outcome, "file": file})),
+        )
+        .await;
         Ok(ImportedRecord { id, outcome })
     }
 
     /// Imports record files, each stored whole or refused whole. Two files of one import
     /// with the same id would overwrite each other in turn: all of them are refused
     /// instead, so the editor picks one. Results are in the order of `files`.
-    pub async fn import_records(&self, files: &[std::path::PathBuf]) -> Result<Vec<FileImport>> {
+    pub async fn import_records(
+        &self,
+        actor: &Actor,
+        files: &[std::path::PathBuf],
+    ) -> Result<Vec<FileImport>> {
         use std::collections::HashMap;
         let today = self.clock.now().date_naive();
         let mut by_id: HashMap<String, Vec<&std::path::PathBuf>> = HashMap::new();
@@ -263,7 +325,7 @@ impl Ops {
                         ),
                     ))
                 }
-                None => self.import_record_file(f).await,
+                None => self.import_record_file(actor, f).await,
             };
             let (warning, wechat_size) = match &outcome {
                 Ok(r) => (warnings.get(f).cloned(), self.wechat_size(&r.id).await?),
@@ -306,11 +368,11 @@ impl Ops {
         self.store.record(id).await?.ok_or_else(|| no_record(id))
     }
 
-    /// Approves a record so the next firing sends it. Refused when the approver is not
-    /// one line, when WeChat would refuse its images, or when its WeChat article is too
-    /// long (while a schedule sends over WeChat).
-    pub async fn approve(&self, input: ApproveInput<'_>) -> Result<Approval> {
-        let (id, by) = (input.id, input.by.trim());
+    /// Approves a record so the next firing sends it, `approved_by` the actor. Refused
+    /// when WeChat would refuse its images, or when its WeChat article is too long (while
+    /// a schedule sends over WeChat).
+    pub async fn approve(&self, actor: &Actor, id: &str) -> Result<Approval> {
+        let by = actor.name.as_str();
         crate::domain::text::check_line(by, 200, true).map_err(|m| OpsError::invalid("by", m))?;
         let r = self.record(id).await?;
         check_approvable(self, &r).await?;
@@ -318,10 +380,60 @@ impl Ops {
             Err(crate::store::StoreError::NotFound(_)) => return Err(no_record(id)),
             other => other?,
         };
+        if outcome == ApproveOutcome::Approved {
+            self.audit(
+                actor,
+                AuditEntry::new("record.approve", format!("record:{id}"))
+                    .before(serde_json::json!({"state": r.state}))
+                    .after(serde_json::json!({"state": RecordState::Approved, "content_hash": r.content_hash})),
+            )
+            .await;
+        }
         Ok(Approval {
             id: id.to_string(),
             outcome,
             by: by.to_string(),
+        })
+    }
+
+    /// Sends a draft or approved record back to its editor with a comment: it is a draft
+    /// again (no longer sent) and keeps the comment. Refused for a published record.
+    pub async fn send_back(&self, actor: &Actor, id: &str, comment: &str) -> Result<SentBack> {
+        let comment = comment.trim();
+        if comment.is_empty() {
+            return Err(OpsError::invalid("comment", "say why the record goes back"));
+        }
+        if comment.chars().count() > 2000 {
+            return Err(OpsError::invalid("comment", "at most 2,000 characters"));
+        }
+        let before = match self
+            .store
+            .send_back_record(id, &actor.name, comment, self.clock.now())
+            .await
+        {
+            Err(crate::store::StoreError::NotFound(_)) => return Err(no_record(id)),
+            Ok(None) => {
+                return Err(OpsError::Refused {
+                    why: Refusal::Published,
+                    message: format!("record `{id}` is published: it cannot be sent back"),
+                })
+            }
+            Ok(Some(s)) => s,
+            Err(e) => return Err(e.into()),
+        };
+        self.audit(
+            actor,
+            AuditEntry::new("record.send_back", format!("record:{id}"))
+                .before(serde_json::json!({"state": before}))
+                .after(serde_json::json!({"state": RecordState::Draft, "comment": comment})),
+        )
+        .await;
+        Ok(SentBack {
+            id: id.to_string(),
+            state: RecordState::Draft,
+            was: before,
+            comment: comment.to_string(),
+            by: actor.name.clone(),
         })
     }
 

@@ -1,15 +1,17 @@
 //! Schedule operations: the configured schedules with their last and next firings, and
 //! firing one now.
 
+use super::audit::AuditEntry;
 use super::{Ops, Result};
 use crate::domain::schedule::ScheduleMode;
+use crate::domain::Actor;
 use crate::scheduler::FireOutcome;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
 /// A schedule and where it stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScheduleState {
     pub name: String,
     pub cron: String,
@@ -20,6 +22,7 @@ pub struct ScheduleState {
     pub last_firing: Option<DateTime<Utc>>,
     pub next_firing: Option<DateTime<Utc>>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub tz: Tz,
 }
 
@@ -35,7 +38,7 @@ impl ScheduleState {
 }
 
 /// What firing a schedule did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Firing {
     pub schedule: String,
     /// This second's firing had already been recorded: nothing done.
@@ -67,14 +70,14 @@ impl Ops {
     }
 
     /// Fires a schedule now (this second): composes and queues its bulletins.
-    pub async fn fire(&self, schedule: &str) -> Result<Firing> {
+    pub async fn fire(&self, actor: &Actor, schedule: &str) -> Result<Firing> {
         let now = self.clock.now();
         let at = DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now);
         let outcome = self
             .scheduler
             .fire(schedule, at, crate::store::FiringTrigger::Manual)
             .await?;
-        Ok(match outcome {
+        let firing = match outcome {
             FireOutcome::AlreadyFired => Firing {
                 schedule: schedule.to_string(),
                 already_fired: true,
@@ -90,6 +93,12 @@ impl Ops {
                 bulletins,
                 deliveries,
             },
-        })
+        };
+        self.audit(
+            actor,
+            AuditEntry::new("schedule.fire", format!("schedule:{schedule}")).after(&firing),
+        )
+        .await;
+        Ok(firing)
     }
 }

@@ -34,6 +34,34 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("imported_at", Int),
             ("updated_at", Int),
             ("published_at", Int),
+            ("review_comment", Text),
+            ("reviewed_by", Text),
+            ("reviewed_at", Int),
+        ],
+    ),
+    (
+        "users",
+        &[
+            ("id", Int),
+            ("name", Text),
+            ("role", Text),
+            ("password_hash", Text),
+            ("token_hash", Text),
+            ("disabled_at", Int),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+    ),
+    (
+        "audit",
+        &[
+            ("id", Int),
+            ("at", Int),
+            ("actor", Text),
+            ("action", Text),
+            ("object", Text),
+            ("before_json", Text),
+            ("after_json", Text),
         ],
     ),
     (
@@ -213,11 +241,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
 /// Tables of the schema that are deliberately not copied, and why. A test holds
 /// [`TABLES`] plus this list equal to the schema of both engines, so a new table or
 /// column cannot be forgotten here.
-pub const NOT_COPIED: &[(&str, &str)] = &[(
-    "wechat_tokens",
-    "an access token is fetched again on first use; copying it would share one token \
-     between two stores",
-)];
+pub const NOT_COPIED: &[(&str, &str)] = &[
+    (
+        "wechat_tokens",
+        "an access token is fetched again on first use; copying it would share one token \
+         between two stores",
+    ),
+    (
+        "sessions",
+        "browser sessions are short-lived; people sign in again on the new store",
+    ),
+];
 
 /// The tables and columns `store copy` copies, in copy order.
 pub fn copied_columns() -> Vec<(&'static str, Vec<&'static str>)> {
@@ -235,6 +269,8 @@ const IDENTITY_TABLES: &[&str] = &[
     "deliveries",
     "attempts",
     "bounces",
+    "users",
+    "audit",
 ];
 
 /// Rows copied, per table, in copy order.

@@ -26,6 +26,7 @@ pub use sqlite::SqliteStore;
 use crate::bounce::{BounceKind, Evidence};
 use crate::domain::subscriber::{NewSubscriber, SubscriberStatus};
 use crate::domain::ExpiredLease;
+use crate::domain::Role;
 use crate::domain::{ChannelKind, DeliveryStatus, ListName, RecordState, SessionRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -71,7 +72,7 @@ pub struct NewRecord {
 }
 
 /// What importing did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportOutcome {
     Created,
@@ -101,10 +102,81 @@ pub struct StoredRecord {
     pub imported_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
+    /// The comment of the last approver who sent the record back, with who and when.
+    pub review_comment: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+}
+
+/// A user as listed (never the password hash or the token).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// Whether a personal API token was issued.
+    pub has_token: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user to create.
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    /// The Argon2id hash (PHC string) of the password.
+    pub password_hash: &'a str,
+}
+
+/// Whose a live session is.
+#[derive(Debug, Clone)]
+pub enum SessionOwner {
+    /// The bootstrap administrator (signed in with the admin token).
+    Bootstrap,
+    User(UserRow),
+}
+
+/// One audit entry to write.
+#[derive(Debug, Clone)]
+pub struct NewAudit<'a> {
+    pub at: DateTime<Utc>,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub object: &'a str,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// One audit entry as kept.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    /// The object's state before (JSON), where it applies.
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    /// The object's state after (JSON), where it applies.
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+}
+
+/// Which audit entries to read (None matches everything), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub actor: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub object: Option<&'a str>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u32,
+    pub offset: u32,
 }
 
 /// A list with its counts by subscriber status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ListSummary {
     pub id: i64,
     pub name: String,
@@ -114,7 +186,7 @@ pub struct ListSummary {
     pub bounced: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriberRow {
     pub id: i64,
     pub email: String,
@@ -126,7 +198,7 @@ pub struct SubscriberRow {
 }
 
 /// What a subscriber import changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UpsertCounts {
     pub added: u64,
     pub updated: u64,
@@ -598,6 +670,55 @@ pub trait Store: Send + Sync + 'static {
     async fn record(&self, id: &str) -> Result<Option<StoredRecord>>;
     async fn records(&self, state: Option<RecordState>) -> Result<Vec<StoredRecord>>;
     async fn record_images(&self, id: &str) -> Result<Vec<ImageData>>;
+    /// Sends a draft or approved record back to draft, keeping the comment; returns the
+    /// state it had, or None for a published record (unchanged). NotFound: no record.
+    async fn send_back_record(
+        &self,
+        id: &str,
+        by: &str,
+        comment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RecordState>>;
+
+    // Users, sessions, audit
+    /// Creates a user; false if the name is taken.
+    async fn create_user(&self, u: &NewUser<'_>, now: DateTime<Utc>) -> Result<bool>;
+    async fn users(&self) -> Result<Vec<UserRow>>;
+    async fn user(&self, name: &str) -> Result<Option<UserRow>>;
+    /// The user and their password hash.
+    async fn user_password_hash(&self, name: &str) -> Result<Option<(UserRow, String)>>;
+    /// Replaces the password hash and ends the user's sessions; false: no such user.
+    async fn set_user_password(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Disables (ending their sessions) or enables a user; false: no such user.
+    async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Replaces the user's personal token hash; false: no such user.
+    async fn set_user_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>>;
+    /// Stores a session (`user_id` None: the bootstrap administrator).
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: Option<i64>,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Whose the session is, if it exists and has not expired at `now`.
+    async fn session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<SessionOwner>>;
+    /// Ends a session (and any expired ones); false: there was none.
+    async fn delete_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn insert_audit(&self, e: &NewAudit<'_>) -> Result<()>;
+    /// A page of audit entries, newest first, and how many match in all.
+    async fn audit(&self, f: &AuditFilter<'_>) -> Result<(Vec<AuditRow>, i64)>;
 
     // Lists
     async fn create_list(
@@ -624,6 +745,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     /// Keyset paging by id.
+    /// Subscribers of a list whose address or name contains `q` (case-insensitive; a `q`
+    /// starting with `@` matches the address's domain), by id from `offset`, and how many
+    /// match in all.
+    async fn search_subscribers(
+        &self,
+        list_id: i64,
+        q: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<SubscriberRow>, i64)>;
     async fn subscribers_page(
         &self,
         list_id: i64,

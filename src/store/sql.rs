@@ -479,6 +479,32 @@ where
             imported_at: from_millis(row.get("imported_at")),
             updated_at: from_millis(row.get("updated_at")),
             published_at: opt_time(row.get("published_at")),
+            review_comment: row.get("review_comment"),
+            reviewed_by: row.get("reviewed_by"),
+            reviewed_at: opt_time(row.get("reviewed_at")),
+        })
+    }
+
+    fn user_from_row(row: &DB::Row) -> Result<UserRow> {
+        Ok(UserRow {
+            id: row.get("id"),
+            name: row.get("name"),
+            role: parse_enum(&row.get::<String, _>("role"))?,
+            has_token: row.get::<Option<String>, _>("token_hash").is_some(),
+            disabled_at: opt_time(row.get("disabled_at")),
+            created_at: from_millis(row.get("created_at")),
+            updated_at: from_millis(row.get("updated_at")),
+        })
+    }
+
+    fn subscriber_from_row(r: &DB::Row) -> Result<SubscriberRow> {
+        Ok(SubscriberRow {
+            id: r.get("id"),
+            email: r.get("email"),
+            name: r.get("name"),
+            language: r.get("language"),
+            status: parse_status(&r.get::<String, _>("status"))?,
+            status_changed_at: from_millis(r.get("status_changed_at")),
         })
     }
 
@@ -848,6 +874,308 @@ where
                 bytes: r.get("bytes"),
             })
             .collect())
+    }
+
+    async fn send_back_record(
+        &self,
+        id: &str,
+        by: &str,
+        comment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RecordState>> {
+        let mut tx = self.begin().await?;
+        let state: String = sqlx::query_scalar("SELECT state FROM records WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no record `{id}`")))?;
+        let state = parse_enum::<RecordState>(&state)?;
+        if state == RecordState::Published {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE records SET state = 'draft', approved_by = NULL, approved_at = NULL,
+             approved_hash = NULL, review_comment = $1, reviewed_by = $2, reviewed_at = $3,
+             updated_at = $3 WHERE id = $4",
+        )
+        .bind(comment)
+        .bind(by)
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(state))
+    }
+
+    async fn create_user(&self, u: &NewUser<'_>, now: DateTime<Utc>) -> Result<bool> {
+        let q = sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(u.name)
+        .bind(u.role.as_str())
+        .bind(u.password_hash)
+        .bind(ms(now));
+        Ok(self.affected(q).await? == 1)
+    }
+
+    async fn users(&self) -> Result<Vec<UserRow>> {
+        sqlx::query("SELECT * FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::user_from_row)
+            .collect()
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<UserRow>> {
+        sqlx::query("SELECT * FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::user_from_row(&r))
+            .transpose()
+    }
+
+    async fn user_password_hash(&self, name: &str) -> Result<Option<(UserRow, String)>> {
+        sqlx::query("SELECT * FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Ok((Self::user_from_row(&r)?, r.get("password_hash"))))
+            .transpose()
+    }
+
+    async fn set_user_password(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = DB::rows_affected(
+            &sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3")
+                .bind(hash)
+                .bind(ms(now))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?,
+        );
+        sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = $1)")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
+    async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = DB::rows_affected(
+            &sqlx::query(
+                "UPDATE users SET disabled_at = CASE WHEN $1 = 1 THEN coalesce(disabled_at, $2) END,
+                 updated_at = $2 WHERE name = $3",
+            )
+            .bind(i64::from(disabled))
+            .bind(ms(now))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?,
+        );
+        if disabled {
+            sqlx::query(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = $1)",
+            )
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
+    async fn set_user_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let q = sqlx::query("UPDATE users SET token_hash = $1, updated_at = $2 WHERE name = $3")
+            .bind(token_hash)
+            .bind(ms(now))
+            .bind(name);
+        Ok(self.affected(q).await? == 1)
+    }
+
+    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>> {
+        sqlx::query("SELECT * FROM users WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::user_from_row(&r))
+            .transpose()
+    }
+
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: Option<i64>,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<()> {
+        let q = sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(ms(now))
+        .bind(ms(expires));
+        self.affected(q).await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<SessionOwner>> {
+        let Some(row) =
+            sqlx::query("SELECT user_id FROM sessions WHERE id_hash = $1 AND expires_at > $2")
+                .bind(id_hash)
+                .bind(ms(now))
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let Some(user_id) = row.get::<Option<i64>, _>("user_id") else {
+            return Ok(Some(SessionOwner::Bootstrap));
+        };
+        sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Ok(SessionOwner::User(Self::user_from_row(&r)?)))
+            .transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = DB::rows_affected(
+            &sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .execute(&mut *tx)
+                .await?,
+        );
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
+    async fn insert_audit(&self, e: &NewAudit<'_>) -> Result<()> {
+        let q = sqlx::query(
+            "INSERT INTO audit (at, actor, action, object, before_json, after_json)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(ms(e.at))
+        .bind(e.actor)
+        .bind(e.action)
+        .bind(e.object)
+        .bind(e.before.as_deref())
+        .bind(e.after.as_deref());
+        self.affected(q).await?;
+        Ok(())
+    }
+
+    async fn audit(&self, f: &AuditFilter<'_>) -> Result<(Vec<AuditRow>, i64)> {
+        const FILTER: &str = "WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2)
+            AND ($3 IS NULL OR object = $3) AND ($4 IS NULL OR at >= $4)";
+        let since = f.since.map(ms);
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM audit {FILTER} ORDER BY id DESC LIMIT $5 OFFSET $6"
+        ))
+        .bind(f.actor)
+        .bind(f.action)
+        .bind(f.object)
+        .bind(since)
+        .bind(f.limit as i64)
+        .bind(f.offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM audit {FILTER}"))
+            .bind(f.actor)
+            .bind(f.action)
+            .bind(f.object)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        let json = |v: Option<String>| -> Result<Option<serde_json::Value>> {
+            v.map(|s| {
+                serde_json::from_str(&s)
+                    .map_err(|e| StoreError::Corrupt(format!("audit entry JSON: {e}")))
+            })
+            .transpose()
+        };
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.get("id"),
+                    at: from_millis(r.get("at")),
+                    actor: r.get("actor"),
+                    action: r.get("action"),
+                    object: r.get("object"),
+                    before: json(r.get("before_json"))?,
+                    after: json(r.get("after_json"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, total))
+    }
+
+    async fn search_subscribers(
+        &self,
+        list_id: i64,
+        q: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<SubscriberRow>, i64)> {
+        // LIKE patterns with their wildcards escaped: the query is a plain substring.
+        let escaped = q.map(|q| {
+            q.to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        });
+        let pattern = escaped.map(|e| {
+            if e.starts_with('@') {
+                format!("%{e}")
+            } else {
+                format!("%{e}%")
+            }
+        });
+        const FILTER: &str = "WHERE list_id = $1 AND ($2 IS NULL
+            OR lower(email) LIKE $2 ESCAPE '\\' OR lower(coalesce(name, '')) LIKE $2 ESCAPE '\\')";
+        let rows = sqlx::query(&format!(
+            "SELECT id, email, name, language, status, status_changed_at FROM subscribers
+             {FILTER} ORDER BY id LIMIT $3 OFFSET $4"
+        ))
+        .bind(list_id)
+        .bind(pattern.as_deref())
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM subscribers {FILTER}"))
+            .bind(list_id)
+            .bind(pattern.as_deref())
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = rows
+            .iter()
+            .map(Self::subscriber_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, total))
     }
 
     async fn create_list(
