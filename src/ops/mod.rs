@@ -12,7 +12,6 @@
 pub mod audit;
 pub mod bounces;
 pub mod bulletins;
-pub mod console_shim;
 pub mod deliveries;
 pub mod lists;
 pub mod notices;

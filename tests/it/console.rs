@@ -555,14 +555,29 @@ async fn in_a_real_browser_an_operator_does_a_days_work_and_every_page_fits_420p
     let admin = http.admin.clone();
     let profile = dir.path().join("profile");
 
+    // Named users: an administrator who does the day's work, a viewer who only looks.
+    for (name, role) in [("lan", "admin"), ("vic", "viewer")] {
+        let pw = secrecy::SecretString::from(PASSWORD.to_string());
+        t.app
+            .ops()
+            .add_user(
+                &bulletin::domain::Actor::bootstrap_admin(),
+                bulletin::ops::users::AddUserInput {
+                    name,
+                    role,
+                    password: &pw,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
     let (b, notice_url) = blocking(move || {
         let mut b = Browser::start(&profile);
-        b.goto(&format!("{admin}/login"));
-        b.fill("input[name=token]", ADMIN_TOKEN);
-        b.click("button[type=submit]");
+        sign_in(&mut b, &admin, "lan");
         b.goto(&format!("{admin}/console"));
         let text = b.text();
-        assert!(text.contains("admin-token (admin)"), "{text}");
+        assert!(text.contains("lan (admin)"), "{text}");
 
         // Upload a record, see it first with its previews, approve it.
         b.choose_file("#upload input[type=file]", &record);
@@ -572,21 +587,15 @@ async fn in_a_real_browser_an_operator_does_a_days_work_and_every_page_fits_420p
             text.contains("record browser-1: stored as a new draft"),
             "{text}"
         );
-        let frames = b.call("Page.getFrameTree", serde_json::json!({}));
-        let children = frames["frameTree"]["childFrames"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert!(!children.is_empty(), "no preview frame: {frames}");
-        for f in &children {
-            assert_eq!(
-                f["frame"]["url"], "about:srcdoc",
-                "a preview frame the CSP let in: {f}"
-            );
-        }
+        // The previews are sandboxed srcdoc frames (Chromium isolates sandboxed frames
+        // in processes of their own, so they are not in this page's frame tree).
+        let frames = b.eval(
+            "Array.from(document.querySelectorAll('#record-browser-1 iframe')).map(f => [f.hasAttribute('sandbox'), f.getAttribute('sandbox'), f.srcdoc.includes('Browser session')])",
+        );
+        assert_eq!(frames, serde_json::json!([[true, "", true]]), "the draft's e-mail preview");
         b.click("#approve-browser-1");
         let text = b.text();
-        assert!(text.contains("approved by admin-token"), "{text}");
+        assert!(text.contains("approved by lan"), "{text}");
 
         // Pause and resume bulletin 1, each through its confirmation page.
         b.goto(&format!("{admin}/console/bulletins/1"));
@@ -655,7 +664,64 @@ async fn in_a_real_browser_an_operator_does_a_days_work_and_every_page_fits_420p
         ] {
             both_widths(&mut b, &admin, path, name);
         }
+        both_widths(&mut b, &admin, "/console/audit", "audit");
+        // Every action of the day is in the audit log under the real name.
+        b.goto(&format!("{admin}/console/audit?actor=lan"));
+        let text = b.text();
+        for action in ["record.import", "record.approve", "bulletin.pause", "bulletin.resume", "notice.send", "list.import"] {
+            assert!(text.contains(action), "{action} not in the audit log: {text}");
+        }
+
+        // Signing out (a POST with the CSRF token) ends the session.
+        b.click("#signed-in + form button");
+        assert!(b.has("#login"), "not at the login form after signing out");
+        b.goto(&format!("{admin}/console/records"));
+        assert!(b.has("#login"), "the session outlived signing out");
+
+        // A viewer sees every page but no action button, and the server refuses a forged one.
+        sign_in(&mut b, &admin, "vic");
+        for path in [
+            "/console/records",
+            notice_url.as_str(),
+            "/console/lists/partners",
+            "/console/schedules",
+            "/console/notice",
+        ] {
+            b.goto(&format!("{admin}{path}"));
+            let posts = b.eval("document.querySelectorAll('form[method=post]').length");
+            assert_eq!(posts, 1, "{path}: a viewer sees only the sign-out form");
+            let buttons = b.eval("Array.from(document.querySelectorAll('main button')).map(b => b.textContent)");
+            let buttons = buttons.as_array().unwrap();
+            assert!(
+                buttons.iter().all(|t| t == "Search"),
+                "{path}: a viewer sees action buttons {buttons:?}"
+            );
+        }
+        b.goto(&format!("{admin}/console/records"));
+        // A pause form the viewer builds by hand, with their own CSRF token: refused.
+        b.eval(
+            "(() => { const f = document.createElement('form'); f.id = 'forged'; f.method = 'post'; \
+             f.action = '/console/bulletins/1'; \
+             f.innerHTML = '<input name=action value=pause><input name=csrf><button>go</button>'; \
+             f.elements.csrf.value = document.querySelector('input[name=csrf]').value; \
+             document.body.append(f); return true; })()",
+        );
+        b.click("#forged button");
+        let text = b.text();
+        assert!(text.contains("vic (role viewer) may not operate."), "{text}");
         eprintln!("console screenshots: {}", shots().display());
     })
     .await;
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs `name` in through the login form.
+fn sign_in(b: &mut Browser, admin: &str, name: &str) {
+    b.goto(&format!("{admin}/login"));
+    b.fill("#login input[name=name]", name);
+    b.fill("#login input[name=password]", PASSWORD);
+    b.click("#login button[type=submit]");
+    let text = b.text();
+    assert!(!text.contains("Sign in"), "{name} not signed in: {text}");
 }

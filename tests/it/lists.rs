@@ -34,7 +34,10 @@ async fn csv_import_skips_bad_rows_merges_duplicates_and_respects_unsubscribes()
         counts,
         rejected: errors,
         ..
-    } = bulletin::ops::lists::import_rows(&t.app.ops(), list, rows)
+    } = t
+        .app
+        .ops()
+        .import_csv(&bulletin::domain::Actor::local("test"), "partners", rows)
         .await
         .unwrap();
     let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();

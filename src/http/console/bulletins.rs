@@ -6,7 +6,6 @@
 use super::{failed, gate, html, message, when, Chrome, Signed};
 use crate::domain::{ChannelKind, Permission};
 use crate::http::HttpContext;
-use crate::ops::audit::AuditEntry;
 use crate::ops::deliveries::{DeliveryQuery, RetryInput};
 use crate::store::DeliveryRow;
 use askama::Template;
@@ -366,21 +365,23 @@ pub async fn act(
         return r;
     }
     let back = format!("/console/bulletins/{id}");
-    let object = format!("bulletin:{id}");
     let done = match f.action.as_str() {
         "pause" | "resume" => ctx
             .ops
-            .set_paused(id, f.action == "pause")
+            .set_paused(&p.actor, id, f.action == "pause")
             .await
-            .map(|r| serde_json::json!({"state": r.state, "changed": r.changed})),
+            .map(|_| ()),
         "retry" => ctx
             .ops
-            .retry(RetryInput {
-                bulletin: Some(id),
-                ..Default::default()
-            })
+            .retry(
+                &p.actor,
+                RetryInput {
+                    bulletin: Some(id),
+                    ..Default::default()
+                },
+            )
             .await
-            .map(|r| serde_json::json!({"requeued": r.requeued})),
+            .map(|_| ()),
         _ => {
             return message(
                 &c,
@@ -392,17 +393,7 @@ pub async fn act(
         }
     };
     match done {
-        Ok(after) => {
-            let action = match f.action.as_str() {
-                "pause" => "bulletin.pause",
-                "resume" => "bulletin.resume",
-                _ => "bulletin.retry",
-            };
-            let mut entry = AuditEntry::new(action, object);
-            entry.after = Some(after);
-            ctx.ops.audit(&p.actor, entry).await;
-            Redirect::to(&back).into_response()
-        }
+        Ok(()) => Redirect::to(&back).into_response(),
         Err(e) => failed(&c, e, &back),
     }
 }

@@ -6,7 +6,6 @@ use super::{failed, field, form_pairs, gate, html, message, when, Chrome, Signed
 use crate::domain::subscriber::CsvSubscribers;
 use crate::domain::Permission;
 use crate::http::HttpContext;
-use crate::ops::audit::AuditEntry;
 use crate::ops::lists::AddSubscriberInput;
 use crate::store::{ListSummary, SubscriberRow};
 use askama::Template;
@@ -182,16 +181,18 @@ pub async fn change(
     let back = format!("/console/lists/{name}");
     let email = field(&f, "email");
     let opt = |k: &str| Some(field(&f, k).trim()).filter(|v| !v.is_empty());
-    let object = format!("list:{name}");
     let done = match field(&f, "action") {
         "add" => ctx
             .ops
-            .add_subscriber(AddSubscriberInput {
-                list: &name,
-                email,
-                name: opt("name"),
-                language: opt("language"),
-            })
+            .add_subscriber(
+                &p.actor,
+                AddSubscriberInput {
+                    list: &name,
+                    email,
+                    name: opt("name"),
+                    language: opt("language"),
+                },
+            )
             .await
             .map(|a| {
                 let what = match a.outcome {
@@ -199,42 +200,20 @@ pub async fn change(
                     crate::ops::lists::AddOutcome::Updated => "updated",
                     crate::ops::lists::AddOutcome::Unchanged => "already on the list, unchanged",
                 };
-                (
-                    format!("{}: {what}.", a.email),
-                    entry(
-                        "subscriber.add",
-                        &object,
-                        None,
-                        Some(serde_json::json!({"email": a.email, "outcome": what})),
-                    ),
-                )
+                format!("{}: {what}.", a.email)
             }),
-        "remove" => ctx.ops.remove_subscriber(&name, email).await.map(|r| {
-            (
-                format!("{}: removed.", r.email),
-                entry(
-                    "subscriber.remove",
-                    &object,
-                    Some(serde_json::json!({"email": r.email})),
-                    None,
-                ),
-            )
-        }),
+        "remove" => ctx
+            .ops
+            .remove_subscriber(&p.actor, &name, email)
+            .await
+            .map(|r| format!("{}: removed.", r.email)),
         "status" => ctx
             .ops
-            .set_subscriber_status(&name, email, field(&f, "status"))
+            .set_subscriber_status(&p.actor, &name, email, field(&f, "status"))
             .await
             .map(|r| {
                 let st = r.status.map(|s| s.as_str().to_string()).unwrap_or_default();
-                (
-                    format!("{}: now {st}.", r.email),
-                    entry(
-                        "subscriber.status",
-                        &object,
-                        None,
-                        Some(serde_json::json!({"email": r.email, "status": st})),
-                    ),
-                )
+                format!("{}: now {st}.", r.email)
             }),
         _ => {
             return message(
@@ -247,8 +226,7 @@ pub async fn change(
         }
     };
     match done {
-        Ok((text, entry)) => {
-            ctx.ops.audit(&p.actor, entry).await;
+        Ok(text) => {
             one_page(
                 &ctx,
                 c,
@@ -310,7 +288,7 @@ pub async fn import(
             )
         }
     };
-    match ctx.ops.import_csv(&name, rows).await {
+    match ctx.ops.import_csv(&p.actor, &name, rows).await {
         Ok(imp) => {
             let n = imp.counts;
             let mut text = format!(
@@ -327,16 +305,7 @@ pub async fn import(
                     imp.ignored_columns.join(", ")
                 ));
             }
-            let entry = entry(
-                "list.import",
-                &format!("list:{name}"),
-                None,
-                Some(serde_json::json!({
-                    "added": n.added, "updated": n.updated, "unchanged": n.unchanged, "refused": imp.rejected.len()
-                })),
-            );
-            ctx.ops.audit(&p.actor, entry).await;
-            let rejected = imp.rejected.iter().map(|r| r.to_string()).collect();
+            let rejected = imp.report(&up.file_name);
             one_page(
                 &ctx,
                 c,
@@ -381,17 +350,4 @@ pub async fn export(
             .into_response(),
         Err(e) => failed(&c, e, "/console/lists"),
     }
-}
-
-/// An audit entry with its before and after.
-fn entry(
-    action: &'static str,
-    object: &str,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-) -> AuditEntry {
-    let mut e = AuditEntry::new(action, object);
-    e.before = before;
-    e.after = after;
-    e
 }

@@ -1,11 +1,12 @@
 //! The operator console: server-rendered pages (Askama, `templates/console/`, no script)
-//! for the daily work — records, bulletins, notices, lists, schedules. Each handler takes
+//! for the daily work — records, bulletins, notices, lists, schedules — and the audit log. Each handler takes
 //! the signed-in [`Principal`], checks a permission and calls operations, never the store.
 //! Every form that changes something carries the session's CSRF token, and a POST the
 //! browser marks as cross-site (`Sec-Fetch-Site`, `Origin`) is refused before anything
 //! else is read. Action buttons are shown only to roles that may use them; the handler
 //! refuses the action anyway.
 
+mod audit;
 mod bulletins;
 mod lists;
 mod notices;
@@ -29,6 +30,8 @@ pub(super) fn routes() -> OpenApiRouter<HttpContext> {
         .routes(routes!(home))
         .routes(routes!(records::page))
         .routes(routes!(records::approve))
+        .routes(routes!(records::send_back))
+        .routes(routes!(audit::page))
         .routes(routes!(records::upload))
         .routes(routes!(bulletins::list))
         .routes(routes!(bulletins::detail, bulletins::act))

@@ -6,7 +6,6 @@
 use super::{failed, field, fields, form_pairs, gate, html, Chrome, Signed};
 use crate::domain::Permission;
 use crate::http::HttpContext;
-use crate::ops::audit::AuditEntry;
 use crate::ops::notices::NoticeInput;
 use askama::Template;
 use axum::body::Bytes;
@@ -142,15 +141,17 @@ pub async fn submit(
         "" => "info",
         s => s,
     };
-    let checked = ctx.ops.check_notice(NoticeInput {
-        title: field(&pairs, "title"),
-        body: field(&pairs, "body"),
-        severity,
-        lists: &lists,
-        by: &p.actor.name,
-        key,
-        channels: &channels,
-    });
+    let checked = ctx.ops.check_notice(
+        &p.actor,
+        NoticeInput {
+            title: field(&pairs, "title"),
+            body: field(&pairs, "body"),
+            severity,
+            lists: &lists,
+            key,
+            channels: &channels,
+        },
+    );
     let step = field(&pairs, "step");
     let req = match checked {
         Ok(r) => r,
@@ -226,14 +227,10 @@ pub async fn submit(
             let ops = ctx.ops.clone();
             // In a task of its own, as the API does: a browser that gives up mid-request
             // does not cut the fan-out short.
-            let sent = tokio::spawn(async move { ops.send_notice(&req).await }).await;
+            let actor = p.actor.clone();
+            let sent = tokio::spawn(async move { ops.send_notice(&actor, &req).await }).await;
             match sent {
                 Ok(Ok(out)) => {
-                    let mut entry = AuditEntry::new("notice.send", format!("bulletin:{}", out.id));
-                    entry.after = Some(
-                        serde_json::json!({"created": out.created, "deliveries": out.deliveries}),
-                    );
-                    ctx.ops.audit(&p.actor, entry).await;
                     let tag = if out.created { "created" } else { "repeat" };
                     Redirect::to(&format!("/console/bulletins/{}?notice={tag}", out.id))
                         .into_response()

@@ -5,8 +5,7 @@
 use super::{failed, gate, html, message, when, Chrome, Signed};
 use crate::domain::{ChannelKind, Permission, RecordState};
 use crate::http::HttpContext;
-use crate::ops::audit::AuditEntry;
-use crate::ops::records::{ApproveInput, PreviewFormat, PreviewInput, WechatSize};
+use crate::ops::records::{PreviewFormat, PreviewInput, WechatSize};
 use askama::Template;
 use axum::extract::{Form, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -188,24 +187,44 @@ pub async fn approve(
     if let Err(r) = gate(&ctx, &p, &headers, &f.csrf, Permission::Approve, &c) {
         return r;
     }
-    match ctx
-        .ops
-        .approve(ApproveInput {
-            id: &id,
-            by: &p.actor.name,
-        })
-        .await
-    {
-        Ok(a) => {
-            ctx.ops
-                .audit(
-                    &p.actor,
-                    AuditEntry::new("record.approve", format!("record:{id}")),
-                )
-                .await;
-            tracing::info!(record = %a.id, by = %a.by, "approved in the console");
-            Redirect::to("/console/records").into_response()
-        }
+    match ctx.ops.approve(&p.actor, &id).await {
+        Ok(_) => Redirect::to("/console/records").into_response(),
+        Err(e) => failed(&c, e, "/console/records"),
+    }
+}
+
+/// The send-back form: the approver's comment for the editor.
+#[derive(Deserialize, ToSchema)]
+pub struct SendBackForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// What the editor should change (kept on the record).
+    pub comment: String,
+}
+
+/// Send a record back to its editor as a draft, with a comment (a form)
+#[utoipa::path(post, path = "/console/records/{id}/send-back", tag = "console",
+    params(("id" = String, Path, description = "record id")),
+    request_body(content = SendBackForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "sent back: to the records page"),
+        (status = 403, description = "cross-site, a wrong CSRF token, or a role that may not approve", body = String, content_type = "text/html"),
+        (status = 404, description = "no such record", body = String, content_type = "text/html"),
+        (status = 422, description = "the comment is not valid", body = String, content_type = "text/html"),
+    ))]
+pub async fn send_back(
+    State(ctx): State<HttpContext>,
+    Signed(p): Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<SendBackForm>,
+) -> Response {
+    let c = Chrome::new(&ctx, &p, "records");
+    if let Err(r) = gate(&ctx, &p, &headers, &f.csrf, Permission::Approve, &c) {
+        return r;
+    }
+    match ctx.ops.send_back(&p.actor, &id, &f.comment).await {
+        Ok(_) => Redirect::to("/console/records").into_response(),
         Err(e) => failed(&c, e, "/console/records"),
     }
 }
@@ -265,12 +284,6 @@ pub async fn upload(
     };
     match ctx.ops.import_record_text(&p.actor, &name, &text).await {
         Ok(r) => {
-            ctx.ops
-                .audit(
-                    &p.actor,
-                    AuditEntry::new("record.import", format!("record:{}", r.id)),
-                )
-                .await;
             use crate::store::ImportOutcome::*;
             let what = match r.outcome {
                 Created => "stored as a new draft",

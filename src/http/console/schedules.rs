@@ -5,7 +5,6 @@ use super::bulletins::ConfirmPage;
 use super::{failed, gate, html, when, Chrome, Signed};
 use crate::domain::Permission;
 use crate::http::HttpContext;
-use crate::ops::audit::AuditEntry;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -112,13 +111,8 @@ pub async fn fire(
     if let Err(r) = gate(&ctx, &p, &headers, &f.csrf, Permission::Operate, &c) {
         return r;
     }
-    match ctx.ops.fire(&name).await {
+    match ctx.ops.fire(&p.actor, &name).await {
         Ok(fired) => {
-            let mut entry = AuditEntry::new("schedule.fire", format!("schedule:{name}"));
-            entry.after = Some(
-                serde_json::json!({"bulletins": fired.bulletins, "deliveries": fired.deliveries}),
-            );
-            ctx.ops.audit(&p.actor, entry).await;
             let done = if fired.already_fired {
                 format!("{name} had already fired this second: nothing more was done.")
             } else if fired.bulletins.is_empty() {
