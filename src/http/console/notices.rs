@@ -42,7 +42,8 @@ struct ConfirmPage {
     severity: String,
     lists: String,
     channels: String,
-    /// Active subscribers of the chosen lists (an address on two lists is sent once).
+    /// Active subscribers of the chosen lists, summed (an address on two lists counts
+    /// twice here; it is sent to once).
     recipients: i64,
     /// WeChat mass sends used and allowed in 24 h, when WeChat is chosen.
     quota: Option<(i64, i64)>,
