@@ -242,6 +242,8 @@ pub(super) fn refusal(
 }
 
 /// [`refusal`] as a 403 page, in front of every state-changing form.
+// The error is the page to answer with; it is built once per refused request.
+#[allow(clippy::result_large_err)]
 pub(super) fn gate(
     ctx: &HttpContext,
     p: &Principal,

@@ -246,7 +246,7 @@ pub async fn upload(
     form: Multipart,
 ) -> Response {
     let c = Chrome::new(&ctx, &p, "records");
-    let up = match super::read_upload(form, crate::domain::record::MAX_FILE_BYTES as usize).await {
+    let up = match super::read_upload(form, crate::domain::record::MAX_FILE_BYTES).await {
         Ok(u) => u,
         Err(m) => {
             return message(
