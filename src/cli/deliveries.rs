@@ -46,6 +46,7 @@ impl DeliveriesArgs {
                 channel: self.channel.as_deref(),
                 status: self.status.as_deref(),
                 recipient: self.recipient.as_deref(),
+                recipient_contains: None,
                 since: self.since.as_deref(),
                 ambiguous: self.ambiguous,
                 limit: self.limit,

@@ -63,6 +63,7 @@ under the signed-in name. It never sends: it writes the store and wakes the disp
         (name = "api", description = "Records, bulletins, the delivery ledger and notices"),
         (name = "dashboard", description = "The HTML dashboard and its sign-in"),
         (name = "public", description = "Served on public.bind, not the admin side: the signed bounce webhook"),
+        (name = "console", description = "The operator console's pages and forms (HTML; signed in by the session cookie)"),
     )
 )]
 struct ApiDoc;
@@ -178,6 +179,7 @@ fn open_routes() -> OpenApiRouter<HttpContext> {
             super::dashboard::login
         ))
         .routes(routes!(super::dashboard::logout))
+        .merge(super::console::routes())
 }
 
 /// Every operation of a path item.
@@ -712,6 +714,7 @@ async fn deliveries(
             channel: q.channel.as_deref(),
             status: q.status.as_deref(),
             recipient: q.recipient.as_deref(),
+            recipient_contains: None,
             since: q.since.as_deref(),
             ambiguous: q.ambiguous,
             limit: q.limit.unwrap_or(100),

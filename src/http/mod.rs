@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod archive;
 mod auth;
+mod console;
 mod dashboard;
 mod error;
 mod public;

@@ -20,6 +20,9 @@ pub struct DeliveryQuery<'a> {
     /// A delivery status (queued, sending, retrying, held, sent, failed, ...).
     pub status: Option<&'a str>,
     pub recipient: Option<&'a str>,
+    /// A search on the address: `@example.org` finds that domain (and only it), anything
+    /// else a substring, case-insensitively.
+    pub recipient_contains: Option<&'a str>,
     /// An RFC 3339 time, or a duration back from now such as `24h` or `7d`.
     pub since: Option<&'a str>,
     /// Only rows that may have been delivered twice.
@@ -182,6 +185,24 @@ pub fn requeue_statuses(held: bool, unconfirmed: bool, failed: bool) -> Vec<Deli
     statuses
 }
 
+/// The `LIKE` pattern (escape `\`) of a recipient search: `@example.org` matches the
+/// addresses of that domain, anything else is a substring; lower-cased, as the ledger
+/// keeps addresses.
+pub fn recipient_pattern(search: &str) -> String {
+    let mut escaped = String::with_capacity(search.len() + 2);
+    for c in search.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    if search.starts_with('@') {
+        format!("%{escaped}")
+    } else {
+        format!("%{escaped}%")
+    }
+}
+
 impl Ops {
     /// The filter a query names, checked (limit 1 to [`super::MAX_PAGE`]).
     pub fn delivery_filter(&self, q: &DeliveryQuery<'_>) -> Result<DeliveryFilter> {
@@ -190,6 +211,11 @@ impl Ops {
             channel: super::parse_opt::<ChannelKind>("channel", q.channel)?,
             status: super::parse_opt::<DeliveryStatus>("status", q.status)?,
             recipient: q.recipient.map(str::to_string),
+            recipient_like: q
+                .recipient_contains
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(recipient_pattern),
             since: q
                 .since
                 .map(|s| parse_since(s, self.clock.now()))

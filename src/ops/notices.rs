@@ -67,6 +67,18 @@ impl Ops {
         Ok(out)
     }
 
+    /// The notice's e-mail HTML as readers of the default language get it (the
+    /// unsubscribe link pointing at `/unsubscribe/PREVIEW`): what the console previews.
+    pub fn preview_notice(&self, req: &NoticeRequest) -> Result<String> {
+        let r = crate::notice::render_notice(
+            req,
+            &self.config.publisher,
+            &self.config.default_language,
+        )?;
+        let url = format!("{}/unsubscribe/PREVIEW", self.config.unsubscribe.base_url);
+        Ok(crate::render::personalise(&r.html, &url))
+    }
+
     /// WeChat mass sends used and allowed in the last 24 hours.
     pub async fn wechat_quota(&self) -> Result<WechatQuota> {
         Ok(self.notices.wechat_quota().await?)

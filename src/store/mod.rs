@@ -560,6 +560,9 @@ pub struct DeliveryFilter {
     pub channel: Option<ChannelKind>,
     pub status: Option<DeliveryStatus>,
     pub recipient: Option<String>,
+    /// A `LIKE` pattern (escape `\`) the recipient must match: a substring or a domain
+    /// search, built by `ops::deliveries::recipient_pattern`.
+    pub recipient_like: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub ambiguous_only: bool,
     pub limit: u32,

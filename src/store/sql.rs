@@ -114,11 +114,13 @@ const WECHAT_QUOTA_USED: &str = "SELECT
      AND NOT EXISTS (SELECT 1 FROM wechat_quota_reservations r WHERE r.bulletin_id = d.bulletin_id))";
 
 /// The ledger filter, shared by listing and counting: $1 bulletin, $2 channel, $3 status,
-/// $4 recipient, $5 since, $6 ambiguous only (NULL parameters match everything).
+/// $4 recipient, $5 since, $6 ambiguous only, $7 a LIKE pattern on the recipient (NULL
+/// parameters match everything).
 const LEDGER_FILTER: &str =
     "WHERE ($1 IS NULL OR bulletin_id = $1) AND ($2 IS NULL OR channel = $2)
     AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR recipient = $4)
-    AND ($5 IS NULL OR updated_at >= $5) AND ($6 = 0 OR ambiguous = 1)";
+    AND ($5 IS NULL OR updated_at >= $5) AND ($6 = 0 OR ambiguous = 1)
+    AND ($7 IS NULL OR recipient LIKE $7 ESCAPE '\\')";
 
 const LIST_SUMMARY: &str = "SELECT l.id, l.name, l.description,
     (SELECT count(*) FROM subscribers s WHERE s.list_id = l.id AND s.status = 'active') AS active,
@@ -1921,7 +1923,7 @@ where
 
     async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
         let sql =
-            format!("SELECT * FROM deliveries {LEDGER_FILTER} ORDER BY id LIMIT $7 OFFSET $8");
+            format!("SELECT * FROM deliveries {LEDGER_FILTER} ORDER BY id LIMIT $8 OFFSET $9");
         let limit = if f.limit == 0 { 100 } else { f.limit };
         sqlx::query(&sql)
             .bind(f.bulletin)
@@ -1930,6 +1932,7 @@ where
             .bind(f.recipient.as_ref().map(|r| r.to_lowercase()))
             .bind(f.since.map(ms))
             .bind(f.ambiguous_only as i64)
+            .bind(f.recipient_like.as_deref())
             .bind(limit as i64)
             .bind(f.offset as i64)
             .fetch_all(&self.pool)
@@ -1957,6 +1960,7 @@ where
             .bind(f.recipient.as_ref().map(|r| r.to_lowercase()))
             .bind(f.since.map(ms))
             .bind(f.ambiguous_only as i64)
+            .bind(f.recipient_like.as_deref())
             .fetch_one(&self.pool)
             .await?)
     }
