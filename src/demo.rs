@@ -106,7 +106,23 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "6. Delivered: {} sent, {} retrying, {} failed (readers in Chinese got the Chinese version, the others the English one)",
         report.sent, report.retrying, report.failed
     );
-    // The archive's address (issue 16's web version) is printed here.
+    if let Some(base) = &ops.config().archive.base_url {
+        println!(
+            "7. Archived: {base}/archive lists it once per language, and {base}/archive/feed.atom is its feed"
+        );
+        for id in &fired.bulletins {
+            for lang in ops.archive_versions(*id).await? {
+                println!(
+                    "     {base}{}",
+                    crate::ops::archive::version_path(*id, &lang)
+                );
+            }
+        }
+        println!(
+            "   (served by `bulletin serve --config {}/demo.toml` on the public listener)",
+            root.trim_end_matches('/')
+        );
+    }
 
     let outbox = dir.join("outbox");
     let mut files: Vec<_> = std::fs::read_dir(&outbox)?

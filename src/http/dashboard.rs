@@ -564,8 +564,10 @@ pub async fn bounce_raw(
     headers: HeaderMap,
     Path(raw_id): Path<String>,
 ) -> Response {
-    if !signed_in(&ctx, &headers) {
-        return Redirect::to("/login").into_response();
+    match resolve(&ctx, &headers).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return e.into_response(),
     }
     let Ok(id) = raw_id.parse::<i64>() else {
         return (StatusCode::NOT_FOUND, "no such bounce").into_response();

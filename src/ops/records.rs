@@ -176,7 +176,7 @@ impl Ops {
             }])
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        self.store_record_source(actor, &source, &file, Some(base))
+        self.store_record_source(actor, &source, &file, Some(base), also)
             .await
     }
 
@@ -202,17 +202,20 @@ impl Ops {
             }])
             .into());
         }
-        self.store_record_source(actor, source, name, None).await
+        self.store_record_source(actor, source, name, None, &[])
+            .await
     }
 
     /// Parses `source` (named `file` in errors), loads its images from `base` (None:
     /// images are refused), checks them and stores the record; audited as `record.import`.
+    /// `also`: the languages of the same record's other files in this import.
     async fn store_record_source(
         &self,
         actor: &Actor,
         source: &str,
         file: &str,
         base: Option<&Path>,
+        also: &[String],
     ) -> Result<ImportedRecord> {
         let file = file.to_string();
         let record = parse_record(source, &file, &self.config.default_language)?;

@@ -42,6 +42,21 @@ fn demo_delivers_to_the_outbox_on_a_fresh_folder() {
             "\r\nContent-Language: en\r\n"
         };
         assert!(raw.contains(want), "{want:?} not in\n{raw}");
+        // Each reader's web version is the one of their language.
+        let web = if want.contains("zh-Hans") {
+            "Archived-At: <http://127.0.0.1:8081/archive/1/zh-Hans>"
+        } else {
+            "Archived-At: <http://127.0.0.1:8081/archive/1/en>"
+        };
+        assert!(raw.contains(web), "{web:?} not in\n{raw}");
+    }
+    // The demo prints where the archive shows each version.
+    for url in [
+        "http://127.0.0.1:8081/archive lists it",
+        "http://127.0.0.1:8081/archive/1/en\n",
+        "http://127.0.0.1:8081/archive/1/zh-Hans\n",
+    ] {
+        assert!(stdout.contains(url), "{url:?} not in {stdout}");
     }
     let article = std::fs::read_to_string(out_dir.join("wechat/bulletin-1/article.html")).unwrap();
     // The account publishes the Chinese version.

@@ -182,10 +182,7 @@ async fn every_documented_operation_answers_with_its_security() {
         // The webhook is served on the public listener and wants its signature.
         let public = doc["paths"][&path][&method]["tags"][0] == "public";
         let base = if public { &http.public } else { &http.admin };
-        let url = format!(
-            "{base}{}",
-            path.replace("{id}", "1").replace("{name}", "x")
-        );
+        let url = format!("{base}{}", path.replace("{id}", "1").replace("{name}", "x"));
         let req = match method.as_str() {
             "get" => no_redirects.get(&url),
             "post" => no_redirects.post(&url),

@@ -5,8 +5,9 @@
 
 use crate::harness::*;
 use bulletin::domain::subscriber::NewSubscriber;
+use bulletin::domain::Actor;
 use bulletin::domain::ListName;
-use bulletin::ops::records::{ApproveInput, PreviewFormat, PreviewInput};
+use bulletin::ops::records::{PreviewFormat, PreviewInput};
 use bulletin::ops::OpsError;
 use bulletin::store::ImportOutcome;
 use std::collections::BTreeMap;
@@ -118,19 +119,17 @@ async fn one_record_in_three_languages_reaches_each_reader_in_theirs() {
     readers(&t).await;
     let ops = t.app.ops();
     let files = write_versions(&t, &[EN, ZH, TH]);
-    let out = ops.import_records(&files).await.unwrap();
+    let out = ops
+        .import_records(&Actor::local("editor"), &files)
+        .await
+        .unwrap();
     for f in &out {
         let r = f.outcome.as_ref().unwrap();
         assert_eq!(r.id, ID);
     }
     let record = ops.record(ID).await.unwrap();
     assert_eq!(record.languages(), ["en", "th", "zh-Hans"]);
-    ops.approve(ApproveInput {
-        id: ID,
-        by: "approver",
-    })
-    .await
-    .unwrap();
+    ops.approve(&Actor::local("approver"), ID).await.unwrap();
     t.app.fire_now("weekday-morning").await.unwrap();
     let report = t.app.run_pending(None).await.unwrap();
     assert_eq!(report.sent, 6, "{report:?}");
@@ -186,20 +185,21 @@ async fn approval_covers_every_version_and_preview_shows_one() {
     let files = write_versions(&t, &[TH, EN]);
     // Thai first, then English: English is `[defaults] language`, so it becomes the
     // primary when it arrives.
-    let out = ops.import_records(&files[..1]).await.unwrap();
+    let out = ops
+        .import_records(&Actor::local("editor"), &files[..1])
+        .await
+        .unwrap();
     assert_eq!(
         out[0].outcome.as_ref().unwrap().outcome,
         ImportOutcome::Created
     );
-    ops.approve(ApproveInput {
-        id: ID,
-        by: "approver",
-    })
-    .await
-    .unwrap();
+    ops.approve(&Actor::local("approver"), ID).await.unwrap();
     let before = ops.record(ID).await.unwrap().content_hash;
     // Adding a version to an approved record sends it back to draft.
-    let out = ops.import_records(&files[1..]).await.unwrap();
+    let out = ops
+        .import_records(&Actor::local("editor"), &files[1..])
+        .await
+        .unwrap();
     let r = out[0].outcome.as_ref().unwrap();
     assert_eq!(r.outcome, ImportOutcome::ReturnedToDraft);
     assert_eq!(r.versions, ["en", "th"]);
@@ -214,13 +214,12 @@ async fn approval_covers_every_version_and_preview_shows_one() {
     let list = ops.records(None).await.unwrap();
     assert_eq!(list[0].versions, ["en", "th"]);
     // The same files again change nothing; an approved record stays approved.
-    ops.approve(ApproveInput {
-        id: ID,
-        by: "approver",
-    })
-    .await
-    .unwrap();
-    for f in ops.import_records(&files).await.unwrap() {
+    ops.approve(&Actor::local("approver"), ID).await.unwrap();
+    for f in ops
+        .import_records(&Actor::local("editor"), &files)
+        .await
+        .unwrap()
+    {
         assert_eq!(f.outcome.unwrap().outcome, ImportOutcome::Unchanged);
     }
     assert_eq!(ops.record(ID).await.unwrap().state.as_str(), "approved");
@@ -229,7 +228,10 @@ async fn approval_covers_every_version_and_preview_shows_one() {
         "changed.th.toml",
         &version("th", "การประชุมย่อยที่ 2 (แก้ไข)", TH.2),
     );
-    let out = ops.import_records(&[changed]).await.unwrap();
+    let out = ops
+        .import_records(&Actor::local("editor"), &[changed])
+        .await
+        .unwrap();
     assert_eq!(
         out[0].outcome.as_ref().unwrap().outcome,
         ImportOutcome::ReturnedToDraft
@@ -267,7 +269,7 @@ async fn approval_covers_every_version_and_preview_shows_one() {
     // Two files of one import with the same id and language are both refused.
     let again = t.write_record("again.th.toml", &version("th", "อีกครั้ง", TH.2));
     let out = ops
-        .import_records(&[files[0].clone(), again])
+        .import_records(&Actor::local("editor"), &[files[0].clone(), again])
         .await
         .unwrap();
     for f in &out {
@@ -293,7 +295,9 @@ async fn every_version_shows_the_same_images() {
         )
     };
     let en = t.write_record("en.toml", &with_image(EN, "a.png"));
-    ops.import_records(&[en]).await.unwrap()[0]
+    ops.import_records(&Actor::local("editor"), &[en])
+        .await
+        .unwrap()[0]
         .outcome
         .as_ref()
         .unwrap();
@@ -302,7 +306,10 @@ async fn every_version_shows_the_same_images() {
     other.extend_from_slice(b"trailing bytes make another file");
     std::fs::write(t.dir.path().join("b.png"), &other).unwrap();
     let th = t.write_record("th.toml", &with_image(TH, "b.png"));
-    let err = ops.import_records(&[th]).await.unwrap()[0]
+    let err = ops
+        .import_records(&Actor::local("editor"), &[th])
+        .await
+        .unwrap()[0]
         .outcome
         .as_ref()
         .unwrap_err()
@@ -314,7 +321,12 @@ async fn every_version_shows_the_same_images() {
     );
     // The same image, its own alt text: stored.
     let th = t.write_record("th2.toml", &with_image(TH, "a.png"));
-    assert!(ops.import_records(&[th]).await.unwrap()[0].outcome.is_ok());
+    assert!(ops
+        .import_records(&Actor::local("editor"), &[th])
+        .await
+        .unwrap()[0]
+        .outcome
+        .is_ok());
 }
 
 #[tokio::test]
@@ -329,15 +341,10 @@ async fn a_schedule_sends_only_its_languages() {
     .await;
     readers(&t).await;
     let ops = t.app.ops();
-    ops.import_records(&write_versions(&t, &[EN, ZH, TH]))
+    ops.import_records(&Actor::local("editor"), &write_versions(&t, &[EN, ZH, TH]))
         .await
         .unwrap();
-    ops.approve(ApproveInput {
-        id: ID,
-        by: "approver",
-    })
-    .await
-    .unwrap();
+    ops.approve(&Actor::local("approver"), ID).await.unwrap();
     t.app.fire_now("thai").await.unwrap();
     t.app.run_pending(None).await.unwrap();
     // Every reader gets the best version the schedule sends: here the Thai one.
@@ -407,13 +414,12 @@ async fn a_notice_in_several_languages_reaches_each_reader_in_theirs() {
         body: "The session moves to **Room B**.",
         severity: "urgent",
         lists: &["partners".to_string()],
-        by: "ops",
         key: None,
         channels: &[],
         versions: &versions,
     };
-    let req = ops.check_notice(input).unwrap();
-    ops.send_notice(&req).await.unwrap();
+    let req = ops.check_notice(&Actor::local("ops"), input).unwrap();
+    ops.send_notice(&Actor::local("ops"), &req).await.unwrap();
     t.app.run_pending(None).await.unwrap();
     let got = by_reader(&sink.wait_for(6));
     for (reader, subject, lang) in [
@@ -436,10 +442,13 @@ async fn a_notice_in_several_languages_reaches_each_reader_in_theirs() {
         title: "t".into(),
         body: "b".into(),
     }];
-    match ops.check_notice(bulletin::ops::notices::NoticeInput {
-        versions: &twice,
-        ..input
-    }) {
+    match ops.check_notice(
+        &Actor::local("ops"),
+        bulletin::ops::notices::NoticeInput {
+            versions: &twice,
+            ..input
+        },
+    ) {
         Err(OpsError::Invalid { field, .. }) => assert_eq!(field, "versions[1].language"),
         other => panic!("{other:?}"),
     }
@@ -451,15 +460,10 @@ async fn wechat_publishes_the_chinese_version() {
     let t = spawn_app(crate::wechat::options(&fake, "draft")).await;
     t.list_with("partners", &[("a@example.org", None)]).await;
     let ops = t.app.ops();
-    ops.import_records(&write_versions(&t, &[EN, ZH, TH]))
+    ops.import_records(&Actor::local("editor"), &write_versions(&t, &[EN, ZH, TH]))
         .await
         .unwrap();
-    ops.approve(ApproveInput {
-        id: ID,
-        by: "approver",
-    })
-    .await
-    .unwrap();
+    ops.approve(&Actor::local("approver"), ID).await.unwrap();
     t.app.fire_now("weekday-morning").await.unwrap();
     for _ in 0..5 {
         t.app.run_pending(None).await.unwrap();

@@ -151,6 +151,7 @@ pub async fn submit(
             lists: &lists,
             key,
             channels: &channels,
+            versions: &[],
         },
     );
     let step = field(&pairs, "step");

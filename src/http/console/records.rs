@@ -89,6 +89,7 @@ async fn build(ctx: &HttpContext, c: Chrome, notice: Option<String>) -> Result<R
                     id: &r.id,
                     channel: ChannelKind::Email,
                     format: PreviewFormat::Html,
+                    language: None,
                 })
                 .await
                 .map_err(|e| failed(&c, e, "/console"))?;
@@ -102,6 +103,7 @@ async fn build(ctx: &HttpContext, c: Chrome, notice: Option<String>) -> Result<R
                     id: &r.id,
                     channel: ChannelKind::Wechat,
                     format: PreviewFormat::Html,
+                    language: None,
                 })
                 .await
             {
