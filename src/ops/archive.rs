@@ -113,14 +113,14 @@ impl Ops {
             })
             .await?;
         let more = rows.len() > limit as usize;
+        // A bulletin's versions are listed together: one cut by the page's end goes
+        // whole to the next page (unless it alone fills this one).
+        let cut = more && rows[limit as usize].id == rows[limit as usize - 1].id;
         rows.truncate(limit as usize);
-        if more {
-            // A bulletin's versions are listed together: one cut off by the page's end
-            // goes whole to the next page (unless it alone fills this one).
-            if let Some(last) = rows.last().map(|b| b.id) {
-                if rows.iter().any(|b| b.id != last) {
-                    rows.retain(|b| b.id != last);
-                }
+        if cut {
+            let last = rows[rows.len() - 1].id;
+            if rows.iter().any(|b| b.id != last) {
+                rows.retain(|b| b.id != last);
             }
         }
         let older = more.then(|| rows.last().map(|b| b.id)).flatten();

@@ -302,7 +302,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Temporary b-trees (sorts, DISTINCT, UNION) in memory, not in temp files: a
+            // statement then needs no new file descriptor, so a process out of them (a
+            // flood of connections) can still claim and record outcomes.
+            .pragma("temp_store", "memory");
         // One connection. SQLite lets one writer in at a time anyway, and with several
         // connections every transaction found its page cache invalidated by the others'
         // commits and read its pages again: perf put ~35 % of a send's CPU in the SQLite

@@ -145,9 +145,10 @@ fn secrets_never_reach_output() {
         .replace("outbox_dir = \"demo-output/outbox\"\n", "")
         .replace("transport = \"outbox\"", "transport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"")
         .replace("demo-output/", &format!("{}/", dir.path().display()))
-        .replace(
+        .replacen(
             "base_url = \"http://127.0.0.1:8081\"",
             "base_url = \"http://127.0.0.1:8081\"\nallow_loopback = true",
+            1,
         );
     std::fs::write(&cfg, text).unwrap();
     let out = bulletin()

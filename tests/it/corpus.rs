@@ -316,13 +316,6 @@ fn html_and_template_syntax_in_text_are_stored_as_text_and_rendered_inert() {
 /// as it is, refused, and creates nothing.
 const API: &[(&str, &str, u16, &str, &str)] = &[
     (
-        "approve-wrong-type.json",
-        "/api/records/corpus-record/approve",
-        400,
-        "invalid_json",
-        "by: invalid type: sequence, expected a string at line 1 column 7",
-    ),
-    (
         "notice-enormous-body.json",
         "/api/notices",
         422,
