@@ -176,6 +176,39 @@ async fn one_record_in_three_languages_reaches_each_reader_in_theirs() {
     let mut langs: Vec<_> = b[0].versions.iter().map(|v| v.language.as_str()).collect();
     langs.sort();
     assert_eq!(langs, ["th", "zh-Hans"]);
+
+    // The archive lists the bulletin once per language version, and each web version is
+    // that version's text with no personal link.
+    let page = ops.archive_page(None, None).await.unwrap();
+    let mut listed: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| (e.id, e.language.as_str(), e.subject.as_str()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [(1, "en", EN.1), (1, "th", TH.1), (1, "zh-Hans", ZH.1)]
+    );
+    let zh_only = ops.archive_page(Some("zh-Hans"), None).await.unwrap();
+    assert_eq!(zh_only.entries.len(), 1);
+    assert_eq!(zh_only.entries[0].path, "/archive/1/zh-Hans");
+    for (lang, (_, title, label, date)) in [("en", en), ("zh-Hans", zh), ("th", th)] {
+        let web = ops.archive_web_version(1, Some(lang)).await.unwrap();
+        assert_eq!(web.language, lang);
+        assert!(
+            web.html.contains(&format!("<html lang=\"{lang}\">")),
+            "{lang}"
+        );
+        for want in [title, label, date] {
+            assert!(web.html.contains(want), "{lang}: web version lacks {want}");
+        }
+        assert!(
+            !web.html.contains("/unsubscribe/"),
+            "{lang}: a personal link"
+        );
+    }
+    assert!(ops.archive_web_version(1, Some("km")).await.is_err());
 }
 
 #[tokio::test]
