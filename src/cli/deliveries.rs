@@ -20,6 +20,10 @@ pub struct DeliveriesArgs {
     /// Only rows to this address (or WeChat target).
     #[arg(long)]
     recipient: Option<String>,
+    /// Only addresses matching this, case-insensitively: `@example.org` is that domain
+    /// (and only it), anything else a substring.
+    #[arg(long)]
+    search: Option<String>,
     /// RFC 3339 time, or a duration back from now such as 24h or 7d.
     #[arg(long)]
     since: Option<String>,
@@ -46,7 +50,7 @@ impl DeliveriesArgs {
                 channel: self.channel.as_deref(),
                 status: self.status.as_deref(),
                 recipient: self.recipient.as_deref(),
-                recipient_contains: None,
+                recipient_contains: self.search.as_deref(),
                 since: self.since.as_deref(),
                 ambiguous: self.ambiguous,
                 limit: self.limit,

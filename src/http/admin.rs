@@ -679,6 +679,9 @@ struct DeliveriesQuery {
     status: Option<String>,
     /// Address, exact.
     recipient: Option<String>,
+    /// A search on the address, case-insensitive: `@example.org` finds that domain (and
+    /// only it), anything else a substring (the console's ledger search).
+    q: Option<String>,
     /// RFC 3339 time or a duration back from now (`24h`, `7d`); on the row's last update.
     #[param(example = "24h")]
     since: Option<String>,
@@ -714,7 +717,7 @@ async fn deliveries(
             channel: q.channel.as_deref(),
             status: q.status.as_deref(),
             recipient: q.recipient.as_deref(),
-            recipient_contains: None,
+            recipient_contains: q.q.as_deref(),
             since: q.since.as_deref(),
             ambiguous: q.ambiguous,
             limit: q.limit.unwrap_or(100),

@@ -286,6 +286,27 @@ async fn bulletins_deliveries_with_attempts_retry_pause_resume_and_metrics() {
     )
     .await;
     assert_eq!(v3["total"], 1);
+    // The console's search: a domain finds only that domain, anything else a substring.
+    for (q, want) in [
+        ("%40example.com", vec!["press@example.com"]),
+        ("MINGYU", vec!["li.mingyu@example.org"]),
+        ("%40example", vec![]),
+    ] {
+        let (_, v) = json_of(
+            http.get(&format!("/api/deliveries?bulletin={bid}&q={q}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let got: Vec<_> = v["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["recipient"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "q={q}: {v}");
+    }
     for bad in [
         "status=lost",
         "channel=fax",
